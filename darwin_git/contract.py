@@ -1,0 +1,124 @@
+"""`darwin.toml`: what a training repo promises darwin-git, so any repo can be a seed.
+
+    [train]
+    command = ["python", "train.py"]   # run with the tree as cwd (read-only)
+    budget_s = 60                      # default wall-clock budget; the harness enforces it
+
+    [model]
+    entry = "model:build_model"        # build_model(config: dict) -> torch.nn.Module
+    checkpoint = "ckpt.pt"             # written by training into $DARWIN_OUT
+
+    [eval]
+    tokenizer = "char"                 # char | gpt2
+    context = 256                      # the model must accept (B, context) token ids
+
+    [paths]
+    mutable = ["train.py", "model.py"] # globs a mutation may change
+    protected = ["darwin.toml"]        # globs a mutation may never touch (the contract always is)
+
+What training sees (environment): DARWIN_DATA (folder with train.bin + meta.json),
+DARWIN_OUT (writable), DARWIN_BUDGET_S, DARWIN_DEVICE (cpu | cuda), DARWIN_SEED.
+
+The checkpoint is ``torch.save({"darwin_ckpt": 1, "model_config": {...plain values...},
+"model": state_dict, "train": {"batch_size": int, "block_size": int}})``; the harness loads it
+with ``weights_only=True`` and calls ``build_model(model_config)``. The model's forward maps
+``idx`` (B, T) int64 to logits (B, T, vocab), or a tuple whose first item is those logits.
+"""
+from __future__ import annotations
+
+import fnmatch
+import posixpath
+from dataclasses import dataclass, field
+from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+CONTRACT_FILE = "darwin.toml"
+CHECKPOINT_FORMAT = 1
+
+
+class ContractError(Exception):
+    """The tree has no usable darwin.toml."""
+
+
+@dataclass(frozen=True)
+class Contract:
+    train_command: tuple[str, ...]
+    model_entry: str
+    checkpoint: str = "ckpt.pt"
+    budget_s: float = 60.0
+    tokenizer: str = "char"
+    eval_context: int = 256
+    mutable: tuple[str, ...] = ("*.py",)
+    protected: tuple[str, ...] = field(default=(CONTRACT_FILE,))
+
+    @property
+    def model_module(self) -> str:
+        return self.model_entry.split(":", 1)[0]
+
+    @property
+    def model_function(self) -> str:
+        return self.model_entry.split(":", 1)[1]
+
+    def is_protected(self, path: str) -> bool:
+        return path == CONTRACT_FILE or any(fnmatch.fnmatchcase(path, g) for g in self.protected)
+
+    def is_mutable(self, path: str) -> bool:
+        return not self.is_protected(path) and any(
+            fnmatch.fnmatchcase(path, g) for g in self.mutable
+        )
+
+    def path_problem(self, path: str) -> str | None:
+        """Why a mutation may not write ``path`` (a tree-relative posix path), or None."""
+        if not path or path.startswith("/") or path.startswith("\\") or ":" in path.split("/")[0]:
+            return f"{path!r} is not a relative path inside the tree"
+        norm = posixpath.normpath(path)
+        if norm.startswith("../") or norm == ".." or norm != path.rstrip("/"):
+            return f"{path!r} leaves the tree or is not normalised"
+        if any(part == ".git" for part in norm.split("/")):
+            return f"{path!r} is inside .git"
+        if self.is_protected(norm):
+            return f"{path!r} is protected by {CONTRACT_FILE}"
+        if not self.is_mutable(norm):
+            return f"{path!r} is not among the mutable paths {list(self.mutable)}"
+        return None
+
+
+def parse_contract(text: str) -> Contract:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ContractError(f"{CONTRACT_FILE} is not valid TOML: {exc}") from exc
+    train, model = data.get("train", {}), data.get("model", {})
+    evals, paths = data.get("eval", {}), data.get("paths", {})
+    command = train.get("command")
+    if isinstance(command, str):
+        command = command.split()
+    if not command or not all(isinstance(c, str) for c in command):
+        raise ContractError(f"{CONTRACT_FILE}: [train] command must be a list of strings")
+    entry = model.get("entry", "")
+    if not isinstance(entry, str) or entry.count(":") != 1 or not all(entry.split(":")):
+        raise ContractError(f"{CONTRACT_FILE}: [model] entry must look like 'module:function'")
+    try:
+        return Contract(
+            train_command=tuple(command),
+            model_entry=entry,
+            checkpoint=str(model.get("checkpoint", "ckpt.pt")),
+            budget_s=float(train.get("budget_s", 60)),
+            tokenizer=str(evals.get("tokenizer", "char")),
+            eval_context=int(evals.get("context", 256)),
+            mutable=tuple(paths.get("mutable", ["*.py"])),
+            protected=tuple(paths.get("protected", [CONTRACT_FILE])),
+        )
+    except (TypeError, ValueError) as exc:
+        raise ContractError(f"{CONTRACT_FILE}: {exc}") from exc
+
+
+def load_contract(tree_dir: Path) -> Contract:
+    path = Path(tree_dir) / CONTRACT_FILE
+    if not path.is_file():
+        raise ContractError(f"the tree has no {CONTRACT_FILE}; see README 'Bring your own seed'")
+    return parse_contract(path.read_text())

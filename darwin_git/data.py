@@ -1,0 +1,186 @@
+"""The bundled corpus, its tokenizers, the train/validation split and the validation windows.
+
+Everything here is deterministic: the same corpus and tokenizer always give the same split, the
+same token files and the same windows, so results from different runs and machines compare.
+
+On-disk layout written by :func:`prepare` (uint16 little-endian token ids):
+
+    <root>/<tokenizer>/train/train.bin  + meta.json   <- the only data a training run sees
+    <root>/<tokenizer>/val/val.bin      + meta.json   <- read by the harness alone
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+ASSETS = Path(__file__).parent / "assets"
+CORPUS_PATH = ASSETS / "shakespeare.txt.gz"
+CORPUS_SHA256 = "1cb3c4bee669e3cc307f1bc2f6e75a9c7cd46c12c6303670e99e36f02ccad656"
+GPT2_RANKS_PATH = ASSETS / "gpt2.tiktoken"
+GPT2_RANKS_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"
+# r50k_base's pre-tokenizer pattern (GPT-2); the ranks file alone does not carry it.
+R50K_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+
+# Every VAL_EVERY-th block of BLOCK_CHARS characters is validation: it samples every work
+# rather than holding out the last few plays, and blocks never overlap.
+BLOCK_CHARS = 4096
+VAL_EVERY = 10
+TOKENIZERS = ("char", "gpt2")
+DATA_FORMAT = 1
+
+
+class DataError(Exception):
+    """The bundled data is missing or does not match its pinned checksum."""
+
+
+@lru_cache(maxsize=1)
+def corpus_text() -> str:
+    raw = gzip.decompress(CORPUS_PATH.read_bytes())
+    if hashlib.sha256(raw).hexdigest() != CORPUS_SHA256:
+        raise DataError(f"{CORPUS_PATH} does not match its pinned sha256; reinstall darwin-git")
+    return raw.decode("ascii")
+
+
+def split_text(text: str) -> tuple[str, str]:
+    """Deterministic split: block i goes to validation when i % VAL_EVERY == VAL_EVERY - 1."""
+    train, val = [], []
+    for i in range(0, len(text), BLOCK_CHARS):
+        block = text[i : i + BLOCK_CHARS]
+        (val if (i // BLOCK_CHARS) % VAL_EVERY == VAL_EVERY - 1 else train).append(block)
+    return "".join(train), "".join(val)
+
+
+class CharTokenizer:
+    name = "char"
+
+    def __init__(self, chars: str):
+        self.chars = chars
+        self.stoi = {c: i for i, c in enumerate(chars)}
+        self.vocab_size = len(chars)
+
+    @classmethod
+    def for_corpus(cls) -> "CharTokenizer":
+        return cls("".join(sorted(set(corpus_text()))))
+
+    def encode(self, text: str) -> list[int]:
+        return [self.stoi[c] for c in text]
+
+    def decode(self, ids) -> str:
+        return "".join(self.chars[i] for i in ids)
+
+    def token_bytes(self) -> np.ndarray:
+        return np.array([len(c.encode()) for c in self.chars], dtype=np.int64)
+
+
+class Gpt2Tokenizer:
+    """GPT-2 BPE through tiktoken, from the bundled ranks file: never a download."""
+
+    name = "gpt2"
+
+    def __init__(self):
+        import tiktoken
+        from tiktoken.load import load_tiktoken_bpe
+
+        ranks = load_tiktoken_bpe(str(GPT2_RANKS_PATH), expected_hash=GPT2_RANKS_SHA256)
+        self.enc = tiktoken.Encoding(
+            name="gpt2-local",
+            pat_str=R50K_PATTERN,
+            mergeable_ranks=ranks,
+            special_tokens={"<|endoftext|>": 50256},
+        )
+        self.vocab_size = self.enc.n_vocab
+
+    def encode(self, text: str) -> list[int]:
+        return self.enc.encode_ordinary(text)
+
+    def decode(self, ids) -> str:
+        return self.enc.decode(list(ids))
+
+    def token_bytes(self) -> np.ndarray:
+        return np.array(
+            [len(self.enc.decode_single_token_bytes(i)) for i in range(self.vocab_size)],
+            dtype=np.int64,
+        )
+
+
+def get_tokenizer(name: str):
+    if name == "char":
+        return CharTokenizer.for_corpus()
+    if name == "gpt2":
+        return Gpt2Tokenizer()
+    raise DataError(f"unknown tokenizer {name!r}; choose one of {', '.join(TOKENIZERS)}")
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    train_dir: Path  # train.bin + meta.json: mounted into training
+    val_dir: Path  # val.bin + meta.json: the harness's alone
+
+
+def default_data_root() -> Path:
+    return Path(os.environ.get("DARWIN_DATA_CACHE", Path.home() / ".cache" / "darwin-git" / "data"))
+
+
+def _write_split(directory: Path, name: str, ids: list[int], meta: dict) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    arr = np.asarray(ids, dtype=np.uint16)
+    tmp = directory / f".{name}.bin.tmp"
+    arr.tofile(tmp)
+    os.replace(tmp, directory / f"{name}.bin")
+    _atomic_json(directory / "meta.json", {**meta, "n_tokens": int(arr.size)})
+
+
+def _atomic_json(path: Path, obj: dict) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def prepare(tokenizer: str = "char", root: Path | None = None) -> DataPaths:
+    """Tokenize the bundled corpus once into ``root``; later calls reuse the files."""
+    root = Path(root) if root is not None else default_data_root()
+    base = root / f"{tokenizer}-v{DATA_FORMAT}"
+    paths = DataPaths(base / "train", base / "val")
+    if (paths.train_dir / "meta.json").exists() and (paths.val_dir / "meta.json").exists():
+        return paths
+    tok = get_tokenizer(tokenizer)
+    train_text, val_text = split_text(corpus_text())
+    meta = {"format": DATA_FORMAT, "tokenizer": tokenizer, "vocab_size": tok.vocab_size,
+            "corpus_sha256": CORPUS_SHA256}
+    if tokenizer == "char":
+        meta["chars"] = tok.chars
+    _write_split(paths.train_dir, "train", tok.encode(train_text),
+                 {**meta, "n_bytes": len(train_text.encode())})
+    _write_split(paths.val_dir, "val", tok.encode(val_text),
+                 {**meta, "n_bytes": len(val_text.encode())})
+    return paths
+
+
+def load_tokens(directory: Path, name: str) -> np.ndarray:
+    return np.fromfile(Path(directory) / f"{name}.bin", dtype=np.uint16)
+
+
+def load_meta(directory: Path) -> dict:
+    return json.loads((Path(directory) / "meta.json").read_text())
+
+
+def val_windows(val_tokens: np.ndarray, n_windows: int, context: int) -> np.ndarray:
+    """A fixed set of evenly spaced windows of ``context + 1`` tokens (inputs + next token).
+
+    Evenly spaced rather than random so that the set depends on nothing but the split.
+    """
+    span = context + 1
+    if val_tokens.size < span:
+        raise DataError(f"validation split has {val_tokens.size} tokens, fewer than {span}")
+    last = val_tokens.size - span
+    starts = np.linspace(0, last, num=n_windows).astype(np.int64)
+    return np.stack([val_tokens[s : s + span] for s in starts]).astype(np.int64)

@@ -1,0 +1,75 @@
+"""What every mutator (LLM, built-in operators, crossover resolver) takes and gives back.
+
+A mutator never touches git: it returns file contents, and the population layer turns an
+accepted :class:`Mutation` into a commit (summary = first line, reasoning = body, the rest
+in trailers). A :class:`MutationFailure` is recorded (memory + a note on the parent) so that
+the failure rate by cause is measurable.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+
+from ..contract import Contract
+
+
+@dataclass
+class MemoryEntry:
+    """One earlier change of the mutating agent and what it did to fitness."""
+    summary: str
+    reasoning: str
+    operator: str
+    delta: float | None  # fitness change (val_loss after - before; negative is better)
+    status: str  # result status of the child
+
+
+@dataclass
+class MutationContext:
+    mutator_agent: str  # who speaks (its memory is below)
+    target_agent: str  # whose code is rewritten
+    generation: int
+    contract: Contract
+    files: dict[str, str]  # the target's mutable files, path -> text
+    target_fitness: float | None = None  # val_loss of the target's tip, if known
+    memory: list[MemoryEntry] = field(default_factory=list)  # the mutator agent's history
+    top_diffs: list[str] = field(default_factory=list)  # recent accepted diffs of top agents
+    failure_log: str | None = None  # tail of the target's last failed run
+    guidance: str | None = None  # human steering text (HITL)
+    answers: list[str] = field(default_factory=list)  # human answers to this agent's requests
+    seed: int = 0  # for reproducible choices of the built-in operators
+
+
+@dataclass
+class Mutation:
+    summary: str  # one line, imperative ("Raise learning rate to 2e-3")
+    reasoning: str  # why, in prose: goes into the commit body and memory
+    changes: dict[str, str | None]  # path -> new full text (None deletes the file)
+    operator: str  # e.g. "llm", "builtin:lr_scale", "crossover"
+    mutator: str  # e.g. "llm:gpt-4o-mini" or "builtin"
+    model: str | None = None  # LLM model name, None for built-in operators
+    tokens: dict[str, int] = field(default_factory=dict)  # prompt/completion/total
+    cost_usd: float | None = None
+    attempts: int = 1  # LLM round trips used, diff-apply retries included
+    diff: str | None = None  # the unified diff as the model wrote it, if any
+    request: dict | None = None  # a request to the human (HITL), if the reply had one
+
+
+@dataclass
+class MutationFailure:
+    cause: str  # stable code: "llm_error", "timeout", "bad_reply", "diff_rejected",
+    #             "diff_failed", "no_operator", "empty_diff", "merge_conflict", ...
+    detail: str  # a precise, human-readable reason
+    operator: str
+    mutator: str
+    model: str | None = None
+    tokens: dict[str, int] = field(default_factory=dict)
+    attempts: int = 1
+    log: str | None = None  # transcript tail, for debugging
+
+
+class Mutator(abc.ABC):
+    name: str = "abstract"
+
+    @abc.abstractmethod
+    def propose(self, ctx: MutationContext) -> Mutation | MutationFailure:
+        """Never raises for anything the model or the code does; returns a failure instead."""
