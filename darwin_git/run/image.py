@@ -1,0 +1,284 @@
+"""The images the docker runner uses, and an offline way to make one.
+
+Two kinds, told apart by labels the runner reads (:func:`read_image`):
+
+- ``host`` (``darwin-git image build``, the default ``darwin-git:local``): a tiny root filesystem
+  built ``FROM scratch`` out of this machine's own files: the shared libraries the host Python and
+  every extension module in its environment need, a shell, ``/etc/passwd`` with the sandbox user.
+  Python itself is not copied: the runner bind-mounts the host interpreter and its environment
+  read-only at their own paths (recorded in the labels). No registry is contacted, so this works
+  offline and in CI, and builds in seconds.
+- ``self-contained`` (``Dockerfile.gpu``, for GPU machines): a CUDA PyTorch base with darwin-git
+  installed; ``python`` on PATH is the interpreter and nothing of the host is mounted.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from .base import SandboxUnavailable
+
+DEFAULT_TAG = "darwin-git:local"
+LABEL = "org.darwin-git"  # label prefix on images and containers
+IMAGE_FORMAT = "1"
+SANDBOX_UID = 10001  # the non-root user steps run as (when the engine itself runs as root)
+DOCKERFILE_GPU = Path(__file__).with_name("Dockerfile.gpu")
+# Small tools a training script may shell out to; all are optional.
+TOOLS = ("sh", "dash", "bash", "cat", "ls", "env", "sleep", "true", "false", "id", "echo",
+         "head", "tail", "mkdir", "rm", "cp", "mv", "nproc", "uname")
+_LDD_LINE = re.compile(r"(?:=>\s*)?(/\S+)\s+\(0x")
+
+HOW_TO = (
+    "build the offline image with `darwin-git image build` (uses this machine's Python, no "
+    "registry needed), or on a GPU machine `docker build -f darwin_git/run/Dockerfile.gpu -t "
+    "darwin-git:gpu .` and set DARWIN_DOCKER_IMAGE=darwin-git:gpu"
+)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    tag: str
+    kind: str  # "host" | "self-contained"
+    python: str  # the interpreter a step's "python" means inside the container
+    mounts: tuple[str, ...]  # host folders bind-mounted read-only at the same path (host kind)
+    uid: int
+
+
+def default_tag() -> str:
+    return os.environ.get("DARWIN_DOCKER_IMAGE", DEFAULT_TAG)
+
+
+def read_image(client, tag: str) -> ImageInfo:
+    """The image's darwin labels; SandboxUnavailable saying how to make it when it is missing."""
+    import docker.errors
+
+    try:
+        image = client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        raise SandboxUnavailable(f"docker image {tag!r} not found: {HOW_TO}") from None
+    labels = image.labels or {}
+    if labels.get(f"{LABEL}.image-format") != IMAGE_FORMAT:
+        raise SandboxUnavailable(
+            f"docker image {tag!r} has no darwin-git labels (format {IMAGE_FORMAT}): {HOW_TO}")
+    info = ImageInfo(
+        tag=tag,
+        kind=labels.get(f"{LABEL}.kind", "self-contained"),
+        python=labels.get(f"{LABEL}.python", "python"),
+        mounts=tuple(json.loads(labels.get(f"{LABEL}.mounts", "[]"))),
+        uid=int(labels.get(f"{LABEL}.uid", SANDBOX_UID)),
+    )
+    missing = [m for m in info.mounts if not Path(m).is_dir()]
+    if missing:
+        raise SandboxUnavailable(
+            f"docker image {tag!r} mounts host Python folders that no longer exist "
+            f"({', '.join(missing)}); rebuild it with `darwin-git image build`")
+    return info
+
+
+def python_layout(python: str) -> tuple[str, list[str]]:
+    """(executable, folders to mount) of a host interpreter: its venv and its base install."""
+    probe = "import sys, json; print(json.dumps([sys.executable, sys.prefix, sys.base_prefix]))"
+    try:
+        out = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=60,
+                             check=True).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise SandboxUnavailable(f"cannot run {python!r} to find its installation: {exc}") from exc
+    exe, prefix, base = json.loads(out)
+    mounts = sorted({os.path.realpath(prefix), os.path.realpath(base)})
+    # Nested mounts would shadow each other; keep the outermost folder only.
+    mounts = [m for m in mounts if not any(m != o and m.startswith(o + "/") for o in mounts)]
+    return exe, mounts
+
+
+def _elf_files(folders: list[str], python: str) -> list[str]:
+    files = [os.path.realpath(python)]
+    for folder in folders:
+        for dirpath, _, names in os.walk(folder):
+            files += [os.path.join(dirpath, n) for n in names
+                      if n.endswith(".so") or ".so." in n]
+    return [f for f in files if os.path.isfile(f) and not os.path.islink(f)]
+
+
+def _ldd(path: str) -> set[str]:
+    try:
+        out = subprocess.run(["ldd", path], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return set()
+    return {m.group(1) for line in out.splitlines() if (m := _LDD_LINE.search(line))}
+
+
+def system_libraries(elf_files: list[str], inside: list[str]) -> set[str]:
+    """Shared libraries the files load from outside ``inside`` (those come with the mounts)."""
+    libs: set[str] = set()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for found in pool.map(_ldd, elf_files):
+            libs |= found
+    # glibc loads libgcc_s at run time (thread cancellation, unwinding): ldd cannot see that.
+    for extra in ("/lib/x86_64-linux-gnu/libgcc_s.so.1", "/usr/lib/x86_64-linux-gnu/libgcc_s.so.1",
+                  "/lib64/libgcc_s.so.1"):
+        if os.path.exists(extra):
+            libs.add(extra)
+            break
+    return {lib for lib in libs if not any(lib.startswith(d + "/") for d in inside)}
+
+
+class _RootFs:
+    """A tar of host paths with their symlinks kept, so /lib -> usr/lib layouts survive."""
+
+    def __init__(self, fileobj):
+        self.tar = tarfile.open(fileobj=fileobj, mode="w")
+        self.seen: set[str] = set()
+
+    def directory(self, path: str, mode: int = 0o755) -> None:
+        parts = Path(path).parts[1:]
+        for i in range(1, len(parts) + 1):
+            name = "/".join(parts[:i])
+            if name not in self.seen:
+                self.seen.add(name)
+                info = tarfile.TarInfo(name)
+                info.type, info.mode, info.mtime = tarfile.DIRTYPE, mode, int(time.time())
+                self.tar.addfile(info)
+
+    def text(self, path: str, content: str, mode: int = 0o644) -> None:
+        self.directory(os.path.dirname(path))
+        data = content.encode()
+        info = tarfile.TarInfo(path.lstrip("/"))
+        info.size, info.mode, info.mtime = len(data), mode, int(time.time())
+        self.tar.addfile(info, io.BytesIO(data))
+        self.seen.add(path.lstrip("/"))
+
+    def host_path(self, path: str, depth: int = 0) -> None:
+        """Add ``path`` as the host has it: every symlink on the way, then the file."""
+        if depth > 20:
+            return
+        parts = Path(path).parts
+        current = "/"
+        for i, part in enumerate(parts[1:], start=1):
+            current = os.path.join(current, part)
+            name = current.lstrip("/")
+            if os.path.islink(current):
+                if name not in self.seen:
+                    self.seen.add(name)
+                    self.tar.add(current, arcname=name, recursive=False)
+                target = os.path.join(os.path.dirname(current), os.readlink(current))
+                rest = os.path.join(os.path.normpath(target), *parts[i + 1:])
+                return self.host_path(rest, depth + 1)
+            if i < len(parts) - 1:
+                self.directory(current)
+        name = current.lstrip("/")
+        if name not in self.seen and os.path.isfile(current):
+            self.seen.add(name)
+            self.tar.add(current, arcname=name, recursive=False)
+
+    def close(self) -> None:
+        self.tar.close()
+
+
+def _passwd(uid: int) -> tuple[str, str]:
+    passwd = (f"root:x:0:0:root:/root:/bin/sh\n"
+              f"darwin:x:{uid}:{uid}:darwin sandbox:/darwin/out:/bin/sh\n"
+              f"nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
+    group = f"root:x:0:\ndarwin:x:{uid}:\nnogroup:x:65534:\n"
+    return passwd, group
+
+
+def write_rootfs(fileobj, python: str, mounts: list[str], uid: int = SANDBOX_UID) -> int:
+    """Write the host image's root filesystem as a tar; returns the number of libraries."""
+    tools = [p for t in TOOLS if (p := shutil.which(t, path="/usr/bin:/bin"))]
+    libs = system_libraries(_elf_files(mounts, python) + [os.path.realpath(t) for t in tools],
+                            mounts)
+    fs = _RootFs(fileobj)
+    for d, mode in (("/tmp", 0o1777), ("/root", 0o755), ("/darwin/tree", 0o755),
+                    ("/darwin/out", 0o777), ("/darwin/pkg", 0o755), ("/darwin/in", 0o755),
+                    ("/proc", 0o755), ("/sys", 0o755), ("/dev", 0o755), ("/etc", 0o755)):
+        fs.directory(d, mode)
+    passwd, group = _passwd(uid)
+    fs.text("/etc/passwd", passwd)
+    fs.text("/etc/group", group)
+    fs.text("/etc/hostname", "sandbox\n")
+    for path in sorted(libs) + tools + ["/bin/sh"]:  # /bin/sh keeps a merged-usr /bin link
+        fs.host_path(path)
+    # Mount points for the host Python, so the read-only root needs no changes at start.
+    for m in mounts:
+        fs.directory(m)
+    fs.close()
+    return len(libs)
+
+
+def _dockerfile(tag: str, python: str, mounts: list[str], uid: int) -> str:
+    labels = {
+        f"{LABEL}.image-format": IMAGE_FORMAT,
+        f"{LABEL}.kind": "host",
+        f"{LABEL}.python": python,
+        f"{LABEL}.mounts": json.dumps(mounts),
+        f"{LABEL}.uid": str(uid),
+    }
+    label_lines = " \\\n      ".join(f"{k}={json.dumps(v)}" for k, v in labels.items())
+    return (f"# darwin-git offline image {tag}: host libraries only, Python bind-mounted.\n"
+            f"FROM scratch\nADD rootfs.tar /\nENV PATH=/usr/local/bin:/usr/bin:/bin\n"
+            f"USER {uid}:{uid}\nWORKDIR /darwin/tree\nLABEL {label_lines}\n")
+
+
+def build_host_image(tag: str = DEFAULT_TAG, python: str | None = None, client=None,
+                     uid: int = SANDBOX_UID, log=lambda msg: None) -> ImageInfo:
+    """Assemble and build the offline ``host`` image; no registry is contacted."""
+    import docker
+    import docker.errors
+
+    client = client or _client()
+    exe, mounts = python_layout(python or sys.executable)
+    log(f"python {exe}; mounted read-only from the host: {', '.join(mounts)}")
+    with tempfile.TemporaryDirectory(prefix="darwin-image-") as tmp:
+        rootfs = Path(tmp) / "rootfs.tar"
+        with open(rootfs, "wb") as f:
+            n_libs = write_rootfs(f, exe, mounts, uid)
+        log(f"root filesystem: {n_libs} host libraries, {rootfs.stat().st_size >> 20} MiB")
+        context = Path(tmp) / "context.tar"
+        with tarfile.open(context, "w") as tar:
+            data = _dockerfile(tag, exe, mounts, uid).encode()
+            info = tarfile.TarInfo("Dockerfile")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+            tar.add(rootfs, arcname="rootfs.tar")
+        with open(context, "rb") as f:
+            try:
+                client.images.build(fileobj=f, custom_context=True, tag=tag, rm=True,
+                                    forcerm=True, pull=False, network_mode="none")
+            except (docker.errors.BuildError, docker.errors.APIError) as exc:
+                raise SandboxUnavailable(f"docker could not build {tag!r}: {exc}") from exc
+    return read_image(client, tag)
+
+
+def ensure_host_image(tag: str = DEFAULT_TAG, client=None, log=lambda msg: None) -> ImageInfo:
+    """The image if it is usable, else build it (tests and CI call this once)."""
+    client = client or _client()
+    try:
+        return read_image(client, tag)
+    except SandboxUnavailable:
+        return build_host_image(tag, client=client, log=log)
+
+
+def _client():
+    """A docker client, or SandboxUnavailable saying how to get a daemon."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=120)
+        client.ping()
+        return client
+    except Exception as exc:  # docker raises many kinds here; all mean "no daemon"
+        raise SandboxUnavailable(
+            f"no Docker daemon reachable ({exc.__class__.__name__}: {exc}); install docker and "
+            "start it (`dockerd &` as root, or `systemctl start docker`), or set DOCKER_HOST"
+        ) from None
