@@ -1,0 +1,383 @@
+"""Apply an LLM-written unified diff to in-memory files, by content.
+
+Models get ``@@`` line numbers wrong, drop a context line, re-indent, forget the final
+newline and wrap diffs in prose. So hunks are located by their old-side text, never by their
+numbers; the numbers only break ties. The one thing this module must never do is apply a hunk
+to the wrong place: a match that is not unique at the strictest level that finds one fails.
+
+``apply_diff`` is pure: it takes ``{path: text}`` and returns only the changed paths
+(``None`` = deleted), or raises :class:`DiffError` with a stable cause:
+
+- ``empty_diff``: no diff, or a diff that changes nothing;
+- ``diff_rejected``: a path outside the tree, in ``.git``, protected, not mutable, or binary;
+- ``diff_failed``: unparsable, or a hunk whose context is not (uniquely) in the file.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from unidiff import PatchSet
+from unidiff.errors import UnidiffParseError
+
+from ..contract import Contract
+
+HUNK_RE = re.compile(r"^@@+ ?-?(\d+)?(?:,(\d+))? ?\+?(\d+)?(?:,(\d+))? ?@@+(.*)$")
+DEV_NULL = "/dev/null"
+
+
+class DiffError(Exception):
+    def __init__(self, cause: str, detail: str):
+        super().__init__(f"{cause}: {detail}")
+        self.cause = cause
+        self.detail = detail
+
+
+@dataclass
+class _Hunk:
+    start: int  # 1-based old-side start as the model wrote it (0 = unknown)
+    lines: list[tuple[str, str]]  # (" " | "-" | "+", text without newline)
+    new_no_eol: bool  # "\ No newline at end of file" after a new-side line
+
+    @property
+    def old(self) -> list[str]:
+        return [t for k, t in self.lines if k != "+"]
+
+
+@dataclass
+class _FilePatch:
+    source: str | None  # None = /dev/null (a new file)
+    target: str | None  # None = /dev/null (a deletion)
+    hunks: list[_Hunk]
+
+
+def apply_diff(files: dict[str, str], diff_text: str, contract: Contract) -> dict[str, str | None]:
+    """Apply ``diff_text`` to ``files``; return ``{path: new text or None}`` for changed paths."""
+    if not diff_text or not diff_text.strip():
+        raise DiffError("empty_diff", "the reply contained no diff")
+    if "GIT binary patch" in diff_text or re.search(r"^Binary files .* differ$", diff_text, re.M):
+        raise DiffError("diff_rejected", "binary patches are not accepted; send a text diff")
+    patches = parse_diff(diff_text)
+    current: dict[str, str | None] = {}
+    for fp in patches:
+        path = _check_paths(fp, contract)
+        before = current[path] if path in current else files.get(path)
+        current[path] = _apply_file(fp, path, before)
+    changed = {p: t for p, t in current.items() if t != files.get(p)}
+    if not changed:
+        raise DiffError("empty_diff", "the diff applies but changes nothing")
+    return changed
+
+
+# -- parsing ---------------------------------------------------------------------------------
+
+def parse_diff(diff_text: str) -> list[_FilePatch]:
+    """Normalise the model's diff (hunk counts recomputed, prose dropped), then parse it with
+    unidiff so that only well-formed diffs go any further."""
+    normal = _normalise(diff_text)
+    if not normal.strip():
+        raise DiffError("diff_failed", "no '--- a/<path>' / '+++ b/<path>' file header with "
+                        "'@@' hunks found in the diff")
+    try:
+        patch = PatchSet(normal)
+    except UnidiffParseError as exc:
+        raise DiffError("diff_failed", f"the diff is malformed: {exc}") from exc
+    out = []
+    for pf in patch:
+        if pf.is_binary_file:
+            raise DiffError("diff_rejected", f"{pf.path!r}: binary patches are not accepted")
+        hunks = []
+        for h in pf:
+            lines, new_no_eol = [], False
+            for ln in h:
+                if ln.line_type == "\\":
+                    if lines and lines[-1][0] == "+":
+                        new_no_eol = True
+                    continue
+                lines.append((ln.line_type, ln.value.rstrip("\n").rstrip("\r")))
+            hunks.append(_Hunk(h.source_start, lines, new_no_eol))
+        out.append(_FilePatch(_strip_prefix(pf.source_file, "a/"),
+                              _strip_prefix(pf.target_file, "b/"), hunks))
+    if not out:
+        raise DiffError("diff_failed", "the diff has no file sections")
+    return out
+
+
+def _strip_prefix(name: str, prefix: str) -> str | None:
+    name = name.split("\t")[0].strip()
+    if name == DEV_NULL:
+        return None
+    if name.startswith(('"', "'")) and name.endswith(name[0]) and len(name) > 1:
+        name = name[1:-1]
+    return name[len(prefix):] if name.startswith(prefix) else name
+
+
+def _normalise(text: str) -> str:
+    """Keep only file headers and hunks; rewrite each ``@@`` header with true line counts."""
+    lines = text.replace("\r\n", "\n").split("\n")
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ "):
+            out += [line.rstrip(), lines[i + 1].rstrip()]
+            i += 2
+            while i < len(lines) and lines[i].startswith("@@"):
+                i = _take_hunk(lines, i, out)
+            continue
+        i += 1
+    return "\n".join(out) + "\n" if out else ""
+
+
+def _take_hunk(lines: list[str], i: int, out: list[str]) -> int:
+    m = HUNK_RE.match(lines[i].strip())
+    old_start = int(m.group(1)) if m and m.group(1) else 0
+    new_start = int(m.group(3)) if m and m.group(3) else old_start
+    i += 1
+    body: list[str] = []
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("@@") or (line.startswith("--- ") and i + 1 < len(lines)
+                                     and lines[i + 1].startswith("+++ ")):
+            break
+        if line.startswith("diff --git") or line.startswith("```"):
+            break
+        if line == "" or line[0] in " +-\\":
+            body.append(line if line else " ")  # a blank context line whose space was eaten
+            i += 1
+            continue
+        break  # prose after the hunk
+    while body and body[-1] == " ":
+        body.pop()  # blank lines between sections are not context
+    body = [b for j, b in enumerate(body) if not (b.startswith("\\") and j == 0)]
+    old_n = sum(1 for b in body if b[0] in " -")
+    new_n = sum(1 for b in body if b[0] in " +")
+    out.append(f"@@ -{old_start},{old_n} +{new_start},{new_n} @@")
+    out += body
+    return i
+
+
+# -- policy ----------------------------------------------------------------------------------
+
+def _check_paths(fp: _FilePatch, contract: Contract) -> str:
+    if fp.source is None and fp.target is None:
+        raise DiffError("diff_failed", "a file section has /dev/null on both sides")
+    for name in (fp.source, fp.target):
+        if name is not None:
+            problem = contract.path_problem(name)
+            if problem:
+                raise DiffError("diff_rejected", problem)
+    if fp.source and fp.target and fp.source != fp.target:
+        raise DiffError("diff_rejected", f"renames are not supported ({fp.source!r} -> "
+                        f"{fp.target!r}); edit the file in place")
+    return fp.target or fp.source  # type: ignore[return-value]
+
+
+# -- application -----------------------------------------------------------------------------
+
+def _apply_file(fp: _FilePatch, path: str, before: str | None) -> str | None:
+    if fp.source is None:  # new file
+        if before is not None:
+            raise DiffError("diff_failed", f"{path!r} already exists; diff against it with "
+                            f"'--- a/{path}' instead of /dev/null")
+        if any(k != "+" for h in fp.hunks for k, _ in h.lines):
+            raise DiffError("diff_failed", f"a new file {path!r} may only have '+' lines")
+        body = [t for h in fp.hunks for _, t in h.lines]
+        return "\n".join(body) + "\n"
+    if before is None:
+        raise DiffError("diff_failed", f"{path!r} does not exist in the tree (or was deleted "
+                        "earlier in this diff); use '--- /dev/null' to create a file")
+    if fp.target is None:  # deletion: the removed text must be the file's
+        removed = [t for h in fp.hunks for k, t in h.lines if k == "-"]
+        if removed and _squash_all(removed) != _squash_all(before.splitlines()):
+            raise DiffError("diff_failed", f"the deletion of {path!r} does not match its content")
+        return None
+    lines = before.splitlines()
+    had_eol = before.endswith("\n") or before == ""
+    touched_end = False
+    offset = 0
+    for n, hunk in enumerate(fp.hunks, 1):
+        lines, at, end = _apply_hunk(lines, hunk, offset, path, n)
+        offset = at - (hunk.start - 1) + sum(1 for k, _ in hunk.lines if k == "+") \
+            - sum(1 for k, _ in hunk.lines if k == "-") if hunk.start else offset
+        touched_end = touched_end or end
+    eol = (had_eol or touched_end) and not (touched_end and fp.hunks[-1].new_no_eol)
+    return "\n".join(lines) + ("\n" if eol and lines else "")
+
+
+def _apply_hunk(lines, hunk: _Hunk, offset: int, path: str, n: int):
+    """Replace the hunk's old text in ``lines``. Tries the whole hunk, then (if the model left
+    out or garbled context) each change with the context it has, trimmed from the outside."""
+    if not any(k != " " for k, _ in hunk.lines):
+        return lines, hunk.start - 1 if hunk.start else 0, False  # context only: nothing to do
+    if not hunk.old:
+        raise DiffError("diff_failed", f"{path!r} hunk {n} has no context or removed lines to "
+                        "locate it; include a few unchanged lines around the insertion")
+    expect = max(hunk.start - 1 + offset, 0) if hunk.start else None
+    found = _locate(lines, hunk.lines, expect, allow_nearest=True)
+    if found is not None:
+        at, key = found
+        return _splice(lines, hunk.lines, at, key)
+    # Fallback: split at context runs, trim context from the outside, require uniqueness.
+    pieces = _split(hunk.lines)
+    out, first_at, end = lines, None, False
+    for piece in pieces:
+        placed = None
+        for trimmed in _trims(piece):
+            placed = _locate(out, trimmed, expect, allow_nearest=False)
+            if placed is not None:
+                break
+        if placed is None:
+            raise DiffError("diff_failed", _not_found(path, n, hunk, lines))
+        at, key = placed
+        out, _, piece_end = _splice(out, trimmed, at, key)
+        first_at = at if first_at is None else first_at
+        end = end or piece_end
+    return out, first_at or 0, end
+
+
+def _squash(s: str) -> str:
+    return " ".join(s.split())
+
+
+def _squash_all(lines: list[str]) -> list[str]:
+    return [_squash(s) for s in lines if s.strip()]
+
+
+# Comparison levels: exact, trailing whitespace ignored, all whitespace runs collapsed.
+_KEYS = (lambda s: s, lambda s: s.rstrip(), _squash)
+
+
+def _locate(lines, hunk_lines, expect, allow_nearest):
+    old = [t for k, t in hunk_lines if k != "+"]
+    if not old or not any(s.strip() for s in old):
+        return None  # blank-only context anchors nothing
+    for key in _KEYS:
+        want = [key(s) for s in old]
+        have = [key(s) for s in lines]
+        hits = [i for i in range(len(have) - len(want) + 1) if have[i:i + len(want)] == want]
+        if not hits:
+            continue
+        if len(hits) == 1:
+            return hits[0], key
+        if not allow_nearest or expect is None:
+            raise DiffError("diff_failed", _ambiguous(old, hits))
+        dist = sorted((abs(h - expect), h) for h in hits)
+        if dist[0][0] == dist[1][0]:
+            raise DiffError("diff_failed", _ambiguous(old, hits))
+        return dist[0][1], key
+    return None
+
+
+def _splice(lines, hunk_lines, at, key):
+    """Write the new side at ``at``, keeping the file's own context lines and re-indenting
+    added lines by the indentation drift seen on the matched lines."""
+    old_n = sum(1 for k, _ in hunk_lines if k != "+")
+    matched = lines[at:at + old_n]
+    shift = _indent_shift([t for k, t in hunk_lines if k != "+"], matched) if key is not _KEYS[0] \
+        else None
+    new, j = [], 0
+    for k, t in hunk_lines:
+        if k == " ":
+            new.append(matched[j])
+            j += 1
+        elif k == "-":
+            j += 1
+        else:
+            new.append(shift(t) if shift else t)
+    # Only a changed last line decides the final newline; an untouched one keeps the file's.
+    end = at + old_n >= len(lines) and hunk_lines[-1][0] != " "
+    return lines[:at] + new + lines[at + old_n:], at, end
+
+
+def _width(s: str) -> int:
+    ws = s[:len(s) - len(s.lstrip())]
+    return len(ws.expandtabs(4))
+
+
+def _indent_shift(hunk_old: list[str], file_old: list[str]):
+    pairs = [(h, f) for h, f in zip(hunk_old, file_old) if h.strip() and f.strip()]
+    if not pairs or all(h[:len(h) - len(h.lstrip())] == f[:len(f) - len(f.lstrip())]
+                        for h, f in pairs):
+        return None
+    unit = "\t" if any(f.startswith("\t") for _, f in pairs) else " "
+    deltas = {_width(f) - _width(h) for h, f in pairs}
+    if len(deltas) == 1:
+        d = deltas.pop()
+        return lambda s: _reindent(s, max(_width(s) + d, 0), unit) if s.strip() else s
+    ratios = {_width(f) / _width(h) for h, f in pairs if _width(h)}
+    if len(ratios) == 1 and all(_width(f) == 0 for h, f in pairs if not _width(h)):
+        r = ratios.pop()
+        return lambda s: _reindent(s, round(_width(s) * r), unit) if s.strip() else s
+    return lambda s: _reindent(s, _width(s), unit) if s.strip() else s
+
+
+def _reindent(s: str, width: int, unit: str) -> str:
+    pad = "\t" * (width // 4) + " " * (width % 4) if unit == "\t" else " " * width
+    return pad + s.lstrip()
+
+
+def _split(hunk_lines):
+    """Cut a hunk into pieces, one per run of changes, each with its neighbouring context."""
+    runs, cur = [], []
+    for k, t in hunk_lines:
+        if k == " " and cur and cur[-1][0] != " ":
+            runs.append(cur)
+            cur = []
+        cur.append((k, t))
+    runs.append(cur)
+    pieces = []
+    for i, run in enumerate(runs):
+        changes = [x for x in run if x[0] != " "]
+        lead = [x for x in run if x[0] == " "]
+        if not changes:
+            continue
+        trail = []
+        if i + 1 < len(runs):
+            trail = [x for x in _leading_context(runs[i + 1])]
+        pieces.append(lead + changes + trail)
+    return pieces or [hunk_lines]
+
+
+def _leading_context(run):
+    out = []
+    for x in run:
+        if x[0] != " ":
+            break
+        out.append(x)
+    return out
+
+
+def _trims(piece):
+    """The piece with less and less context, outermost first; never less than one anchor."""
+    ctx_before = 0
+    while ctx_before < len(piece) and piece[ctx_before][0] == " ":
+        ctx_before += 1
+    ctx_after = 0
+    while ctx_after < len(piece) - ctx_before and piece[-1 - ctx_after][0] == " ":
+        ctx_after += 1
+    seen = []
+    for total in range(ctx_before + ctx_after, -1, -1):
+        for a in range(min(ctx_before, total), -1, -1):
+            b = total - a
+            if b > ctx_after:
+                continue
+            cand = piece[ctx_before - a:len(piece) - (ctx_after - b)]
+            if cand not in seen:
+                seen.append(cand)
+                yield cand
+
+
+def _ambiguous(old, hits):
+    where = ", ".join(str(h + 1) for h in hits[:6])
+    return (f"the hunk starting {old[0].strip()!r} matches {len(hits)} places (lines {where}); "
+            "add more context lines so that it matches exactly one")
+
+
+def _not_found(path, n, hunk, lines):
+    first = next((t for t in hunk.old if t.strip()), "")
+    near = [i + 1 for i, s in enumerate(lines) if first.strip() and _squash(s) == _squash(first)]
+    hint = f" (its first line occurs at line(s) {near[:5]}, but the lines after it differ)" \
+        if near else ""
+    return (f"{path!r} hunk {n}: the context/removed lines were not found in the current "
+            f"file{hint}; copy them exactly from the file as given")
