@@ -1,0 +1,353 @@
+"""DockerSandbox: one untrusted step in a locked-down container (the `docker` SDK).
+
+Every container gets: no network (``network_mode=none``), a read-only root filesystem, the tree
+read-only at /darwin/tree (the cwd), each input read-only at /darwin/in/<name> (announced as
+DARWIN_<NAME>), ``step.out_dir`` as the only writable bind mount (/darwin/out, DARWIN_OUT), the
+darwin_git package read-only on PYTHONPATH, memory / pids / CPU / file-size limits from
+``step.limits``, all capabilities dropped, no-new-privileges, a non-root user, GPUs through device
+requests when ``step.gpus > 0``, and labels naming this process as its owner so that containers
+left by a crashed engine are found and removed (:func:`cleanup_orphans`, run at sandbox start).
+
+Output is read through an attach socket, not from a log driver: the daemon keeps nothing on
+disk however much a step prints, the engine keeps the last ``log_bytes`` and counts the rest,
+and a slow reader slows the writer instead of filling memory. Docker multiplexes stdout and
+stderr on that socket (8-byte frame headers when there is no tty); :class:`_Demux` splits them.
+"""
+from __future__ import annotations
+
+import os
+import re
+import socket
+import stat
+import struct
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from .base import Interactive, Outcome, Sandbox, SandboxUnavailable, Step, base_env
+from .image import LABEL, ImageInfo, _client, default_tag, read_image
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # .../darwin_git
+TREE, OUT, INPUTS, PKG = "/darwin/tree", "/darwin/out", "/darwin/in", "/darwin/pkg"
+NOTE = "[darwin docker] "
+_HEADER = struct.Struct(">BxxxI")  # stream (1 stdout, 2 stderr), 3 pad bytes, payload size
+
+
+def _owner() -> str:
+    """This process, in a form that survives pid reuse: host:pid:start-time-in-ticks."""
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_start_ticks(pid)}"
+
+
+def _start_ticks(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return "?"
+
+
+def _owner_alive(owner: str) -> bool:
+    host, _, rest = owner.partition(":")
+    pid, _, ticks = rest.partition(":")
+    if host != socket.gethostname():
+        return True  # another machine's engine on a shared daemon: not ours to judge
+    return pid.isdigit() and _start_ticks(int(pid)) == ticks
+
+
+def cleanup_orphans(client=None, everything: bool = False) -> list[str]:
+    """Remove darwin containers whose engine process is gone (or all of them); their names."""
+    client = client or _client()
+    removed = []
+    for c in client.containers.list(all=True, filters={"label": f"{LABEL}.sandbox"}):
+        owner = (c.labels or {}).get(f"{LABEL}.owner", "")
+        if everything or not _owner_alive(owner):
+            try:
+                c.remove(force=True)
+                removed.append(c.name)
+            except Exception:  # already gone, or being removed by its owner right now
+                pass
+    return removed
+
+
+class DockerSandbox(Sandbox):
+    name = "docker"
+
+    def __init__(self, image: str | None = None, client=None):
+        self.image = image or default_tag()
+        self._client = client
+        self._info: ImageInfo | None = None
+        self._lock = threading.Lock()
+
+    def check(self) -> None:
+        self._ready()
+
+    def _ready(self) -> ImageInfo:
+        with self._lock:
+            if self._info is None:
+                self._client = self._client or _client()
+                info = read_image(self._client, self.image)
+                cleanup_orphans(self._client)
+                self._info = info
+            return self._info
+
+    def run(self, step: Step) -> Outcome:
+        try:
+            box = _Container(self, step, interactive=False)
+        except SandboxUnavailable as exc:
+            return Outcome(None, False, 0.0, f"{NOTE}{exc}\n", 0, error=str(exc))
+        return box.close(timeout_s=None)
+
+    def open(self, step: Step) -> Interactive:
+        """Raises SandboxUnavailable when the container cannot be started."""
+        return _Container(self, step, interactive=True)
+
+
+def container_spec(step: Step, info: ImageInfo, user: str) -> dict:
+    """Arguments of ``create_container`` + ``create_host_config`` for a step (no side effects)."""
+    import docker.types
+
+    paths = {"DARWIN_OUT": OUT}
+    paths.update({f"DARWIN_{k.upper()}": f"{INPUTS}/{k}" for k in step.inputs})
+    env = base_env(step, paths)
+    argv = list(step.argv)
+    if argv and argv[0] == "python":
+        argv[0] = info.python
+    if info.kind == "host":  # the venv's bin first, so a step's own `python` is the same one
+        env["PATH"] = f"{os.path.dirname(info.python)}:{env['PATH']}"
+    env["PYTHONPATH"] = PKG + (f":{step.env['PYTHONPATH']}" if "PYTHONPATH" in step.env else "")
+    if any(a.startswith("darwin_git") for a in argv[1:3]):
+        env["PYTHONSAFEPATH"] = "1"  # the tree (cwd) may not shadow the package
+    env.setdefault("MALLOC_ARENA_MAX", "2")
+    mounts = [docker.types.Mount(TREE, str(step.tree), type="bind", read_only=True),
+              docker.types.Mount(OUT, str(step.out_dir), type="bind", read_only=False),
+              docker.types.Mount(f"{PKG}/darwin_git", str(PACKAGE_DIR), type="bind",
+                                 read_only=True)]
+    mounts += [docker.types.Mount(f"{INPUTS}/{k}", str(v), type="bind", read_only=True)
+               for k, v in step.inputs.items()]
+    mounts += [docker.types.Mount(m, m, type="bind", read_only=True) for m in info.mounts]
+    lim = step.limits
+    ulimits = [docker.types.Ulimit(name="fsize", soft=lim.max_file_bytes, hard=lim.max_file_bytes),
+               docker.types.Ulimit(name="core", soft=0, hard=0)]
+    if lim.cpu_seconds:
+        ulimits.append(docker.types.Ulimit(name="cpu", soft=lim.cpu_seconds, hard=lim.cpu_seconds))
+    host = dict(
+        mounts=mounts, network_mode="none", read_only=True, cap_drop=["ALL"],
+        security_opt=["no-new-privileges"], mem_limit=lim.memory_bytes,
+        memswap_limit=lim.memory_bytes,  # no swap: over the limit means the OOM killer
+        pids_limit=lim.max_procs, ulimits=ulimits, ipc_mode="private",
+        tmpfs={"/tmp": "rw,nosuid,nodev,size=64m"}, log_config={"type": "none"},
+    )
+    if lim.cpus:
+        host["nano_cpus"] = int(lim.cpus * 1e9)
+    if step.gpus > 0:
+        host["device_requests"] = [docker.types.DeviceRequest(count=step.gpus,
+                                                              capabilities=[["gpu"]])]
+    name = "darwin-" + re.sub(r"[^a-zA-Z0-9_.-]", "-", step.label)[:40] + "-" + uuid.uuid4().hex[:8]
+    create = dict(image=info.tag, command=argv, working_dir=TREE, environment=env, user=user,
+                  name=name, network_disabled=True, hostname="sandbox",
+                  labels={f"{LABEL}.sandbox": "1", f"{LABEL}.owner": _owner(),
+                          f"{LABEL}.label": step.label})
+    return {"create": create, "host": host}
+
+
+class _Container(Interactive):
+    """A started container: its attach socket, the demultiplexer, the deadline, the cleanup."""
+
+    def __init__(self, sandbox: DockerSandbox, step: Step, interactive: bool):
+        import docker.errors
+
+        info = sandbox._ready()
+        self.api, self.step, self.interactive = sandbox._client.api, step, interactive
+        self.uid = os.getuid() if os.getuid() != 0 else info.uid
+        self.timed_out = False
+        self.cid = None
+        self._closed: Outcome | None = None
+        self.stdin = self.stdout = None
+        _prepare_mounts(step, self.uid)
+        spec = container_spec(step, info, f"{self.uid}:{os.getgid() if os.getuid() else self.uid}")
+        spec["create"].update(stdin_open=interactive, tty=False)  # StdinOnce follows
+        try:
+            host_config = self.api.create_host_config(**spec["host"])
+            self.cid = self.api.create_container(host_config=host_config, **spec["create"])["Id"]
+            params = {"stdout": 1, "stderr": 1, "stream": 1, "stdin": int(interactive)}
+            self.sock = self.api.attach_socket(self.cid, params=params)
+            self.raw = getattr(self.sock, "_sock", self.sock)
+            self.raw.settimeout(None)  # a step may be silent for longer than the API timeout
+            if interactive:
+                read_fd, write_fd = os.pipe()
+                self.stdout = os.fdopen(read_fd, "rb")
+                self.stdin = _SocketWriter(self.raw)
+                self.demux = _Demux(self.raw, step.limits.log_bytes, os.fdopen(write_fd, "wb", 0))
+            else:
+                self.demux = _Demux(self.raw, step.limits.log_bytes, None)
+            self.start = time.monotonic()
+            self.api.start(self.cid)
+        except (docker.errors.APIError, OSError) as exc:
+            self._remove()
+            raise SandboxUnavailable(f"docker could not start the step: {exc}") from exc
+        self.demux.start()
+        self._deadline = threading.Timer(step.timeout_s, self._on_deadline)
+        self._deadline.daemon = True
+        self._deadline.start()
+
+    def _on_deadline(self) -> None:
+        self.timed_out = True
+        self._kill()
+
+    def _kill(self) -> None:
+        try:
+            self.api.kill(self.cid)
+        except Exception:  # already stopped
+            pass
+
+    def _remove(self) -> None:
+        if self.cid is not None:
+            try:
+                self.api.remove_container(self.cid, force=True)
+            except Exception:  # already removed; cleanup_orphans is the backstop
+                pass
+
+    def close(self, timeout_s: float | None = 5.0) -> Outcome:
+        if self._closed is not None:
+            return self._closed
+        if self.stdin is not None:
+            self.stdin.close()  # half-close: the server sees EOF and may exit by itself
+        self.demux.join(timeout_s)
+        if self.demux.is_alive():
+            self._kill()
+            self.demux.join(10)
+        self._deadline.cancel()
+        wall = time.monotonic() - self.start
+        rc, oom, error = None, False, None
+        try:
+            state = self.api.wait(self.cid, timeout=30)
+            rc = state.get("StatusCode")
+            oom = bool(self.api.inspect_container(self.cid)["State"].get("OOMKilled"))
+        except Exception as exc:  # the daemon failed us, not the step
+            error = f"docker lost the container: {exc}"
+        self._remove()
+        try:
+            self.raw.close()
+        except OSError:
+            pass
+        if self.stdout is not None:
+            self.stdout.close()
+        text = self.demux.tail.decode("utf-8", "replace")
+        if oom:
+            text += f"\n{NOTE}killed by the OOM killer: over {self.step.limits.memory_bytes} bytes\n"
+        if self.timed_out:
+            text += f"\n{NOTE}killed after the {self.step.timeout_s:.1f} s timeout\n"
+        _settle_out(Path(self.step.out_dir))
+        self._closed = Outcome(None if self.timed_out else rc, self.timed_out, wall, text,
+                               self.demux.nbytes, oom=oom, error=error)
+        return self._closed
+
+
+class _SocketWriter:
+    """The container's stdin: writes go straight to the attach socket; close is a half-close."""
+
+    def __init__(self, sock):
+        self.sock, self.closed = sock, False
+
+    def write(self, data) -> int:
+        self.sock.sendall(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            try:
+                self.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+
+class _Demux(threading.Thread):
+    """Split docker's multiplexed attach stream: stdout to ``sink`` (or the log), stderr to the
+    log; keep the last ``keep`` log bytes and count all of them."""
+
+    def __init__(self, sock, keep: int, sink):
+        super().__init__(daemon=True)
+        self.sock, self.keep, self.sink = sock, keep, sink
+        self.tail, self.nbytes = bytearray(), 0
+
+    def _exact(self, n: int) -> bytes | None:
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = self.sock.recv(min(n - len(buf), 1 << 20))
+            if not chunk:
+                return None
+            buf += chunk
+        return bytes(buf)
+
+    def _log(self, data: bytes) -> None:
+        self.nbytes += len(data)
+        self.tail += data
+        if len(self.tail) > 2 * self.keep:  # trim rarely: amortised O(1) per byte
+            del self.tail[:-self.keep]
+
+    def run(self) -> None:
+        try:
+            while (head := self._exact(_HEADER.size)) is not None:
+                kind, size = _HEADER.unpack(head)
+                left = size
+                while left:
+                    chunk = self.sock.recv(min(left, 1 << 20))
+                    if not chunk:
+                        return
+                    left -= len(chunk)
+                    if kind == 1 and self.sink is not None:
+                        try:
+                            self.sink.write(chunk)
+                        except OSError:  # the caller stopped reading: keep draining
+                            self.sink = None
+                    else:
+                        self._log(chunk)
+        except OSError:
+            pass
+        finally:
+            del self.tail[:-self.keep]
+            if self.sink is not None:
+                self.sink.close()
+
+
+def _prepare_mounts(step: Step, uid: int) -> None:
+    """Bind sources must exist and be reachable by the sandbox user; out must be its own."""
+    for what, path in [("tree", step.tree)] + [(f"input {k!r}", v) for k, v in step.inputs.items()]:
+        if not Path(path).exists():
+            raise SandboxUnavailable(f"{what} {path} does not exist")
+        if os.getuid() == 0 and Path(path).is_dir():
+            mode = os.stat(path).st_mode
+            if mode & 0o005 != 0o005:  # e.g. a mkdtemp folder (0700): let the sandbox user in
+                os.chmod(path, stat.S_IMODE(mode) | 0o055)
+    out = Path(step.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if os.getuid() == 0:
+        os.chown(out, uid, uid)
+        os.chmod(out, 0o700)
+
+
+def _settle_out(out: Path) -> None:
+    """Give the outputs back to the engine: symlinks dropped (they could point anywhere on the
+    host), everything owned by us and no longer writable by the sandbox user."""
+    if not out.is_dir():
+        return
+    me = os.getuid()
+    for dirpath, dirnames, filenames in os.walk(out, followlinks=False):
+        for name in dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            st = os.lstat(p)
+            if stat.S_ISLNK(st.st_mode) or not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+                os.unlink(p)
+                continue
+            if me == 0:
+                os.chown(p, 0, 0)
+            os.chmod(p, 0o755 if stat.S_ISDIR(st.st_mode) else 0o644)
+    if me == 0:
+        os.chown(out, 0, 0)
+    os.chmod(out, 0o755)
