@@ -1,0 +1,82 @@
+"""Settings of the LLM mutator, from the run's config with the environment on top for secrets.
+
+Works with any OpenAI-compatible server (OpenAI, vLLM, Ollama, llama.cpp, OpenRouter): point
+``base_url`` (or ``OPENAI_BASE_URL``) at it. ``OPENAI_API_KEY`` always beats a key written in a
+config file, so that a key never has to live in the repo.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+
+class LLMConfigError(ValueError):
+    """A setting of the LLM mutator is missing or has the wrong type."""
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    model: str = "gpt-4o-mini"
+    base_url: str | None = None  # None = the SDK's default (api.openai.com)
+    api_key: str | None = None
+    timeout_s: float = 120.0  # per HTTP request; the SDK aborts it after this
+    max_retries: int = 2  # the SDK's own transport retries (429, 5xx, timeouts); the only layer
+    max_apply_attempts: int = 3  # conversation turns to get a diff that applies
+    temperature: float = 0.7
+    max_tokens: int | None = None  # completion cap; None = the server's default
+    price_prompt_per_1m: float | None = None  # USD per 1M prompt tokens, for cost reporting
+    price_completion_per_1m: float | None = None
+    templates_dir: Path | None = None  # overrides for darwin_git/mutate/prompts/*.txt
+
+    @classmethod
+    def from_env_and_config(cls, config: dict | None = None,
+                            env: dict[str, str] | None = None) -> "LLMConfig":
+        """``config`` is the run's ``[llm]`` table; ``env`` defaults to ``os.environ``.
+
+        Env: OPENAI_API_KEY (wins over config), OPENAI_BASE_URL and DARWIN_LLM_MODEL (used
+        when the config does not set base_url / model)."""
+        env = os.environ if env is None else env
+        config = dict(config or {})
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(config) - set(known))
+        if unknown:
+            raise LLMConfigError(f"unknown [llm] setting(s) {unknown}; known: {sorted(known)}")
+        values: dict = {}
+        for name, value in config.items():
+            if value is not None:
+                values[name] = _coerce(name, value)
+        if env.get("OPENAI_API_KEY"):
+            values["api_key"] = env["OPENAI_API_KEY"]
+        if "base_url" not in values and env.get("OPENAI_BASE_URL"):
+            values["base_url"] = env["OPENAI_BASE_URL"]
+        if "model" not in values and env.get("DARWIN_LLM_MODEL"):
+            values["model"] = env["DARWIN_LLM_MODEL"]
+        cfg = cls(**values)
+        if cfg.max_apply_attempts < 1 or cfg.max_retries < 0 or cfg.timeout_s <= 0:
+            raise LLMConfigError("need max_apply_attempts >= 1, max_retries >= 0, timeout_s > 0")
+        if not cfg.model:
+            raise LLMConfigError("[llm] model is empty")
+        return cfg
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
+        if self.price_prompt_per_1m is None and self.price_completion_per_1m is None:
+            return None
+        return round((prompt_tokens * (self.price_prompt_per_1m or 0.0)
+                      + completion_tokens * (self.price_completion_per_1m or 0.0)) / 1e6, 8)
+
+
+_TYPES = {"model": str, "base_url": str, "api_key": str, "timeout_s": float,
+          "max_retries": int, "max_apply_attempts": int, "temperature": float,
+          "max_tokens": int, "price_prompt_per_1m": float, "price_completion_per_1m": float,
+          "templates_dir": Path}
+
+
+def _coerce(name: str, value):
+    kind = _TYPES[name]
+    if isinstance(value, bool) or (kind is int and isinstance(value, float)):
+        raise LLMConfigError(f"[llm] {name} must be {kind.__name__}, got {value!r}")
+    try:
+        return kind(value)
+    except (TypeError, ValueError) as exc:
+        raise LLMConfigError(f"[llm] {name} must be {kind.__name__}, got {value!r}") from exc

@@ -1,0 +1,151 @@
+"""A real OpenAI-compatible Chat Completions server on 127.0.0.1 for tests.
+
+It answers from a scripted queue of behaviours (a reply text, an HTTP status, a delay) and
+records every request it gets, so tests drive the real ``openai`` client over real HTTP:
+
+    with LLMServer() as srv:
+        srv.push(reply('{"reasoning": ..., "diff": ...}'), status(429), delay(5.0, "..."))
+        client = openai.OpenAI(base_url=srv.base_url, api_key="test")
+
+When the queue is empty the server answers 500 ("script exhausted"), so a test that makes
+more calls than it scripted fails loudly instead of hanging. Import the ``llm_server`` fixture
+into a test module with ``from llm_server import llm_server``.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+
+@dataclass
+class Behaviour:
+    text: str | None = None  # reply content (None with status 200 = choices: [])
+    status: int = 200
+    delay_s: float = 0.0  # sleep before answering (longer than the client timeout = timeout)
+    finish_reason: str = "stop"
+    headers: dict[str, str] = field(default_factory=dict)
+    usage: tuple[int, int] | None = None  # (prompt, completion); None = counted from text
+    raw_body: str | None = None  # sent as is (e.g. malformed JSON)
+
+
+def reply(text: str, **kw) -> Behaviour:
+    return Behaviour(text=text, **kw)
+
+
+def status(code: int, message: str = "scripted error", **kw) -> Behaviour:
+    # retry-after-ms keeps the SDK's backoff to a millisecond in tests
+    headers = {"retry-after-ms": "1", **kw.pop("headers", {})}
+    body = json.dumps({"error": {"message": message, "type": "server_error", "code": code}})
+    return Behaviour(status=code, headers=headers, raw_body=body, **kw)
+
+
+def delay(seconds: float, text: str = "{}") -> Behaviour:
+    return Behaviour(text=text, delay_s=seconds)
+
+
+class LLMServer:
+    def __init__(self, model: str = "test-model"):
+        self.model = model
+        self.queue: collections.deque[Behaviour] = collections.deque()
+        self.requests: list[dict] = []  # {"path", "headers", "body"} in arrival order
+        self._lock = threading.Lock()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def push(self, *behaviours: Behaviour) -> "LLMServer":
+        with self._lock:
+            self.queue.extend(behaviours)
+        return self
+
+    def bodies(self) -> list[dict]:
+        return [r["body"] for r in self.requests]
+
+    def start(self) -> "LLMServer":
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def do_POST(self):
+                length = int(self.headers.get("content-length") or 0)
+                raw = self.rfile.read(length).decode("utf-8", "replace")
+                try:
+                    body = json.loads(raw)
+                except json.JSONDecodeError:
+                    body = {"_raw": raw}
+                with server._lock:
+                    server.requests.append({"path": self.path, "headers": dict(self.headers),
+                                            "body": body})
+                    b = server.queue.popleft() if server.queue else None
+                if not self.path.rstrip("/").endswith("/chat/completions"):
+                    return self._send(404, {"error": {"message": f"no route {self.path}"}})
+                if b is None:
+                    return self._send(500, {"error": {"message": "script exhausted"}})
+                if b.delay_s:
+                    time.sleep(b.delay_s)
+                if b.raw_body is not None:
+                    return self._send(b.status, b.raw_body, b.headers)
+                self._send(b.status, server._completion(body, b), b.headers)
+
+            def _send(self, code, payload, headers=None):
+                data = payload if isinstance(payload, str) else json.dumps(payload)
+                try:
+                    self.send_response(code)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(data.encode())))
+                    for k, v in (headers or {}).items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    self.wfile.write(data.encode())
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (timeout): nothing to answer
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever,
+                                        kwargs={"poll_interval": 0.02}, daemon=True)
+        self._thread.start()
+        return self
+
+    def _completion(self, request: dict, b: Behaviour) -> dict:
+        prompt_chars = sum(len(str(m.get("content", ""))) for m in request.get("messages", []))
+        p, c = b.usage or (max(1, prompt_chars // 4), max(1, len(b.text or "") // 4))
+        choices = [] if b.text is None else [{
+            "index": 0, "message": {"role": "assistant", "content": b.text, "refusal": None},
+            "logprobs": None, "finish_reason": b.finish_reason}]
+        return {"id": f"chatcmpl-{len(self.requests)}", "object": "chat.completion",
+                "created": int(time.time()), "model": request.get("model", self.model),
+                "choices": choices, "system_fingerprint": None,
+                "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}}
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> "LLMServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+@pytest.fixture
+def llm_server():
+    with LLMServer() as srv:
+        yield srv
