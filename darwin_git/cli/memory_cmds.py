@@ -1,0 +1,67 @@
+"""`darwin-git memory`: rebuild, update or print the per-agent JSON memory."""
+from __future__ import annotations
+
+import click
+
+from .options import emit_json, json_option, open_population, repo_option, user_errors
+
+
+@click.group()
+def memory():
+    """Inspect or rebuild the JSON memory (a mirror of commits + notes)."""
+
+
+@memory.command()
+@repo_option
+@json_option
+@user_errors
+def rebuild(repo, as_json):
+    """Regenerate every agent's memory file from the repo alone."""
+    from .. import memory as mem
+
+    pop = open_population(repo)
+    paths = mem.rebuild(pop)
+    if as_json:
+        emit_json({"memory": str(pop.memory_dir), "files": [p.name for p in paths]})
+    else:
+        click.echo(f"Rebuilt {len(paths)} memory file(s) in {pop.memory_dir}")
+
+
+@memory.command()
+@click.argument("agents", nargs=-1)
+@click.option("--quiet", "-q", is_flag=True)
+@repo_option
+@user_errors
+def update(agents, quiet, repo):
+    """Refresh the memory of AGENTS (default: all); the hooks call this."""
+    from .. import memory as mem
+
+    pop = open_population(repo)
+    paths = mem.update(pop, list(agents) or None)
+    if not quiet:
+        click.echo(f"Updated {len(paths)} memory file(s) in {pop.memory_dir}")
+
+
+@memory.command(name="show")
+@click.argument("agent")
+@click.option("--limit", type=click.IntRange(1), default=8, show_default=True)
+@repo_option
+@json_option
+@user_errors
+def show_memory(agent, limit, repo, as_json):
+    """An agent's memory: best and worst changes first, then failures."""
+    from .. import memory as mem
+
+    pop = open_population(repo)
+    doc = mem.load(pop, agent)
+    if as_json:
+        emit_json(doc)
+        return
+    picked = mem.entries(pop, agent, limit)
+    click.echo(f"{agent}: {len(doc['entries'])} change(s), {len(doc['failures'])} failed "
+               f"attempt(s); best {doc['best']['fitness'] if doc['best'] else '-'}")
+    for e in picked:
+        delta = "-" if e.delta is None else f"{e.delta:+.4f}"
+        click.echo(f"  {delta:>9}  {e.status:<12} {e.operator:<18} {e.summary}")
+    for f in doc["failures"][-limit:]:
+        click.echo(f"  failed     {f['cause']:<12} {f['operator'] or '-':<18} {f['detail']}")

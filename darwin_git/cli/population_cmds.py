@@ -1,0 +1,145 @@
+"""`darwin-git init | status | log | show`: create and read a population repo."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .options import emit_json, json_option, open_population, repo_option, user_errors
+
+
+def _console():
+    import shutil
+    import sys
+
+    from rich.console import Console
+    # Piped output gets a wide fixed width so scripts and diffs see whole rows.
+    width = None if sys.stdout.isatty() else max(160, shutil.get_terminal_size().columns)
+    return Console(highlight=False, soft_wrap=True, width=width)
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+@click.command()
+@click.option("--seed", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="Seed training repo (a folder with darwin.toml).")
+@click.option("--agents", type=click.IntRange(1, 100000), default=4, show_default=True,
+              envvar="DARWIN_AGENTS", help="Number of agent branches [env DARWIN_AGENTS].")
+@click.option("--bare", is_flag=True, help="Create a bare population repo.")
+@click.option("--no-hooks", is_flag=True, help="Do not install the git hooks.")
+@repo_option
+@json_option
+@user_errors
+def init(seed, agents, bare, no_hooks, repo, as_json):
+    """Create a population repo from a seed, with N agent branches."""
+    from ..population.create import init_population
+
+    pop = init_population(repo, seed=seed, agents=agents, bare=bare, hooks=not no_hooks)
+    info = {"repo": str(pop.path), "memory": str(pop.memory_dir), "bare": bare,
+            "agents": list(pop.agents()), "seed": str(pop.commit("seed").id)}
+    if as_json:
+        emit_json(info)
+        return
+    click.echo(f"Created population at {pop.path} with {len(info['agents'])} agents "
+               f"({info['agents'][0]} .. {info['agents'][-1]}).")
+    click.echo(f"Memory: {pop.memory_dir}")
+    click.echo("Push everything with: git push <remote> 'refs/heads/*:refs/heads/*' "
+               "'refs/notes/*:refs/notes/*' 'refs/darwin/*:refs/darwin/*'")
+
+
+@click.command()
+@repo_option
+@json_option
+@user_errors
+def status(repo, as_json):
+    """Leaderboard of live agents (fitness = val_loss, lower is better)."""
+    from ..population.leaderboard import leaderboard
+
+    pop = open_population(repo)
+    rows = leaderboard(pop)
+    if as_json:
+        emit_json({"repo": str(pop.path), "agents": rows})
+        return
+    from rich.table import Table
+
+    table = Table(title=f"darwin-git population: {pop.path}")
+    for col, just in (("#", "right"), ("agent", "left"), ("val_loss", "right"),
+                      ("ppl", "right"), ("tok/s", "right"), ("MFU", "right"),
+                      ("status", "left"), ("gen", "right"), ("tip", "left"),
+                      ("summary", "left")):
+        table.add_column(col, justify=just)
+    for r in rows:
+        tip = r["tip"][:10] + (f" +{r['pending']}" if r["pending"] else "")
+        mfu = None if r["mfu"] is None else r["mfu"] * 100
+        table.add_row(str(r["rank"]), r["agent"], _fmt(r["val_loss"], ".4f"),
+                      _fmt(r["perplexity"], ".2f"), _fmt(r["tokens_per_s"], ",.0f"),
+                      "-" if mfu is None else f"{mfu:.1f}%", r["status"], str(r["generation"]),
+                      tip, r["summary"][:60])
+    _console().print(table)
+
+
+@click.command()
+@click.argument("agent", required=False)
+@click.option("-n", "--max-count", type=click.IntRange(1), default=200, show_default=True,
+              help="Show at most this many commits.")
+@repo_option
+@json_option
+@user_errors
+def log(agent, max_count, repo, as_json):
+    """Lineage graph of all agents (pruned ones included), or of one AGENT."""
+    from ..population.graph import lineage, render
+
+    pop = open_population(repo)
+    rows = lineage(pop, agent, max_count)
+    if as_json:
+        emit_json({"commits": rows})
+        return
+    for line in render(rows):
+        click.echo(line)
+
+
+@click.command()
+@click.argument("rev")
+@click.option("--no-diff", is_flag=True, help="Leave the diff out.")
+@repo_option
+@json_option
+@user_errors
+def show(rev, no_diff, repo, as_json):
+    """Reasoning, diff and metrics of an agent's tip or any commit."""
+    pop = open_population(repo)
+    c = pop.commit(rev)
+    summary, reasoning, trailers = pop.message(c.id)
+    parent = pop.repo[c.parent_ids[0]].tree if c.parent_ids else None
+    diff = pop.repo.diff(parent, c.tree) if parent is not None else c.tree.diff_to_tree(swap=True)
+    records = pop.records(c.id)
+    info = {"commit": str(c.id), "parents": [str(p) for p in c.parent_ids],
+            "author": f"{c.author.name} <{c.author.email}>", "time": c.commit_time,
+            "summary": summary, "reasoning": reasoning, "trailers": trailers,
+            "records": records, "result": pop.latest_result(c.id),
+            "diff": None if no_diff else diff.patch or ""}
+    if as_json:
+        emit_json(info)
+        return
+    con = _console()
+    con.print(f"[bold]commit {c.id}[/bold]")
+    con.print(f"Author: {info['author']}")
+    con.print(f"\n    {summary}\n")
+    if reasoning:
+        con.print("\n".join("    " + l for l in reasoning.splitlines()) + "\n", markup=False)
+    for k, v in trailers.items():
+        con.print(f"    {k}: {v}", markup=False)
+    res = info["result"]
+    if res:
+        con.print(f"\nResult: status={res.get('status')} val_loss={_fmt(res.get('val_loss'), '.4f')}"
+                  f" ppl={_fmt(res.get('perplexity'), '.2f')} "
+                  f"tok/s={_fmt(res.get('tokens_per_s'), ',.0f')} "
+                  f"mfu={_fmt(res.get('mfu'), '.4f')} params={res.get('params') or '-'}",
+                  markup=False)
+    for r in records:
+        if r.get("kind") == "attempt":
+            con.print(f"Attempt failed: {r.get('cause')}: {r.get('detail')}", markup=False)
+    if not no_diff and info["diff"]:
+        con.print("")
+        click.echo(info["diff"], nl=False)

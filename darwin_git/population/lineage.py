@@ -1,0 +1,96 @@
+"""Lineage queries over the population graph. Each walk stops as soon as it has its answer,
+so its cost follows the part of history it touches, not the size of the repo."""
+from __future__ import annotations
+
+import pygit2
+
+from .message import parse_message
+from .repo import AGENT_PREFIX, PRUNED_PREFIX, SEED_REF, Population
+
+
+def ancestors(pop: Population, rev, limit: int | None = None,
+              first_parent: bool = False) -> list[pygit2.Oid]:
+    """The commit and its ancestors, newest first (topological)."""
+    walker = pop.repo.walk(pop.commit(rev).id,
+                           pygit2.GIT_SORT_TOPOLOGICAL | pygit2.GIT_SORT_TIME)
+    if first_parent:
+        walker.simplify_first_parent()
+    out = []
+    for c in walker:
+        out.append(c.id)
+        if limit is not None and len(out) >= limit:
+            break
+    return out
+
+
+def all_tips(pop: Population) -> list[pygit2.Oid]:
+    tips = list(pop.agents().values()) + list(pop.pruned().values())
+    seed = pop.repo.references.get(SEED_REF)
+    if seed is not None:
+        tips.append(seed.target)
+    for name in pop.repo.references:
+        if name.startswith("refs/darwin/") and not name.startswith(PRUNED_PREFIX) \
+                and name != "refs/darwin/config":
+            tips.append(pop.repo.references[name].resolve().target)
+    return list(dict.fromkeys(tips))
+
+
+def children(pop: Population, rev) -> list[pygit2.Oid]:
+    """Commits, reachable from any agent, pruned or darwin ref, that have ``rev`` as a parent."""
+    target = pop.commit(rev).id
+    walker = pop.repo.walk(None, pygit2.GIT_SORT_TOPOLOGICAL)
+    for tip in all_tips(pop):
+        walker.push(tip)
+    walker.hide(target)  # only commits not below target can be its children
+    return [c.id for c in walker if target in c.parent_ids]
+
+
+def generation(pop: Population, rev) -> int:
+    """Darwin-Generation of the commit, or of its nearest first-parent ancestor that has one
+    (a human commit belongs to the generation it was made in); the seed is 0."""
+    c = pop.commit(rev)
+    while True:
+        gen = parse_message(c.message)[2].get("Darwin-Generation")
+        if gen is not None:
+            try:
+                return int(gen)
+            except ValueError:
+                pass
+        if not c.parent_ids:
+            return 0
+        c = pop.repo[c.parent_ids[0]]
+
+
+def unevaluated(pop: Population, agent: str) -> list[pygit2.Oid]:
+    """Commits the agent gained since its last evaluated commit (newest first)."""
+    out = []
+    for c in pop.repo.walk(pop.tip(agent), pygit2.GIT_SORT_TOPOLOGICAL):
+        if pop.records(c.id, "result"):
+            break
+        out.append(c.id)
+    return out
+
+
+def last_evaluated(pop: Population, rev, max_depth: int = 200):
+    """(commit id, latest result, commits walked) of the nearest evaluated first-parent
+    ancestor of ``rev`` (itself included), or (None, None, n)."""
+    c = pop.commit(rev)
+    tree = pop.notes._tree()[1]
+    for depth in range(max_depth):
+        results = [r for r in pop.notes.records(c.id, "result", tree) if r.get("v") == 1]
+        if results:
+            return c.id, results[-1], depth
+        if not c.parent_ids:
+            break
+        c = pop.repo[c.parent_ids[0]]
+    return None, None, depth + 1 if max_depth else 0
+
+
+def agent_of_ref(refname: str) -> str | None:
+    """The agent a ref belongs to: agents/<a>, or refs/darwin/<kind>/<a>/..."""
+    if refname.startswith(AGENT_PREFIX):
+        return refname[len(AGENT_PREFIX):]
+    parts = refname.split("/")
+    if refname.startswith("refs/darwin/") and len(parts) >= 5:
+        return parts[3]
+    return None

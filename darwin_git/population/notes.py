@@ -1,0 +1,171 @@
+"""Result notes on `refs/notes/darwin`: one versioned JSON object per line.
+
+Each line has "v" and "kind" ("result": an evaluation from darwin_git.result; "attempt": a
+mutation attempt that made no commit, noted on the parent). Appends are optimistic: the new
+notes commit is based on the tip we read, and the ref only moves if that is still the tip;
+otherwise we re-read and retry, so a concurrent append is never lost. Notes are written with
+a 2/38 fan-out so a write touches two small trees, not one tree of every note.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import pygit2
+
+from .errors import RefMoved
+from .refs import engine_signature, ref_target, update_refs
+
+NOTES_REF = "refs/notes/darwin"
+RECORD_VERSION = 1
+MAX_RETRIES = 20
+
+
+def _note_path(tree: pygit2.Tree | None, hexsha: str) -> tuple[str, pygit2.Oid] | None:
+    """Where the note for hexsha lives in a notes tree (any fan-out git may have used)."""
+    if tree is None:
+        return None
+    for cut in ((), (2,), (2, 4)):
+        parts, start = [], 0
+        for c in cut:
+            parts.append(hexsha[start:c])
+            start = c
+        parts.append(hexsha[start:])
+        path = "/".join(parts)
+        try:
+            entry = tree[path]
+        except KeyError:
+            continue
+        return path, entry.id
+    return None
+
+
+def parse_records(text: str) -> list[dict]:
+    """Every JSON object line; a line that is not one becomes a "raw" record, never an error."""
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            obj = None
+        if not isinstance(obj, dict):
+            obj = {"v": 0, "kind": "raw", "text": line}
+        out.append(obj)
+    return out
+
+
+class Notes:
+    def __init__(self, repo: pygit2.Repository, ref: str = NOTES_REF):
+        self.repo = repo
+        self.ref = ref
+
+    def _tree(self) -> tuple[pygit2.Oid | None, pygit2.Tree | None]:
+        tip = ref_target(self.repo, self.ref)
+        return tip, (self.repo[tip].peel(pygit2.Commit).tree if tip else None)
+
+    def text(self, commit, tree: pygit2.Tree | None = None) -> str:
+        if tree is None:
+            tree = self._tree()[1]
+        found = _note_path(tree, str(commit))
+        if not found:
+            return ""
+        return self.repo[found[1]].data.decode("utf-8", "replace")
+
+    parse_text = staticmethod(lambda text: parse_records(text))
+
+    def records(self, commit, kind: str | None = None, tree=None) -> list[dict]:
+        recs = parse_records(self.text(commit, tree))
+        return [r for r in recs if kind is None or r.get("kind") == kind]
+
+    def annotated(self) -> dict[str, pygit2.Oid]:
+        """hex of every noted object -> its note blob id (one pass over the notes tree)."""
+        tree = self._tree()[1]
+        out: dict[str, pygit2.Oid] = {}
+        if tree is None:
+            return out
+
+        def walk(t: pygit2.Tree, prefix: str) -> None:
+            for e in t:
+                if e.type_str == "tree":
+                    walk(self.repo[e.id], prefix + e.name)
+                else:
+                    out[prefix + e.name] = e.id
+        walk(tree, "")
+        return out
+
+    def append(self, commit, record: dict) -> None:
+        self.append_many({str(commit): [record]})
+
+    def append_many(self, records: dict[str, list[dict]], message: str | None = None) -> None:
+        """Append lines to many notes in one notes commit (retried on a concurrent writer)."""
+        lines = {str(k): "".join(_line(r) for r in v) for k, v in records.items() if v}
+        if not lines:
+            return
+        for _ in range(MAX_RETRIES):
+            tip, tree = self._tree()
+            new_tree = self._write_tree(tree, lines)
+            sig = engine_signature()
+            msg = message or f"Notes added by darwin-git ({len(lines)} object(s))\n"
+            commit = self.repo.create_commit(None, sig, sig, msg, new_tree,
+                                             [tip] if tip else [])
+            try:
+                update_refs(self.repo, [(self.ref, tip, commit)], "darwin-git: notes")
+                return
+            except RefMoved:
+                continue
+        raise RefMoved(f"{self.ref} kept moving; gave up after {MAX_RETRIES} tries")
+
+    def _write_tree(self, tree: pygit2.Tree | None, lines: dict[str, str]) -> pygit2.Oid:
+        repo = self.repo
+        # Group new text by the path it goes to: the existing path, or fan-out xx/rest.
+        by_dir: dict[str, dict[str, bytes]] = {}
+        for hexsha, add in lines.items():
+            if len(hexsha) != 40 or not all(c in "0123456789abcdef" for c in hexsha):
+                raise ValueError(f"not a full object id: {hexsha!r}")
+            found = _note_path(tree, hexsha)
+            old = repo[found[1]].data if found else b""
+            if old and not old.endswith(b"\n"):
+                old += b"\n"
+            path = found[0] if found else f"{hexsha[:2]}/{hexsha[2:]}"
+            d, _, name = path.rpartition("/")
+            by_dir.setdefault(d, {})[name] = old + add.encode()
+        return _rebuild(repo, tree, "", by_dir)
+
+
+def _rebuild(repo, tree, prefix: str, by_dir: dict[str, dict[str, bytes]]) -> pygit2.Oid:
+    tb = repo.TreeBuilder(tree) if tree is not None else repo.TreeBuilder()
+    for name, data in by_dir.get(prefix, {}).items():
+        tb.insert(name, repo.create_blob(data), pygit2.GIT_FILEMODE_BLOB)
+    children = {d[len(prefix):].lstrip("/").split("/")[0] for d in by_dir
+                if d != prefix and (prefix == "" or d.startswith(prefix + "/"))}
+    for child in sorted(children):
+        sub = None
+        if tree is not None:
+            try:
+                entry = tree[child]
+                sub = repo[entry.id] if entry.type_str == "tree" else None
+            except KeyError:
+                sub = None
+        child_prefix = f"{prefix}/{child}" if prefix else child
+        tb.insert(child, _rebuild(repo, sub, child_prefix, by_dir), pygit2.GIT_FILEMODE_TREE)
+    return tb.write()
+
+
+def _line(record: dict) -> str:
+    rec = dict(record)
+    rec.setdefault("v", RECORD_VERSION)
+    rec.setdefault("kind", "result")
+    return json.dumps(_finite(rec), separators=(",", ":"), allow_nan=False) + "\n"
+
+
+def _finite(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
