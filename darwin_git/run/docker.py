@@ -15,6 +15,7 @@ stderr on that socket (8-byte frame headers when there is no tty); :class:`_Demu
 """
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import socket
@@ -71,6 +72,18 @@ def cleanup_orphans(client=None, everything: bool = False) -> list[str]:
     return removed
 
 
+def _remove_own(client) -> None:
+    """At exit: containers this process still owns (an Interactive never closed, say)."""
+    try:
+        for c in client.containers.list(all=True, filters={"label": f"{LABEL}.owner={_owner()}"}):
+            c.remove(force=True)
+    except Exception:  # the daemon is gone too; the next start's cleanup_orphans catches these
+        pass
+
+
+_EXIT_HOOKED: set[int] = set()
+
+
 class DockerSandbox(Sandbox):
     name = "docker"
 
@@ -89,6 +102,9 @@ class DockerSandbox(Sandbox):
                 self._client = self._client or _client()
                 info = read_image(self._client, self.image)
                 cleanup_orphans(self._client)
+                if id(self._client) not in _EXIT_HOOKED:
+                    _EXIT_HOOKED.add(id(self._client))
+                    atexit.register(_remove_own, self._client)
                 self._info = info
             return self._info
 
@@ -114,7 +130,7 @@ def container_spec(step: Step, info: ImageInfo, user: str) -> dict:
     argv = list(step.argv)
     if argv and argv[0] == "python":
         argv[0] = info.python
-    if info.kind == "host":  # the venv's bin first, so a step's own `python` is the same one
+    if os.path.isabs(info.python):  # its bin first, so a step's own `python` is the same one
         env["PATH"] = f"{os.path.dirname(info.python)}:{env['PATH']}"
     env["PYTHONPATH"] = PKG + (f":{step.env['PYTHONPATH']}" if "PYTHONPATH" in step.env else "")
     if any(a.startswith("darwin_git") for a in argv[1:3]):

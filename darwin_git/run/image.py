@@ -41,8 +41,8 @@ _LDD_LINE = re.compile(r"(?:=>\s*)?(/\S+)\s+\(0x")
 
 HOW_TO = (
     "build the offline image with `darwin-git image build` (uses this machine's Python, no "
-    "registry needed), or on a GPU machine `docker build -f darwin_git/run/Dockerfile.gpu -t "
-    "darwin-git:gpu .` and set DARWIN_DOCKER_IMAGE=darwin-git:gpu"
+    "registry needed), or on a GPU machine `darwin-git image build --gpu` (CUDA PyTorch from "
+    "darwin_git/run/Dockerfile.gpu) and set DARWIN_DOCKER_IMAGE=darwin-git:gpu"
 )
 
 
@@ -257,6 +257,43 @@ def build_host_image(tag: str = DEFAULT_TAG, python: str | None = None, client=N
                                     forcerm=True, pull=False, network_mode="none")
             except (docker.errors.BuildError, docker.errors.APIError) as exc:
                 raise SandboxUnavailable(f"docker could not build {tag!r}: {exc}") from exc
+    return read_image(client, tag)
+
+
+def gpu_context(fileobj) -> None:
+    """The build context of Dockerfile.gpu: the package and its metadata, nothing else."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "pyproject.toml").is_file():
+        raise SandboxUnavailable(
+            f"the GPU image is built from a source checkout; {root} has no pyproject.toml")
+    skip = lambda info: None if "__pycache__" in info.name or info.name.endswith(".pyc") else info
+    with tarfile.open(fileobj=fileobj, mode="w") as tar:
+        tar.add(DOCKERFILE_GPU, arcname="Dockerfile")
+        for name in ("pyproject.toml", "README.md", "darwin_git"):
+            if (root / name).exists():
+                tar.add(root / name, arcname=name, filter=skip)
+            else:  # the Dockerfile copies README.md: an empty one keeps the build going
+                info = tarfile.TarInfo(name)
+                tar.addfile(info, io.BytesIO(b""))
+
+
+def build_gpu_image(tag: str = "darwin-git:gpu", base: str | None = None, client=None,
+                    log=lambda msg: None) -> ImageInfo:
+    """Build Dockerfile.gpu (needs the base image's registry and PyPI)."""
+    import docker.errors
+
+    client = client or _client()
+    with tempfile.TemporaryFile() as f:
+        gpu_context(f)
+        f.seek(0)
+        try:
+            _, lines = client.images.build(fileobj=f, custom_context=True, tag=tag, rm=True,
+                                           buildargs={"BASE": base} if base else None)
+            for line in lines:
+                if "stream" in line and line["stream"].strip():
+                    log(line["stream"].rstrip())
+        except (docker.errors.BuildError, docker.errors.APIError) as exc:
+            raise SandboxUnavailable(f"docker could not build {tag!r}: {exc}") from exc
     return read_image(client, tag)
 
 

@@ -1,0 +1,121 @@
+"""Images for the docker runner: the offline build, the CLI, the GPU recipe, the container spec."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import tarfile
+import uuid
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from darwin_git.cli import cli
+from darwin_git.run.base import GiB, Limits, SandboxUnavailable, Step
+from darwin_git.run.image import DOCKERFILE_GPU, IMAGE_FORMAT, LABEL, ImageInfo, gpu_context
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("DARWIN_DOCKER_IMAGE", raising=False)
+
+
+@pytest.fixture(scope="module")
+def docker_client():
+    from darwin_git.run.image import _client
+
+    try:
+        return _client()
+    except SandboxUnavailable as exc:
+        if os.environ.get("CI") or os.environ.get("DARWIN_REQUIRE_DOCKER"):
+            pytest.fail(f"docker is required here: {exc}")
+        pytest.skip(f"no docker daemon: {exc}")
+
+
+INFO = ImageInfo(tag="darwin-git:local", kind="host", python="/venv/bin/python",
+                 mounts=("/venv", "/base"), uid=10001)
+
+
+def _spec(**kw):
+    from darwin_git.run.docker import container_spec
+
+    step = Step(argv=["python", "-m", "darwin_git.harness.model_server"], tree=Path("/t"),
+                out_dir=Path("/o"), timeout_s=5, inputs={"data": Path("/d")}, **kw)
+    return container_spec(step, INFO, "10001:10001")
+
+
+def test_the_container_spec_locks_the_step_down():
+    spec = _spec(limits=Limits(memory_bytes=2 * GiB, max_procs=64, cpus=1.5))
+    host, create = spec["host"], spec["create"]
+    assert host["network_mode"] == "none" and host["read_only"] and host["cap_drop"] == ["ALL"]
+    assert host["security_opt"] == ["no-new-privileges"]
+    assert host["mem_limit"] == host["memswap_limit"] == 2 * GiB
+    assert host["pids_limit"] == 64 and host["nano_cpus"] == 1_500_000_000
+    assert "device_requests" not in host
+    mounts = {m["Target"]: (m["Source"], m["ReadOnly"]) for m in host["mounts"]}
+    assert mounts["/darwin/tree"] == ("/t", True) and mounts["/darwin/in/data"] == ("/d", True)
+    assert mounts["/darwin/out"] == ("/o", False) and mounts["/venv"] == ("/venv", True)
+    assert mounts["/darwin/pkg/darwin_git"][1] is True
+    assert all(ro for target, (_, ro) in mounts.items() if target != "/darwin/out")
+    assert create["command"][0] == "/venv/bin/python" and create["user"] == "10001:10001"
+    env = create["environment"]
+    assert env["DARWIN_DATA"] == "/darwin/in/data" and env["PYTHONPATH"] == "/darwin/pkg"
+    assert env["PYTHONSAFEPATH"] == "1" and env["PATH"].startswith("/venv/bin:")
+    assert create["labels"][f"{LABEL}.sandbox"] == "1" and f"{LABEL}.owner" in create["labels"]
+
+
+def test_gpus_are_requested_through_device_requests():
+    (request,) = _spec(gpus=2)["host"]["device_requests"]
+    assert request["Count"] == 2 and request["Capabilities"] == [["gpu"]]
+
+
+def test_the_gpu_dockerfile_carries_the_labels_the_runner_reads():
+    text = DOCKERFILE_GPU.read_text()
+    assert f'{LABEL}.image-format="{IMAGE_FORMAT}"' in text
+    for key in ("kind", "python", "mounts", "uid"):
+        assert f"{LABEL}.{key}=" in text
+    assert "USER 10001:10001" in text and "FROM ${BASE}" in text
+
+
+def test_the_gpu_build_context_is_the_package_only():
+    buf = io.BytesIO()
+    gpu_context(buf)
+    buf.seek(0)
+    names = tarfile.open(fileobj=buf).getnames()
+    assert {"Dockerfile", "pyproject.toml", "README.md", "darwin_git/run/docker.py"} <= set(names)
+    assert not any(n.startswith((".venv", ".git", "tests")) or "__pycache__" in n for n in names)
+
+
+def test_check_on_a_missing_image_exits_5_and_says_how_to_build(docker_client):
+    result = CliRunner().invoke(cli, ["image", "check", "--tag", "darwin-git:absent-tag"])
+    assert result.exit_code == 5
+    assert "darwin-git image build" in result.output and "--gpu" in result.output
+
+
+def test_image_build_makes_a_working_offline_image(docker_client, tmp_path):
+    from darwin_git.run.docker import DockerSandbox
+
+    tag = f"darwin-git:test-{uuid.uuid4().hex[:8]}"
+    try:
+        result = CliRunner().invoke(cli, ["image", "build", "--tag", tag, "--json"])
+        assert result.exit_code == 0, result.output
+        info = json.loads(result.output.strip().splitlines()[-1])
+        assert info["tag"] == tag and info["kind"] == "host" and info["uid"] == 10001
+        assert os.path.realpath(sys.prefix) in info["mounts"]
+        size = docker_client.images.get(tag).attrs["Size"]
+        assert size < 200 << 20  # libraries only: Python comes from the host mounts
+
+        check = CliRunner().invoke(cli, ["image", "check", "--tag", tag, "--json"])
+        assert check.exit_code == 0 and json.loads(check.output)["python"] == info["python"]
+
+        tree = tmp_path / "tree"
+        tree.mkdir()
+        (tree / "t.py").write_text("import numpy, sys; print(numpy.arange(4).sum(), sys.prefix)\n")
+        out = DockerSandbox(tag, client=docker_client).run(
+            Step(argv=["python", "t.py"], tree=tree, out_dir=tmp_path / "out", timeout_s=60))
+        assert out.returncode == 0 and out.log_tail.startswith("6 "), out.log_tail
+    finally:
+        docker_client.images.remove(tag, force=True)
