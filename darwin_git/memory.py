@@ -97,7 +97,7 @@ def agent_memory(pop: Population, agent: str) -> dict:
     """The memory document of one agent, computed from the repo alone."""
     refs = _agent_refs(pop).get(agent, [])
     tips = [pop.repo.references[r].resolve().target for r in refs]
-    notes_tree = pop.notes._tree()[1]
+    notes_tip, notes_tree = pop.notes._tree()
     own_untrailered: set = set()
     for tip in tips:  # hand-made commits without trailers on A's first-parent chains
         c = pop.repo[tip]
@@ -135,11 +135,23 @@ def agent_memory(pop: Population, agent: str) -> dict:
         "v": MEMORY_VERSION,
         "agent": agent,
         "live": live,
-        "refs": {r: str(t) for r, t in zip(refs, tips)},
+        "source": _source(refs, tips, notes_tip),
         "best": {"commit": best["commit"], "fitness": best["fitness_after"]} if best else None,
         "entries": entries,
         "failures": failures,
     }
+
+
+def _source(refs, tips, notes_tip) -> dict:
+    """The repo state the document was computed from: a file is stale when this changed."""
+    return {"refs": {r: str(t) for r, t in zip(refs, tips)},
+            "notes": str(notes_tip) if notes_tip else None}
+
+
+def current_source(pop: Population, agent: str) -> dict:
+    refs = _agent_refs(pop).get(agent, [])
+    return _source(refs, [pop.repo.references[r].resolve().target for r in refs],
+                   pop.notes._tree()[0])
 
 
 def dumps(doc: dict) -> str:
@@ -192,12 +204,14 @@ def _is_memory_file(path: Path) -> bool:
 
 
 def load(pop: Population, agent: str) -> dict:
-    """The agent's memory; a missing, corrupt or foreign-version file is rebuilt, never fatal."""
+    """The agent's memory; a missing, corrupt, stale or foreign-version file is rebuilt,
+    never fatal (stale: the agent's refs or the notes moved since it was written)."""
     path = agent_path(pop, agent)
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(doc, dict) and doc.get("v") == MEMORY_VERSION and doc.get("agent") == agent \
-                and isinstance(doc.get("entries"), list):
+                and isinstance(doc.get("entries"), list) \
+                and doc.get("source") == current_source(pop, agent):
             return doc
     except (OSError, ValueError):
         pass
@@ -210,15 +224,16 @@ def load(pop: Population, agent: str) -> dict:
 
 
 def entries(pop: Population, agent: str, limit: int = 8) -> list[MemoryEntry]:
-    """The agent's changes for a prompt: best deltas first, then the worst (failures and
-    regressions), at most ``limit``; unevaluated changes are left out."""
+    """The agent's changes for a prompt, at most ``limit``: improvements (best first) up to
+    half, then the worst (failed runs, then the largest regressions), then the rest newest
+    first; unevaluated changes are left out."""
     doc = load(pop, agent)
     rows = [e for e in doc["entries"] if e.get("status") != "pending"]
     good = sorted((e for e in rows if e.get("delta") is not None),
                   key=lambda e: (e["delta"], e["commit"]))
     failed = [e for e in rows if e.get("status") != "ok"]
-    best_n = (limit + 1) // 2
-    chosen = good[:best_n]
+    improved = [e for e in good if e["delta"] < 0]
+    chosen = improved[:(limit + 1) // 2]
     worst = failed[::-1] + [e for e in reversed(good) if e not in chosen]
     for e in worst:
         if len(chosen) >= limit:
