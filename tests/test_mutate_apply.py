@@ -135,3 +135,39 @@ def test_insertion_without_any_context_is_refused():
     with pytest.raises(DiffError) as err:
         apply("--- a/train.py\n+++ b/train.py\n@@ -5,0 +5,1 @@\n+EPOCHS = 3\n")
     assert "no context" in err.value.detail
+
+
+def test_left_out_line_after_a_replacement_is_kept_after_it():
+    diff = ("--- a/train.py\n+++ b/train.py\n@@ -3,3 +3,3 @@\n-LR = 1e-3\n+LR = 4e-3\n"
+            " \n \n def step(x):\n")  # BATCH = 16 left out between the change and the context
+    assert apply(diff)["train.py"] == TRAIN.replace("1e-3", "4e-3")
+
+
+def test_context_that_contradicts_the_file_is_refused():
+    diff = ("--- a/train.py\n+++ b/train.py\n@@ -3,2 +3,2 @@\n-LR = 1e-3\n+LR = 4e-3\n"
+            " BATCH = 64\n")
+    with pytest.raises(DiffError) as err:
+        apply(diff)
+    assert err.value.cause == "diff_failed" and "not found" in err.value.detail
+
+
+def test_insertion_where_a_line_was_left_out_is_ambiguous_and_refused():
+    diff = ("--- a/train.py\n+++ b/train.py\n@@ -1,3 +1,4 @@\n import os\n+import sys\n"
+            " LR = 1e-3\n")  # the blank line 2 is missing: before or after it?
+    with pytest.raises(DiffError):
+        apply(diff)
+
+
+def test_the_benchmark_corpus_never_applies_wrongly():
+    import sys
+    from pathlib import Path
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    sys.path.insert(0, str(bench))
+    import diff_apply
+    base, cases = diff_apply.load()
+    contract = diff_apply.parse_contract(base["darwin.toml"])
+    verdicts = [diff_apply.judge(c, diff_apply.ours(base, contract, diff_apply.diff_of(c["reply"]))[0])
+                for c in cases]
+    applicable = [v for v, c in zip(verdicts, cases) if c["expect"] == "apply"]
+    assert "wrong" not in verdicts
+    assert applicable.count("correct") >= 0.95 * len(applicable)

@@ -206,34 +206,23 @@ def _apply_file(fp: _FilePatch, path: str, before: str | None) -> str | None:
 
 
 def _apply_hunk(lines, hunk: _Hunk, offset: int, path: str, n: int):
-    """Replace the hunk's old text in ``lines``. Tries the whole hunk, then (if the model left
-    out or garbled context) each change with the context it has, trimmed from the outside."""
+    """Replace the hunk's old text in ``lines``: first as one contiguous block (exact, then
+    with whitespace relaxed), then allowing a few file lines the model left out between two
+    context lines. Every line the hunk claims must exist, in order: a hunk whose context
+    contradicts the file is refused, never trimmed until something matches."""
     if not any(k != " " for k, _ in hunk.lines):
         return lines, hunk.start - 1 if hunk.start else 0, False  # context only: nothing to do
     if not hunk.old:
         raise DiffError("diff_failed", f"{path!r} hunk {n} has no context or removed lines to "
                         "locate it; include a few unchanged lines around the insertion")
     expect = max(hunk.start - 1 + offset, 0) if hunk.start else None
-    found = _locate(lines, hunk.lines, expect, allow_nearest=True)
-    if found is not None:
-        at, key = found
-        return _splice(lines, hunk.lines, at, key)
-    # Fallback: split at context runs, trim context from the outside, require uniqueness.
-    pieces = _split(hunk.lines)
-    out, first_at, end = lines, None, False
-    for piece in pieces:
-        placed = None
-        for trimmed in _trims(piece):
-            placed = _locate(out, trimmed, expect, allow_nearest=False)
-            if placed is not None:
-                break
-        if placed is None:
-            raise DiffError("diff_failed", _not_found(path, n, hunk, lines))
-        at, key = placed
-        out, _, piece_end = _splice(out, trimmed, at, key)
-        first_at = at if first_at is None else first_at
-        end = end or piece_end
-    return out, first_at or 0, end
+    found = _locate(lines, hunk.lines, expect)
+    if found is None:
+        found = _locate_gapped(lines, hunk.lines, expect)
+    if found is None:
+        raise DiffError("diff_failed", _not_found(path, n, hunk, lines))
+    positions, exact = found
+    return _splice(lines, hunk.lines, positions, exact)
 
 
 def _squash(s: str) -> str:
@@ -246,126 +235,119 @@ def _squash_all(lines: list[str]) -> list[str]:
 
 # Comparison levels: exact, trailing whitespace ignored, all whitespace runs collapsed.
 _KEYS = (lambda s: s, lambda s: s.rstrip(), _squash)
+MAX_GAP = 3  # file lines a model may leave out between two of its context lines
 
 
-def _locate(lines, hunk_lines, expect, allow_nearest):
+def _pick(hits: list[int], expect: int | None, old: list[str]) -> int:
+    """One hit, or the one nearest the stated line; a tie (or no line number) is ambiguous."""
+    if len(hits) == 1:
+        return hits[0]
+    if expect is None:
+        raise DiffError("diff_failed", _ambiguous(old, hits))
+    dist = sorted((abs(h - expect), h) for h in hits)
+    if dist[0][0] == dist[1][0]:
+        raise DiffError("diff_failed", _ambiguous(old, hits))
+    return dist[0][1]
+
+
+def _locate(lines, hunk_lines, expect):
     old = [t for k, t in hunk_lines if k != "+"]
-    if not old or not any(s.strip() for s in old):
+    if not any(s.strip() for s in old):
         return None  # blank-only context anchors nothing
-    for key in _KEYS:
+    for level, key in enumerate(_KEYS):
         want = [key(s) for s in old]
         have = [key(s) for s in lines]
         hits = [i for i in range(len(have) - len(want) + 1) if have[i:i + len(want)] == want]
-        if not hits:
-            continue
-        if len(hits) == 1:
-            return hits[0], key
-        if not allow_nearest or expect is None:
-            raise DiffError("diff_failed", _ambiguous(old, hits))
-        dist = sorted((abs(h - expect), h) for h in hits)
-        if dist[0][0] == dist[1][0]:
-            raise DiffError("diff_failed", _ambiguous(old, hits))
-        return dist[0][1], key
+        if hits:
+            at = _pick(hits, expect, old)
+            return list(range(at, at + len(old))), level == 0
     return None
 
 
-def _splice(lines, hunk_lines, at, key):
-    """Write the new side at ``at``, keeping the file's own context lines and re-indenting
-    added lines by the indentation drift seen on the matched lines."""
-    old_n = sum(1 for k, _ in hunk_lines if k != "+")
-    matched = lines[at:at + old_n]
-    shift = _indent_shift([t for k, t in hunk_lines if k != "+"], matched) if key is not _KEYS[0] \
-        else None
+def _locate_gapped(lines, hunk_lines, expect):
+    """Match the old lines in order, allowing up to MAX_GAP file lines the model left out
+    where the result stays defined: between two context lines with no insertion between
+    them, after a removed block (its replacement goes first), or before a removed block."""
+    kinds = [k for k, _ in hunk_lines]
+    old_idx = [i for i, k in enumerate(kinds) if k != "+"]
+    old = [hunk_lines[i][1] for i in old_idx]
+    gap_ok = []
+    for a, b in zip(old_idx, old_idx[1:]):
+        inserts = b - a > 1
+        ka, kb = kinds[a], kinds[b]
+        gap_ok.append((ka == " " and kb == " " and not inserts) or (ka == "-" and kb == " ")
+                      or (ka == " " and kb == "-" and not inserts))
+    want = [_squash(s) for s in old]
+    have = [_squash(s) for s in lines]
+    matches = []
+    for start in range(len(have)):
+        if have[start] != want[0]:
+            continue
+        pos = [start]
+        for i in range(1, len(want)):
+            reach = MAX_GAP + 1 if gap_ok[i - 1] else 1
+            nxt = next((q for q in range(pos[-1] + 1, min(pos[-1] + 1 + reach, len(have)))
+                        if have[q] == want[i]), None)
+            if nxt is None:
+                break
+            pos.append(nxt)
+        if len(pos) == len(want):
+            matches.append(pos)
+    if not matches:
+        return None
+    at = _pick([m[0] for m in matches], expect, old)
+    return next(m for m in matches if m[0] == at), False
+
+
+def _splice(lines, hunk_lines, positions, exact):
+    """Write the new side in place of the matched lines, keeping the file's own context lines
+    (and any it had between them) and re-indenting added lines by the drift seen."""
+    matched = [lines[p] for p in positions]
+    shift = None if exact else _indent_shift(hunk_lines, matched)
     new, j = [], 0
     for k, t in hunk_lines:
-        if k == " ":
-            new.append(matched[j])
-            j += 1
-        elif k == "-":
-            j += 1
-        else:
+        if k == "+":
             new.append(shift(t) if shift else t)
+            continue
+        if j:  # file lines the model left out go after the previous block's replacement
+            new.extend(lines[positions[j - 1] + 1:positions[j]])
+        if k == " ":
+            new.append(lines[positions[j]])
+        j += 1
+    first, last = positions[0], positions[-1]
     # Only a changed last line decides the final newline; an untouched one keeps the file's.
-    end = at + old_n >= len(lines) and hunk_lines[-1][0] != " "
-    return lines[:at] + new + lines[at + old_n:], at, end
+    end = last + 1 >= len(lines) and hunk_lines[-1][0] != " "
+    return lines[:first] + new + lines[last + 1:], first, end
 
 
 def _width(s: str) -> int:
-    ws = s[:len(s) - len(s.lstrip())]
-    return len(ws.expandtabs(4))
+    return len(s[:len(s) - len(s.lstrip())].expandtabs(4))
 
 
-def _indent_shift(hunk_old: list[str], file_old: list[str]):
+def _indent_shift(hunk_lines, file_old: list[str]):
+    hunk_old = [t for k, t in hunk_lines if k != "+"]
     pairs = [(h, f) for h, f in zip(hunk_old, file_old) if h.strip() and f.strip()]
     if not pairs or all(h[:len(h) - len(h.lstrip())] == f[:len(f) - len(f.lstrip())]
                         for h, f in pairs):
         return None
     unit = "\t" if any(f.startswith("\t") for _, f in pairs) else " "
     deltas = {_width(f) - _width(h) for h, f in pairs}
+    ratios = {_width(f) / _width(h) for h, f in pairs if _width(h)}
+    ratio_ok = len(ratios) == 1 and all(_width(f) == 0 for h, f in pairs if not _width(h))
+    # A model that writes 2-space indents leaves widths that are not multiples of 4.
+    halved = any(_width(t) % 4 for _, t in hunk_lines if t.strip()) and ratios == {2.0}
+    if ratio_ok and (halved or len(deltas) != 1):
+        r = ratios.pop()
+        return lambda s: _reindent(s, round(_width(s) * r), unit) if s.strip() else s
     if len(deltas) == 1:
         d = deltas.pop()
         return lambda s: _reindent(s, max(_width(s) + d, 0), unit) if s.strip() else s
-    ratios = {_width(f) / _width(h) for h, f in pairs if _width(h)}
-    if len(ratios) == 1 and all(_width(f) == 0 for h, f in pairs if not _width(h)):
-        r = ratios.pop()
-        return lambda s: _reindent(s, round(_width(s) * r), unit) if s.strip() else s
     return lambda s: _reindent(s, _width(s), unit) if s.strip() else s
 
 
 def _reindent(s: str, width: int, unit: str) -> str:
     pad = "\t" * (width // 4) + " " * (width % 4) if unit == "\t" else " " * width
     return pad + s.lstrip()
-
-
-def _split(hunk_lines):
-    """Cut a hunk into pieces, one per run of changes, each with its neighbouring context."""
-    runs, cur = [], []
-    for k, t in hunk_lines:
-        if k == " " and cur and cur[-1][0] != " ":
-            runs.append(cur)
-            cur = []
-        cur.append((k, t))
-    runs.append(cur)
-    pieces = []
-    for i, run in enumerate(runs):
-        changes = [x for x in run if x[0] != " "]
-        lead = [x for x in run if x[0] == " "]
-        if not changes:
-            continue
-        trail = []
-        if i + 1 < len(runs):
-            trail = [x for x in _leading_context(runs[i + 1])]
-        pieces.append(lead + changes + trail)
-    return pieces or [hunk_lines]
-
-
-def _leading_context(run):
-    out = []
-    for x in run:
-        if x[0] != " ":
-            break
-        out.append(x)
-    return out
-
-
-def _trims(piece):
-    """The piece with less and less context, outermost first; never less than one anchor."""
-    ctx_before = 0
-    while ctx_before < len(piece) and piece[ctx_before][0] == " ":
-        ctx_before += 1
-    ctx_after = 0
-    while ctx_after < len(piece) - ctx_before and piece[-1 - ctx_after][0] == " ":
-        ctx_after += 1
-    seen = []
-    for total in range(ctx_before + ctx_after, -1, -1):
-        for a in range(min(ctx_before, total), -1, -1):
-            b = total - a
-            if b > ctx_after:
-                continue
-            cand = piece[ctx_before - a:len(piece) - (ctx_after - b)]
-            if cand not in seen:
-                seen.append(cand)
-                yield cand
 
 
 def _ambiguous(old, hits):
