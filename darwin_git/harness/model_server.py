@@ -2,6 +2,8 @@
 
     python -m darwin_git.harness.model_server CHECKPOINT MODULE:FUNCTION
 
+CHECKPOINT is a file name inside the read-only input folder $DARWIN_CKPT.
+
 It builds the model from the checkpoint (``weights_only=True``), loads the weights strictly and
 then answers the parent over the framed protocol on its original stdout/stdin:
 
@@ -57,7 +59,8 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2 or argv[1].count(":") != 1:
         _fail(proto_out, "usage", "usage: model_server CHECKPOINT MODULE:FUNCTION")
         return 2
-    ckpt_path, entry = argv
+    ckpt_name, entry = argv
+    ckpt_path = os.path.join(os.environ.get("DARWIN_CKPT", "."), ckpt_name)
     device = os.environ.get("DARWIN_DEVICE", "cpu")
     try:
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)

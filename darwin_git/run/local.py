@@ -201,7 +201,7 @@ class _Process(Interactive):
                 return
 
     def _pids(self) -> list[int]:
-        return _pids_of_uid(self.uid) if self.uid is not None else [self.proc.pid]
+        return _pids_of_uid(self.uid, live_only=True) if self.uid is not None else [self.proc.pid]
 
     def _kill(self) -> None:
         try:
@@ -209,8 +209,9 @@ class _Process(Interactive):
         except (ProcessLookupError, PermissionError):
             pass
         if self.uid is not None:  # also whatever left the group with setsid()
-            for _ in range(3):
-                pids = _pids_of_uid(self.uid)
+            end = time.monotonic() + 5
+            while time.monotonic() < end:
+                pids = _pids_of_uid(self.uid, live_only=True)
                 if not pids:
                     break
                 for pid in pids:
@@ -218,7 +219,7 @@ class _Process(Interactive):
                         os.kill(pid, signal.SIGKILL)
                     except (ProcessLookupError, PermissionError):
                         pass
-                time.sleep(0.02)
+                time.sleep(0.01)
 
     def wait(self) -> Outcome:
         return self.close(timeout_s=None)
@@ -301,16 +302,25 @@ def _free_uid() -> int:
             return uid
 
 
-def _pids_of_uid(uid: int) -> list[int]:
+def _pids_of_uid(uid: int, live_only: bool = False) -> list[int]:
+    """Processes of ``uid``; with live_only, zombies (dead, waiting to be reaped) are left out."""
     pids = []
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
-                if entry.stat().st_uid == uid:
+                if entry.stat().st_uid == uid and not (live_only and _is_zombie(entry.path)):
                     pids.append(int(entry.name))
             except OSError:
                 pass
     return pids
+
+
+def _is_zombie(proc_path: str) -> bool:
+    try:
+        with open(proc_path + "/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return True  # gone already
 
 
 def _rss(pids: list[int]) -> int:

@@ -1,0 +1,3 @@
+hoard = []
+while True:
+    hoard.append(b"x" * (64 << 20))

@@ -1,0 +1,1 @@
+raise RuntimeError("boom: the learning-rate schedule is empty")
