@@ -18,8 +18,7 @@ from darwin_git.run.image import DOCKERFILE_GPU, IMAGE_FORMAT, LABEL, ImageInfo,
 
 
 @pytest.fixture(autouse=True)
-def isolated_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+def default_image(monkeypatch):
     monkeypatch.delenv("DARWIN_DOCKER_IMAGE", raising=False)
 
 
