@@ -38,6 +38,13 @@ def reply(text: str, **kw) -> Behaviour:
     return Behaviour(text=text, **kw)
 
 
+def mutation_reply(diff: str, reasoning: str = "Scripted change.", summary: str = "Scripted change",
+                   request: dict | None = None, **kw) -> Behaviour:
+    """A reply in the JSON shape the LLM mutator asks for."""
+    body = {"reasoning": reasoning, "summary": summary, "diff": diff, "request": request}
+    return Behaviour(text=json.dumps(body), **kw)
+
+
 def status(code: int, message: str = "scripted error", **kw) -> Behaviour:
     # retry-after-ms keeps the SDK's backoff to a millisecond in tests
     headers = {"retry-after-ms": "1", **kw.pop("headers", {})}

@@ -201,3 +201,38 @@ def test_crossover_with_markers_left_fails_as_merge_conflict(llm_server):
     llm_server.push(status(500))
     out = mutator(llm_server).resolve_conflicts(ctx(), {"train.py": CONFLICTED}, "a", "b")
     assert out.cause == "merge_conflict" and out.detail.startswith("llm_error")
+
+
+def test_json_mode_and_max_tokens_reach_the_server(llm_server):
+    from llm_server import mutation_reply
+    llm_server.push(mutation_reply(GOOD_DIFF, finish_reason="length"))
+    m = mutator(llm_server, json_mode=True, max_tokens=512, temperature=0.2).propose(ctx())
+    assert isinstance(m, Mutation)
+    body = llm_server.bodies()[0]
+    assert body["response_format"] == {"type": "json_object"}
+    assert body["max_tokens"] == 512 and body["temperature"] == 0.2
+
+
+def test_truncated_reply_says_so(llm_server):
+    llm_server.push(reply('{"reasoning": "I will', finish_reason="length"))
+    out = mutator(llm_server, max_apply_attempts=1).propose(ctx())
+    assert out.cause == "bad_reply" and "token limit" in out.detail
+
+
+def test_mutation_of_the_real_seed_with_drifted_line_numbers(llm_server):
+    from pathlib import Path
+    from darwin_git.contract import load_contract
+    seed = Path(__file__).resolve().parents[1] / "seed_repo"
+    contract = load_contract(seed)
+    files = {p: (seed / p).read_text() for p in ("model.py", "train.py")}
+    lines = files["train.py"].splitlines()
+    # a unique, non-blank line in the middle, with one line of context either side
+    i = next(i for i in range(len(lines) // 2, len(lines) - 1)
+             if lines[i].strip() and lines.count(lines[i]) == 1 and lines[i - 1].strip())
+    diff = (f"--- a/train.py\n+++ b/train.py\n@@ -{i + 40},3 +{i + 40},4 @@\n {lines[i - 1]}\n"
+            f" {lines[i]}\n+# evolved\n {lines[i + 1]}\n")
+    llm_server.push(reply(as_json(diff)))
+    m = mutator(llm_server).propose(ctx(contract=contract, files=files))
+    assert isinstance(m, Mutation), m
+    want = lines[:i + 1] + ["# evolved"] + lines[i + 1:]
+    assert m.changes == {"train.py": "\n".join(want) + "\n"}

@@ -25,6 +25,7 @@ class LLMConfig:
     max_apply_attempts: int = 3  # conversation turns to get a diff that applies
     temperature: float = 0.7
     max_tokens: int | None = None  # completion cap; None = the server's default
+    json_mode: bool = False  # send response_format=json_object (not every server accepts it)
     price_prompt_per_1m: float | None = None  # USD per 1M prompt tokens, for cost reporting
     price_completion_per_1m: float | None = None
     templates_dir: Path | None = None  # overrides for darwin_git/mutate/prompts/*.txt
@@ -68,12 +69,16 @@ class LLMConfig:
 
 _TYPES = {"model": str, "base_url": str, "api_key": str, "timeout_s": float,
           "max_retries": int, "max_apply_attempts": int, "temperature": float,
-          "max_tokens": int, "price_prompt_per_1m": float, "price_completion_per_1m": float,
+          "max_tokens": int, "json_mode": bool, "price_prompt_per_1m": float, "price_completion_per_1m": float,
           "templates_dir": Path}
 
 
 def _coerce(name: str, value):
     kind = _TYPES[name]
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise LLMConfigError(f"[llm] {name} must be true or false, got {value!r}")
+        return value
     if isinstance(value, bool) or (kind is int and isinstance(value, float)):
         raise LLMConfigError(f"[llm] {name} must be {kind.__name__}, got {value!r}")
     try:

@@ -159,6 +159,8 @@ class _Conversation:
         kwargs = {"model": cfg.model, "messages": messages, "temperature": cfg.temperature}
         if cfg.max_tokens:
             kwargs["max_tokens"] = cfg.max_tokens
+        if cfg.json_mode:
+            kwargs["response_format"] = {"type": "json_object"}
         try:
             resp = self.m.client().chat.completions.create(**kwargs)
         except openai.APITimeoutError as exc:
