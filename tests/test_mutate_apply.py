@@ -122,6 +122,7 @@ def test_paths_outside_policy_are_rejected(path, cause, words):
      "not found"),
     ("--- /dev/null\n+++ b/train.py\n@@ -0,0 +1 @@\n+x = 1\n", "diff_failed", "already exists"),
     ("--- a/train.py\n+++ b/train.py\nGIT binary patch\nliteral 3\n", "diff_rejected", "binary"),
+    ("--- a/train.py\n+++ b/train.py\nsome prose\n", "diff_failed", "no '@@' hunks"),
     ("--- a/train.py\n+++ b/model.py\n@@ -1 +1 @@\n-import os\n+import sys\n", "diff_rejected",
      "renames"),
 ])

@@ -96,6 +96,8 @@ def parse_diff(diff_text: str) -> list[_FilePatch]:
                     continue
                 lines.append((ln.line_type, ln.value.rstrip("\n").rstrip("\r")))
             hunks.append(_Hunk(h.source_start, lines, new_no_eol))
+        if not hunks:
+            raise DiffError("diff_failed", f"the section for {pf.path!r} has no '@@' hunks")
         out.append(_FilePatch(_strip_prefix(pf.source_file, "a/"),
                               _strip_prefix(pf.target_file, "b/"), hunks))
     if not out:
