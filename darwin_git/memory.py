@@ -65,7 +65,7 @@ def _entry(pop: Population, commit: pygit2.Commit, trailers: dict, summary: str,
         ins, dels = ins + a, dels + d
     after = [r for r in pop.notes.records(commit.id, "result", notes_tree) if r.get("v") == 1]
     after = after[-1] if after else None
-    before = last_evaluated(pop, parent.id, 200)[1] if parent else None
+    before = last_evaluated(pop, parent.id, 200, notes_tree)[1] if parent else None
     f_after, f_before = fitness(after), fitness(before)
     return {
         "commit": str(commit.id),
@@ -93,9 +93,10 @@ def _entry(pop: Population, commit: pygit2.Commit, trailers: dict, summary: str,
     }
 
 
-def agent_memory(pop: Population, agent: str) -> dict:
+def agent_memory(pop: Population, agent: str, refs: list[str] | None = None) -> dict:
     """The memory document of one agent, computed from the repo alone."""
-    refs = _agent_refs(pop).get(agent, [])
+    if refs is None:
+        refs = _agent_refs(pop).get(agent, [])
     tips = [pop.repo.references[r].resolve().target for r in refs]
     notes_tip, notes_tree = pop.notes._tree()
     own_untrailered: set = set()
@@ -177,9 +178,10 @@ def _write_atomic(path: Path, text: str) -> None:
 def update(pop: Population, agents: list[str] | None = None) -> list[Path]:
     """Rewrite the files of ``agents`` (default: all known); cost follows their histories."""
     out = []
-    for agent in agents if agents is not None else known_agents(pop):
+    refmap = _agent_refs(pop)  # one pass over the refs, not one per agent
+    for agent in agents if agents is not None else sorted(refmap):
         path = agent_path(pop, agent)
-        _write_atomic(path, dumps(agent_memory(pop, agent)))
+        _write_atomic(path, dumps(agent_memory(pop, agent, refmap.get(agent, []))))
         out.append(path)
     return out
 

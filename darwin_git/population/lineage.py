@@ -71,11 +71,11 @@ def unevaluated(pop: Population, agent: str) -> list[pygit2.Oid]:
     return out
 
 
-def last_evaluated(pop: Population, rev, max_depth: int = 200):
+def last_evaluated(pop: Population, rev, max_depth: int = 200, notes_tree=None):
     """(commit id, latest result, commits walked) of the nearest evaluated first-parent
     ancestor of ``rev`` (itself included), or (None, None, n)."""
     c = pop.commit(rev)
-    tree = pop.notes._tree()[1]
+    tree = notes_tree if notes_tree is not None else pop.notes._tree()[1]
     for depth in range(max_depth):
         results = [r for r in pop.notes.records(c.id, "result", tree) if r.get("v") == 1]
         if results:

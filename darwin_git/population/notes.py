@@ -136,12 +136,17 @@ class Notes:
 
 
 def _rebuild(repo, tree, prefix: str, by_dir: dict[str, dict[str, bytes]]) -> pygit2.Oid:
+    """Write ``tree`` with the blobs of ``by_dir`` (dir path -> name -> data) put in place."""
     tb = repo.TreeBuilder(tree) if tree is not None else repo.TreeBuilder()
     for name, data in by_dir.get(prefix, {}).items():
         tb.insert(name, repo.create_blob(data), pygit2.GIT_FILEMODE_BLOB)
-    children = {d[len(prefix):].lstrip("/").split("/")[0] for d in by_dir
-                if d != prefix and (prefix == "" or d.startswith(prefix + "/"))}
-    for child in sorted(children):
+    below: dict[str, dict[str, dict[str, bytes]]] = {}  # child -> its part of by_dir
+    for d, files in by_dir.items():
+        if d == prefix:
+            continue
+        rest = d[len(prefix) + 1:] if prefix else d
+        below.setdefault(rest.split("/")[0], {})[d] = files
+    for child, sub_dirs in sorted(below.items()):
         sub = None
         if tree is not None:
             try:
@@ -150,7 +155,7 @@ def _rebuild(repo, tree, prefix: str, by_dir: dict[str, dict[str, bytes]]) -> py
             except KeyError:
                 sub = None
         child_prefix = f"{prefix}/{child}" if prefix else child
-        tb.insert(child, _rebuild(repo, sub, child_prefix, by_dir), pygit2.GIT_FILEMODE_TREE)
+        tb.insert(child, _rebuild(repo, sub, child_prefix, sub_dirs), pygit2.GIT_FILEMODE_TREE)
     return tb.write()
 
 
