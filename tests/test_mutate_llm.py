@@ -236,3 +236,18 @@ def test_mutation_of_the_real_seed_with_drifted_line_numbers(llm_server):
     assert isinstance(m, Mutation), m
     want = lines[:i + 1] + ["# evolved"] + lines[i + 1:]
     assert m.changes == {"train.py": "\n".join(want) + "\n"}
+
+
+def test_a_request_without_a_diff_is_kept_for_the_human(llm_server):
+    request = {"what": "a 10x larger corpus", "why": "the model overfits", "use": "train on it"}
+    llm_server.push(reply(as_json("", request=request)))
+    out = mutator(llm_server).propose(ctx())
+    assert isinstance(out, MutationFailure) and out.cause == "request_only"
+    assert out.request == request and len(llm_server.requests) == 1
+
+
+def test_a_400_is_not_retried(llm_server):
+    llm_server.push(status(400, "context length exceeded"))
+    out = mutator(llm_server, max_retries=3).propose(ctx())
+    assert out.cause == "llm_error" and "HTTP 400" in out.detail and "context length" in out.detail
+    assert len(llm_server.requests) == 1

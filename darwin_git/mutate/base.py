@@ -65,6 +65,7 @@ class MutationFailure:
     tokens: dict[str, int] = field(default_factory=dict)
     attempts: int = 1
     log: str | None = None  # transcript tail, for debugging
+    request: dict | None = None  # a request to the human the reply carried (HITL), if any
 
 
 class Mutator(abc.ABC):

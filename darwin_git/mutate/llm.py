@@ -133,7 +133,14 @@ class _Conversation:
             except _Transport as exc:
                 return self.failure(exc.cause, exc.detail, operator)
             try:
-                mutation = accept(parse_reply(text))
+                reply = parse_reply(text)
+                if reply.request and not reply.diff.strip() and not reply.files:
+                    # The agent waits for a human: no point asking it again for a diff.
+                    out = self.failure("request_only", "the agent asked a human for "
+                                       f"{reply.request['what']!r} and proposed no change", operator)
+                    out.request = reply.request
+                    return out
+                mutation = accept(reply)
             except ReplyError as exc:
                 cause, detail = exc.cause, exc.detail
                 if finish == "length":
@@ -167,8 +174,10 @@ class _Conversation:
             raise _Transport("timeout", f"no reply within {cfg.timeout_s:g}s "
                              f"({cfg.max_retries} SDK retries): {exc}") from exc
         except openai.APIStatusError as exc:
+            retried = f" after {cfg.max_retries} SDK retries" \
+                if exc.status_code == 429 or exc.status_code >= 500 else ""
             raise _Transport("llm_error", f"HTTP {exc.status_code} from {cfg.base_url or 'OpenAI'}"
-                             f" after {cfg.max_retries} SDK retries: {_short(exc.message)}") from exc
+                             f"{retried}: {_short(exc.message)}") from exc
         except openai.APIConnectionError as exc:
             raise _Transport("llm_error", f"cannot reach {cfg.base_url or 'OpenAI'}: {exc}") from exc
         except openai.OpenAIError as exc:
