@@ -1,0 +1,49 @@
+"""The run's configuration lives in the repo (refs/darwin/config), so clones can continue."""
+from __future__ import annotations
+
+import pygit2
+import pytest
+
+from darwin_git import runconfig
+from darwin_git.population import init_population
+
+
+def test_defaults_and_overrides_round_trip(tmp_path, seed_dir):
+    pop = init_population(tmp_path / "p", seed=seed_dir, agents=2,
+                          config={"selection": {"noise_floor": 0.02}, "mutator": {"model": "x"}})
+    cfg = runconfig.read_config(pop.repo)
+    assert cfg["selection"]["noise_floor"] == 0.02
+    assert cfg["selection"]["survivors"] == runconfig.DEFAULTS["selection"]["survivors"]
+    assert cfg["mutator"]["model"] == "x" and cfg["agents"] == ["agent-00", "agent-01"]
+    first = pop.repo.references["refs/darwin/config"].target
+    runconfig.write_config(pop.repo, {"generations": 30, "note": 'quote " and \\ ok'})
+    cfg = runconfig.read_config(pop.repo)
+    assert cfg["generations"] == 30 and cfg["note"] == 'quote " and \\ ok'
+    assert cfg["selection"]["noise_floor"] == 0.02  # earlier values kept
+    head = pop.repo[pop.repo.references["refs/darwin/config"].target]
+    assert head.parent_ids == [first]  # config changes form a history
+
+
+def test_clone_reads_the_same_config(tmp_path, seed_dir, git):
+    pop = init_population(tmp_path / "p", seed=seed_dir, agents=2)
+    clone = tmp_path / "clone"
+    git("clone", "-q", "--bare", pop.path, clone)
+    git("fetch", "-q", "origin", "+refs/darwin/*:refs/darwin/*", cwd=clone)
+    assert runconfig.read_config(pygit2.Repository(str(clone))) == \
+        runconfig.read_config(pop.repo)
+
+
+def test_unstorable_values_and_bad_toml_are_clear_errors(tmp_path, seed_dir):
+    pop = init_population(tmp_path / "p", seed=seed_dir, agents=1)
+    with pytest.raises(runconfig.ConfigError, match="non-finite"):
+        runconfig.write_config(pop.repo, {"budget_s": float("nan")})
+    with pytest.raises(runconfig.ConfigError, match="cannot store"):
+        runconfig.write_config(pop.repo, {"x": object()})
+    repo = pop.repo
+    tb = repo.TreeBuilder()
+    tb.insert("run.toml", repo.create_blob(b"not = = toml"), pygit2.GIT_FILEMODE_BLOB)
+    sig = pygit2.Signature("t", "t@x")
+    repo.create_commit("refs/darwin/config", sig, sig, "bad\n", tb.write(),
+                       [repo.references["refs/darwin/config"].target])
+    with pytest.raises(runconfig.ConfigError, match="not valid TOML"):
+        runconfig.read_config(repo)
