@@ -251,3 +251,14 @@ def test_a_400_is_not_retried(llm_server):
     out = mutator(llm_server, max_retries=3).propose(ctx())
     assert out.cause == "llm_error" and "HTTP 400" in out.detail and "context length" in out.detail
     assert len(llm_server.requests) == 1
+
+
+def test_from_config_sends_the_env_key_to_the_configured_server(llm_server):
+    llm_server.push(reply(as_json()))
+    m = LLMMutator.from_config({"model": "other", "base_url": llm_server.base_url,
+                                "api_key": "from-file", "max_retries": 0},
+                               env={"OPENAI_API_KEY": "from-env"})
+    assert isinstance(m.propose(ctx()), Mutation)
+    sent = llm_server.requests[0]
+    assert sent["headers"]["Authorization"] == "Bearer from-env"
+    assert sent["body"]["model"] == "other"

@@ -69,7 +69,8 @@ class LLMConfig:
 
 _TYPES = {"model": str, "base_url": str, "api_key": str, "timeout_s": float,
           "max_retries": int, "max_apply_attempts": int, "temperature": float,
-          "max_tokens": int, "json_mode": bool, "price_prompt_per_1m": float, "price_completion_per_1m": float,
+          "max_tokens": int, "json_mode": bool, "price_prompt_per_1m": float,
+          "price_completion_per_1m": float,
           "templates_dir": Path}
 
 

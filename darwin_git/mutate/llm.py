@@ -36,6 +36,11 @@ class LLMMutator(Mutator):
         self.prompts = Prompts(self.config.templates_dir)
         self._client = client
 
+    @classmethod
+    def from_config(cls, config: dict | None = None, env: dict | None = None) -> "LLMMutator":
+        """From the run's ``[llm]`` table plus OPENAI_* env (raises LLMConfigError)."""
+        return cls(LLMConfig.from_env_and_config(config, env))
+
     @property
     def label(self) -> str:
         return f"llm:{self.config.model}"
@@ -136,8 +141,9 @@ class _Conversation:
                 reply = parse_reply(text)
                 if reply.request and not reply.diff.strip() and not reply.files:
                     # The agent waits for a human: no point asking it again for a diff.
-                    out = self.failure("request_only", "the agent asked a human for "
-                                       f"{reply.request['what']!r} and proposed no change", operator)
+                    what = reply.request["what"]
+                    out = self.failure("request_only", f"the agent asked a human for {what!r} "
+                                       "and proposed no change", operator)
                     out.request = reply.request
                     return out
                 mutation = accept(reply)
@@ -179,7 +185,8 @@ class _Conversation:
             raise _Transport("llm_error", f"HTTP {exc.status_code} from {cfg.base_url or 'OpenAI'}"
                              f"{retried}: {_short(exc.message)}") from exc
         except openai.APIConnectionError as exc:
-            raise _Transport("llm_error", f"cannot reach {cfg.base_url or 'OpenAI'}: {exc}") from exc
+            where = cfg.base_url or "OpenAI"
+            raise _Transport("llm_error", f"cannot reach {where}: {exc}") from exc
         except openai.OpenAIError as exc:
             raise _Transport("llm_error", f"{type(exc).__name__}: {_short(str(exc))}") from exc
         usage = getattr(resp, "usage", None)
