@@ -60,7 +60,7 @@ class LLMServer:
     def __init__(self, model: str = "test-model"):
         self.model = model
         self.queue: collections.deque[Behaviour] = collections.deque()
-        self.requests: list[dict] = []  # {"path", "headers", "body"} in arrival order
+        self.requests: list[dict] = []  # {"path", "headers" (lower-case), "body"}, in order
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -95,7 +95,7 @@ class LLMServer:
                 except json.JSONDecodeError:
                     body = {"_raw": raw}
                 with server._lock:
-                    server.requests.append({"path": self.path, "headers": dict(self.headers),
+                    server.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
                                             "body": body})
                     b = server.queue.popleft() if server.queue else None
                 if not self.path.rstrip("/").endswith("/chat/completions"):

@@ -260,5 +260,5 @@ def test_from_config_sends_the_env_key_to_the_configured_server(llm_server):
                                env={"OPENAI_API_KEY": "from-env"})
     assert isinstance(m.propose(ctx()), Mutation)
     sent = llm_server.requests[0]
-    assert sent["headers"]["Authorization"] == "Bearer from-env"
+    assert sent["headers"]["authorization"] == "Bearer from-env"
     assert sent["body"]["model"] == "other"
