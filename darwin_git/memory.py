@@ -5,8 +5,8 @@ The files are a cache of the repo: `rebuild` regenerates them byte-identically f
 and a missing or corrupt file is rebuilt when read. Layout: memory/schema.json at the project
 top level documents the format; a run writes <P.parent>/memory/<agent>.json.
 
-Which commits belong to agent A: those reachable from A's refs (agents/A, refs/darwin/<kind>/A/…)
-whose Darwin-Agent trailer is A, plus commits without that trailer (made by hand in a clone
+Which commits belong to agent A: those reachable from A's refs (agents/A, refs/darwin/pruned/A/…,
+other refs/darwin/* refs whose tip names A, e.g. candidates) whose Darwin-Agent trailer is A, plus commits without that trailer (made by hand in a clone
 without hooks) on the first-parent chain of A's refs before another agent's commit.
 """
 from __future__ import annotations
@@ -19,9 +19,9 @@ from pathlib import Path
 import pygit2
 
 from .mutate.base import MemoryEntry
-from .population.lineage import agent_of_ref, generation, last_evaluated
+from .population.lineage import agent_refs, generation, last_evaluated
 from .population.message import is_human, parse_message
-from .population.repo import Population
+from .population.repo import _NAME_RE, Population
 from .result import fitness
 
 MEMORY_VERSION = 1
@@ -31,12 +31,12 @@ RESULT_KEYS = ("status", "cause", "val_loss", "perplexity", "tokens_per_s", "mfu
 
 
 def _agent_refs(pop: Population) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for name in sorted(pop.repo.references):
-        agent = agent_of_ref(name)
-        if agent is not None and name != "refs/darwin/config":
-            out.setdefault(agent, []).append(name)
-    return out
+    return {a: refs for a, refs in agent_refs(pop).items() if check_name(a)}
+
+
+def check_name(agent: str) -> bool:
+    """Only names that are safe as file names get a memory file."""
+    return bool(_NAME_RE.match(agent))
 
 
 def known_agents(pop: Population) -> list[str]:

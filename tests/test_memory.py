@@ -98,3 +98,21 @@ def test_top_diffs_of_best_agents(population):
     assert len(diffs) == 1
     assert diffs[0].startswith("# agent-01: Warmup (delta -0.1000)")
     assert "+warm=1" in diffs[0]
+
+
+def test_rejected_candidates_count_for_their_agent(population):
+    from darwin_git.population.refs import update_refs
+
+    pop = population
+    pop.add_result(pop.tip("agent-01"), make_result("ok", val_loss=2.0))
+    m = Mutation(summary="Bigger model", reasoning="More capacity.",
+                 changes={"model.py": "# big\n"}, operator="llm", mutator="llm:m")
+    oid = pop.commit_mutation(pop.tip("agent-01"), m, "agent-01", 1)  # no branch moves
+    update_refs(pop.repo, [("refs/darwin/candidates/g1/0", None, oid)], "candidate")
+    pop.add_result(oid, make_result("ok", val_loss=2.3))
+    memory.rebuild(pop)
+    doc = json.loads((pop.memory_dir / "agent-01.json").read_text())
+    assert [(e["summary"], round(e["delta"], 6)) for e in doc["entries"]] == \
+        [("Bigger model", 0.3)]
+    assert sorted(p.name for p in pop.memory_dir.glob("*.json")) == \
+        ["agent-00.json", "agent-01.json", "agent-02.json"]

@@ -18,7 +18,7 @@ def _labels(pop: Population) -> dict[pygit2.Oid, list[str]]:
             label = f"pruned:{agent_of_ref(name)}"
         elif name == SEED_REF:
             label = "seed"
-        elif name.startswith("refs/darwin/") and agent_of_ref(name):
+        elif name.startswith("refs/darwin/candidates/"):
             label = name[len("refs/darwin/"):]
         else:
             continue

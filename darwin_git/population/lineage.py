@@ -87,10 +87,30 @@ def last_evaluated(pop: Population, rev, max_depth: int = 200, notes_tree=None):
 
 
 def agent_of_ref(refname: str) -> str | None:
-    """The agent a ref belongs to: agents/<a>, or refs/darwin/<kind>/<a>/..."""
+    """The agent a ref belongs to by its name alone: agents/<a> or refs/darwin/pruned/<a>/..."""
     if refname.startswith(AGENT_PREFIX):
         return refname[len(AGENT_PREFIX):]
-    parts = refname.split("/")
-    if refname.startswith("refs/darwin/") and len(parts) >= 5:
-        return parts[3]
+    if refname.startswith(PRUNED_PREFIX):
+        return refname[len(PRUNED_PREFIX):].split("/")[0] or None
     return None
+
+
+# refs/darwin/* refs that hold no agent's commits.
+NON_AGENT_REFS = ("refs/darwin/config", "refs/darwin/journal")
+
+
+def agent_refs(pop: Population) -> dict[str, list[str]]:
+    """agent -> its refs: its branch, its pruned refs, and any other refs/darwin/* ref (e.g.
+    an evolve candidate) whose tip commit carries that agent's Darwin-Agent trailer."""
+    out: dict[str, list[str]] = {}
+    for name in sorted(pop.repo.references):
+        agent = agent_of_ref(name)
+        if agent is None and name.startswith("refs/darwin/") and name not in NON_AGENT_REFS:
+            try:
+                tip = pop.repo.references[name].peel(pygit2.Commit)
+            except (pygit2.InvalidSpecError, ValueError, KeyError):
+                continue
+            agent = parse_message(tip.message)[2].get("Darwin-Agent")
+        if agent:
+            out.setdefault(agent, []).append(name)
+    return out
