@@ -262,3 +262,10 @@ def test_from_config_sends_the_env_key_to_the_configured_server(llm_server):
     sent = llm_server.requests[0]
     assert sent["headers"]["authorization"] == "Bearer from-env"
     assert sent["body"]["model"] == "other"
+
+
+def test_templates_dir_override_reaches_the_model(llm_server, tmp_path):
+    (tmp_path / "system.txt").write_text("You are $mutator. Custom rules for $target.")
+    llm_server.push(reply(as_json()))
+    assert isinstance(mutator(llm_server, templates_dir=str(tmp_path)).propose(ctx()), Mutation)
+    assert llm_server.bodies()[0]["messages"][0]["content"] == "You are a1. Custom rules for a2.\n"
