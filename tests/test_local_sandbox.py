@@ -65,7 +65,7 @@ def _attack(tmp_path, sandbox, data_root, line, **kw):
     tree = tmp_path / "tree"
     shutil.copytree(TREES / "hostile", tree)
     (tree / "attack.txt").write_text(line)
-    return evaluate(tree, sandbox, data_root=data_root, grace_s=kw.pop("grace_s", 5), **kw)
+    return evaluate(tree, sandbox, data_root=data_root, grace_s=kw.pop("grace_s", 20), **kw)
 
 
 def test_network_is_unreachable(tmp_path, sandbox, data_root):

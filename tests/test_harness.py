@@ -1,0 +1,166 @@
+"""The harness end to end on tiny fixture trees (tests/trees/): a tree is tests/trees/tiny with
+the files of one variant folder laid over it."""
+import math
+import os
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pygit2
+import pytest
+
+from darwin_git import data
+from darwin_git.harness import evaluate, export_tree, parse_summary
+from darwin_git.harness.export import ExportError
+from darwin_git.harness.flops import flops_per_token, gpu_peak, measure_cpu_peak
+from darwin_git.result import dumps
+from darwin_git.run.local import LocalSandbox
+
+TREES = Path(__file__).parent / "trees"
+SEED = Path(__file__).parent.parent / "seed_repo"
+
+
+@pytest.fixture(scope="module")
+def data_root():
+    root = Path(tempfile.mkdtemp(prefix="darwin-data-"))
+    data.prepare("char", root)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def fixed_peak(monkeypatch):
+    monkeypatch.setenv("DARWIN_PEAK_FLOPS", "1e11")  # no CPU probe in every test
+
+
+def make_tree(dest: Path, variant: str | None = None) -> Path:
+    shutil.copytree(TREES / "tiny", dest)
+    if variant:
+        for f in (TREES / variant).iterdir():
+            shutil.copy(f, dest / f.name)
+    return dest
+
+
+def run(tmp_path, data_root, variant=None, **kw):
+    tree = make_tree(tmp_path / (variant or "tiny"), variant)
+    kw.setdefault("grace_s", 60)  # tiny trains ~1 s, but importing torch on a loaded box is slow
+    return evaluate(tree, LocalSandbox(), data_root=data_root, bench_s=0.2, **kw)
+
+
+def test_ok_tree_is_scored_by_the_harness(tmp_path, data_root):
+    r = run(tmp_path, data_root, commit="c" * 40, tree="t" * 40, seed=3)
+    assert r["status"] == "ok", r["log_tail"]
+    vocab = data.load_meta(data.prepare("char", data_root).val_dir)["vocab_size"]
+    assert 1.0 < r["val_loss"] < math.log(vocab)  # learned something, and honestly measured
+    assert r["perplexity"] == pytest.approx(math.exp(r["val_loss"]))
+    assert r["bpb"] == pytest.approx(r["val_loss"] / math.log(2))  # char: one byte per token
+    assert r["params"] == vocab * 64 + vocab  # tied weights once, the buffer not at all
+    assert r["eval_tokens"] == 128 * 32
+    assert r["tokens_per_s"] > 0 and 0 < r["mfu"] < 1
+    assert r["flops_per_token"] == 6 * r["params"] and r["peak_flops"] == 1e11
+    assert r["reported"]["val_loss"] == 0.01 and r["val_loss"] != 0.01  # untrusted claims
+    assert (r["commit"], r["seed"], r["device"], r["runner"]) == ("c" * 40, 3, "cpu", "local")
+    assert "train_loss:" in r["log_tail"] and r["train_wall_s"] > 0 and r["eval_wall_s"] > 0
+    dumps(r)  # a valid note line
+
+
+def test_model_problems_are_caught_at_evaluation(tmp_path, data_root):
+    variants = {"nan": ("train_failed", "nan_loss"),
+                "mismatch": ("eval_failed", "checkpoint_mismatch"),
+                "noncausal": ("eval_failed", "noncausal")}
+    with ThreadPoolExecutor(len(variants)) as pool:  # three torch runs side by side: faster
+        results = dict(zip(variants, pool.map(
+            lambda v: run(tmp_path, data_root, v, bench=False), variants)))
+    for variant, expected in variants.items():
+        r = results[variant]
+        assert (r["status"], r["cause"]) == expected, (variant, r["log_tail"])
+        assert r["log_tail"] and r["val_loss"] is None
+    assert "size mismatch" in results["mismatch"]["log_tail"]
+    assert "moved earlier logits" in results["noncausal"]["log_tail"]
+
+
+@pytest.mark.parametrize("variant,status,cause,in_log", [
+    ("raises", "train_failed", "exception", "boom: the learning-rate schedule is empty"),
+    ("silent", "train_failed", "no_checkpoint", "wrote no ckpt.pt"),
+    ("no_checkpoint", "train_failed", "no_checkpoint", "train_loss: 1.23"),
+])
+def test_training_failures(tmp_path, data_root, variant, status, cause, in_log):
+    r = run(tmp_path, data_root, variant)
+    assert (r["status"], r["cause"]) == (status, cause)
+    assert in_log in r["log_tail"]
+    assert r["val_loss"] is None and r["train_wall_s"] is not None
+
+
+def test_no_checkpoint_keeps_the_reported_summary_apart(tmp_path, data_root):
+    r = run(tmp_path, data_root, "no_checkpoint")
+    assert r["reported"] == {"steps": 100.0, "train_loss": 1.23}
+
+
+def test_hang_is_killed_at_budget_plus_grace(tmp_path, data_root):
+    r = run(tmp_path, data_root, "hang", budget_s=0.5, grace_s=0.5)
+    assert (r["status"], r["cause"]) == ("timeout", "budget_exceeded")
+    assert r["train_wall_s"] < 5
+
+
+def test_contract_problems_are_rejected(tmp_path, data_root):
+    tree = make_tree(tmp_path / "t")
+    (tree / "darwin.toml").unlink()
+    r = evaluate(tree, LocalSandbox(), data_root=data_root)
+    assert (r["status"], r["cause"]) == ("rejected", "no_contract")
+    (tree / "darwin.toml").write_text("[train\ncommand = 1")
+    r = evaluate(tree, LocalSandbox(), data_root=data_root)
+    assert (r["status"], r["cause"]) == ("rejected", "bad_contract")
+    assert "not valid TOML" in r["log_tail"]
+    text = (TREES / "tiny" / "darwin.toml").read_text()
+    (tree / "darwin.toml").write_text(text.replace('"char"', '"klingon"'))
+    r = evaluate(tree, LocalSandbox(), data_root=data_root)
+    assert (r["status"], r["cause"]) == ("rejected", "bad_contract")
+
+
+def test_export_tree_writes_a_revision_without_a_worktree(tmp_path):
+    repo = pygit2.init_repository(str(tmp_path / "repo"), bare=True)
+    sub = repo.TreeBuilder()
+    sub.insert("inner.txt", repo.create_blob(b"inner\n"), pygit2.GIT_FILEMODE_BLOB)
+    top = repo.TreeBuilder()
+    top.insert("train.py", repo.create_blob(b"print('hi')\n"), pygit2.GIT_FILEMODE_BLOB)
+    top.insert("run.sh", repo.create_blob(b"#!/bin/sh\n"), pygit2.GIT_FILEMODE_BLOB_EXECUTABLE)
+    top.insert("link", repo.create_blob(b"train.py"), pygit2.GIT_FILEMODE_LINK)
+    top.insert("pkg", sub.write(), pygit2.GIT_FILEMODE_TREE)
+    tree_id = top.write()
+    sig = pygit2.Signature("t", "t@example.com")
+    repo.create_commit("refs/heads/agents/a", sig, sig, "seed", tree_id, [])
+    got = export_tree(repo, "agents/a", tmp_path / "out")
+    out = tmp_path / "out"
+    assert got == str(tree_id)
+    assert (out / "train.py").read_text() == "print('hi')\n"
+    assert (out / "pkg" / "inner.txt").read_text() == "inner\n"
+    assert os.access(out / "run.sh", os.X_OK) and not os.access(out / "train.py", os.X_OK)
+    assert os.readlink(out / "link") == "train.py"
+    with pytest.raises(ExportError, match="not a revision"):
+        export_tree(repo, "agents/missing", tmp_path / "x")
+
+
+def test_parse_summary_takes_the_final_key_value_block():
+    log = ("step 1 | loss 4.1\nnote: early\nstep 2 | loss 3.9\n"
+           "steps: 2\nval_loss: 3.90\nmodel: gpt-tiny\n\n[darwin sandbox] killed\n")
+    assert parse_summary(log) == {"steps": 2.0, "val_loss": 3.9, "model": "gpt-tiny"}
+    assert parse_summary("") == {}
+
+
+def test_flops_model_and_peaks():
+    assert flops_per_token(1000, {}, 64) == 6000
+    assert flops_per_token(1000, {"n_layer": 2, "n_embd": 8}, 64) == 6000 + 12 * 2 * 8 * 64
+    assert gpu_peak("NVIDIA H100 80GB HBM3") == 989e12
+    assert gpu_peak("NVIDIA H100 PCIe") == 756e12
+    assert gpu_peak("NVIDIA A100-SXM4-80GB") == 312e12
+    assert gpu_peak("NVIDIA L40S") == 362e12 and gpu_peak("NVIDIA L4") == 121e12
+    assert gpu_peak("Mystery Accelerator") is None
+    assert measure_cpu_peak(size=64, seconds=0.05) > 1e6
+
+
+@pytest.mark.skipif(not (SEED / "darwin.toml").is_file(), reason="seed_repo not written yet")
+def test_seed_repo_end_to_end(data_root):
+    r = evaluate(SEED, LocalSandbox(), data_root=data_root, budget_s=8, grace_s=60, bench_s=0.3)
+    assert r["status"] == "ok", r["log_tail"]
+    assert math.isfinite(r["val_loss"]) and r["params"] > 0 and r["tokens_per_s"] > 0

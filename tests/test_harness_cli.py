@@ -1,0 +1,73 @@
+"""`darwin-git bench` on real folders and real git repos (fast trees: no torch in them)."""
+import json
+import shutil
+from pathlib import Path
+
+import pygit2
+import pytest
+from click.testing import CliRunner
+
+from darwin_git.cli import cli
+
+TREES = Path(__file__).parent / "trees"
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DARWIN_DATA_CACHE", str(tmp_path / "data"))
+    monkeypatch.setenv("DARWIN_PEAK_FLOPS", "1e11")
+    for var in ("DARWIN_REPO", "DARWIN_BUDGET", "DARWIN_RUNNER", "DARWIN_BENCH_DEVICE"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def tree_of(tmp_path, variant):
+    tree = tmp_path / variant
+    shutil.copytree(TREES / "tiny", tree)
+    for f in (TREES / variant).iterdir():
+        shutil.copy(f, tree / f.name)
+    return tree
+
+
+def commit_folder(repo_dir: Path, folder: Path) -> str:
+    repo = pygit2.init_repository(str(repo_dir))
+    index = repo.index
+    for f in sorted(folder.iterdir()):
+        (repo_dir / f.name).write_bytes(f.read_bytes())
+        index.add(f.name)
+    index.write()
+    sig = pygit2.Signature("t", "t@example.com")
+    return str(repo.create_commit("HEAD", sig, sig, "seed", index.write_tree(), []))
+
+
+def test_bench_a_revision_prints_one_result_per_repeat(tmp_path, monkeypatch):
+    sha = commit_folder(tmp_path / "repo", tree_of(tmp_path, "raises"))
+    monkeypatch.chdir(tmp_path / "repo")
+    res = CliRunner().invoke(cli, ["bench", "HEAD", "--repeats", "2", "--device", "cpu",
+                                   "--budget", "5"])
+    assert res.exit_code == 0, res.output  # a failed run is a result, not a CLI error
+    lines = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [r["status"] for r in lines] == ["train_failed", "train_failed"]
+    assert {r["commit"] for r in lines} == {sha} and [r["seed"] for r in lines] == [0, 1]
+    assert lines[0]["tree"] == str(pygit2.Repository(str(tmp_path / "repo")).head.peel().tree.id)
+    assert lines[0]["budget_s"] == 5.0
+    assert "train_failed (exception)" in res.stderr
+
+
+def test_bench_a_folder_with_json_only(tmp_path):
+    tree = tree_of(tmp_path, "silent")
+    res = CliRunner().invoke(cli, ["bench", str(tree), "--json", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    (line,) = res.stdout.splitlines()
+    assert json.loads(line)["cause"] == "no_checkpoint" and res.stderr == ""
+
+
+def test_bench_user_errors_exit_non_zero(tmp_path, monkeypatch):
+    commit_folder(tmp_path / "repo", tree_of(tmp_path, "raises"))
+    res = CliRunner().invoke(cli, ["bench", "no-such-branch", "--repo", str(tmp_path / "repo")])
+    assert res.exit_code == 2 and "not a revision" in res.output
+    monkeypatch.chdir(tmp_path / "home" if (tmp_path / "home").exists() else tmp_path)
+    res = CliRunner().invoke(cli, ["bench", "HEAD", "--repo", str(tmp_path / "nowhere")])
+    assert res.exit_code == 2 and "not inside a git repository" in res.output
+    res = CliRunner().invoke(cli, ["bench", str(tmp_path), "--budget", "-1"])
+    assert res.exit_code == 2 and "--budget" in res.output
