@@ -153,11 +153,15 @@ TRANSFORMS = {
     "eaten_blank_ctx": lambda d: re.sub(r"^ \n", "\n", d, flags=re.M),
     "no_ab_prefix": lambda d: re.sub(r"^(---|\+\+\+) [ab]/", r"\1 ", d, flags=re.M),
     "wrong_numbers_prose": lambda d: TRANSFORMS["prose_fence"](TRANSFORMS["offset+7"](d)),
+    "json_reply": lambda d: json.dumps({"reasoning": "Tune this for the short budget.",
+                                        "summary": "Tune a setting", "diff": d}),
+    "json_raw_newlines": lambda d: '{"reasoning": "One idea.", "diff": "' + d.replace('"', '\\"')
+    + '"}',  # literal newlines inside the JSON string, as models often write
     "one_line_context": None,  # built from a narrower diff below
 }
 
 PLAN = {  # edit -> transforms (every edit gets several kinds of damage)
-    "lr": ["clean", "offset+7", "trailing_ws", "prose_fence"],
+    "lr": ["clean", "offset+7", "trailing_ws", "prose_fence", "json_reply"],
     "layers": ["bad_counts", "no_numbers", "eaten_blank_ctx"],
     "batch": ["offset-20", "prose_bare", "no_ab_prefix"],
     "warmup": ["clean", "drop_ctx_middle", "wrong_numbers_prose"],
@@ -165,10 +169,10 @@ PLAN = {  # edit -> transforms (every edit gets several kinds of damage)
     "cosine_floor": ["clean", "half_indent", "no_final_newline"],
     "betas": ["drop_ctx_first", "bad_counts", "one_line_context"],
     "log_every": ["trailing_ws", "tabs_context", "no_numbers"],
-    "summary_line": ["clean", "no_final_newline", "offset-20"],
+    "summary_line": ["clean", "no_final_newline", "offset-20", "json_reply"],
     "zero_grad": ["half_indent", "prose_fence", "drop_ctx_middle"],
-    "silu": ["clean", "offset+7", "tabs_context"],
-    "mlp_ratio": ["half_indent", "bad_counts", "drop_ctx_first"],
+    "silu": ["clean", "offset+7", "tabs_context", "json_raw_newlines"],
+    "mlp_ratio": ["half_indent", "bad_counts", "drop_ctx_first", "json_raw_newlines"],
     "init_std": ["no_numbers", "trailing_ws", "eaten_blank_ctx"],
     "emb_scale": ["clean", "prose_bare", "one_line_context"],
     "final_norm": ["tabs_context", "offset-20", "no_ab_prefix"],
