@@ -96,3 +96,8 @@ def test_memory_shows_best_worst_and_failures():
     lines = text.splitlines()
     assert lines[0].startswith("- [best] c3") and "[worst] c5" in text and "[failed] crash" in text
     assert len(lines) == 7
+
+
+def test_a_doubly_escaped_diff_is_unescaped():
+    text = json.dumps({"reasoning": "r", "diff": DIFF.replace("\n", "\\n")})
+    assert parse_reply(text).diff == DIFF

@@ -75,6 +75,8 @@ def _find_json(text: str) -> tuple[dict | None, str | None]:
 def _from_json(obj: dict) -> Reply:
     reasoning = _text(obj.get("reasoning")) or _text(obj.get("rationale"))
     diff = _text(obj.get("diff")) or _text(obj.get("patch"))
+    if "\n" not in diff.strip() and "\\n" in diff:
+        diff = diff.replace("\\n", "\n")  # escaped twice by the model: one line of "\n"s
     fenced = list(FENCE_RE.finditer(diff))
     if fenced:
         diff = fenced[0].group(2)
