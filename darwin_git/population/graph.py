@@ -78,8 +78,9 @@ def render(rows: list[dict]) -> list[str]:
         for p in parents[1:]:
             if p not in new:
                 new.append(p)
-        if len(parents) > 1:
-            lines.append(" ".join("|" for _ in range(col + 1)) + "\\" if len(new) > len(lanes)
-                         else " ".join("|" for _ in new))
+        if len(parents) > 1 and len(new) > len(lanes):
+            lines.append(" ".join("|" for _ in range(col + 1)) + "\\")  # a lane opens
+        elif len(new) < len(lanes) and col < len(new):
+            lines.append(" ".join(["|"] * col + ["/"] * (len(new) - col)))  # lanes shift left
         lanes = new
     return lines
