@@ -337,15 +337,30 @@ def _prepare_mounts(step: Step, uid: int) -> None:
     for what, path in [("tree", step.tree)] + [(f"input {k!r}", v) for k, v in step.inputs.items()]:
         if not Path(path).exists():
             raise SandboxUnavailable(f"{what} {path} does not exist")
-        if os.getuid() == 0 and Path(path).is_dir():
-            mode = os.stat(path).st_mode
-            if mode & 0o005 != 0o005:  # e.g. a mkdtemp folder (0700): let the sandbox user in
-                os.chmod(path, stat.S_IMODE(mode) | 0o055)
+        if os.getuid() == 0:
+            _grant_read(Path(path))
     out = Path(step.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if os.getuid() == 0:
         os.chown(out, uid, uid)
         os.chmod(out, 0o700)
+
+
+def _grant_read(top: Path) -> None:
+    """Root engine, uid-10001 sandbox: files we made private (mkstemp's 0600, mkdtemp's 0700)
+    would be unreadable through the read-only mount, so give others read (never write)."""
+    entries = [top] if not top.is_dir() else [top] + [
+        Path(d) / n for d, dirs, files in os.walk(top) for n in dirs + files]
+    for p in entries:
+        try:
+            st = os.lstat(p)
+        except OSError:
+            continue
+        if stat.S_ISLNK(st.st_mode) or st.st_uid != os.getuid():
+            continue
+        want = 0o004 | (0o001 if stat.S_ISDIR(st.st_mode) or st.st_mode & 0o100 else 0)
+        if st.st_mode & want != want:
+            os.chmod(p, stat.S_IMODE(st.st_mode) | want)
 
 
 def _settle_out(out: Path) -> None:

@@ -32,11 +32,14 @@ from .base import SandboxUnavailable
 DEFAULT_TAG = "darwin-git:local"
 LABEL = "org.darwin-git"  # label prefix on images and containers
 IMAGE_FORMAT = "1"
+HOST_BUILD = "2"  # bump when write_rootfs changes: older host images are rebuilt
 SANDBOX_UID = 10001  # the non-root user steps run as (when the engine itself runs as root)
 DOCKERFILE_GPU = Path(__file__).with_name("Dockerfile.gpu")
 # Small tools a training script may shell out to; all are optional.
 TOOLS = ("sh", "dash", "bash", "cat", "ls", "env", "sleep", "true", "false", "id", "echo",
          "head", "tail", "mkdir", "rm", "cp", "mv", "nproc", "uname")
+CA_FILES = ("/etc/ssl/certs/ca-certificates.crt", "/usr/lib/ssl/cert.pem", "/usr/lib/ssl/certs",
+            "/etc/ssl/openssl.cnf", "/usr/lib/ssl/openssl.cnf", "/etc/pki/tls/certs/ca-bundle.crt")
 _LDD_LINE = re.compile(r"(?:=>\s*)?(/\S+)\s+\(0x")
 
 HOW_TO = (
@@ -78,6 +81,9 @@ def read_image(client, tag: str) -> ImageInfo:
         mounts=tuple(json.loads(labels.get(f"{LABEL}.mounts", "[]"))),
         uid=int(labels.get(f"{LABEL}.uid", SANDBOX_UID)),
     )
+    if info.kind == "host" and labels.get(f"{LABEL}.host-build") != HOST_BUILD:
+        raise SandboxUnavailable(f"docker image {tag!r} was built by an older darwin-git; "
+                                 "rebuild it with `darwin-git image build`")
     missing = [m for m in info.mounts if not Path(m).is_dir()]
     if missing:
         raise SandboxUnavailable(
@@ -177,7 +183,9 @@ class _RootFs:
             if i < len(parts) - 1:
                 self.directory(current)
         name = current.lstrip("/")
-        if name not in self.seen and os.path.isfile(current):
+        if os.path.isdir(current):
+            self.directory(current)
+        elif name not in self.seen and os.path.isfile(current):
             self.seen.add(name)
             self.tar.add(current, arcname=name, recursive=False)
 
@@ -209,6 +217,10 @@ def write_rootfs(fileobj, python: str, mounts: list[str], uid: int = SANDBOX_UID
     fs.text("/etc/hostname", "sandbox\n")
     for path in sorted(libs) + tools + ["/bin/sh"]:  # /bin/sh keeps a merged-usr /bin link
         fs.host_path(path)
+    # Public CA bundle: libraries such as pygit2 refuse to import without their default paths.
+    for path in CA_FILES:
+        if os.path.exists(path):
+            fs.host_path(path)
     # Mount points for the host Python, so the read-only root needs no changes at start.
     for m in mounts:
         fs.directory(m)
@@ -220,6 +232,7 @@ def _dockerfile(tag: str, python: str, mounts: list[str], uid: int) -> str:
     labels = {
         f"{LABEL}.image-format": IMAGE_FORMAT,
         f"{LABEL}.kind": "host",
+        f"{LABEL}.host-build": HOST_BUILD,
         f"{LABEL}.python": python,
         f"{LABEL}.mounts": json.dumps(mounts),
         f"{LABEL}.uid": str(uid),
