@@ -1,0 +1,194 @@
+"""`darwin-git evolve`: the main job. Creates the population on first use, then runs (or
+resumes) generations until a budget runs out, and ends with the leaderboard and the report."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from .errors import DarwinError, LockHeld, RunnerUnavailable
+from .options import emit_json, repo_option, user_errors
+
+
+@click.command()
+@repo_option
+@click.option("--seed", "seed_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Seed training repo for a new population [default: the bundled seed_repo].")
+@click.option("--generations", "-g", type=click.IntRange(0), envvar="DARWIN_GENERATIONS",
+              help="Total generations of the run; a resumed run continues up to it [default 5].")
+@click.option("--population", "-n", type=click.IntRange(1), envvar="DARWIN_POPULATION",
+              help="Agents in a new population [default 4].")
+@click.option("--budget", "budget_s", type=click.FloatRange(1), envvar="DARWIN_BUDGET",
+              help="Training seconds per evaluation [default: darwin.toml's budget_s].")
+@click.option("--slots", type=click.IntRange(1), envvar="DARWIN_SLOTS",
+              help="Evaluations at once [default: 1 per GPU, else 1 per 2 CPU cores].")
+@click.option("--runner", type=click.Choice(["auto", "local", "docker"]), default="auto",
+              envvar="DARWIN_RUNNER", show_default=True,
+              help="auto: docker when a daemon and the image are there, else local.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), envvar="DARWIN_DEVICE",
+              help="Training device [default: cuda when available, else cpu].")
+@click.option("--mutator", type=click.Choice(["auto", "builtin", "llm"]), default="auto",
+              envvar="DARWIN_MUTATOR", show_default=True,
+              help="auto: the LLM when OPENAI_API_KEY or OPENAI_BASE_URL is set, else built-in.")
+@click.option("--model", envvar="DARWIN_MODEL", help="LLM model name (with --mutator llm).")
+@click.option("--pairing", type=click.Choice(["ring", "self", "random"]),
+              help="Who rewrites whom [default ring: agent i rewrites agent i+1].")
+@click.option("--crossovers", type=click.IntRange(0), help="Crossover children per generation.")
+@click.option("--accept-k", type=click.FloatRange(0), help="Noise sigmas an improvement must clear.")
+@click.option("--noise-repeats", type=click.IntRange(1), help="Seed runs measuring the noise floor.")
+@click.option("--max-wall", "max_wall_s", type=click.FloatRange(1), envvar="DARWIN_MAX_WALL",
+              help="Stop after this many seconds (at a consistent state).")
+@click.option("--max-tokens", type=click.IntRange(1), help="Stop once LLM tokens reach this.")
+@click.option("--max-cost", "max_cost_usd", type=click.FloatRange(0),
+              help="Stop once the LLM cost (USD, needs prices in config) reaches this.")
+@click.option("--json", "json_events", is_flag=True, help="JSON-lines events on stdout.")
+@click.option("--report/--no-report", default=True, show_default=True,
+              help="Write the report at the end.")
+@user_errors
+def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, device, mutator,
+           model, pairing, crossovers, accept_k, noise_repeats, max_wall_s, max_tokens,
+           max_cost_usd, json_events, report):
+    """Run the evolutionary loop (the main job); run it again to resume.
+
+    Each generation every agent proposes a mutation to another agent's training code; all
+    children train in isolation and the harness scores them; agents fast-forward to children
+    that beat them by more than the noise floor; the worst agents are pruned and replaced.
+    """
+    from .. import runconfig
+    from ..evolve.loop import Evolution
+    from ..evolve.settings import EvolveSettings
+    from ..lock import LockBusy, RunLock
+    from ..population import Population
+    from ..population.create import init_population
+    from ..population.layout import resolve_repo
+    from ..progress import make_sink
+
+    path = resolve_repo(repo)
+    if not (path.exists() and any(path.iterdir())):
+        init_population(path, seed=seed_dir, agents=population or 4)
+    pop = Population(path)
+    if population and population != len(pop.agents()) and not json_events:
+        click.echo(f"note: the population already has {len(pop.agents())} agents; "
+                   "--population only applies to a new one", err=True)
+    config = runconfig.read_config(pop.repo)
+    device = device or config.get("evolve", {}).get("device") or _default_device()
+    settings = EvolveSettings.from_config(
+        config, generations=generations, budget_s=budget_s, slots=slots or _default_slots(device),
+        device=device, pairing=pairing, crossovers=crossovers, accept_k=accept_k,
+        noise_repeats=noise_repeats, max_wall_s=max_wall_s, max_tokens=max_tokens,
+        max_cost_usd=max_cost_usd)
+    runconfig.write_config(pop.repo, {"evolve": settings.to_config()}, "evolve settings")
+
+    lock = RunLock(pop.state_dir / "evolve.lock")
+    try:
+        lock.acquire()
+    except LockBusy as exc:
+        raise LockHeld(f"{exc}. Wait for it or stop it; the lock frees itself when it exits.")
+    sink = make_sink(json_events)
+    executor = None
+    try:
+        sandbox = _sandbox(runner)
+        from ..run.executor import LocalExecutor
+        executor = LocalExecutor(pop.path, sandbox, slots=settings.slots,
+                                 work_root=pop.state_dir / "work")
+        executor.runner = sandbox.name
+        mut, resolver = _mutator(mutator, model, config)
+        on_request = _request_handler()
+        summary = Evolution(pop, settings, executor, mut, sink, resolver=resolver,
+                            on_request=on_request).run()
+    finally:
+        sink.close()
+        if executor is not None:
+            executor.shutdown()
+        lock.release()
+    report_path = None
+    if report:
+        report_path = _write_report(pop)
+    if json_events:
+        emit_json({"event": "summary", **summary, "report": report_path})
+        return
+    _print_leaderboard(summary["leaderboard"])
+    click.echo(f"{summary['stopped']}. Inspect with: git -C {pop.path} log --graph --all")
+    if report_path:
+        click.echo(f"Report: {report_path}")
+
+
+def _default_device() -> str:
+    try:
+        import torch
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except Exception:
+        return "cpu"
+
+
+def _default_slots(device: str) -> int:
+    if device == "cuda":
+        import torch
+        return max(1, torch.cuda.device_count())
+    return max(1, (os.cpu_count() or 1) // 2)
+
+
+def _sandbox(runner: str):
+    from ..run.base import SandboxUnavailable
+    from ..run.local import LocalSandbox
+
+    if runner in ("auto", "docker"):
+        try:
+            from ..run.docker import DockerSandbox
+            sandbox = DockerSandbox()
+            sandbox.check()
+            return sandbox
+        except (SandboxUnavailable, ImportError) as exc:
+            if runner == "docker":
+                raise RunnerUnavailable(str(exc))
+    return LocalSandbox()
+
+
+def _mutator(kind: str, model: str | None, config: dict):
+    from ..mutate.operators import BuiltinMutator
+
+    llm_env = os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL")
+    if kind == "builtin" or (kind == "auto" and not llm_env):
+        return BuiltinMutator(), None
+    from ..mutate.config import LLMConfig, LLMConfigError
+    from ..mutate.llm import LLMMutator
+
+    settings = dict(config.get("mutator", {}))
+    if model:
+        settings["model"] = model
+    try:
+        llm = LLMMutator(LLMConfig.from_env_and_config(settings))
+    except LLMConfigError as exc:
+        raise DarwinError(f"LLM mutator: {exc}")
+    return llm, llm
+
+
+def _request_handler():
+    try:
+        from ..hitl import open_request
+    except ImportError:
+        return None
+    return open_request
+
+
+def _write_report(pop) -> str | None:
+    try:
+        from ..report import write_report
+    except ImportError:
+        return None
+    return str(write_report(pop))
+
+
+def _print_leaderboard(rows: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="leaderboard (val_loss: lower is better)")
+    for col in ("agent", "val_loss", "perplexity", "tokens/s", "MFU", "commit"):
+        table.add_column(col)
+    fmt = lambda v, s: "-" if not isinstance(v, (int, float)) else format(v, s)
+    for r in rows:
+        table.add_row(r["agent"], fmt(r["val_loss"], ".4f"), fmt(r["perplexity"], ".2f"),
+                      fmt(r["tokens_per_s"], ".0f"), fmt(r["mfu"], ".2%"), r["commit"][:10])
+    Console().print(table)

@@ -1,0 +1,49 @@
+"""Settings of one `evolve` run: stored in the run config (refs/darwin/config, section
+[evolve]) so a clone continues with the same rules, overridable from the command line."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from ..select import SelectionSettings
+
+PAIRINGS = ("ring", "self", "random")
+
+
+@dataclass
+class EvolveSettings:
+    generations: int = 5  # total generations of the run (a resumed run continues up to it)
+    budget_s: float = 60.0  # wall-clock training budget per evaluation
+    noise_repeats: int = 3  # seed evaluations (different seeds) that measure the noise floor
+    accept_k: float = 1.0  # an improvement must clear accept_k * sigma (select.py)
+    elites: int = 1
+    prune_per_generation: int = 1
+    tournament_size: int = 2
+    pairing: str = "ring"  # ring: agent i rewrites agent i+1 (DARWIN); self; random
+    crossovers: int = 0  # crossover children per generation
+    device: str = "cpu"
+    slots: int = 1  # evaluations at once
+    seed: int = 0  # training seed of every candidate (common random numbers across agents)
+    max_wall_s: float | None = None  # stop after this long (this invocation)
+    max_tokens: int | None = None  # stop once the run's LLM tokens reach this
+    max_cost_usd: float | None = None  # stop once the run's LLM cost reaches this
+    stall_generations: int = 3  # generations without improvement before an agent asks a human
+
+    def selection(self) -> SelectionSettings:
+        return SelectionSettings(accept_k=self.accept_k, elites=self.elites,
+                                 tournament_size=self.tournament_size,
+                                 prune_per_generation=self.prune_per_generation)
+
+    @classmethod
+    def from_config(cls, config: dict, **overrides) -> "EvolveSettings":
+        stored = dict(config.get("evolve", {}))
+        stored.setdefault("budget_s", config.get("budget_s", cls.budget_s))
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in stored.items() if k in names}
+        values.update({k: v for k, v in overrides.items() if v is not None and k in names})
+        settings = cls(**values)
+        if settings.pairing not in PAIRINGS:
+            raise ValueError(f"pairing must be one of {', '.join(PAIRINGS)}")
+        return settings
+
+    def to_config(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
