@@ -9,9 +9,9 @@ from .repo import AGENT_PREFIX, PRUNED_PREFIX, SEED_REF, Population
 from ..result import fitness
 
 
-def _labels(pop: Population) -> dict[pygit2.Oid, list[str]]:
+def _labels(pop: Population, names=None) -> dict[pygit2.Oid, list[str]]:
     out: dict[pygit2.Oid, list[str]] = {}
-    for name in sorted(pop.repo.references):
+    for name in sorted(pop.repo.references if names is None else names):
         if name.startswith(AGENT_PREFIX):
             label = name[len(AGENT_PREFIX):]
         elif name.startswith(PRUNED_PREFIX):
@@ -28,13 +28,16 @@ def _labels(pop: Population) -> dict[pygit2.Oid, list[str]]:
 
 def lineage(pop: Population, agent: str | None = None, limit: int | None = 200) -> list[dict]:
     """Commits newest first with parents, refs and latest result: the graph's data."""
-    labels = _labels(pop)
     if agent is not None:
-        tips = [pop.tip(agent)] if (AGENT_PREFIX + agent) in pop.repo.references else []
-        tips += [t for n, t in pop.pruned().items() if agent_of_ref(n) == agent]
-        if not tips:
-            tips = [pop.commit(agent).id]
+        # Only this agent's own refs (and the seed) label its graph, so the cost follows its
+        # history, not the number of agents.
+        names = [AGENT_PREFIX + agent] if (AGENT_PREFIX + agent) in pop.repo.references else []
+        names += [n for n in pop.pruned() if agent_of_ref(n) == agent]
+        labels = _labels(pop, names + [SEED_REF])
+        tips = [pop.repo.references[n].resolve().target for n in names] or \
+            [pop.commit(agent).id]
     else:
+        labels = _labels(pop)
         tips = list(labels)
     walker = pop.repo.walk(None, pygit2.GIT_SORT_TOPOLOGICAL | pygit2.GIT_SORT_TIME)
     for t in dict.fromkeys(tips):
