@@ -8,8 +8,11 @@ a 2/38 fan-out so a write touches two small trees, not one tree of every note.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import random
+import time
 
 import pygit2
 
@@ -18,7 +21,7 @@ from .refs import engine_signature, ref_target, update_refs
 
 NOTES_REF = "refs/notes/darwin"
 RECORD_VERSION = 1
-MAX_RETRIES = 20
+RETRY_FOR_S = 30.0  # keep retrying a contended append this long, with jittered backoff
 
 
 def _note_path(tree: pygit2.Tree | None, hexsha: str) -> tuple[str, pygit2.Oid] | None:
@@ -104,7 +107,8 @@ class Notes:
         lines = {str(k): "".join(_line(r) for r in v) for k, v in records.items() if v}
         if not lines:
             return
-        for _ in range(MAX_RETRIES):
+        deadline = time.monotonic() + RETRY_FOR_S
+        for attempt in itertools.count():
             tip, tree = self._tree()
             new_tree = self._write_tree(tree, lines)
             sig = engine_signature()
@@ -115,8 +119,10 @@ class Notes:
                 update_refs(self.repo, [(self.ref, tip, commit)], "darwin-git: notes")
                 return
             except RefMoved:
-                continue
-        raise RefMoved(f"{self.ref} kept moving; gave up after {MAX_RETRIES} tries")
+                if time.monotonic() > deadline:
+                    raise RefMoved(f"{self.ref} kept moving for {RETRY_FOR_S:.0f}s; "
+                                   f"gave up after {attempt + 1} tries") from None
+                time.sleep(random.uniform(0, min(0.05, 0.001 * 2 ** attempt)))
 
     def _write_tree(self, tree: pygit2.Tree | None, lines: dict[str, str]) -> pygit2.Oid:
         repo = self.repo
