@@ -92,28 +92,37 @@ def read_image(client, tag: str) -> ImageInfo:
     return info
 
 
-def python_layout(python: str) -> tuple[str, list[str]]:
-    """(executable, folders to mount) of a host interpreter: its venv and its base install."""
-    probe = "import sys, json; print(json.dumps([sys.executable, sys.prefix, sys.base_prefix]))"
+def python_layout(python: str) -> tuple[str, list[str], list[str]]:
+    """(executable, folders to mount, folders whose shared objects it loads) of a host
+    interpreter: it is mounted whole (venv + base install), but only its library folders are
+    scanned, so a base install at /usr does not mean running ldd on all of /usr."""
+    probe = ("import sys, json, sysconfig; p = sysconfig.get_paths(); print(json.dumps("
+             "[sys.executable, sys.prefix, sys.base_prefix, [p['stdlib'], p['platstdlib'], "
+             "p['purelib'], p['platlib'], sysconfig.get_config_var('LIBDIR') or '']]))")
     try:
         out = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=60,
                              check=True).stdout
     except (OSError, subprocess.SubprocessError) as exc:
         raise SandboxUnavailable(f"cannot run {python!r} to find its installation: {exc}") from exc
-    exe, prefix, base = json.loads(out)
+    exe, prefix, base, libdirs = json.loads(out)
     mounts = sorted({os.path.realpath(prefix), os.path.realpath(base)})
     # Nested mounts would shadow each other; keep the outermost folder only.
     mounts = [m for m in mounts if not any(m != o and m.startswith(o + "/") for o in mounts)]
-    return exe, mounts
+    *trees, libdir = libdirs
+    scan = {os.path.realpath(d) for d in trees + [prefix] if d and os.path.isdir(d)}
+    scan = {d for d in scan if not any(d.startswith(o + "/") for o in scan)}
+    if libdir and os.path.isdir(libdir):  # libpython only: LIBDIR may be all of /usr/lib
+        scan |= {str(p) for p in Path(libdir).glob("libpython*.so*")}
+    return exe, mounts, sorted(scan)
 
 
 def _elf_files(folders: list[str], python: str) -> list[str]:
-    files = [os.path.realpath(python)]
+    files = [os.path.realpath(python)] + [f for f in folders if os.path.isfile(f)]
     for folder in folders:
         for dirpath, _, names in os.walk(folder):
             files += [os.path.join(dirpath, n) for n in names
                       if n.endswith(".so") or ".so." in n]
-    return [f for f in files if os.path.isfile(f) and not os.path.islink(f)]
+    return sorted({f for f in files if os.path.isfile(f) and not os.path.islink(f)})
 
 
 def _ldd(path: str) -> set[str]:
@@ -201,11 +210,12 @@ def _passwd(uid: int) -> tuple[str, str]:
     return passwd, group
 
 
-def write_rootfs(fileobj, python: str, mounts: list[str], uid: int = SANDBOX_UID) -> int:
+def write_rootfs(fileobj, python: str, mounts: list[str], scan: list[str] | None = None,
+                 uid: int = SANDBOX_UID) -> int:
     """Write the host image's root filesystem as a tar; returns the number of libraries."""
     tools = [p for t in TOOLS if (p := shutil.which(t, path="/usr/bin:/bin"))]
-    libs = system_libraries(_elf_files(mounts, python) + [os.path.realpath(t) for t in tools],
-                            mounts)
+    elf = _elf_files(scan if scan is not None else mounts, python)
+    libs = system_libraries(elf + [os.path.realpath(t) for t in tools], mounts)
     fs = _RootFs(fileobj)
     for d, mode in (("/tmp", 0o1777), ("/root", 0o755), ("/darwin/tree", 0o755),
                     ("/darwin/out", 0o777), ("/darwin/pkg", 0o755), ("/darwin/in", 0o755),
@@ -250,12 +260,12 @@ def build_host_image(tag: str = DEFAULT_TAG, python: str | None = None, client=N
     import docker.errors
 
     client = client or _client()
-    exe, mounts = python_layout(python or sys.executable)
+    exe, mounts, scan = python_layout(python or sys.executable)
     log(f"python {exe}; mounted read-only from the host: {', '.join(mounts)}")
     with tempfile.TemporaryDirectory(prefix="darwin-image-") as tmp:
         rootfs = Path(tmp) / "rootfs.tar"
         with open(rootfs, "wb") as f:
-            n_libs = write_rootfs(f, exe, mounts, uid)
+            n_libs = write_rootfs(f, exe, mounts, scan, uid)
         log(f"root filesystem: {n_libs} host libraries, {rootfs.stat().st_size >> 20} MiB")
         context = Path(tmp) / "context.tar"
         with tarfile.open(context, "w") as tar:
