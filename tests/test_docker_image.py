@@ -24,10 +24,10 @@ def default_image(monkeypatch):
 
 @pytest.fixture(scope="module")
 def docker_client():
-    from darwin_git.run.image import _client
+    from darwin_git.run.image import docker_client as connect
 
     try:
-        return _client()
+        return connect()
     except SandboxUnavailable as exc:
         if os.environ.get("CI") or os.environ.get("DARWIN_REQUIRE_DOCKER"):
             pytest.fail(f"docker is required here: {exc}")

@@ -21,10 +21,10 @@ MiB = 1 << 20
 
 
 def _daemon_or_skip():
-    from darwin_git.run.image import _client
+    from darwin_git.run.image import docker_client
 
     try:
-        return _client()
+        return docker_client()
     except SandboxUnavailable as exc:
         if os.environ.get("CI") or os.environ.get("DARWIN_REQUIRE_DOCKER"):
             pytest.fail(f"docker is required here: {exc}")
@@ -324,3 +324,11 @@ def test_orphans_of_a_dead_engine_are_removed_and_live_ones_kept(sandbox, docker
                 c.remove(force=True)
             except Exception:
                 pass
+
+
+def test_a_missing_program_is_the_steps_failure_not_the_sandboxs(sandbox, tree, tmp_path):
+    out = sandbox.run(Step(argv=["no-such-program", "--flag"], tree=tree,
+                           out_dir=tmp_path / "out", timeout_s=10))
+    assert out.returncode == 127 and out.error is None
+    assert "no-such-program" in out.log_tail
+    _healthy(sandbox, tree, tmp_path)

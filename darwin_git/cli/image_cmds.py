@@ -50,10 +50,10 @@ def build(tag, python, gpu, base, as_json):
 def check(tag, as_json):
     """Say whether the docker runner can use an image here, and how to fix it if not."""
     from ..run.base import SandboxUnavailable
-    from ..run.image import _client, read_image
+    from ..run.image import docker_client, read_image
 
     try:
-        info = read_image(_client(), tag)
+        info = read_image(docker_client(), tag)
     except SandboxUnavailable as exc:
         raise RunnerUnavailable(str(exc)) from None
     _show(info, as_json)

@@ -27,7 +27,7 @@ import uuid
 from pathlib import Path
 
 from .base import Interactive, Outcome, Sandbox, SandboxUnavailable, Step, base_env
-from .image import LABEL, ImageInfo, _client, default_tag, read_image
+from .image import LABEL, ImageInfo, default_tag, docker_client, read_image
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # .../darwin_git
 TREE, OUT, INPUTS, PKG = "/darwin/tree", "/darwin/out", "/darwin/in", "/darwin/pkg"
@@ -59,7 +59,7 @@ def _owner_alive(owner: str) -> bool:
 
 def cleanup_orphans(client=None, everything: bool = False) -> list[str]:
     """Remove darwin containers whose engine process is gone (or all of them); their names."""
-    client = client or _client()
+    client = client or docker_client()
     removed = []
     for c in client.containers.list(all=True, filters={"label": f"{LABEL}.sandbox"}):
         owner = (c.labels or {}).get(f"{LABEL}.owner", "")
@@ -84,6 +84,15 @@ def _remove_own(client) -> None:
 _EXIT_HOOKED: set[int] = set()
 
 
+# runc's words when the container exists but the step's program cannot be executed (missing,
+# not executable); mount or daemon failures never carry them.
+_EXEC_FAILED = 'exec: "'
+
+
+class StepNotStarted(SandboxUnavailable):
+    """The step's command could not be executed in its container (exit status 127 locally)."""
+
+
 class DockerSandbox(Sandbox):
     name = "docker"
 
@@ -99,7 +108,7 @@ class DockerSandbox(Sandbox):
     def _ready(self) -> ImageInfo:
         with self._lock:
             if self._info is None:
-                self._client = self._client or _client()
+                self._client = self._client or docker_client()
                 info = read_image(self._client, self.image)
                 cleanup_orphans(self._client)
                 if id(self._client) not in _EXIT_HOOKED:
@@ -111,6 +120,8 @@ class DockerSandbox(Sandbox):
     def run(self, step: Step) -> Outcome:
         try:
             box = _Container(self, step, interactive=False)
+        except StepNotStarted as exc:  # the step's own command is missing: its failure
+            return Outcome(127, False, 0.0, f"{NOTE}{exc}\n", 0)
         except SandboxUnavailable as exc:
             return Outcome(None, False, 0.0, f"{NOTE}{exc}\n", 0, error=str(exc))
         return box.close(timeout_s=None)
@@ -181,7 +192,10 @@ class _Container(Interactive):
         self.cid = None
         self._closed: Outcome | None = None
         self.stdin = self.stdout = None
-        _prepare_mounts(step, self.uid)
+        try:
+            _prepare_mounts(step, self.uid)
+        except OSError as exc:
+            raise SandboxUnavailable(f"cannot prepare the mounts: {exc}") from exc
         spec = container_spec(step, info, f"{self.uid}:{os.getgid() if os.getuid() else self.uid}")
         spec["create"].update(stdin_open=interactive, tty=False)  # StdinOnce follows
         try:
@@ -202,7 +216,10 @@ class _Container(Interactive):
             self.api.start(self.cid)
         except (docker.errors.APIError, OSError) as exc:
             self._remove()
-            raise SandboxUnavailable(f"docker could not start the step: {exc}") from exc
+            text = str(exc)
+            if self.cid is not None and _EXEC_FAILED in text:
+                raise StepNotStarted(f"cannot start {step.argv[:1]}: {text}") from exc
+            raise SandboxUnavailable(f"docker could not start the step: {text}") from exc
         self.demux.start()
         self._deadline = threading.Timer(step.timeout_s, self._on_deadline)
         self._deadline.daemon = True

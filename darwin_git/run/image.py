@@ -259,7 +259,7 @@ def build_host_image(tag: str = DEFAULT_TAG, python: str | None = None, client=N
     import docker
     import docker.errors
 
-    client = client or _client()
+    client = client or docker_client()
     exe, mounts, scan = python_layout(python or sys.executable)
     log(f"python {exe}; mounted read-only from the host: {', '.join(mounts)}")
     with tempfile.TemporaryDirectory(prefix="darwin-image-") as tmp:
@@ -305,7 +305,7 @@ def build_gpu_image(tag: str = "darwin-git:gpu", base: str | None = None, client
     """Build Dockerfile.gpu (needs the base image's registry and PyPI)."""
     import docker.errors
 
-    client = client or _client()
+    client = client or docker_client()
     with tempfile.TemporaryFile() as f:
         gpu_context(f)
         f.seek(0)
@@ -322,14 +322,14 @@ def build_gpu_image(tag: str = "darwin-git:gpu", base: str | None = None, client
 
 def ensure_host_image(tag: str = DEFAULT_TAG, client=None, log=lambda msg: None) -> ImageInfo:
     """The image if it is usable, else build it (tests and CI call this once)."""
-    client = client or _client()
+    client = client or docker_client()
     try:
         return read_image(client, tag)
     except SandboxUnavailable:
         return build_host_image(tag, client=client, log=log)
 
 
-def _client():
+def docker_client():
     """A docker client, or SandboxUnavailable saying how to get a daemon."""
     try:
         import docker
