@@ -332,3 +332,14 @@ def test_a_missing_program_is_the_steps_failure_not_the_sandboxs(sandbox, tree, 
     assert out.returncode == 127 and out.error is None
     assert "no-such-program" in out.log_tail
     _healthy(sandbox, tree, tmp_path)
+
+
+def test_closing_a_server_whose_output_nobody_reads_returns_promptly(sandbox, tree, tmp_path):
+    (tree / "server.py").write_text("import os\nwhile True:\n    os.write(1, b'z' * 65536)\n")
+    step = Step(argv=["python", "server.py"], tree=tree, out_dir=tmp_path / "out", timeout_s=60)
+    server = sandbox.open(step)
+    time.sleep(1.0)  # the pipe to us is full: the demultiplexer is blocked on it
+    t0 = time.monotonic()
+    outcome = server.close(timeout_s=1.0)
+    assert time.monotonic() - t0 < 10 and not outcome.timed_out
+    assert outcome.returncode == 137  # killed by close, not by its deadline

@@ -216,6 +216,9 @@ class _Container(Interactive):
             self.api.start(self.cid)
         except (docker.errors.APIError, OSError) as exc:
             self._remove()
+            for f in (self.stdout, getattr(getattr(self, "demux", None), "sink", None)):
+                if f is not None:
+                    f.close()
             text = str(exc)
             if self.cid is not None and _EXEC_FAILED in text:
                 raise StepNotStarted(f"cannot start {step.argv[:1]}: {text}") from exc
@@ -247,6 +250,8 @@ class _Container(Interactive):
             return self._closed
         if self.stdin is not None:
             self.stdin.close()  # half-close: the server sees EOF and may exit by itself
+        if self.stdout is not None:
+            self.stdout.close()  # unread output no longer matters; a blocked demux moves on
         self.demux.join(timeout_s)
         if self.demux.is_alive():
             self._kill()
@@ -265,14 +270,15 @@ class _Container(Interactive):
             self.raw.close()
         except OSError:
             pass
-        if self.stdout is not None:
-            self.stdout.close()
         text = self.demux.tail.decode("utf-8", "replace")
         if oom:
             text += f"\n{NOTE}killed by the OOM killer: over {self.step.limits.memory_bytes} bytes\n"
         if self.timed_out:
             text += f"\n{NOTE}killed after the {self.step.timeout_s:.1f} s timeout\n"
-        _settle_out(Path(self.step.out_dir))
+        try:
+            _settle_out(Path(self.step.out_dir))
+        except OSError as exc:
+            text += f"\n{NOTE}could not take back the outputs: {exc}\n"
         self._closed = Outcome(None if self.timed_out else rc, self.timed_out, wall, text,
                                self.demux.nbytes, oom=oom, error=error)
         return self._closed
