@@ -3,7 +3,9 @@
 - tokens_per_s: the parent sends the model server a "bench" request: k forward+backward steps
   (cross-entropy on random token ids, gradients discarded) at the training batch shape that the
   checkpoint's "train" dict declares (batch_size x block_size), under bf16 autocast on CUDA and
-  fp32 on CPU. One untimed warm-up step goes first; k is chosen so the timed request lasts about
+  fp32 on CPU with eval_threads() intra-op threads (half the cores, at most 8: scoring leaves
+  room for other slots, and oversubscribed OpenMP threads slow a shared box tenfold). One untimed
+  warm-up step goes first; k is chosen so the timed request lasts about
   ``bench_s`` seconds. tokens_per_s = k * batch_size * block_size / the wall time the *parent*
   sees for the request (pipe round trip included, so it is a slight underestimate).
 - flops_per_token = 6 * params + 12 * n_layer * n_embd * block_size, the second (attention)
@@ -11,8 +13,8 @@
 - mfu = flops_per_token * tokens_per_s / peak_flops.
 - peak_flops: on CUDA, the dense bf16 tensor-core peak of the device, looked up by its name in
   GPU_PEAK_BF16 (first matching pattern wins); an unknown GPU gives mfu None. On CPU, a measured
-  fp32 matmul probe (square matmuls in torch, best of a few, all threads), cached per machine
-  in ~/.cache/darwin-git/peak_flops.json; DARWIN_PEAK_FLOPS overrides both.
+  fp32 matmul probe (512x512 matmuls in torch, best of many, the same eval_threads()), cached
+  per machine in ~/.cache/darwin-git/peak_flops.json; DARWIN_PEAK_FLOPS overrides both.
 """
 from __future__ import annotations
 
@@ -39,6 +41,10 @@ GPU_PEAK_BF16 = (
     ("V100", 125e12),  # fp16 tensor cores: V100 has no bf16
     ("T4", 65e12),  # fp16 likewise
 )
+
+
+def eval_threads() -> int:
+    return max(1, min((os.cpu_count() or 1) // 2, 8))
 
 
 def gpu_peak(name: str) -> float | None:
@@ -73,6 +79,15 @@ def _cache_path() -> Path:
 def measure_cpu_peak(size: int = 512, seconds: float = 0.5) -> float:
     import torch
 
+    saved = torch.get_num_threads()
+    torch.set_num_threads(eval_threads())
+    try:
+        return _probe(torch, size, seconds)
+    finally:
+        torch.set_num_threads(saved)
+
+
+def _probe(torch, size: int, seconds: float) -> float:
     a, b = torch.randn(size, size), torch.randn(size, size)
     best, end = 0.0, time.perf_counter() + seconds
     torch.mm(a, b)
@@ -86,7 +101,7 @@ def measure_cpu_peak(size: int = 512, seconds: float = 0.5) -> float:
 
 def cpu_peak() -> float:
     """The measured CPU fp32 matmul peak, cached per machine (hostname + CPU + cores)."""
-    key = f"{platform.node()}|{cpu_name()}|{os.cpu_count()}"
+    key = f"{platform.node()}|{cpu_name()}|{os.cpu_count()}|{eval_threads()} threads"
     path = _cache_path()
     try:
         cache = json.loads(path.read_text())

@@ -62,6 +62,10 @@ def main(argv: list[str]) -> int:
     ckpt_name, entry = argv
     ckpt_path = os.path.join(os.environ.get("DARWIN_CKPT", "."), ckpt_name)
     device = os.environ.get("DARWIN_DEVICE", "cpu")
+    if device == "cpu":
+        from darwin_git.harness.flops import eval_threads
+
+        torch.set_num_threads(eval_threads())  # the same count the CPU peak is measured with
     try:
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         config, state = ckpt["model_config"], ckpt["model"]
