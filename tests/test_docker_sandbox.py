@@ -343,3 +343,12 @@ def test_closing_a_server_whose_output_nobody_reads_returns_promptly(sandbox, tr
     outcome = server.close(timeout_s=1.0)
     assert time.monotonic() - t0 < 10 and not outcome.timed_out
     assert outcome.returncode == 137  # killed by close, not by its deadline
+
+
+def test_relative_paths_are_mounted_from_the_current_folder(sandbox, tree, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    step = _step(tree, tmp_path / "out", "import os; open(os.environ['DARWIN_OUT'] + '/r', 'w')\n")
+    step.tree, step.out_dir = Path("tree"), Path("rel-out")
+    out = sandbox.run(step)
+    assert out.returncode == 0, out.log_tail
+    assert (tmp_path / "rel-out" / "r").is_file()

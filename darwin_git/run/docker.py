@@ -147,11 +147,12 @@ def container_spec(step: Step, info: ImageInfo, user: str) -> dict:
     if any(a.startswith("darwin_git") for a in argv[1:3]):
         env["PYTHONSAFEPATH"] = "1"  # the tree (cwd) may not shadow the package
     env.setdefault("MALLOC_ARENA_MAX", "2")
-    mounts = [docker.types.Mount(TREE, str(step.tree), type="bind", read_only=True),
-              docker.types.Mount(OUT, str(step.out_dir), type="bind", read_only=False),
+    src = lambda p: str(Path(p).resolve())  # docker wants absolute sources  # noqa: E731
+    mounts = [docker.types.Mount(TREE, src(step.tree), type="bind", read_only=True),
+              docker.types.Mount(OUT, src(step.out_dir), type="bind", read_only=False),
               docker.types.Mount(f"{PKG}/darwin_git", str(PACKAGE_DIR), type="bind",
                                  read_only=True)]
-    mounts += [docker.types.Mount(f"{INPUTS}/{k}", str(v), type="bind", read_only=True)
+    mounts += [docker.types.Mount(f"{INPUTS}/{k}", src(v), type="bind", read_only=True)
                for k, v in step.inputs.items()]
     mounts += [docker.types.Mount(m, m, type="bind", read_only=True) for m in info.mounts]
     lim = step.limits
