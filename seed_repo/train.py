@@ -42,7 +42,7 @@ WARMUP_FRAC = 0.05  # warm up over the first 5% of the budget: Adam's moments st
 WEIGHT_DECAY = 0.1  # on matrices only (see param groups); regularises the embeddings' scale
 BETA1, BETA2 = 0.9, 0.99  # beta2 < 0.999 lets Adam adapt quickly in short runs
 GRAD_CLIP = 1.0  # a bad batch must not throw the run off
-SAVE_MARGIN_S = 3.0  # stop this early so saving the checkpoint fits inside the budget
+SAVE_MARGIN_S = min(3.0, 0.1 * BUDGET_S)  # stop early enough that saving fits the budget
 LOG_EVERY = 10  # steps between metric lines
 COMPILE = DEVICE == "cuda"  # torch.compile pays off on GPU; on CPU its compile time does not
 # -------------------------------------------------------------------------------------------

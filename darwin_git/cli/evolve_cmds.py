@@ -2,13 +2,14 @@
 resumes) generations until a budget runs out, and ends with the leaderboard and the report."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import click
 
 from .errors import DarwinError, LockHeld, RunnerUnavailable
-from .options import emit_json, repo_option, user_errors
+from .options import repo_option, user_errors
 
 
 @click.command()
@@ -105,8 +106,9 @@ def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, dev
     report_path = None
     if report:
         report_path = _write_report(pop)
-    if json_events:
-        emit_json({"event": "summary", **summary, "report": report_path})
+    if json_events:  # one line, like every other event
+        click.echo(json.dumps({"event": "summary", **summary, "report": report_path},
+                              default=str))
         return
     _print_leaderboard(summary["leaderboard"])
     click.echo(f"{summary['stopped']}. Inspect with: git -C {pop.path} log --graph --all")

@@ -24,11 +24,12 @@ import hashlib
 import random
 import statistics
 import time
-from concurrent.futures import FIRST_COMPLETED, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, as_completed, wait
 
 import pygit2
 
 from .. import memory
+from ..failpoints import crashpoint
 from ..contract import CONTRACT_FILE, ContractError, parse_contract
 from ..mutate.base import Mutation, MutationContext, MutationFailure
 from ..population.refs import ref_target, update_refs
@@ -47,6 +48,8 @@ class BudgetExhausted(Exception):
 
 
 class Evolution:
+    proposal_threads = 4  # mutator calls in flight at once (LLM requests overlap training)
+
     def __init__(self, pop: Population, settings: EvolveSettings, executor, mutator, sink,
                  resolver=None, on_request=None, tokenizer: str = "char"):
         self.pop = pop
@@ -179,13 +182,11 @@ class Evolution:
                 self._queue(tip, jobs, labels)
 
         rng = random.Random(_seed(self.s.seed, g, "pairs"))
-        for speaker, target in self._pairs(list(tips), rng):
-            slot = f"{target}.{speaker}"
-            commit = self._propose(g, slot, speaker, target, tips[target], stats)
-            if commit:
-                labels[commit] = f"{speaker} -> {target}"
-                candidates[commit] = (target, tips[target])
-                self._queue(commit, jobs, labels)
+        for speaker, target, commit in self._proposals(g, self._pairs(list(tips), rng), tips,
+                                                       stats):
+            labels[commit] = f"{speaker} -> {target}"
+            candidates[commit] = (target, tips[target])
+            self._queue(commit, jobs, labels)  # a slot starts on it while others are proposed
         for i in range(self.s.crossovers if len(tips) > 1 else 0):
             commit = self._crossover(g, i, tips, rng, stats)
             if commit:
@@ -210,9 +211,35 @@ class Evolution:
         return [(a, names[(i + 1) % len(names)]) for i, a in enumerate(names)]
 
     # ----- proposals -------------------------------------------------------------------------
-    def _propose(self, g, slot, speaker, target, parent, stats) -> str | None:
-        ref = f"{CANDIDATE_PREFIX}g{g:04d}/{slot}"
-        existing = ref_target(self.pop.repo, ref)
+    def _proposals(self, g, pairs, tips, stats):
+        """Yield (speaker, target, commit) as each child is committed. Contexts are built and
+        results committed here, in the calling thread (pygit2 objects are not thread-safe);
+        only ``mutator.propose`` (the LLM round trips) runs in a small pool, concurrently."""
+        pending = {}
+        with ThreadPoolExecutor(max_workers=self.proposal_threads,
+                                thread_name_prefix="darwin-propose") as pool:
+            for speaker, target in pairs:
+                slot, parent = f"{target}.{speaker}", tips[target]
+                ready = self._prepare_proposal(g, slot, speaker, target, parent)
+                if isinstance(ready, str):
+                    yield speaker, target, ready
+                elif ready is not None:
+                    fut = pool.submit(self.mutator.propose, ready)
+                    pending[fut] = (slot, speaker, target, parent)
+            for fut in as_completed(pending):
+                slot, speaker, target, parent = pending[fut]
+                try:
+                    outcome = fut.result()
+                except Exception as exc:  # a mutator that broke its never-raise promise
+                    outcome = MutationFailure("mutator_error", f"{type(exc).__name__}: {exc}",
+                                              "?", getattr(self.mutator, "name", "?"))
+                commit = self._propose(g, slot, speaker, target, parent, stats, outcome)
+                if commit:
+                    yield speaker, target, commit
+
+    def _prepare_proposal(self, g, slot, speaker, target, parent) -> MutationContext | str | None:
+        """The existing child (made before a crash), a context to propose from, or None."""
+        existing = ref_target(self.pop.repo, f"{CANDIDATE_PREFIX}g{g:04d}/{slot}")
         if existing is not None:
             return str(existing)  # made before a crash: never propose twice
         if any(r.get("generation") == g and r.get("slot") == slot
@@ -221,15 +248,18 @@ class Evolution:
         self._check_budgets()
         if self.stop_reason:
             return None
-        ctx = self._context(g, speaker, target, parent)
-        if ctx is None:
-            return None
-        outcome = self.mutator.propose(ctx)
+        return self._context(g, speaker, target, parent)
+
+    def _propose(self, g, slot, speaker, target, parent, stats, outcome) -> str | None:
+        """Commit one mutator outcome (or record its failure); the candidate ref last."""
+        ref = f"{CANDIDATE_PREFIX}g{g:04d}/{slot}"
         stats["tokens"] += (outcome.tokens or {}).get("total", 0)
         if isinstance(outcome, Mutation) and outcome.cost_usd:
             stats["cost_usd"] += outcome.cost_usd
         if isinstance(outcome, MutationFailure):
             self._record_failure(parent, outcome, target, g, slot, speaker, stats)
+            if outcome.request and self.on_request:  # asked a human instead of changing code
+                self.on_request(self.pop, outcome.request, speaker, target, parent, g)
             return None
         try:
             commit = self.pop.commit_mutation(parent, outcome, agent=target, generation=g,
@@ -240,6 +270,7 @@ class Evolution:
                                    outcome.tokens, outcome.attempts)
             self._record_failure(parent, fail, target, g, slot, speaker, stats)
             return None
+        crashpoint("commit_written")  # the commit exists, its candidate ref does not yet
         update_refs(self.pop.repo, [(ref, None, commit)], f"darwin-git: candidate {slot} g{g}")
         stats["proposed"] += 1
         self.sink.emit({"event": "proposed", "generation": g, "mutator": speaker,
@@ -385,6 +416,7 @@ class Evolution:
 
     def _record_result(self, commit: str, result: dict, labels: dict, cached=False) -> None:
         self.pop.add_result(commit, result)
+        crashpoint("result_noted")  # the note is in git, memory does not know yet
         agent = self._owner(commit)
         if agent:
             memory.update(self.pop, [agent])
@@ -423,6 +455,7 @@ class Evolution:
         plan = {"advance": advance, "replace": replace}
         self.journal.append({"phase": "selecting", "generation": g, "plan": plan},
                             f"Generation {g}: selection planned")
+        crashpoint("selection_planned")
         self._apply(g, plan, stats, wall)
 
     def _finish_pending_selection(self) -> None:
@@ -436,6 +469,7 @@ class Evolution:
             tip = str(agents.get(step["agent"]))
             if tip == step["from"]:
                 self.pop.fast_forward(step["agent"], step["to"], expected_old=step["from"])
+                crashpoint("advanced")
                 self.sink.emit({"event": "accepted", **step, "commit": step["to"]})
             # else: already applied before a crash, or a human moved the branch: leave it
         for step in plan["replace"]:

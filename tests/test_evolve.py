@@ -1,0 +1,208 @@
+"""`darwin-git evolve` end to end: real population repo, real training subprocesses (a tiny
+version of the seed), built-in operators and the loopback OpenAI-compatible server, SIGKILL at
+chosen points and resume, two evolves at once, a generation where everything fails."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pygit2
+import pytest
+
+from conftest import ROOT, run_git
+from llm_server import LLMServer, mutation_reply
+
+DARWIN = [sys.executable, "-m", "darwin_git.cli"]
+
+
+@pytest.fixture
+def tiny_seed(tmp_path) -> Path:
+    """seed_repo shrunk to a ~20k-parameter model that trains in about a second."""
+    seed = tmp_path / "tiny-seed"
+    shutil.copytree(ROOT / "seed_repo", seed)
+    train = (seed / "train.py").read_text()
+    for name, value in {"N_LAYER": "1", "N_HEAD": "2", "N_EMBD": "32", "BLOCK_SIZE": "32",
+                        "BATCH_SIZE": "8", "LOG_EVERY": "5"}.items():
+        train, n = re.subn(rf"^{name} = [^#\n]*", f"{name} = {value}  ", train, flags=re.M)
+        assert n == 1, name
+    (seed / "train.py").write_text(train)
+    toml = (seed / "darwin.toml").read_text()
+    toml = re.sub(r"context = \d+", "context = 32", toml)
+    (seed / "darwin.toml").write_text(re.sub(r"budget_s = \d+", "budget_s = 4", toml))
+    return seed
+
+
+def evolve(repo: Path, seed: Path, *args, env=None, check=True, timeout=600):
+    cmd = [*DARWIN, "evolve", "--repo", str(repo), "--seed", str(seed), "--runner", "local",
+           "--json", "--population", "2", "--noise-repeats", "2", "--slots", "2", *map(str, args)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})}, cwd=repo.parent.parent)
+    if check:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def events(proc) -> list[dict]:
+    return [json.loads(l) for l in proc.stdout.splitlines() if l.startswith("{")]
+
+
+def notes(repo: Path, commit: str) -> list[dict]:
+    out = subprocess.run(["git", "-C", str(repo), "notes", "--ref=darwin", "show", commit],
+                         capture_output=True, text=True)
+    return [json.loads(l) for l in out.stdout.splitlines() if l.strip()]
+
+
+def candidate_refs(repo: Path) -> dict[str, str]:
+    out = run_git("-C", repo, "for-each-ref", "--format=%(refname) %(objectname)",
+                  "refs/darwin/candidates/")
+    return dict(line.split() for line in out.splitlines())
+
+
+def journal(repo: Path) -> list[dict]:
+    out = run_git("-C", repo, "log", "--reverse", "--format=%H", "refs/darwin/journal")
+    return [json.loads(run_git("-C", repo, "show", f"{c}:record.json")) for c in out.split()]
+
+
+def assert_consistent(repo: Path, generations: int, population: int = 2) -> None:
+    """What resume promises: git is valid, no work lost or done twice, memory follows git."""
+    run_git("-C", repo, "fsck", "--strict")
+    recs = journal(repo)
+    done = [r["generation"] for r in recs if r["phase"] == "done"]
+    assert done == list(range(1, generations + 1))
+    assert len([r for r in recs if r["phase"] == "noise"]) == 1
+    cands = candidate_refs(repo)
+    for gen in range(1, generations + 1):
+        slots = [r for r in cands if r.startswith(f"refs/darwin/candidates/g{gen:04d}/")]
+        assert 1 <= len(slots) <= population
+    for ref, commit in cands.items():
+        results = [n for n in notes(repo, commit) if n.get("kind") == "result"]
+        assert len(results) == 1, (ref, results)  # evaluated exactly once
+    agents = run_git("-C", repo, "for-each-ref", "--format=%(refname)", "refs/heads/agents/")
+    assert len(agents.split()) == population
+    memory = repo.parent / "memory"
+    before = {p.name: p.read_bytes() for p in memory.glob("*.json")}
+    subprocess.run([*DARWIN, "memory", "rebuild", "--repo", str(repo)], check=True,
+                   capture_output=True)
+    after = {p.name: p.read_bytes() for p in memory.glob("*.json")}
+    assert before == after  # nothing half-written, nothing stale
+
+
+@pytest.mark.slow
+def test_evolve_with_builtin_operators_end_to_end(tmp_path, tiny_seed):
+    repo = tmp_path / "run" / "population"
+    proc = evolve(repo, tiny_seed, "--generations", "2", "--budget", "4")
+    ev = events(proc)
+    kinds = [e["event"] for e in ev]
+    assert kinds[0] == "run_started" and kinds[-1] == "summary"
+    assert kinds.count("generation_done") == 2
+    noise = next(e for e in ev if e["event"] == "noise_floor")
+    assert noise["repeats"] == 2 and noise["sigma"] > 0
+    assert_consistent(repo, generations=2)
+    trailers = run_git("-C", repo, "log", "--all", "--format=%(trailers)")
+    assert "Darwin-Mutator: builtin" in trailers and "Darwin-Operator: builtin:" in trailers
+    summary = ev[-1]
+    assert Path(summary["report"]).is_file()
+    assert (Path(summary["report"]).parent / "fitness.png").is_file()
+    assert [r["agent"] for r in summary["leaderboard"]]  # ranked agents come back
+    # the seed's repeated evaluations sit on the root commit, one per training seed
+    root = run_git("-C", repo, "rev-parse", "seed").strip()
+    assert sorted(n["seed"] for n in notes(repo, root)) == [0, 1]
+
+
+@pytest.mark.slow
+def test_evolve_through_an_openai_compatible_server(tmp_path, tiny_seed):
+    diff = ("--- a/train.py\n+++ b/train.py\n@@ -1,1 +1,1 @@\n"
+            "-LEARNING_RATE = 2e-3  # small models tolerate, and need, a high peak rate\n"
+            "+LEARNING_RATE = 3e-3  # a little hotter: the tiny model is far from diverging\n")
+    with LLMServer(model="scripted-model") as srv:
+        srv.push(mutation_reply(diff, "Higher LR trains faster in a short budget.",
+                                "Raise the learning rate to 3e-3"),
+                 mutation_reply(diff, "Same idea for the other agent.", "Raise LR to 3e-3"))
+        env = {"OPENAI_BASE_URL": srv.base_url, "OPENAI_API_KEY": "sk-test-not-real"}
+        repo = tmp_path / "run" / "population"
+        proc = evolve(repo, tiny_seed, "--generations", "1", "--budget", "4",
+                      "--mutator", "llm", "--model", "scripted-model", env=env)
+        assert len(srv.requests) == 2
+        first_prompt = json.dumps(srv.bodies()[0])
+    assert "LEARNING_RATE" in first_prompt  # the target's code went into the prompt
+    ev = events(proc)
+    proposed = [e for e in ev if e["event"] == "proposed"]
+    assert len(proposed) == 2
+    log = run_git("-C", repo, "log", "--all", "--format=%(trailers:key=Darwin-Model)")
+    assert "Darwin-Model: scripted-model" in log
+    # identical trees: the second child is never trained, it reuses the first one's result
+    evaluated = [e for e in ev if e["event"] == "evaluated" and e["commit"] in
+                 {p["commit"] for p in proposed}]
+    assert sorted(e["cached"] for e in evaluated) == [False, True]
+    assert_consistent(repo, generations=1)
+
+
+@pytest.mark.slow
+def test_generation_where_every_candidate_fails(tmp_path, tiny_seed):
+    diff = ("--- a/train.py\n+++ b/train.py\n@@ -1,1 +1,1 @@\n"
+            "-N_LAYER = 1  \n+N_LAYER = int('one')  # broken on purpose\n")
+    with LLMServer() as srv:
+        srv.push(mutation_reply(diff, "break it", "Break the depth setting"),
+                 mutation_reply(diff.replace("'one'", "'uno'"), "break it", "Break it again"))
+        env = {"OPENAI_BASE_URL": srv.base_url, "OPENAI_API_KEY": "sk-test"}
+        repo = tmp_path / "run" / "population"
+        tips_before = None
+        proc = evolve(repo, tiny_seed, "--generations", "1", "--budget", "4",
+                      "--mutator", "llm", "--model", "test-model", env=env)
+    ev = events(proc)
+    failed = [e for e in ev if e["event"] == "evaluated" and e["status"] == "train_failed"]
+    assert len(failed) == 2 and all(e["cause"] for e in failed)
+    assert not [e for e in ev if e["event"] == "accepted"]
+    root = run_git("-C", repo, "rev-parse", "seed").strip()
+    tips = run_git("-C", repo, "for-each-ref", "--format=%(objectname)", "refs/heads/agents/")
+    assert set(tips.split()) == {root}  # nobody moved to a broken child
+    done = [r for r in journal(repo) if r["phase"] == "done"]
+    assert done[0]["advanced"] == 0
+    mem = json.loads((repo.parent / "memory" / "agent-00.json").read_text())
+    assert any(e.get("status") == "train_failed" for e in mem["entries"])
+    assert_consistent(repo, generations=1)
+
+
+def test_second_evolve_on_the_same_repo_is_refused(tmp_path, tiny_seed):
+    from darwin_git.lock import RunLock
+    from darwin_git.population import init_population
+
+    repo = tmp_path / "run" / "population"
+    init_population(repo, seed=tiny_seed, agents=2)
+    with RunLock(repo.parent / "state" / "evolve.lock").acquire():
+        proc = evolve(repo, tiny_seed, "--generations", "1", check=False)
+    assert proc.returncode == 4
+    assert f"pid {os.getpid()}" in proc.stderr and "evolve" in proc.stderr
+
+
+@pytest.mark.slow
+def test_sigkill_anywhere_then_resume(tmp_path, tiny_seed):
+    """Kill -9 during a commit, after a note, during training, after planning selection and
+    mid-selection; each rerun continues; the end state is as if nothing happened."""
+    repo = tmp_path / "run" / "population"
+    args = ("--generations", "2", "--budget", "4")
+    for point in ("commit_written", "result_noted:3", "selection_planned"):
+        proc = evolve(repo, tiny_seed, *args, env={"DARWIN_CRASH_AT": point}, check=False)
+        assert proc.returncode == -signal.SIGKILL, (point, proc.stderr[-2000:])
+
+    # during training: kill the engine while a candidate trains
+    cmd = [*DARWIN, "evolve", "--repo", str(repo), "--runner", "local", "--json", *args]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    for line in p.stdout:
+        if '"eval_started"' in line:
+            time.sleep(1.0)
+            p.send_signal(signal.SIGKILL)
+            break
+    p.wait(timeout=60)
+    assert p.returncode == -signal.SIGKILL
+
+    evolve(repo, tiny_seed, *args, env={"DARWIN_CRASH_AT": "advanced"}, check=False)
+    evolve(repo, tiny_seed, *args)  # no crash: finishes the run
+    assert_consistent(repo, generations=2)
