@@ -321,12 +321,18 @@ def build_gpu_image(tag: str = "darwin-git:gpu", base: str | None = None, client
 
 
 def ensure_host_image(tag: str = DEFAULT_TAG, client=None, log=lambda msg: None) -> ImageInfo:
-    """The image if it is usable, else build it (tests and CI call this once)."""
+    """The image if it is usable with this interpreter, else build it (tests and CI call this
+    once). A host image made from another environment (another checkout's venv) is rebuilt."""
     client = client or docker_client()
     try:
-        return read_image(client, tag)
+        info = read_image(client, tag)
     except SandboxUnavailable:
         return build_host_image(tag, client=client, log=log)
+    bin_dir = lambda exe: os.path.realpath(os.path.dirname(exe))  # noqa: E731
+    if info.kind == "host" and bin_dir(info.python) != bin_dir(sys.executable):
+        log(f"{tag} mounts {info.python}, not {sys.executable}: rebuilding")
+        return build_host_image(tag, client=client, log=log)
+    return info
 
 
 def docker_client():
