@@ -12,6 +12,7 @@ import torch
 
 from darwin_git.contract import load_contract, parse_contract
 from darwin_git.mutate.base import MemoryEntry, Mutation, MutationContext, MutationFailure
+from darwin_git.mutate.builtin.choose import direction_record
 from darwin_git.mutate.builtin.settings import find_setting
 from darwin_git.mutate.operators import OPERATORS, BuiltinMutator, Code, Edit, list_operators
 
@@ -160,6 +161,23 @@ def test_memory_prefers_what_helped_and_avoids_what_failed():
     m = BuiltinMutator().propose(ctx(seed_files(), seed=3, memory=memory))
     assert "lr_scale: tried 1x, improved 1x" in m.reasoning
     assert "rmsnorm: tried 1x, failed 1x" in m.reasoning
+
+
+def test_memory_prefers_the_direction_that_helped():
+    memory = [
+        MemoryEntry("Raise peak learning rate to 2.8e-3", "", "builtin:lr_scale", -0.04, "ok"),
+        MemoryEntry("Raise peak learning rate to 3.9e-3", "", "builtin:lr_scale", -0.02, "ok"),
+        MemoryEntry("Lower peak learning rate to 1.4e-3", "", "builtin:lr_scale", 0.03, "ok"),
+    ]
+    code = Code(seed_files(), CONTRACT, directions=direction_record(memory))
+    edits = [BY_NAME["lr_scale"].apply(code, random.Random(s)) for s in range(100)]
+    raised = sum(e.summary.startswith("Raise") for e in edits)
+    assert raised > 75
+    blind = [BY_NAME["lr_scale"].apply(Code(seed_files(), CONTRACT), random.Random(s))
+             for s in range(100)]
+    assert 30 < sum(e.summary.startswith("Raise") for e in blind) < 70
+    assert "Memory: raising the peak learning rate before: tried 2x, improved 2x" in next(
+        e.why for e in edits if e.summary.startswith("Raise"))
 
 
 def test_no_fitting_operator_is_a_failure_not_an_exception():

@@ -6,6 +6,7 @@ the search never collapses onto a single early winner.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ..base import MemoryEntry
@@ -47,13 +48,31 @@ def operator_name(label: str) -> str | None:
     return label.split(":", 1)[1] if label.startswith("builtin:") else None
 
 
+# numeric operators' summaries read "Raise <knob> to <value>" / "Lower <knob> to <value>"
+DIRECTION_RE = re.compile(r"^(Raise|Lower) (.+) to \S+$")
+
+
 def track_record(memory: list[MemoryEntry]) -> dict[str, Track]:
-    tracks: dict[str, Track] = {}
+    """Outcomes by operator name."""
+    return _tally(memory, lambda name, entry: name)
+
+
+def direction_record(memory: list[MemoryEntry]) -> dict[tuple[str, str], Track]:
+    """Outcomes by (knob, "up" | "down"): which way of moving a hyperparameter helped."""
+    def key(name, entry):
+        m = DIRECTION_RE.match((entry.summary or "").strip())
+        return (m.group(2), "up" if m.group(1) == "Raise" else "down") if m else None
+    return _tally(memory, key)
+
+
+def _tally(memory, key_of) -> dict:
+    tracks: dict = {}
     for entry in memory:
         name = operator_name(getattr(entry, "operator", "") or "")
-        if name is None:
+        key = key_of(name, entry) if name is not None else None
+        if key is None:
             continue
-        t = tracks.setdefault(name, Track())
+        t = tracks.setdefault(key, Track())
         t.tried += 1
         delta = entry.delta if isinstance(entry.delta, (int, float)) else None
         if entry.status != "ok":

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ...contract import Contract
+from .choose import Track
 from .settings import Setting, find_setting
 
 
@@ -14,6 +15,8 @@ class Code:
     """The files an operator may read, and where the model and the training script live."""
     files: dict[str, str]
     contract: Contract
+    # outcomes of earlier moves by (knob noun, "up" | "down"), from the mutating agent's memory
+    directions: dict[tuple[str, str], "Track"] = field(default_factory=dict)
 
     @property
     def model_path(self) -> str:

@@ -10,7 +10,7 @@ import random
 
 from ..base import Mutation, MutationContext, MutationFailure, Mutator
 from . import numeric, structural
-from .choose import EXPLORE, track_record
+from .choose import EXPLORE, direction_record, track_record
 from .core import Code, Edit, Operator
 
 OPERATORS: list[Operator] = numeric.OPERATORS + structural.OPERATORS
@@ -38,7 +38,8 @@ class BuiltinMutator(Mutator):
 
     def _propose(self, ctx: MutationContext) -> Mutation | MutationFailure:
         rng = random.Random(ctx.seed)
-        code = Code(files=dict(ctx.files), contract=ctx.contract)
+        code = Code(files=dict(ctx.files), contract=ctx.contract,
+                    directions=direction_record(ctx.memory))
         fitting: list[tuple[Operator, Edit]] = []
         skipped: list[str] = []
         for op in self.operators:

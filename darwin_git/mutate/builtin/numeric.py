@@ -11,6 +11,7 @@ import random
 import re
 from dataclasses import dataclass
 
+from .choose import EXPLORE
 from .core import Code, Edit, Operator
 from .settings import format_number, is_int_literal
 
@@ -45,8 +46,15 @@ def _edit(code: Code, knob: Knob, moves: list[Move], rng: random.Random) -> Edit
     ]
     if not fresh:
         return f"{knob.setting} = {old_lit} has no allowed step left in its range"
-    new_lit, direction = rng.choice(fresh)
+    # the way this knob moved with success before is preferred, the other still explored
+    tracks = [code.directions.get((knob.noun, d)) for _, d in fresh]
+    weights = [t.weight() if t else EXPLORE for t in tracks]
+    i = rng.choices(range(len(fresh)), weights=weights, k=1)[0]
+    new_lit, direction = fresh[i]
     why = knob.why_up if direction == "up" else knob.why_down
+    if tracks[i] is not None and tracks[i].tried:
+        why += (f" Memory: {'raising' if direction == 'up' else 'lowering'} the {knob.noun} "
+                f"before: {tracks[i].describe()}.")
     verb = "Raise" if direction == "up" else "Lower"
     old_v, new_v = float(old_lit), float(new_lit)
     exact = is_int_literal(old_lit) or not old_v
