@@ -189,6 +189,15 @@ def test_no_fitting_operator_is_a_failure_not_an_exception():
         assert "lr_scale" in result.detail
 
 
+def test_malformed_context_is_a_failure_not_an_exception():
+    broken = ctx(seed_files())
+    broken.files = None
+    result = BuiltinMutator().propose(broken)
+    assert isinstance(result, MutationFailure) and result.cause == "operator_error"
+    odd = {"model.py": "class A:\n    x = nn.LayerNorm(\n", "train.py": "N_EMBD = 1e999\n"}
+    assert isinstance(BuiltinMutator().propose(ctx(odd)), (Mutation, MutationFailure))
+
+
 def test_settings_that_became_expressions_are_skipped_not_forced():
     files = seed_files()
     files["train.py"] = files["train.py"].replace("N_EMBD = 128", "N_EMBD = 64 * 2")
@@ -206,6 +215,22 @@ def test_context_never_drops_below_the_eval_context():
     files = seed_files()
     files["train.py"] = files["train.py"].replace("BLOCK_SIZE = 128", "BLOCK_SIZE = 512")
     assert isinstance(BY_NAME["context"].apply(Code(files, wide), random.Random(0)), str)
+
+
+def test_values_an_earlier_edit_pushed_out_of_range_step_back_in():
+    files = seed_files()
+    for old, name, knob, expected in (("LEARNING_RATE = 2e-3", "lr_scale", "LEARNING_RATE", 0.01),
+                                      ("N_LAYER = 4", "depth", "N_LAYER", 8),
+                                      ("BLOCK_SIZE = 128", "context", "BLOCK_SIZE", 128)):
+        bad = {**files, "train.py": files["train.py"].replace(
+            old, {"lr_scale": "LEARNING_RATE = 0.05", "depth": "N_LAYER = 12",
+                  "context": "BLOCK_SIZE = 32"}[name])}
+        for s in range(5):
+            result = BY_NAME[name].apply(Code(bad, CONTRACT), random.Random(s))
+            changed = {**bad, **result.changes}
+            assert setting(changed, knob) == expected
+            assert result.summary.startswith("Lower" if name != "context" else "Raise")
+        assert_trainable(changed)
 
 
 def test_protected_paths_are_never_written():

@@ -15,7 +15,7 @@ from .choose import EXPLORE
 from .core import Code, Edit, Operator
 from .settings import format_number, is_int_literal
 
-# A candidate move: (new value, "up" | "down")
+# A candidate move: (new value, "up" | "down"); _edit relabels it by the value it gives
 Move = tuple[float, str]
 
 
@@ -27,12 +27,11 @@ class Knob:
     why_down: str
 
 
-def _scaled(cur: float, factor: float, lo: float, hi: float, integer: bool) -> float | None:
-    new = cur * factor
-    new = int(round(new)) if integer else new
-    if new < lo or new > hi:
-        return None
-    return new
+def _scaled(cur: float, factor: float, lo: float, hi: float, integer: bool) -> float:
+    """``cur`` x ``factor`` clamped into [lo, hi]: a value an earlier edit pushed out of the
+    range steps back into it."""
+    new = min(hi, max(lo, cur * factor))
+    return int(round(new)) if integer else new
 
 
 def _edit(code: Code, knob: Knob, moves: list[Move], rng: random.Random) -> Edit | str:
@@ -40,10 +39,12 @@ def _edit(code: Code, knob: Knob, moves: list[Move], rng: random.Random) -> Edit
     if found is None:
         return f"no numeric settings line for {knob.setting}"
     old_lit = found.literal(knob.setting)
-    fresh = [
-        (format_number(v, old_lit), d) for v, d in moves
-        if v is not None and float(format_number(v, old_lit)) != float(old_lit)
-    ]
+    fresh = []
+    for value, _ in moves:
+        lit = format_number(value, old_lit) if value is not None else old_lit
+        if float(lit) != float(old_lit) and lit not in [f for f, _ in fresh]:
+            # the label follows the value: a clamped "up" step may in fact go down
+            fresh.append((lit, "up" if float(lit) > float(old_lit) else "down"))
     if not fresh:
         return f"{knob.setting} = {old_lit} has no allowed step left in its range"
     # the way this knob moved with success before is preferred, the other still explored
@@ -178,8 +179,7 @@ def depth(code: Code, rng: random.Random) -> Edit | str:
     cur = code.number("N_LAYER")
     if cur is None:
         return "no numeric settings line for N_LAYER"
-    return _edit(code, DEPTH, [(v, d) for v, d in ((cur + 1, "up"), (cur - 1, "down"))
-                                if 2 <= v <= 8], rng)
+    return _edit(code, DEPTH, [(min(8, max(2, cur + step)), "") for step in (1, -1)], rng)
 
 
 CONTEXT = Knob("BLOCK_SIZE", "training context (block_size)",
@@ -194,7 +194,7 @@ def context(code: Code, rng: random.Random) -> Edit | str:
     if cur is None:
         return "no numeric settings line for BLOCK_SIZE"
     floor = code.contract.eval_context
-    moves = [(v, d) for v, d in ((cur * 2, "up"), (cur // 2, "down")) if floor <= v <= 512]
+    moves = [(min(max(floor, 512), max(floor, v)), "") for v in (cur * 2, cur // 2)]
     return _edit(code, CONTEXT, moves, rng)
 
 
