@@ -37,7 +37,8 @@ def data_root():
 def sandbox():
     sb = LocalSandbox()
     yield sb
-    assert _sandbox_processes() == [], "a sandboxed process outlived its run"
+    assert all(UID_BASE <= uid < UID_BASE + UID_SPAN for uid in sb.uids_used)  # never root
+    assert sb.uids_used and _processes_of(set(sb.uids_used)) == [], "a process outlived its run"
     out = Path(tempfile.mkdtemp())
     try:  # a following run works
         after = sb.run(Step(argv=["python", "-c", "print('alive')"], tree=TREES / "hostile",
@@ -47,12 +48,12 @@ def sandbox():
         shutil.rmtree(out, ignore_errors=True)
 
 
-def _sandbox_processes():
+def _processes_of(uids):
     found = []
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
-                if UID_BASE <= entry.stat().st_uid < UID_BASE + UID_SPAN:
+                if entry.stat().st_uid in uids:
                     with open(entry.path + "/stat") as f:
                         if f.read().rsplit(")", 1)[1].split()[0] not in "ZX":  # zombies are dead
                             found.append(int(entry.name))

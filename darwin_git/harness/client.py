@@ -30,7 +30,7 @@ class Client:
         while True:
             try:
                 self._q.put(protocol.receive(self.io.stdout))
-            except (protocol.ProtocolError, OSError, ValueError) as exc:
+            except Exception as exc:  # noqa: BLE001 - any unreadable frame ends the session
                 self._q.put(exc)
                 return
 

@@ -24,6 +24,8 @@ Residual risks (what this boundary does not stop):
   does not rule out cross-window leakage.
 - Throughput comes from the agent's own forward/backward at the declared batch shape: code
   that detects the bench request could cut work; tokens/s and MFU are not the fitness.
+- Training that ignores DARWIN_BUDGET_S gets up to budget + grace of wall clock before the
+  kill; train_wall_s is in every result so that selection can see (and refuse) an overrun.
 - params excludes what the server names as buffers; a model can hide learned state in buffers.
 - With the local sandbox, files the child leaves in world-writable places (/tmp, /dev/shm) are
   not cleaned, and another process of the same machine can read them.
@@ -36,6 +38,7 @@ import re
 import shutil
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +91,9 @@ def evaluate(tree_dir: Path, sandbox: Sandbox, *, budget_s: float | None = None,
         return _train_and_score(tree_dir, sandbox, contract, paths, work, budget, grace_s,
                                 device, seed, n_windows, n_probes, eval_timeout_s,
                                 limits or Limits(), bench, bench_s, common)
+    except Exception:  # noqa: BLE001 - whatever went wrong, the engine gets a result
+        return make_result("eval_failed", cause="harness_error",
+                           log_tail=traceback.format_exc(), **common)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -137,6 +143,7 @@ def _train_and_score(tree_dir, sandbox, contract, paths, work, budget, grace_s, 
     verdict, metrics = "ok", {}
     try:
         client = Client(session, time.monotonic() + eval_timeout_s)
+        buffers = set()
         ready, _ = client.answer()
         buffers = {b for b in ready.get("buffers", []) if isinstance(b, str)}
         metrics = _score(client, paths.val_dir, contract, n_windows, n_probes)
@@ -150,7 +157,9 @@ def _train_and_score(tree_dir, sandbox, contract, paths, work, budget, grace_s, 
             pass
     except ServerError as exc:
         verdict, metrics = "eval_failed", {"cause": exc.cause, "detail": exc.detail}
-        buffers = set()
+    except Exception:  # noqa: BLE001 - a harness bug must not kill the engine, nor leak the server
+        verdict, metrics = "eval_failed", {"cause": "harness_error",
+                                           "detail": traceback.format_exc()}
     eval_outcome = session.close()
     common["eval_wall_s"] = round(time.monotonic() - t0, 3)
     eval_log = eval_outcome.log_tail
@@ -212,6 +221,8 @@ def _score(client: Client, val_dir: Path, contract: Contract, n_windows: int,
         if logits.ndim != 3 or logits.shape[:2] != x.shape or logits.shape[2] < vocab:
             return {"cause": "bad_output",
                     "detail": f"logits of shape {logits.shape} for input {x.shape}, vocab {vocab}"}
+        if logits.dtype.kind not in "fiu":
+            return {"cause": "bad_output", "detail": f"logits of dtype {logits.dtype}"}
         logits = logits.astype(np.float32, copy=False)
         if not np.isfinite(logits).all():
             return {"cause": "nan_loss", "detail": "the model returned NaN or inf logits"}

@@ -101,6 +101,7 @@ class LocalSandbox(Sandbox):
         self.workspace = Path(workspace or os.environ.get("DARWIN_SANDBOX_DIR")
                               or Path(tempfile.gettempdir()) / "darwin-sandbox")
         self.poll_s = poll_s
+        self.uids_used: list[int] = []  # one per run, for audits and tests
 
     def run(self, step: Step) -> Outcome:
         try:
@@ -120,6 +121,8 @@ class _Process(Interactive):
     def __init__(self, sandbox: LocalSandbox, step: Step, interactive: bool):
         self.sb, self.step = sandbox, step
         self.uid = _free_uid() if sandbox.root else None
+        if self.uid is not None:
+            sandbox.uids_used.append(self.uid)
         self.notes: list[str] = []
         self.stage = _stage(sandbox.workspace, step, self.uid)
         self.killed_for_time = self.killed_for_memory = False
@@ -145,8 +148,7 @@ class _Process(Interactive):
         paths.update({f"DARWIN_{k.upper()}": str(stage / "in" / k) for k in step.inputs})
         env = base_env(step, paths)
         env["MALLOC_ARENA_MAX"] = "2"
-        env.setdefault("CUDA_VISIBLE_DEVICES", os.environ.get("CUDA_VISIBLE_DEVICES", "")
-                       if step.gpus else "")
+        env.setdefault("CUDA_VISIBLE_DEVICES", _visible_gpus(step.gpus))
         argv = list(step.argv)
         if argv and argv[0] == "python":
             argv[0] = host_python()
@@ -263,6 +265,15 @@ class _Process(Interactive):
         self._closed = Outcome(None if killed else rc, self.killed_for_time, wall, text,
                                self.nbytes, oom=oom, error=error)
         return self._closed
+
+
+def _visible_gpus(n: int) -> str:
+    """The first n of the GPUs this process may use; "" hides them all from a CPU step."""
+    if n <= 0:
+        return ""
+    host = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = host.split(",") if host else [str(i) for i in range(n)]
+    return ",".join(ids[:n])
 
 
 def _needed_dirs() -> list[str]:
