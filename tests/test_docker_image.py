@@ -118,3 +118,23 @@ def test_image_build_makes_a_working_offline_image(docker_client, tmp_path):
         assert out.returncode == 0 and out.log_tail.startswith("6 "), out.log_tail
     finally:
         docker_client.images.remove(tag, force=True)
+
+
+def test_image_cleanup_removes_containers_of_a_dead_engine(docker_client):
+    from darwin_git.run.docker import _owner
+    from darwin_git.run.image import DEFAULT_TAG, ensure_host_image
+
+    ensure_host_image(DEFAULT_TAG, client=docker_client)
+    host = _owner().split(":")[0]
+    orphan = docker_client.containers.create(
+        DEFAULT_TAG, ["sleep", "60"], network_mode="none",
+        labels={f"{LABEL}.sandbox": "1", f"{LABEL}.owner": f"{host}:{2**22 + 9}:1"})
+    try:
+        result = CliRunner().invoke(cli, ["image", "cleanup"])
+        assert result.exit_code == 0 and orphan.name in result.output
+        assert orphan.id not in [c.id for c in docker_client.containers.list(all=True)]
+    finally:
+        try:
+            orphan.remove(force=True)
+        except Exception:
+            pass

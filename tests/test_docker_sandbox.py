@@ -352,3 +352,26 @@ def test_relative_paths_are_mounted_from_the_current_folder(sandbox, tree, tmp_p
     out = sandbox.run(step)
     assert out.returncode == 0, out.log_tail
     assert (tmp_path / "rel-out" / "r").is_file()
+
+
+def test_an_engine_that_exits_without_closing_leaves_no_container(sandbox, tree, docker_client,
+                                                                   tmp_path):
+    import subprocess
+    import sys
+
+    from darwin_git.run.image import LABEL
+
+    script = textwrap.dedent(f"""
+        from pathlib import Path
+        from darwin_git.run.base import Step
+        from darwin_git.run.docker import DockerSandbox
+        server = DockerSandbox().open(Step(argv=["sleep", "100"], tree=Path({str(tree)!r}),
+                                           out_dir=Path({str(tmp_path / "out")!r}), timeout_s=60))
+        print(server.cid)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+    cid = proc.stdout.strip()
+    assert proc.returncode == 0 and cid, proc.stderr
+    left = docker_client.containers.list(all=True, filters={"label": f"{LABEL}.sandbox"})
+    assert cid not in [c.id for c in left]

@@ -72,16 +72,17 @@ def cleanup_orphans(client=None, everything: bool = False) -> list[str]:
     return removed
 
 
-def _remove_own(client) -> None:
+def _remove_own() -> None:
     """At exit: containers this process still owns (an Interactive never closed, say)."""
     try:
+        client = docker_client()
         for c in client.containers.list(all=True, filters={"label": f"{LABEL}.owner={_owner()}"}):
             c.remove(force=True)
     except Exception:  # the daemon is gone too; the next start's cleanup_orphans catches these
         pass
 
 
-_EXIT_HOOKED: set[int] = set()
+_EXIT_HOOKED: set[int] = set()  # pids that registered _remove_own (once per process)
 
 
 # runc's words when the container exists but the step's program cannot be executed (missing,
@@ -111,9 +112,9 @@ class DockerSandbox(Sandbox):
                 self._client = self._client or docker_client()
                 info = read_image(self._client, self.image)
                 cleanup_orphans(self._client)
-                if id(self._client) not in _EXIT_HOOKED:
-                    _EXIT_HOOKED.add(id(self._client))
-                    atexit.register(_remove_own, self._client)
+                if os.getpid() not in _EXIT_HOOKED:
+                    _EXIT_HOOKED.add(os.getpid())
+                    atexit.register(_remove_own)
                 self._info = info
             return self._info
 
