@@ -32,6 +32,7 @@ import math
 import os
 import pickle
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -61,6 +62,12 @@ NANOGPT_ITER = re.compile(r"^iter (\d+): loss ([\d.naninf]+), time ([\d.]+)ms")
 
 class BenchError(Exception):
     pass
+
+
+def child_cpu_s() -> float:
+    """CPU seconds used by finished children so far: a figure the machine's load barely moves."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def load_avg() -> str:
@@ -115,7 +122,7 @@ def run_seed(tree: Path, train_dir: Path, out_dir: Path, budget_s: float, seed: 
     env = clean_env({"DARWIN_DATA": str(train_dir), "DARWIN_OUT": str(out_dir),
                      "DARWIN_BUDGET_S": str(budget_s), "DARWIN_DEVICE": "cpu",
                      "DARWIN_SEED": str(seed)})
-    load = load_avg()
+    load, cpu0 = load_avg(), child_cpu_s()
     start = time.monotonic()
     proc = subprocess.run([sys.executable, "train.py"], cwd=tree, env=env, capture_output=True,
                           text=True, timeout=budget_s + 120)
@@ -129,6 +136,7 @@ def run_seed(tree: Path, train_dir: Path, out_dir: Path, budget_s: float, seed: 
     train_s = s["tokens"] / s["tokens_per_s"]
     return {"system": "seed", "seed": seed, "steps": int(s["steps"]), "tokens": int(s["tokens"]),
             "train_s": train_s, "tokens_per_s": s["tokens"] / train_s, "process_wall_s": wall,
+            "process_cpu_s": child_cpu_s() - cpu0,
             "load_before": load, "load_after": load_avg(), "ckpt": str(out_dir / "ckpt.pt")}
 
 
@@ -152,7 +160,7 @@ def run_nanogpt(nano_dir: Path, out_dir: Path, max_iters: int, eval_interval: in
     """Train iterations 0..max_iters; the checkpoint saved at iter max_iters holds max_iters
     updates (nanoGPT saves before that iteration's step, then does one more and stops)."""
     out_dir.mkdir(parents=True)
-    load = load_avg()
+    load, cpu0 = load_avg(), child_cpu_s()
     start = time.monotonic()
     proc = subprocess.run(nanogpt_argv(out_dir, max_iters, eval_interval, eval_iters),
                           cwd=nano_dir, env=clean_env({}), capture_output=True, text=True,
@@ -175,7 +183,8 @@ def run_nanogpt(nano_dir: Path, out_dir: Path, max_iters: int, eval_interval: in
     tokens = len(iters) * BATCH * SIZE["block_size"]
     return {"system": "nanoGPT", "seed": 1337, "steps": max_iters, "steps_run": len(iters),
             "tokens": tokens, "train_s": train_s, "tokens_per_s": tokens / train_s,
-            "step_s_median": median, "process_wall_s": wall, "load_before": load,
+            "step_s_median": median, "process_wall_s": wall,
+            "process_cpu_s": child_cpu_s() - cpu0, "load_before": load,
             "load_after": load_avg(), "ckpt": str(out_dir / "ckpt.pt")}
 
 
@@ -240,27 +249,30 @@ def evaluate(model: torch.nn.Module, windows: np.ndarray, chunk: int = 32) -> di
             "eval_tokens": count}
 
 
-def harness_figures(tree: Path, budget_s: float, seed: int) -> dict | None:
-    """Our seed once more through the engine's own harness, where that exists yet."""
+def harness_figures(tree: Path, budget_s: float, seed: int, data_root: Path) -> dict | None:
+    """Our seed once more through the engine's own harness (its own training run, its own
+    validation scoring in a sandboxed model server), where that exists yet."""
     try:
         from darwin_git.harness import evaluate as harness_evaluate
         from darwin_git.run.local import LocalSandbox
     except ImportError as exc:
         return {"skipped": f"darwin_git.harness.evaluate not available: {exc}"}
-    result = harness_evaluate(tree, LocalSandbox(), budget_s=budget_s, seed=seed)
+    result = harness_evaluate(tree, LocalSandbox(), budget_s=budget_s, seed=seed,
+                              data_root=data_root)
     keys = ("status", "cause", "val_loss", "perplexity", "tokens_per_s", "mfu", "params",
-            "train_wall_s")
-    return {k: result.get(k) for k in keys}
+            "train_wall_s", "reported")
+    return {k: result.get(k) for k in keys} | {"load_after": load_avg()}
 
 
 def table(rows: list[dict]) -> str:
-    head = "| system | seed | steps | tokens | train s | tokens/s | val loss | ppl | load avg |"
-    lines = [head, "|" + "---|" * 9]
+    head = ("| system | seed | steps | tokens | train s | tokens/s | val loss | ppl "
+            "| process wall s | process CPU s | load avg before |")
+    lines = [head, "|" + "---|" * 11]
     for r in rows:
         lines.append(
             f"| {r['system']} | {r['seed']} | {r['steps']} | {r['tokens']} | {r['train_s']:.1f} "
             f"| {r['tokens_per_s']:.0f} | {r['val_loss']:.4f} | {r['perplexity']:.3f} "
-            f"| {r['load_before']} |")
+            f"| {r['process_wall_s']:.1f} | {r['process_cpu_s']:.1f} | {r['load_before']} |")
     return "\n".join(lines)
 
 
@@ -275,15 +287,16 @@ def main(argv=None) -> int:
     ap.add_argument("--match", choices=("wall", "steps"), default="wall",
                     help="wall: nanoGPT gets the seed's training time (calibrated max_iters); "
                          "steps: nanoGPT gets the seed's step count (same tokens)")
-    ap.add_argument("--harness", action="store_true",
-                    help="also run the seed once through darwin_git.harness.evaluate")
+    ap.add_argument("--no-harness", dest="harness", action="store_false",
+                    help="skip the extra seed run through darwin_git.harness.evaluate")
     ap.add_argument("--json", type=Path, default=None, help="write all figures here")
     args = ap.parse_args(argv)
     torch.manual_seed(0)
 
     with tempfile.TemporaryDirectory(prefix="seed-vs-nanogpt-") as tmp:
         work = Path(tmp)
-        data = prepare("char", args.data_root or work / "data")
+        data_root = args.data_root or work / "data"
+        data = prepare("char", data_root)
         windows = val_windows(load_tokens(data.val_dir, "val"), EVAL_WINDOWS, EVAL_CONTEXT)
         tree = work / "seed"
         shutil.copytree(SEED_REPO, tree, ignore=shutil.ignore_patterns("__pycache__"))
@@ -307,24 +320,27 @@ def main(argv=None) -> int:
             n.update(evaluate(load_nanogpt_model(nano, Path(n["ckpt"])), windows))
             rows.append(n)
             print(table([n]).splitlines()[-1], flush=True)
-        harness = harness_figures(tree, args.budget, 0) if args.harness else None
+        harness = harness_figures(tree, args.budget, 0, data_root) if args.harness else None
 
     print()
-    print(f"match {args.match}, budget {args.budget:.0f}s, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"nanoGPT {nano_rev[:12]}, eval {EVAL_WINDOWS}x{EVAL_CONTEXT} val windows")
+    print(f"match {args.match}, budget {args.budget:.0f}s, {os.cpu_count()} CPUs, "
+          f"torch {torch.__version__}, nanoGPT {nano_rev[:12]}, "
+          f"eval {EVAL_WINDOWS}x{EVAL_CONTEXT} val windows")
     print(table(rows))
     for system in ("seed", "nanoGPT"):
         mine = [r for r in rows if r["system"] == system]
         print(f"{system}: mean val loss {statistics.mean(r['val_loss'] for r in mine):.4f}, "
-              f"mean tokens/s {statistics.mean(r['tokens_per_s'] for r in mine):.0f}")
+              f"mean tokens/s {statistics.mean(r['tokens_per_s'] for r in mine):.0f}, "
+              f"tokens per process CPU-s "
+              f"{statistics.mean(r['tokens'] / r['process_cpu_s'] for r in mine):.0f}")
     if harness is not None:
         print(f"seed through darwin_git.harness.evaluate: {json.dumps(harness)}")
     if args.json:
         for row in rows:
             row.pop("ckpt", None)
-        args.json.write_text(json.dumps({"budget_s": args.budget, "match": args.match, "nanogpt_rev": nano_rev,
-                                         "torch": torch.__version__, "rows": rows,
-                                         "harness": harness}, indent=1))
+        args.json.write_text(json.dumps(
+            {"budget_s": args.budget, "match": args.match, "nanogpt_rev": nano_rev,
+             "torch": torch.__version__, "rows": rows, "harness": harness}, indent=1))
     return 0
 
 
