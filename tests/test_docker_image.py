@@ -138,3 +138,16 @@ def test_image_cleanup_removes_containers_of_a_dead_engine(docker_client):
             orphan.remove(force=True)
         except Exception:
             pass
+
+
+def test_without_a_daemon_docker_tests_fail_when_docker_is_required(tmp_path):
+    """Elsewhere they skip with the reason; under CI / DARWIN_REQUIRE_DOCKER they must fail."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env.update(DOCKER_HOST=f"unix://{tmp_path}/no-daemon.sock", DARWIN_REQUIRE_DOCKER="1")
+    test = Path(__file__).with_name("test_docker_sandbox.py")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           f"{test}::test_a_missing_image_says_how_to_make_it"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 1 and "docker is required here" in proc.stdout, proc.stdout
