@@ -2,7 +2,9 @@
 reproducible and guided by memory; code that does not fit is skipped, never forced."""
 from __future__ import annotations
 
+import itertools
 import random
+import sys
 import types
 from collections import Counter
 from pathlib import Path
@@ -20,6 +22,7 @@ SEED_REPO = Path(__file__).resolve().parents[1] / "seed_repo"
 CONTRACT = load_contract(SEED_REPO)
 VOCAB = 65
 BY_NAME = {op.name: op for op in OPERATORS}
+_module_ids = itertools.count()
 STRUCTURAL = [op.name for op in OPERATORS if op.kind == "structural"]
 
 
@@ -52,8 +55,14 @@ def setting(files, name):
 
 
 def load_model_module(text: str) -> types.ModuleType:
-    module = types.ModuleType("mutated_model")
-    exec(compile(text, "model.py", "exec"), module.__dict__)
+    """Import model.py's text as a module (registered, as decorators such as @dataclass need)."""
+    name = f"mutated_model_{next(_module_ids)}"
+    module = types.ModuleType(name)
+    sys.modules[name] = module
+    try:
+        exec(compile(text, "model.py", "exec"), module.__dict__)
+    finally:
+        del sys.modules[name]
     return module
 
 
@@ -243,9 +252,16 @@ def test_protected_paths_are_never_written():
 
 MANUAL_ATTENTION_MODEL = '''
 import math
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+
+@dataclass
+class Unused:
+    width: int = 0
 
 
 class Attention(nn.Module):

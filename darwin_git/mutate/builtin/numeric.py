@@ -121,7 +121,8 @@ BETA2 = Knob("BETA2", "Adam beta2",
 
 def betas(code: Code, rng: random.Random) -> Edit | str:
     options = []
-    for knob, ladder in ((BETA1, [0.8, 0.85, 0.9, 0.95]), (BETA2, [0.95, 0.98, 0.99, 0.995, 0.999])):
+    ladders = ((BETA1, [0.8, 0.85, 0.9, 0.95]), (BETA2, [0.95, 0.98, 0.99, 0.995, 0.999]))
+    for knob, ladder in ladders:
         cur = code.number(knob.setting)
         if cur is not None and 0 < cur < 1:
             options.append((knob, _ladder_move(cur, ladder)))

@@ -101,8 +101,9 @@ def init_super_call(text: str, cls_start: int, cls_end: int) -> int | None:
 
 
 def insert_before_first_class(text: str, block: str) -> str | None:
-    """Insert a top-level ``block`` (a class or def) above the first class of the module."""
-    m = re.search(r"^class \w+", text, re.M)
+    """Insert a top-level ``block`` above the module's first class, def or decorator (after the
+    imports, and never between a decorator and what it decorates)."""
+    m = re.search(r"^(?:class |def |async def |@)", text, re.M)
     if m is None:
         return None
     return text[: m.start()] + block.strip("\n") + "\n\n\n" + text[m.start() :]

@@ -28,7 +28,8 @@ class RMSNorm(nn.Module):
     def forward(self, x):
         # mean of squares in fp32: under bf16 autocast it would lose precision
         xf = x.float()
-        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x) * self.weight
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return xf.type_as(x) * self.weight
 '''
 
 ROTARY_CLASS = '''
@@ -175,7 +176,7 @@ def rotary(code: Code, rng: random.Random) -> Edit | str:
         return "no attention call with plain q, k arguments"
     pos, q, k = site
     new = insert_line_before(text, pos, f"{q}, {k} = self.rotary({q}), self.rotary({k})")
-    new = _add_submodule(new, pos, "self.rotary = Rotary()  # relative offsets enter q·k, no parameters")
+    new = _add_submodule(new, pos, "self.rotary = Rotary()  # offsets enter q·k, no parameters")
     if new is None:
         return "the attention class has no super().__init__() to register Rotary after"
     new, removed = _drop_learned_positions(new)
@@ -259,7 +260,8 @@ def untie_head(code: Code, rng: random.Random) -> Edit | str:
     while True:
         prev = text.rfind("\n", 0, start - 1) + 1
         line = text[prev:start]
-        if start == 0 or not re.match(r"[ \t]*#", line) or not re.search(r"\bt(ie|ied|ies|ying)\b", line):
+        tying = re.match(r"[ \t]*#", line) and re.search(r"\bt(ie|ied|ies|ying)\b", line)
+        if start == 0 or not tying:
             break
         start = prev
     note = f"{m.group(1)}# untied (builtin:untie_head): the output head learns its own matrix\n"
