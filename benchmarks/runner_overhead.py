@@ -6,7 +6,8 @@ Three parts, each timed on its own:
    (staging, uid/netns/rlimit launcher, log thread, kill sweep, output collection, cleanup);
 3. harness: evaluate() of the seed at --budget seconds; overhead = total - budget, split into
    training start/stop (train wall - budget) and the evaluation step (model server start,
-   the fixed validation windows, causality probes, the throughput bench).
+   the fixed validation windows, causality probes, the throughput bench). A sandboxed
+   `import torch` is timed too: every torch step pays it, twice per evaluation.
 
     .venv/bin/python benchmarks/runner_overhead.py --runs 10 --evals 2 --budget 2
 """
@@ -40,6 +41,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=10, help="no-op runs for the sandbox figure")
     ap.add_argument("--evals", type=int, default=2, help="evaluate() runs of the seed")
     ap.add_argument("--budget", type=float, default=2.0)
+    ap.add_argument("--grace", type=float, default=30.0, help="kill after budget + grace")
     ap.add_argument("--rev", default="HEAD:seed_repo", help="tree to export and evaluate")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -54,9 +56,12 @@ def main() -> None:
     boxed = [timed(lambda: sb.run(Step(argv=["python", "-c", "pass"], tree=tree,
                                        out_dir=work / "out", timeout_s=60)))[0]
              for _ in range(args.runs)]
+    imports = [timed(lambda: sb.run(Step(argv=["python", "-c", "import torch"], tree=tree,
+                                         out_dir=work / "out", timeout_s=120)))[0]
+               for _ in range(min(3, args.runs))]
     evals = []
     for i in range(args.evals):
-        wall, r = timed(lambda: evaluate(tree, sb, budget_s=args.budget, seed=i))
+        wall, r = timed(lambda: evaluate(tree, sb, budget_s=args.budget, grace_s=args.grace, seed=i))
         if r["status"] != "ok":
             sys.exit(f"evaluation failed: {r['status']} {r['cause']}\n{r['log_tail']}")
         evals.append({"total": wall, "train": r["train_wall_s"], "eval": r["eval_wall_s"]})
@@ -66,6 +71,7 @@ def main() -> None:
         "export_s": med(exports),
         "sandbox_s": med(boxed) - med(bare),
         "bare_python_s": med(bare),
+        "sandboxed_import_torch_s": med(imports),
         "train_start_stop_s": med(e["train"] for e in evals) - args.budget,
         "eval_step_s": med(e["eval"] for e in evals),
         "harness_total_minus_budget_s": med(e["total"] for e in evals) - args.budget,
