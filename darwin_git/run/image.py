@@ -274,12 +274,21 @@ def build_host_image(tag: str = DEFAULT_TAG, python: str | None = None, client=N
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
             tar.add(rootfs, arcname="rootfs.tar")
+        try:
+            old = client.images.get(tag).id
+        except docker.errors.ImageNotFound:
+            old = None
         with open(context, "rb") as f:
             try:
-                client.images.build(fileobj=f, custom_context=True, tag=tag, rm=True,
-                                    forcerm=True, pull=False, network_mode="none")
+                new, _ = client.images.build(fileobj=f, custom_context=True, tag=tag, rm=True,
+                                             forcerm=True, pull=False, network_mode="none")
             except (docker.errors.BuildError, docker.errors.APIError) as exc:
                 raise SandboxUnavailable(f"docker could not build {tag!r}: {exc}") from exc
+    if old and old != new.id:  # the replaced build would linger as a dangling image
+        try:
+            client.images.remove(old)
+        except docker.errors.APIError:  # still used by a container, or tagged elsewhere
+            pass
     return read_image(client, tag)
 
 
