@@ -123,7 +123,6 @@ class _Process(Interactive):
         self.uid = _free_uid() if sandbox.root else None
         if self.uid is not None:
             sandbox.uids_used.append(self.uid)
-        self.notes: list[str] = []
         self.stage = _stage(sandbox.workspace, step, self.uid)
         self.killed_for_time = self.killed_for_memory = False
         self.tail, self.nbytes = bytearray(), 0
@@ -234,10 +233,11 @@ class _Process(Interactive):
                 self.stdin.close()
             except OSError:
                 pass
+        closed_by_us = False
         try:
             self.proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            pass
+            closed_by_us = True
         self._done.set()
         self._kill()  # the group and the uid: nothing outlives the step
         rc = self.proc.wait()
@@ -247,7 +247,10 @@ class _Process(Interactive):
                 f.close()
         wall = time.monotonic() - self.start
         text = self.tail.decode("utf-8", "replace")
-        oom = self.killed_for_memory or any(m in text[-20000:] for m in OOM_MARKERS)
+        killed = self.killed_for_time or self.killed_for_memory
+        # SIGKILL that we did not send is almost always the kernel's OOM killer.
+        oom = (self.killed_for_memory or (rc == -signal.SIGKILL and not killed and not closed_by_us)
+               or any(m in text[-20000:] for m in OOM_MARKERS))
         if self.killed_for_memory:
             text += f"\n{NOTE}killed: resident memory over {self.step.limits.memory_bytes} bytes\n"
         if self.killed_for_time:
@@ -261,7 +264,6 @@ class _Process(Interactive):
             text += f"\n{NOTE}could not collect outputs: {exc}\n"
         finally:
             _rmtree(self.stage)
-        killed = self.killed_for_time or self.killed_for_memory
         self._closed = Outcome(None if killed else rc, self.killed_for_time, wall, text,
                                self.nbytes, oom=oom, error=error)
         return self._closed
