@@ -95,8 +95,10 @@ def enclosing_class(text: str, pos: int) -> tuple[str, int, int] | None:
 
 
 def init_super_call(text: str, cls_start: int, cls_end: int) -> int | None:
-    """Position of ``super().__init__(...)`` inside the class, where new submodules go."""
-    m = re.compile(r"super\(\)\.__init__\(\)").search(text, cls_start, cls_end)
+    """Position of ``super().__init__(...)`` (any spelling) inside the class: new submodules
+    go on the line after it."""
+    m = re.compile(r"(?:super\([^)]*\)|nn\.Module)\.__init__\([^\n]*\)[ \t]*(?:#[^\n]*)?$",
+                   re.M).search(text, cls_start, cls_end)
     return m.start() if m else None
 
 
