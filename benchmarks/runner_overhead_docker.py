@@ -80,7 +80,8 @@ def main() -> None:
             rows["docker: import torch"] = summary(timed(step(["python", "-c", "import torch"]), n))
             rows["host subprocess: import torch"] = summary(timed(
                 lambda: subprocess.run([sys.executable, "-c", "import torch"], check=True), n))
-    overhead = rows["docker: python -c pass"]["median_s"] - rows["host subprocess: python -c pass"]["median_s"]
+    overhead = (rows["docker: python -c pass"]["median_s"]
+                - rows["host subprocess: python -c pass"]["median_s"])
     result = {"runs": args.runs, "budget_s": args.budget, "rows": rows,
               "overhead_s": round(overhead, 3),
               "overhead_share": round(overhead / args.budget, 4)}

@@ -89,7 +89,8 @@ def test_a_step_runs_unprivileged_with_a_scrubbed_environment(sandbox, tree, tmp
         import os
         for k, v in sorted(os.environ.items()):
             print(k, "=", v)
-        print("uid", os.getuid(), "caps", open("/proc/self/status").read().split("CapEff:")[1].split()[0])
+        caps = open("/proc/self/status").read().split("CapEff:")[1].split()[0]
+        print("uid", os.getuid(), "caps", caps)
         open(os.path.join(os.environ["DARWIN_OUT"], "ckpt.pt"), "w").write("weights")
     """))
     assert out.returncode == 0, out.log_tail
@@ -120,7 +121,8 @@ def test_the_network_is_off(sandbox, tree, tmp_path):
             import socket
             for host in ("127.0.0.1", "172.17.0.1", "10.0.2.2"):
                 try:
-                    socket.create_connection((host, {port}), timeout=2).sendall(b"GET /leak HTTP/1.0\\r\\n\\r\\n")
+                    conn = socket.create_connection((host, {port}), timeout=2)
+                    conn.sendall(b"GET /leak HTTP/1.0\\r\\n\\r\\n")
                     print("CONNECTED", host)
                 except OSError as exc:
                     print("blocked", host, exc.__class__.__name__)

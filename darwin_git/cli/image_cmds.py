@@ -71,7 +71,8 @@ def cleanup(everything):
         removed = cleanup_orphans(everything=everything)
     except SandboxUnavailable as exc:
         raise RunnerUnavailable(str(exc)) from None
-    click.echo(f"removed {len(removed)} container(s)" + (": " + ", ".join(removed) if removed else ""))
+    names = (": " + ", ".join(removed)) if removed else ""
+    click.echo(f"removed {len(removed)} container(s){names}")
 
 
 def _show(info, as_json: bool) -> None:

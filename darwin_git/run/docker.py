@@ -274,7 +274,8 @@ class _Container(Interactive):
             pass
         text = self.demux.tail.decode("utf-8", "replace")
         if oom:
-            text += f"\n{NOTE}killed by the OOM killer: over {self.step.limits.memory_bytes} bytes\n"
+            limit = self.step.limits.memory_bytes
+            text += f"\n{NOTE}killed by the OOM killer: over {limit} bytes\n"
         if self.timed_out:
             text += f"\n{NOTE}killed after the {self.step.timeout_s:.1f} s timeout\n"
         try:
@@ -398,7 +399,7 @@ def _settle_out(out: Path) -> None:
         for name in dirnames + filenames:
             p = os.path.join(dirpath, name)
             st = os.lstat(p)
-            if stat.S_ISLNK(st.st_mode) or not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):  # links, fifos
                 os.unlink(p)
                 continue
             if me == 0:
