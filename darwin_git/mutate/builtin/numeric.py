@@ -15,8 +15,6 @@ from .choose import EXPLORE
 from .core import Code, Edit, Operator
 from .settings import format_number, is_int_literal
 
-# A candidate move: (new value, "up" | "down"); _edit relabels it by the value it gives
-Move = tuple[float, str]
 
 
 @dataclass(frozen=True)
@@ -34,16 +32,16 @@ def _scaled(cur: float, factor: float, lo: float, hi: float, integer: bool) -> f
     return int(round(new)) if integer else new
 
 
-def _edit(code: Code, knob: Knob, moves: list[Move], rng: random.Random) -> Edit | str:
+def _edit(code: Code, knob: Knob, moves: list[float | None], rng: random.Random) -> Edit | str:
+    """Set ``knob`` to one of the candidate values (None: no move), as a reasoned edit."""
     found = code.setting(knob.setting)
     if found is None:
         return f"no numeric settings line for {knob.setting}"
     old_lit = found.literal(knob.setting)
     fresh = []
-    for value, _ in moves:
+    for value in moves:
         lit = format_number(value, old_lit) if value is not None else old_lit
         if float(lit) != float(old_lit) and lit not in [f for f, _ in fresh]:
-            # the label follows the value: a clamped "up" step may in fact go down
             fresh.append((lit, "up" if float(lit) > float(old_lit) else "down"))
     if not fresh:
         return f"{knob.setting} = {old_lit} has no allowed step left in its range"
@@ -88,24 +86,24 @@ def _factor_op(setting, noun, up, down, lo, hi, why_up, why_down, integer=False,
         if cur is None:
             return f"no numeric settings line for {setting}"
         if cur == 0:
-            moves = [(from_zero, "up")] if from_zero is not None else []
+            moves = [from_zero]
         else:
-            moves = [(_scaled(cur, up, lo, hi, integer), "up")]
+            moves = [_scaled(cur, up, lo, hi, integer)]
             low = cur * down
             if snap_zero_below is not None and low < snap_zero_below:
-                moves.append((0.0, "down"))
+                moves.append(0.0)
             else:
-                moves.append((_scaled(cur, down, lo, hi, integer), "down"))
+                moves.append(_scaled(cur, down, lo, hi, integer))
         return _edit(code, knob, moves, rng)
 
     return apply
 
 
-def _ladder_move(cur: float, ladder: list[float]) -> list[Move]:
+def _ladder_move(cur: float, ladder: list[float]) -> list[float]:
     """Neighbours of ``cur`` on a ladder of sensible values."""
     up = [v for v in ladder if v > cur + 1e-12]
     down = [v for v in ladder if v < cur - 1e-12]
-    return ([(up[0], "up")] if up else []) + ([(down[-1], "down")] if down else [])
+    return up[:1] + down[-1:]
 
 
 BETA1 = Knob("BETA1", "Adam beta1",
@@ -147,10 +145,10 @@ def width(code: Code, rng: random.Random) -> Edit | str:
     step = math.lcm(2 * int(heads), 16)
     allowed = [w for w in range(step, 385, step) if w >= 64 and w // heads >= 16]
     moves = []
-    for target, direction in ((cur * 1.5, "up"), (cur * 0.75, "down")):
-        side = [w for w in allowed if (w > cur if direction == "up" else w < cur)]
+    for target, bigger in ((cur * 1.5, True), (cur * 0.75, False)):
+        side = [w for w in allowed if (w > cur if bigger else w < cur)]
         if side:
-            moves.append((min(side, key=lambda w: abs(w - target)), direction))
+            moves.append(min(side, key=lambda w: abs(w - target)))
     return _edit(code, WIDTH, moves, rng)
 
 
@@ -180,7 +178,7 @@ def depth(code: Code, rng: random.Random) -> Edit | str:
     cur = code.number("N_LAYER")
     if cur is None:
         return "no numeric settings line for N_LAYER"
-    return _edit(code, DEPTH, [(min(8, max(2, cur + step)), "") for step in (1, -1)], rng)
+    return _edit(code, DEPTH, [min(8, max(2, cur + step)) for step in (1, -1)], rng)
 
 
 CONTEXT = Knob("BLOCK_SIZE", "training context (block_size)",
@@ -195,7 +193,7 @@ def context(code: Code, rng: random.Random) -> Edit | str:
     if cur is None:
         return "no numeric settings line for BLOCK_SIZE"
     floor = code.contract.eval_context
-    moves = [(min(max(floor, 512), max(floor, v)), "") for v in (cur * 2, cur // 2)]
+    moves = [min(max(floor, 512), max(floor, v)) for v in (cur * 2, cur // 2)]
     return _edit(code, CONTEXT, moves, rng)
 
 
