@@ -27,6 +27,13 @@ from .options import repo_option, user_errors
 @click.option("--runner", type=click.Choice(["auto", "local", "docker"]), default="auto",
               envvar="DARWIN_RUNNER", show_default=True,
               help="auto: docker when a daemon and the image are there, else local.")
+@click.option("--executor", "executor_kind", type=click.Choice(["local", "ray"]),
+              default="local", envvar="DARWIN_EXECUTOR", show_default=True,
+              help="Where evaluations run: slots on this machine, or Ray tasks (local Ray, or "
+                   "the cluster of --ray-address); needs pip install 'darwin-git[ray]'.")
+@click.option("--ray-address", envvar="DARWIN_RAY_ADDRESS",
+              help="Ray cluster to join (e.g. auto, ray://head:10001) [default: RAY_ADDRESS, "
+                   "else a local Ray started for this run].")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), envvar="DARWIN_DEVICE",
               help="Training device [default: cuda when available, else cpu].")
 @click.option("--mutator", type=click.Choice(["auto", "builtin", "llm"]), default="auto",
@@ -47,9 +54,9 @@ from .options import repo_option, user_errors
 @click.option("--report/--no-report", default=True, show_default=True,
               help="Write the report at the end.")
 @user_errors
-def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, device, mutator,
-           model, pairing, crossovers, accept_k, noise_repeats, max_wall_s, max_tokens,
-           max_cost_usd, json_events, report):
+def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, executor_kind,
+           ray_address, device, mutator, model, pairing, crossovers, accept_k, noise_repeats,
+           max_wall_s, max_tokens, max_cost_usd, json_events, report):
     """Run the evolutionary loop (the main job); run it again to resume.
 
     Each generation every agent proposes a mutation to another agent's training code; all
@@ -89,11 +96,7 @@ def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, dev
     sink = make_sink(json_events)
     executor = None
     try:
-        sandbox = _sandbox(runner)
-        from ..run.executor import LocalExecutor
-        executor = LocalExecutor(pop.path, sandbox, slots=settings.slots,
-                                 work_root=pop.state_dir / "work")
-        executor.runner = sandbox.name
+        executor = _executor(executor_kind, runner, ray_address, pop, settings, slots)
         mut, resolver = _mutator(mutator, model, config)
         on_request = _request_handler()
         summary = Evolution(pop, settings, executor, mut, sink, resolver=resolver,
@@ -129,6 +132,21 @@ def _default_slots(device: str) -> int:
         import torch
         return max(1, torch.cuda.device_count())
     return max(1, (os.cpu_count() or 1) // 2)
+
+
+def _executor(kind: str, runner: str, ray_address: str | None, pop, settings, slots):
+    if kind == "ray":  # each worker picks its own sandbox; only results come back here
+        from ..run.ray_executor import RayExecutor, RayUnavailable
+        try:  # without --slots, the cluster's CPUs (or GPUs) decide how many run at once
+            return RayExecutor(pop.path, runner=runner, address=ray_address, slots=slots)
+        except RayUnavailable as exc:
+            raise RunnerUnavailable(str(exc))
+    from ..run.executor import LocalExecutor
+    sandbox = _sandbox(runner)
+    executor = LocalExecutor(pop.path, sandbox, slots=settings.slots,
+                             work_root=pop.state_dir / "work")
+    executor.runner = sandbox.name
+    return executor
 
 
 def _sandbox(runner: str):

@@ -1,0 +1,262 @@
+"""RayExecutor: evaluations as Ray tasks, on one machine or a cluster, behind the Executor
+interface of run/executor.py.
+
+The coordinator (the evolve loop) packs each job's commit tree into a tar archive in memory and
+sends it with the run config to a Ray task that asks for the CPUs/GPUs one evaluation needs. The
+task unpacks the tree on its worker, runs the unchanged harness through a local or docker sandbox
+there and returns the result dict. A worker never sees the population repo, so refs, notes and
+memory are written by the coordinator alone.
+
+Faults: a worker (or its node) that dies mid-run is retried by Ray up to ``max_retries`` times,
+possibly on another node; after that the job's future resolves to an ``eval_failed`` result with
+cause ``worker_lost``, which the loop records like any other verdict. A coordinator killed
+mid-generation takes its tasks with it (Ray ends a driver's tasks); the loop's resume re-submits
+every candidate that has no result.
+
+Ray is an optional extra (``pip install 'darwin-git[ray]'``): importing this module never needs
+it; constructing a RayExecutor without it raises RayUnavailable with the install hint.
+"""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tarfile
+import tempfile
+import threading
+import time
+from concurrent.futures import Future, InvalidStateError
+from pathlib import Path
+
+from ..result import make_result
+from .executor import Executor, Job
+
+RUNNERS = ("auto", "local", "docker")
+# Ray exceptions that mean "the process or machine running the task went away".
+_LOST = ("WorkerCrashedError", "NodeDiedError", "OutOfMemoryError", "ActorDiedError",
+         "LocalRayletDiedError", "ObjectLostError", "OwnerDiedError")
+
+
+class RayUnavailable(Exception):
+    """Ray is not installed or the cluster cannot be reached; the message says how to fix."""
+
+
+# ----- the tree travels as an archive ------------------------------------------------------
+def pack_tree(repo, commit: str) -> tuple[bytes, str]:
+    """A tar archive of ``commit``'s tree (same rules as harness.export_tree) and the tree id."""
+    import pygit2
+
+    tree = repo.revparse_single(commit).peel(pygit2.Tree)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        _add_tree(repo, tree, "", tar)
+    return buf.getvalue(), str(tree.id)
+
+
+def _add_tree(repo, tree, prefix: str, tar: tarfile.TarFile) -> None:
+    import pygit2
+
+    for entry in tree:
+        if "/" in entry.name or entry.name in (".", "..", ".git"):
+            continue  # never a path outside the tree, never a .git inside it
+        info = tarfile.TarInfo(prefix + entry.name)
+        info.mtime = 0
+        if entry.filemode in (pygit2.GIT_FILEMODE_TREE, pygit2.GIT_FILEMODE_COMMIT):
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+            if entry.filemode == pygit2.GIT_FILEMODE_TREE:  # submodules stay empty folders
+                _add_tree(repo, repo[entry.id], info.name + "/", tar)
+        elif entry.filemode == pygit2.GIT_FILEMODE_LINK:
+            info.type, info.mode = tarfile.SYMTYPE, 0o777
+            info.linkname = repo[entry.id].data.decode("utf-8", "surrogateescape")
+            tar.addfile(info)
+        else:
+            data = repo[entry.id].data
+            info.size = len(data)
+            info.mode = 0o755 if entry.filemode == pygit2.GIT_FILEMODE_BLOB_EXECUTABLE else 0o644
+            tar.addfile(info, io.BytesIO(data))
+
+
+def unpack_tree(archive: bytes, dest: Path) -> None:
+    """Extract on the worker; members tar's "data" filter refuses (a symlink leaving the tree,
+    an absolute path) are dropped rather than failing the whole evaluation."""
+    def keep(member, path):
+        try:
+            return tarfile.data_filter(member, path)
+        except tarfile.FilterError:
+            return None
+
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r") as tar:
+        tar.extractall(dest, filter=keep)
+
+
+# ----- the worker side ---------------------------------------------------------------------
+def make_sandbox(runner: str):
+    """The sandbox a worker runs with: docker when asked (or, for auto, when usable), else
+    local. Raises SandboxUnavailable when docker was asked for and cannot run."""
+    from .base import SandboxUnavailable
+    from .local import LocalSandbox
+
+    if runner in ("auto", "docker"):
+        try:
+            from .docker import DockerSandbox
+            sandbox = DockerSandbox()
+            sandbox.check()
+            return sandbox
+        except (SandboxUnavailable, ImportError):
+            if runner == "docker":
+                raise
+    return LocalSandbox()
+
+
+def evaluate_packed(archive: bytes, job: dict, runner: str, work_root: str | None,
+                    data_root: str | None) -> tuple[dict, float]:
+    """The Ray task body: unpack, evaluate, clean up. Returns (result, seconds spent)."""
+    from ..harness import evaluate
+
+    t0 = time.monotonic()
+    if work_root:
+        Path(work_root).mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f"ray-job-{job['commit'][:10]}-", dir=work_root))
+    try:
+        tree_dir = scratch / "tree"
+        unpack_tree(archive, tree_dir)
+        sandbox = make_sandbox(runner)
+        result = evaluate(tree_dir, sandbox, budget_s=job["budget_s"], seed=job["seed"],
+                          device=job["device"], commit=job["commit"], tree=job["tree"],
+                          data_root=Path(data_root) if data_root else None)
+        result.update(commit=job["commit"], tree=job["tree"], runner=sandbox.name)
+    except Exception as exc:  # the engine's own failure on this worker: a verdict, not a crash
+        result = make_result("eval_failed", cause="engine_error", commit=job["commit"],
+                             tree=job["tree"], runner=runner, budget_s=job["budget_s"],
+                             seed=job["seed"], device=job["device"],
+                             log_tail=f"{type(exc).__name__}: {exc}")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return result, time.monotonic() - t0
+
+
+# ----- the coordinator side ----------------------------------------------------------------
+def _import_ray():
+    try:
+        import ray
+    except ImportError as exc:
+        raise RayUnavailable("the Ray executor needs Ray: pip install 'darwin-git[ray]'") from exc
+    return ray
+
+
+class RayExecutor(Executor):
+    """Evaluations as Ray tasks. ``address`` None: the cluster of RAY_ADDRESS if set, else a
+    local one started here; "auto" or "ray://host:10001" to join a running cluster.
+
+    Each CPU job asks for ``cpus_per_job`` CPUs (default: the cluster's CPUs / ``slots``); a
+    CUDA job also asks for its GPUs. Ray's scheduler starts a job the moment its resources
+    free up, so ``slots`` jobs run at once on CPU clusters and one per GPU on GPU clusters.
+    """
+
+    def __init__(self, repo_path: Path, runner: str = "local", slots: int | None = None,
+                 address: str | None = None, cpus_per_job: float | None = None,
+                 max_retries: int = 1, work_root: Path | None = None,
+                 data_root: Path | None = None, init_kwargs: dict | None = None):
+        if runner not in RUNNERS:
+            raise ValueError(f"runner must be one of {', '.join(RUNNERS)}, not {runner!r}")
+        ray = _import_ray()
+        self._ray = ray
+        self._owns_ray = False
+        if not ray.is_initialized():
+            try:
+                ray.init(address=address, **(init_kwargs or {}))
+            except Exception as exc:  # noqa: BLE001 - Ray raises several kinds here
+                where = address or os.environ.get("RAY_ADDRESS") or "a new local cluster"
+                raise RayUnavailable(f"cannot start or reach Ray ({where}): {exc}") from exc
+            self._owns_ray = True
+        total = ray.cluster_resources()
+        cpus, gpus = float(total.get("CPU", 1)), int(total.get("GPU", 0))
+        if slots is None:
+            slots = gpus or max(1, int(cpus // (cpus_per_job or 1)))
+        self.slots = max(1, int(slots))
+        self.cpus_per_job = cpus_per_job or max(cpus / self.slots, 0.01)
+        self.max_retries = max(0, int(max_retries))
+        self.sandbox_runner = runner
+        self.runner = f"ray:{runner}"
+        self.work_root = str(work_root) if work_root else None
+        self.data_root = str(data_root) if data_root else None
+        self.repo_path = Path(repo_path)
+        self._task = ray.remote(evaluate_packed)
+        self._lock = threading.Lock()
+        self._busy = 0.0
+        self._refs: dict[Future, object] = {}
+
+    def submit(self, job: Job) -> Future:
+        out: Future = Future()
+        try:
+            archive, tree_id = self._pack(job.commit)
+        except Exception as exc:  # an unknown commit, a broken object: recorded, not raised
+            out.set_result(self._failure(job, None, "engine_error",
+                                         f"cannot pack the tree: {type(exc).__name__}: {exc}"))
+            return out
+        spec = {"commit": job.commit, "tree": tree_id, "budget_s": job.budget_s,
+                "seed": job.seed, "device": job.device}
+        ref = self._task.options(num_cpus=self.cpus_per_job, num_gpus=job.gpus,
+                                 max_retries=self.max_retries, retry_exceptions=False,
+                                 name=f"darwin-eval-{job.commit[:10]}").remote(
+            archive, spec, self.sandbox_runner, self.work_root, self.data_root)
+        with self._lock:
+            self._refs[out] = ref
+        ref.future().add_done_callback(lambda f: self._finish(f, out, job, tree_id))
+        return out
+
+    def _pack(self, commit: str) -> tuple[bytes, str]:
+        import pygit2
+
+        # One Repository per call: submit may come from any thread, Repository is not
+        # thread-safe, and opening one is cheap next to a training run.
+        return pack_tree(pygit2.Repository(str(self.repo_path)), commit)
+
+    def _finish(self, ray_future: Future, out: Future, job: Job, tree_id: str) -> None:
+        """Runs on Ray's callback thread: turn the task's outcome into a result dict."""
+        with self._lock:
+            self._refs.pop(out, None)
+        try:
+            result, spent = ray_future.result()
+            with self._lock:
+                self._busy += spent
+        except BaseException as exc:  # noqa: BLE001 - every outcome becomes a result
+            name = type(exc).__name__
+            lost = any(t.__name__ in _LOST for t in type(exc).__mro__)
+            cause = "worker_lost" if lost else ("cancelled" if "Cancel" in name else "engine_error")
+            tries = f" after {self.max_retries + 1} attempts" if lost else ""
+            result = self._failure(job, tree_id, cause,
+                                   f"[darwin ray] {name}{tries}: {str(exc)[-1500:]}")
+        try:
+            out.set_result(result)
+        except InvalidStateError:
+            pass  # cancelled by the caller meanwhile
+
+    def _failure(self, job: Job, tree_id: str | None, cause: str, log: str) -> dict:
+        return make_result("eval_failed", cause=cause, commit=job.commit, tree=tree_id,
+                           runner=self.sandbox_runner, budget_s=job.budget_s, seed=job.seed,
+                           device=job.device, log_tail=log)
+
+    def cancel(self, future: Future) -> bool:
+        with self._lock:
+            ref = self._refs.pop(future, None)
+        if ref is not None:
+            try:
+                self._ray.cancel(ref, force=True)
+            except Exception:  # noqa: BLE001 - already finished or the cluster is gone
+                pass
+        return future.cancel()
+
+    def busy_seconds(self) -> float:
+        with self._lock:
+            return self._busy
+
+    def shutdown(self) -> None:
+        with self._lock:
+            pending = list(self._refs)
+        for fut in pending:
+            self.cancel(fut)
+        if self._owns_ray and self._ray.is_initialized():
+            self._ray.shutdown()
