@@ -61,7 +61,8 @@ def main() -> None:
                for _ in range(min(3, args.runs))]
     evals = []
     for i in range(args.evals):
-        wall, r = timed(lambda: evaluate(tree, sb, budget_s=args.budget, grace_s=args.grace, seed=i))
+        wall, r = timed(lambda: evaluate(tree, sb, budget_s=args.budget, grace_s=args.grace,
+                                         seed=i))
         if r["status"] != "ok":
             sys.exit(f"evaluation failed: {r['status']} {r['cause']}\n{r['log_tail']}")
         evals.append({"total": wall, "train": r["train_wall_s"], "eval": r["eval_wall_s"]})

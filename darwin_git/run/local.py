@@ -64,7 +64,8 @@ if cfg["shims"]:
     libc = ctypes.CDLL(None, use_errno=True)
     def _mount(src, dst, fstype, flags, data):
         if libc.mount(src, dst, fstype, flags, data) != 0:
-            sys.stderr.write("[darwin sandbox] mount %r: %s\n" % (dst, os.strerror(ctypes.get_errno())))
+            err = os.strerror(ctypes.get_errno())
+            sys.stderr.write("[darwin sandbox] mount %r: %s\n" % (dst, err))
             os._exit(125)
     if libc.unshare(0x00020000) != 0:
         sys.stderr.write("[darwin sandbox] cannot isolate the network: mount namespace\n")
@@ -134,7 +135,8 @@ class _Process(Interactive):
             raise
         self.start = time.monotonic()
         log_pipe = self.proc.stderr if interactive else self.proc.stdout
-        self.stdin, self.stdout = (self.proc.stdin, self.proc.stdout) if interactive else (None, None)
+        self.stdin = self.proc.stdin if interactive else None
+        self.stdout = self.proc.stdout if interactive else None
         self._reader = threading.Thread(target=self._read_log, args=(log_pipe,), daemon=True)
         self._reader.start()
         threading.Thread(target=self._watch, daemon=True).start()
@@ -249,7 +251,8 @@ class _Process(Interactive):
         text = self.tail.decode("utf-8", "replace")
         killed = self.killed_for_time or self.killed_for_memory
         # SIGKILL that we did not send is almost always the kernel's OOM killer.
-        oom = (self.killed_for_memory or (rc == -signal.SIGKILL and not killed and not closed_by_us)
+        unexplained_kill = rc == -signal.SIGKILL and not killed and not closed_by_us
+        oom = (self.killed_for_memory or unexplained_kill
                or any(m in text[-20000:] for m in OOM_MARKERS))
         if self.killed_for_memory:
             text += f"\n{NOTE}killed: resident memory over {self.step.limits.memory_bytes} bytes\n"

@@ -58,6 +58,8 @@ def spew():
         sys.stdout.buffer.write(line)
 
 
-{"net": net, "env": env, "write": write, "read": read, "forkbomb": forkbomb, "spew": spew}[attack](*args)
+ATTACKS = {"net": net, "env": env, "write": write, "read": read, "forkbomb": forkbomb,
+           "spew": spew}
+ATTACKS[attack](*args)
 sys.stdout.flush()
 sys.exit(3)
