@@ -48,7 +48,9 @@ class BudgetExhausted(Exception):
 
 
 class Evolution:
-    proposal_threads = 4  # mutator calls in flight at once (LLM requests overlap training)
+    # Mutator calls in flight at once (LLM requests overlap training): at least one per slot,
+    # so a generation's proposals are not serialised behind a few slow LLM replies.
+    proposal_threads = 4
 
     def __init__(self, pop: Population, settings: EvolveSettings, executor, mutator, sink,
                  resolver=None, on_request=None, tokenizer: str = "char"):
@@ -216,7 +218,8 @@ class Evolution:
         results committed here, in the calling thread (pygit2 objects are not thread-safe);
         only ``mutator.propose`` (the LLM round trips) runs in a small pool, concurrently."""
         pending = {}
-        with ThreadPoolExecutor(max_workers=self.proposal_threads,
+        threads = max(self.proposal_threads, getattr(self.executor, "slots", 1))
+        with ThreadPoolExecutor(max_workers=threads,
                                 thread_name_prefix="darwin-propose") as pool:
             for speaker, target in pairs:
                 slot, parent = f"{target}.{speaker}", tips[target]
