@@ -209,7 +209,7 @@ def test_a_fork_bomb_is_contained_by_the_pids_limit(sandbox, tree, tmp_path, doc
             except OSError as exc:
                 print("fork refused after", n, exc.__class__.__name__, flush=True)
                 time.sleep(60)
-    """, timeout_s=4, limits=Limits(max_procs=32)))
+    """, timeout_s=2.5, limits=Limits(max_procs=32)))
     assert out.timed_out and out.returncode is None
     assert "fork refused after" in out.log_tail
     n = int(out.log_tail.split("fork refused after ")[1].split()[0])
@@ -250,9 +250,9 @@ def test_printing_without_end_keeps_a_bounded_tail_and_counts_the_rest(sandbox, 
         chunk = line * 1024
         while True:
             os.write(1, chunk)
-    """, timeout_s=3, limits=Limits(log_bytes=64 * 1024)))
+    """, timeout_s=2, limits=Limits(log_bytes=64 * 1024)))
     assert out.timed_out and out.returncode is None
-    assert out.log_bytes > 50 * MiB  # hundreds of MiB/s on this path; a broken reader stalls
+    assert out.log_bytes > 20 * MiB  # ~100+ MiB/s here even under load; a stalled reader fails
     assert len(out.log_tail) < 70 * 1024 and out.log_tail.count("y" * 1023) > 50
     _healthy(sandbox, tree, tmp_path)
 
