@@ -1,0 +1,190 @@
+"""`darwin-git push` / `pull`: move a population to and from any git remote.
+
+The transport is the stock `git` CLI: these commands exist for humans, who have git with their
+credentials (ssh agent, credential helpers, forge tokens) already set up, which pygit2 remotes
+would not see. The engine loop itself never runs git; what comes back is integrated here with
+pygit2 and compare-and-swap ref moves.
+
+push: the refspecs of population.repo.REFSPECS, without their '+' unless ``force``: a remote
+ref that moved (a human merged an answer there) is never overwritten; it is reported as
+rejected and a pull brings it in. Branches of closed requests are deleted on the remote.
+
+pull: fetches the same refs into the staging namespace refs/darwin-incoming/, then moves each
+local ref forward only (new refs are created; a local ref that is ahead stays); notes that
+diverged are merged line by line (a two-parent notes commit); a ref that diverged is reported
+and left alone. A pruned agent or a closed request is not brought back by a stale remote.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pygit2
+
+from ..population.errors import PopulationError, RefMoved
+from ..population.notes import Notes
+from ..population.refs import engine_signature, ref_target, update_refs
+from ..population.repo import AGENT_PREFIX, PRUNED_PREFIX, REFSPECS, Population
+from .requests import BRANCH_PREFIX, RequestError, get_request
+
+INCOMING = "refs/darwin-incoming/"
+GIT_TIMEOUT_S = 600
+
+
+class RemoteError(PopulationError):
+    """git could not reach or update the remote; the message carries git's own words."""
+
+
+def _git(pop: Population, *args: str) -> subprocess.CompletedProcess:
+    if shutil.which("git") is None:
+        raise RemoteError("push/pull use the git command line, which is not installed")
+    env = {k: v for k, v in os.environ.items() if k not in ("GIT_DIR", "GIT_WORK_TREE")}
+    try:
+        return subprocess.run(["git", f"--git-dir={pop.repo.path}", *args], capture_output=True,
+                              text=True, env=env, timeout=GIT_TIMEOUT_S)
+    except subprocess.TimeoutExpired as exc:
+        raise RemoteError(f"git {args[0]} took longer than {GIT_TIMEOUT_S} s") from exc
+
+
+def _incoming_specs() -> list[str]:
+    """REFSPECS with their destinations moved under INCOMING (refs/x/* -> incoming/x/*)."""
+    out = []
+    for spec in REFSPECS:
+        src, dst = spec.lstrip("+").split(":")
+        out.append(f"+{src}:{INCOMING}{dst[len('refs/'):]}")
+    return out
+
+
+def _remote_refs(pop: Population, remote: str) -> dict[str, str]:
+    proc = _git(pop, "ls-remote", "--refs", remote)
+    if proc.returncode != 0:
+        raise RemoteError(f"cannot read {remote!r}: {proc.stderr.strip()}")
+    refs = {}
+    for line in proc.stdout.splitlines():
+        sha, _, name = line.partition("\t")
+        refs[name] = sha
+    return refs
+
+
+def push(pop: Population, remote: str, force: bool = False) -> dict:
+    """Push branches, notes and refs/darwin/*; {"updated", "rejected", "deleted", "up_to_date"}."""
+    remote_refs = _remote_refs(pop, remote)
+    specs = [s if force else s.lstrip("+") for s in REFSPECS]
+    stale = [name for name in remote_refs if name.startswith(BRANCH_PREFIX)
+             and pop.repo.references.get(name) is None and _closed(pop, name)]
+    specs += [f":{name}" for name in stale]
+    proc = _git(pop, "push", "--porcelain", remote, *specs)
+    out = {"remote": remote, "updated": [], "rejected": [], "deleted": [], "up_to_date": 0}
+    for line in proc.stdout.splitlines():
+        parts = line.split("\t")
+        if len(parts) < 3 or len(parts[0]) != 1:
+            continue
+        flag, spec, summary = parts[0], parts[1], parts[2]
+        dst = spec.split(":")[-1]
+        if flag == "=":
+            out["up_to_date"] += 1
+        elif flag == "!":
+            out["rejected"].append({"ref": dst, "reason": summary})
+        elif flag == "-":
+            out["deleted"].append(dst)
+        else:
+            out["updated"].append(dst)
+    if proc.returncode != 0 and not out["rejected"]:
+        raise RemoteError(f"git push to {remote!r} failed: {proc.stderr.strip()}")
+    return out
+
+
+def _closed(pop: Population, branch_ref: str) -> bool:
+    try:
+        return get_request(pop, branch_ref[len(BRANCH_PREFIX):]).state in ("answered", "closed",
+                                                                          "merged")
+    except RequestError:
+        return False
+
+
+def pull(pop: Population, remote: str) -> dict:
+    """Fetch and integrate; {"created", "updated", "ahead", "diverged", "skipped", "notes"}."""
+    old = [(n, ref_target(pop.repo, n), None) for n in pop.repo.references
+           if n.startswith(INCOMING)]
+    if old:
+        update_refs(pop.repo, old, "darwin-git: clear incoming refs")
+    proc = _git(pop, "fetch", "--no-tags", remote, *_incoming_specs())
+    if proc.returncode != 0:
+        raise RemoteError(f"git fetch from {remote!r} failed: {proc.stderr.strip()}")
+    repo = pygit2.Repository(pop.repo.path)  # sees the objects git just wrote
+    pop.repo = repo
+    pop.notes = Notes(repo)
+    pop._tree_index = None
+    report = {"remote": remote, "created": [], "updated": [], "ahead": [], "diverged": [],
+              "skipped": [], "notes": []}
+    for name in sorted(n for n in repo.references if n.startswith(INCOMING)):
+        local = "refs/" + name[len(INCOMING):]
+        incoming = ref_target(repo, name)
+        try:
+            _integrate(pop, local, incoming, report)
+        except RefMoved as exc:
+            report["diverged"].append({"ref": local, "reason": str(exc)})
+    return report
+
+
+def _integrate(pop: Population, local: str, incoming: pygit2.Oid, report: dict) -> None:
+    repo = pop.repo
+    current = ref_target(repo, local)
+    if local.startswith(BRANCH_PREFIX) and current is None and _closed(pop, local):
+        report["skipped"].append({"ref": local, "reason": "request closed here"})
+        return
+    if local.startswith(AGENT_PREFIX) and current is None:
+        agent = local[len(AGENT_PREFIX):]
+        if any(n.startswith(f"{PRUNED_PREFIX}{agent}/") for n in repo.references):
+            report["skipped"].append({"ref": local, "reason": "agent pruned here"})
+            return
+    if current is None:
+        update_refs(repo, [(local, None, incoming)], f"darwin-git: pull {local}")
+        report["created"].append(local)
+    elif current == incoming:
+        return
+    elif repo.descendant_of(incoming, current):
+        update_refs(repo, [(local, current, incoming)], f"darwin-git: pull {local}")
+        report["updated"].append(local)
+    elif repo.descendant_of(current, incoming):
+        report["ahead"].append(local)
+    elif local.startswith("refs/notes/"):
+        _merge_notes(pop, local, current, incoming)
+        report["notes"].append(local)
+    else:
+        report["diverged"].append({"ref": local, "reason": "local and remote both moved; "
+                                   f"the remote's tip is kept at {INCOMING}{local[5:]}"})
+
+
+def _merge_notes(pop: Population, ref: str, ours: pygit2.Oid, theirs: pygit2.Oid) -> None:
+    """Union of note lines: ours in order, then each of theirs we lack."""
+    notes = Notes(pop.repo, ref)
+    ours_tree = pop.repo[ours].peel(pygit2.Commit).tree
+    theirs_tree = pop.repo[theirs].peel(pygit2.Commit).tree
+    add: dict[str, str] = {}
+    for hexsha in _annotated(pop.repo, theirs_tree):
+        have = set(notes.text(hexsha, ours_tree).splitlines())
+        new = [ln for ln in notes.text(hexsha, theirs_tree).splitlines()
+               if ln.strip() and ln not in have]
+        if new:
+            add[hexsha] = "\n".join(new) + "\n"
+    tree = notes._write_tree(ours_tree, add) if add else ours_tree.id
+    sig = engine_signature()
+    commit = pop.repo.create_commit(None, sig, sig, f"Notes merged from a remote ({len(add)} "
+                                    "object(s))\n", tree, [ours, theirs])
+    update_refs(pop.repo, [(ref, ours, commit)], f"darwin-git: merge notes {ref}")
+
+
+def _annotated(repo: pygit2.Repository, tree: pygit2.Tree) -> list[str]:
+    out = []
+
+    def walk(t, prefix):
+        for e in t:
+            if e.type_str == "tree":
+                walk(repo[e.id], prefix + e.name)
+            else:
+                out.append(prefix + e.name)
+    walk(tree, "")
+    return out
+

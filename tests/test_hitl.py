@@ -1,0 +1,325 @@
+"""Human in the loop through git, with stock `git` as the human, a bare remote, the real loop,
+the local sandbox, a ~1 s training budget and the loopback LLM server."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pygit2
+import pytest
+from click.testing import CliRunner
+from llm_server import llm_server, mutation_reply, reply  # noqa: F401 (fixture)
+
+from darwin_git import hitl, memory
+from darwin_git.cli import cli
+from darwin_git.evolve.loop import Evolution
+from darwin_git.evolve.settings import EvolveSettings
+from darwin_git.mutate.base import MutationFailure, Mutator
+from darwin_git.mutate.config import LLMConfig
+from darwin_git.mutate.llm import LLMMutator
+from darwin_git.population import Population, init_population
+from darwin_git.progress import Sink
+from darwin_git.run.executor import LocalExecutor
+from darwin_git.run.local import LocalSandbox
+
+# A bigram model that trains for half a second and says how many files it found under data/.
+SEED = {
+    "darwin.toml": """\
+[train]
+command = ["python", "train.py"]
+budget_s = 1
+
+[model]
+entry = "model:build_model"
+
+[eval]
+tokenizer = "char"
+context = 16
+
+[paths]
+mutable = ["train.py", "model.py"]
+protected = ["darwin.toml"]
+""",
+    "model.py": """\
+import torch.nn as nn
+
+
+class Bigram(nn.Module):
+    def __init__(self, vocab_size):
+        super().__init__()
+        self.emb = nn.Embedding(vocab_size, vocab_size)
+
+    def forward(self, idx):
+        return self.emb(idx)
+
+
+def build_model(config):
+    return Bigram(config["vocab_size"])
+""",
+    "train.py": """\
+import json, os, time
+import numpy as np
+import torch
+import torch.nn.functional as F
+from model import build_model
+
+torch.set_num_threads(1)
+torch.manual_seed(int(os.environ["DARWIN_SEED"]))
+src = os.environ["DARWIN_DATA"]
+data = torch.from_numpy(np.fromfile(os.path.join(src, "train.bin"), dtype=np.uint16).astype(np.int64))
+vocab = json.load(open(os.path.join(src, "meta.json")))["vocab_size"]
+extra = sorted(os.listdir("data")) if os.path.isdir("data") else []  # human-provided files
+model = build_model({"vocab_size": vocab})
+opt = torch.optim.AdamW(model.parameters(), lr=5e-2)
+t0 = time.time()
+while time.time() - t0 < 0.4:
+    ix = torch.randint(len(data) - 17, (32,))
+    x = torch.stack([data[i:i + 16] for i in ix])
+    y = torch.stack([data[i + 1:i + 17] for i in ix])
+    loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+    opt.zero_grad(); loss.backward(); opt.step()
+torch.save({"darwin_ckpt": 1, "model_config": {"vocab_size": vocab}, "model": model.state_dict(),
+            "train": {"batch_size": 32, "block_size": 16}}, os.path.join(os.environ["DARWIN_OUT"], "ckpt.pt"))
+print(f"extra_files: {len(extra)}")
+""",
+}
+
+
+class Events(Sink):
+    def __init__(self):
+        self.events = []
+
+    def emit(self, event):
+        self.events.append(event)
+
+    def of(self, kind):
+        return [e for e in self.events if e.get("event") == kind]
+
+
+class NoChange(Mutator):
+    """A mutator that never proposes: the generation only evaluates what humans did."""
+    name = "none"
+
+    def propose(self, ctx):
+        return MutationFailure("no_operator", "this test makes no mutations", "none", "none")
+
+
+@pytest.fixture
+def pop(tmp_path) -> Population:
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    for name, text in SEED.items():
+        (seed / name).write_text(text)
+    return init_population(tmp_path / "run" / "population", seed=seed, agents=2)
+
+
+def run_loop(pop, mutator, generations, stall=0):
+    # The loop trains 0.4 s; the budget only sets the kill deadline (budget + 10 s grace),
+    # which must cover importing torch on a busy machine.
+    settings = EvolveSettings(generations=generations, budget_s=30.0, noise_repeats=1,
+                              pairing="self", prune_per_generation=0, stall_generations=stall)
+    executor = LocalExecutor(pop.path, LocalSandbox(), slots=1, work_root=pop.state_dir / "work")
+    sink = Events()
+    try:
+        Evolution(pop, settings, executor, mutator, sink, on_request=hitl.open_request).run()
+    finally:
+        executor.shutdown()
+    return sink
+
+
+def llm(server) -> LLMMutator:
+    return LLMMutator(LLMConfig(model="test-model", base_url=server.base_url, api_key="test",
+                                max_retries=0, max_apply_attempts=1, timeout_s=20))
+
+
+def tip_result(pop, agent):
+    return pop.latest_result(pop.tip(agent))
+
+
+def test_request_answered_through_a_remote_is_evaluated_and_reported(
+        pop, tmp_path, git, llm_server):
+    remote = tmp_path / "remote.git"
+    git("init", "--bare", "-q", remote)
+    # Generation 1: one agent asks for data (no diff); the other's request is malformed.
+    llm_server.push(
+        mutation_reply("", request={"what": "A second corpus of plays",
+                                    "why": "more varied text", "use": "train on both"}),
+        mutation_reply("", request={"what": "x" * 5000}))
+    events = run_loop(pop, llm(llm_server), generations=1)
+    assert not events.of("hitl_error")
+    (req,) = hitl.list_requests(pop)  # proposals run concurrently: either agent may ask
+    asker = req.agent
+    other = "agent-01" if asker == "agent-00" else "agent-00"
+    assert (req.id, req.state, req.speaker, req.generation) == (f"{asker}/1", "open", asker, 1)
+    assert pop.repo.references.get(f"refs/heads/requests/{asker}/1") is not None
+    rejected = pop.records(pop.tip(other), "request_rejected")  # the malformed one: no branch
+    assert [r["speaker"] for r in rejected] == [other] and "at most 300" in rejected[0]["reason"]
+
+    out = hitl.push(pop, str(remote))
+    assert not out["rejected"]
+    # The human: a clone of the remote, an answer on the request branch, a merge, a push.
+    work = tmp_path / "human"
+    git("clone", "-q", remote, work)
+    git("switch", "-q", f"requests/{asker}/1", cwd=work)
+    assert "A second corpus" in (work / f"requests/{asker}/1.md").read_text()
+    (work / "data").mkdir()
+    (work / "data" / "plays.txt").write_text("To be, or not to be.\n" * 50)
+    git("add", "data", cwd=work)
+    git("commit", "-q", "-m", "Add a second corpus", cwd=work)
+    git("switch", "-q", f"agents/{asker}", cwd=work)
+    git("merge", "-q", "--no-ff", f"requests/{asker}/1", "-m", "Merge the answer",
+        cwd=work)
+    git("push", "-q", "origin", f"agents/{asker}", f"requests/{asker}/1", cwd=work)
+    # Guidance, with git as well.
+    git("switch", "-q", "--orphan", "guidance", cwd=work)
+    (work / "GUIDANCE.md").write_text("Prefer changes that train faster.\n")
+    git("add", "GUIDANCE.md", cwd=work)
+    git("commit", "-q", "-m", "Steer toward speed", cwd=work)
+    git("push", "-q", "origin", "guidance", cwd=work)
+
+    pulled = hitl.pull(pop, str(remote))
+    assert f"refs/heads/agents/{asker}" in pulled["updated"]
+    assert "refs/heads/guidance" in pulled["created"] and not pulled["diverged"]
+    merged_tip = str(pop.tip(asker))
+
+    llm_server.push(mutation_reply(""), mutation_reply(""))
+    events = run_loop(pop, llm(llm_server), generations=2, stall=1)
+    result = pop.latest_result(merged_tip)
+    assert result["status"] == "ok" and result["reported"]["extra_files"] == 1
+    assert tip_result(pop, other)["reported"]["extra_files"] == 0  # only that agent
+    req = hitl.get_request(pop, f"{asker}/1")
+    assert req.state == "answered" and req.branch_tip is None
+    assert "Add a second corpus" in req.last["answer"] and "data/plays.txt (added)" in \
+        req.last["answer"]
+    assert events.of("request_merged") and events.of("request_answered")
+    doc = memory.load(pop, asker)
+    assert any(e["human"] and e["commit"] == merged_tip and e["status"] == "ok"
+               for e in doc["entries"])
+    # The other agent did not move for a generation: it asked for help by itself.
+    stall = hitl.get_request(pop, f"{other}/1")
+    assert stall.history[0]["origin"] == "stall" and stall.state == "open"
+
+    # Generation 3: the asker's prompt carries the answer and the guidance.
+    llm_server.push(mutation_reply(""), mutation_reply(""))
+    run_loop(pop, llm(llm_server), generations=3)
+    prompts = [json.dumps(b) for b in llm_server.bodies()[-2:]]
+    assert any("was answered by Test Human" in p and "data/plays.txt" in p for p in prompts)
+    assert all("Prefer changes that train faster." in p for p in prompts)
+    # The engine's state goes back: the closed request branch is deleted on the remote.
+    out = hitl.push(pop, str(remote))
+    assert f"refs/heads/requests/{asker}/1" in out["deleted"] and not out["rejected"]
+    assert pygit2.Repository(str(remote)).references.get(f"refs/darwin/requests/{asker}/1")
+    assert run_fsck(git, pop)
+
+
+def run_fsck(git, pop) -> bool:
+    git("fsck", "--strict", "--no-dangling", cwd=pop.path)
+    return True
+
+
+def test_failed_answer_is_reverted_and_a_direct_human_commit_is_evaluated(pop, git):
+    run_loop(pop, NoChange(), generations=1)  # the seed's result: the last good tree
+    seed_tree = pop.commit(pop.tip("agent-01")).tree_id
+    req = hitl.open_request(pop, {"what": "A faster training loop", "why": "w", "use": "u"},
+                            "agent-00", "agent-01", None, 1)
+    assert req.branch == "requests/agent-01/1"
+    wt = pop.path  # the population repo's own work tree, used by hand
+    git("switch", "-q", req.branch, cwd=wt)
+    (wt / "train.py").write_text("raise SystemExit('human typo')\n")
+    git("commit", "-q", "-am", "Rewrite the loop", cwd=wt)
+    git("switch", "-q", "agents/agent-01", cwd=wt)
+    git("merge", "-q", "--no-ff", req.branch, "-m", "Merge the faster loop", cwd=wt)
+    failed_tip = str(pop.tip("agent-01"))
+    git("switch", "-q", "agents/agent-00", cwd=wt)  # steering: a commit straight on an agent
+    (wt / "notes.txt").write_text("tried lr 5e-2\n")
+    git("add", "notes.txt", cwd=wt)
+    git("commit", "-q", "-m", "Note what I tried", cwd=wt)
+    human_tip = str(pop.tip("agent-00"))
+    git("switch", "-q", "seed", cwd=wt)
+
+    events = run_loop(pop, NoChange(), generations=2)
+    assert not events.of("hitl_error")
+    assert pop.latest_result(human_tip)["status"] == "ok"  # picked up and evaluated
+    assert pop.message(human_tip)[2]["Darwin-Operator"] == "human"  # the hook marked it
+    assert pop.latest_result(failed_tip)["status"] == "train_failed"
+    revert = pop.commit(pop.tip("agent-01"))
+    summary, body, trailers = pop.message(revert.id)
+    assert str(revert.parent_ids[0]) == failed_tip and revert.tree_id == seed_tree
+    assert trailers["Darwin-Operator"] == "revert" and "human typo" in body
+    assert pop.latest_result(revert.id)["status"] == "ok"
+    assert pop.latest_result(revert.id)["cached_from"]
+    req = hitl.get_request(pop, "agent-01/1")
+    assert req.state == "answered" and "failed to train" in req.last["answer"]
+    assert "restored the last good tree" in req.last["answer"]
+    assert hitl.answers_for(pop, "agent-00") == hitl.answers_for(pop, "agent-01") != []
+    assert events.of("reverted")[0]["agent"] == "agent-01"
+
+
+def test_malformed_requests_are_rejected_without_a_branch(pop):
+    bad = [None, "text", {"why": "no what"}, {"what": "  "}, {"what": 3},
+           {"what": "ok", "use": ["list"]}, {"what": "y" * 301}]
+    for request in bad:
+        assert hitl.open_request(pop, request, "agent-00", "agent-01", None, 1) is None
+    assert hitl.open_request(pop, {"what": "ok"}, "agent-00", "no-such-agent", None, 1) is None
+    assert hitl.list_requests(pop) == []
+    assert not [n for n in pop.repo.references if "requests" in n]
+    reasons = [r["reason"] for r in pop.records(pop.tip("agent-01"), "request_rejected")]
+    assert len(reasons) == len(bad) and "non-empty 'what'" in reasons[2]
+    first = hitl.open_request(pop, {"what": "More data"}, "agent-00", "agent-01", None, 1)
+    assert first.id == "agent-01/1"
+    assert hitl.open_request(pop, {"what": "more  DATA"}, "agent-00", "agent-01", None, 1) is None
+
+
+def test_requests_cli_lists_shows_and_closes(pop, git):
+    hitl.open_request(pop, {"what": "A tokenizer script", "why": "bpe", "use": "try it"},
+                      "agent-01", "agent-00", None, 2)
+    run = CliRunner().invoke
+    repo = ["--repo", str(pop.path)]
+    out = run(cli, ["requests", *repo])
+    assert out.exit_code == 0 and "agent-00/1" in out.output and "A tokenizer script" in out.output
+    out = run(cli, ["requests", "show", "agent-00/1", "--json", *repo])
+    info = json.loads(out.output)
+    assert info["state"] == "open" and info["speaker"] == "agent-01" and info["use"] == "try it"
+    assert run(cli, ["requests", "close", "agent-00/1", *repo]).exit_code == 2  # no reason
+    out = run(cli, ["requests", "close", "agent-00/1", "-m", "not now", *repo])
+    assert out.exit_code == 0, out.output
+    assert "No open requests." in run(cli, ["requests", "list", *repo]).output
+    out = run(cli, ["requests", "list", "--all", "--json", *repo])
+    (row,) = json.loads(out.output)["requests"]
+    assert row["state"] == "closed" and row["reason"] == "not now" and row["branch"] is None
+    assert run(cli, ["requests", "show", "agent-00/9", *repo]).exit_code == 2
+    assert run(cli, ["requests", "show", "nonsense", *repo]).exit_code == 2
+    assert git("show", "refs/darwin/requests/agent-00/1:requests/agent-00/1.md", cwd=pop.path)
+
+
+def test_push_and_pull_move_forward_only_and_merge_notes(pop, tmp_path, git):
+    remote = tmp_path / "remote.git"
+    git("init", "--bare", "-q", remote)
+    run = CliRunner().invoke
+    out = run(cli, ["push", str(remote), "--repo", str(pop.path), "--json"])
+    assert out.exit_code == 0, out.output
+    clone_dir = tmp_path / "clone"
+    git("clone", "-q", "--bare", remote, clone_dir)
+    git("fetch", "-q", "origin", "+refs/notes/*:refs/notes/*", "+refs/darwin/*:refs/darwin/*",
+        cwd=clone_dir)
+    other = Population(clone_dir)
+    seed = pop.commit("seed").id
+    other.notes.append(seed, {"kind": "result", "v": 1, "status": "ok", "from": "clone"})
+    pop.notes.append(seed, {"kind": "result", "v": 1, "status": "ok", "from": "engine"})
+    other.commit_changes("agents/agent-00", {"x.txt": "x"}, "Remote work",
+                         ref="refs/heads/agents/agent-00")
+    pop.commit_changes("agents/agent-01", {"y.txt": "y"}, "Local work",
+                       ref="refs/heads/agents/agent-01")
+    other.commit_changes("agents/agent-01", {"z.txt": "z"}, "Diverging work",
+                         ref="refs/heads/agents/agent-01")
+    hitl.push(other, str(remote), force=True)
+    out = run(cli, ["push", str(remote), "--repo", str(pop.path)])
+    assert out.exit_code == 6 and "rejected" in out.output  # never overwrites the remote
+    report = hitl.pull(pop, str(remote))
+    assert report["updated"] == ["refs/heads/agents/agent-00"]
+    assert [d["ref"] for d in report["diverged"]] == ["refs/heads/agents/agent-01"]
+    assert pop.message("agents/agent-01")[0] == "Local work"  # kept
+    assert report["notes"] == ["refs/notes/darwin"]
+    origins = [r.get("from") for r in pop.records(seed, "result")]
+    assert "clone" in origins and "engine" in origins
+    assert run(cli, ["pull", str(tmp_path / "nowhere"), "--repo", str(pop.path)]).exit_code == 6
