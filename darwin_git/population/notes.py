@@ -24,8 +24,9 @@ RECORD_VERSION = 1
 RETRY_FOR_S = 30.0  # keep retrying a contended append this long, with jittered backoff
 
 
-def _note_path(tree: pygit2.Tree | None, hexsha: str) -> tuple[str, pygit2.Oid] | None:
-    """Where the note for hexsha lives in a notes tree (any fan-out git may have used)."""
+def _note_path(tree: pygit2.Tree | None, hexsha: str, load) -> tuple[str, pygit2.Oid] | None:
+    """Where the note for hexsha lives in a notes tree (any fan-out git may have used).
+    ``load`` maps a subtree id to a parsed Tree (a cache: big trees are not kept by libgit2)."""
     if tree is None:
         return None
     for cut in ((), (2,), (2, 4)):
@@ -34,12 +35,17 @@ def _note_path(tree: pygit2.Tree | None, hexsha: str) -> tuple[str, pygit2.Oid] 
             parts.append(hexsha[start:c])
             start = c
         parts.append(hexsha[start:])
-        path = "/".join(parts)
+        node = tree
         try:
-            entry = tree[path]
+            for part in parts[:-1]:
+                entry = node[part]
+                if entry.type_str != "tree":
+                    raise KeyError(part)
+                node = load(entry.id)
+            entry = node[parts[-1]]
         except KeyError:
             continue
-        return path, entry.id
+        return "/".join(parts), entry.id
     return None
 
 
@@ -61,18 +67,31 @@ def parse_records(text: str) -> list[dict]:
 
 
 class Notes:
+    TREE_CACHE = 4096  # parsed fan-out trees kept; ids never change meaning, so never stale
+
     def __init__(self, repo: pygit2.Repository, ref: str = NOTES_REF):
         self.repo = repo
         self.ref = ref
+        self._trees: dict[pygit2.Oid, pygit2.Tree] = {}
+
+    def _load(self, oid: pygit2.Oid) -> pygit2.Tree:
+        tree = self._trees.get(oid)
+        if tree is None:
+            if len(self._trees) >= self.TREE_CACHE:
+                self._trees.clear()
+            tree = self._trees[oid] = self.repo[oid]
+        return tree
 
     def _tree(self) -> tuple[pygit2.Oid | None, pygit2.Tree | None]:
         tip = ref_target(self.repo, self.ref)
-        return tip, (self.repo[tip].peel(pygit2.Commit).tree if tip else None)
+        if tip is None:
+            return None, None
+        return tip, self._load(self.repo[tip].peel(pygit2.Commit).tree_id)
 
     def text(self, commit, tree: pygit2.Tree | None = None) -> str:
         if tree is None:
             tree = self._tree()[1]
-        found = _note_path(tree, str(commit))
+        found = _note_path(tree, str(commit), self._load)
         if not found:
             return ""
         return self.repo[found[1]].data.decode("utf-8", "replace")
@@ -131,7 +150,7 @@ class Notes:
         for hexsha, add in lines.items():
             if len(hexsha) != 40 or not all(c in "0123456789abcdef" for c in hexsha):
                 raise ValueError(f"not a full object id: {hexsha!r}")
-            found = _note_path(tree, hexsha)
+            found = _note_path(tree, hexsha, self._load)
             old = repo[found[1]].data if found else b""
             if old and not old.endswith(b"\n"):
                 old += b"\n"
