@@ -142,6 +142,7 @@ def _atomic_json(path: Path, obj: dict) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w") as f:
         json.dump(obj, f, indent=1, sort_keys=True)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; sandboxed steps run as another user
     os.replace(tmp, path)
 
 
