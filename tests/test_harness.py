@@ -116,6 +116,14 @@ def test_contract_problems_are_rejected(tmp_path, data_root):
     (tree / "darwin.toml").write_text(text.replace('"char"', '"klingon"'))
     r = evaluate(tree, LocalSandbox(), data_root=data_root)
     assert (r["status"], r["cause"]) == ("rejected", "bad_contract")
+    (tree / "darwin.toml").write_text(text.replace("context = 32", "context = 2000000"))
+    r = evaluate(tree, LocalSandbox(), data_root=data_root)
+    assert (r["status"], r["cause"]) == ("rejected", "bad_contract")
+    (tree / "darwin.toml").unlink()
+    (tree / "darwin.toml").symlink_to(TREES / "tiny" / "darwin.toml")
+    r = evaluate(tree, LocalSandbox(), data_root=data_root)
+    assert (r["status"], r["cause"]) == ("rejected", "bad_contract")
+    assert "symlink" in r["log_tail"]
 
 
 def test_export_tree_writes_a_revision_without_a_worktree(tmp_path):

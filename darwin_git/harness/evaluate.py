@@ -48,6 +48,7 @@ from ..contract import CONTRACT_FILE, Contract, ContractError, load_contract
 from ..result import make_result
 from ..run.base import Limits, Sandbox, Step
 from . import flops as flops_mod
+from . import protocol
 from .checkpoint import CheckpointError, load_checkpoint
 from .client import Client, ServerError
 
@@ -71,6 +72,10 @@ def evaluate(tree_dir: Path, sandbox: Sandbox, *, budget_s: float | None = None,
     tree_dir = Path(tree_dir)
     device = _resolve_device(device)
     common = dict(commit=commit, tree=tree, device=device, seed=seed, runner=sandbox.name)
+    if (tree_dir / CONTRACT_FILE).is_symlink():  # the parent reads it: never follow links
+        return make_result("rejected", cause="bad_contract", budget_s=budget_s,
+                           log_tail=f"{CONTRACT_FILE} must be a regular file, not a symlink",
+                           **common)
     try:
         contract = load_contract(tree_dir)
     except ContractError as exc:
@@ -86,6 +91,12 @@ def evaluate(tree_dir: Path, sandbox: Sandbox, *, budget_s: float | None = None,
     except (data_mod.DataError, OSError) as exc:
         return make_result("rejected", cause="bad_contract", log_tail=str(exc), **common)
     _close_val_split(paths.val_dir)
+    vocab = int(data_mod.load_meta(paths.val_dir)["vocab_size"])
+    if contract.eval_context * vocab * 4 > protocol.MAX_FRAME:
+        return make_result("rejected", cause="bad_contract", **common,
+                           log_tail=f"{CONTRACT_FILE}: [eval] context {contract.eval_context} x "
+                                    f"vocab {vocab} logits exceed the {protocol.MAX_FRAME >> 20} "
+                                    "MiB the harness reads per window")
     work = Path(tempfile.mkdtemp(prefix="darwin-eval-"))
     try:
         return _train_and_score(tree_dir, sandbox, contract, paths, work, budget, grace_s,
