@@ -147,7 +147,8 @@ def test_printing_gigabytes_keeps_only_a_bounded_tail(tmp_path, sandbox):
 def test_outputs_come_back_without_symlinks(tmp_path, sandbox):
     script = ("import os; o = os.environ['DARWIN_OUT']; open(o + '/ckpt.pt', 'w').write('w');"
               "os.makedirs(o + '/sub'); open(o + '/sub/x', 'w').write('x');"
-              "os.symlink('/etc/passwd', o + '/link')")
+              "os.symlink('/etc/passwd', o + '/link');"
+              "open(o + '/twice', 'w').write('t'); os.link(o + '/twice', o + '/sub/twin')")
     out = sandbox.run(Step(argv=["python", "-c", script], tree=TREES / "hostile",
                            out_dir=tmp_path / "out", timeout_s=20))
     assert out.returncode == 0, out.log_tail

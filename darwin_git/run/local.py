@@ -262,7 +262,7 @@ class _Process(Interactive):
         if rc == 125 and NOTE + "cannot isolate" in text:
             error = "cannot create a network namespace"
         try:
-            _collect(self.stage / "out", Path(self.step.out_dir))
+            _collect(self.stage / "out", Path(self.step.out_dir), self.uid)
         except OSError as exc:
             text += f"\n{NOTE}could not collect outputs: {exc}\n"
         finally:
@@ -386,10 +386,13 @@ def _rmtree(path: Path) -> None:
 
 def _link_or_copy(src: Path, dst: Path) -> None:
     """Hardlink files the child could not write anyway (cheap for big data); else copy."""
+    if src.is_symlink():
+        return  # root would follow it anywhere
     if src.is_file():
         dst.parent.mkdir(parents=True, exist_ok=True)
         st = src.stat()
-        if st.st_uid == os.geteuid() and not st.st_mode & 0o022 and st.st_mode & 0o004:
+        # Only as root: then the child is another uid; as ourselves it could write the original.
+        if os.geteuid() == 0 == st.st_uid and not st.st_mode & 0o022 and st.st_mode & 0o004:
             try:
                 os.link(src, dst)
                 return
@@ -415,14 +418,20 @@ def _seal(top: Path) -> None:
         os.chmod(dirpath, 0o555)
 
 
-def _collect(src: Path, dst: Path) -> None:
-    """Move the step's regular files out; symlinks are dropped (they could point anywhere)."""
+def _collect(src: Path, dst: Path, uid: int | None) -> None:
+    """Move the step's own regular files out. Symlinks and hardlinks are dropped: they could
+    name any file of the machine, which the chown/chmod below must never touch."""
+    import stat
+
     dst.mkdir(parents=True, exist_ok=True)
     for dirpath, _, filenames in os.walk(src, followlinks=False):
         rel = Path(dirpath).relative_to(src)
         for name in filenames:
             p = Path(dirpath) / name
-            if p.is_symlink() or not p.is_file():
+            st = p.lstat()
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+                continue
+            if uid is not None and st.st_uid != uid:
                 continue
             target = dst / rel / name
             target.parent.mkdir(parents=True, exist_ok=True)
