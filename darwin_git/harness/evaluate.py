@@ -52,6 +52,9 @@ from . import protocol
 from .checkpoint import CheckpointError, load_checkpoint
 from .client import Client, ServerError
 
+# Kill training at budget + GRACE_S. Generous: torch's import and exit alone take 3-10 s on an
+# oversubscribed CPU box; train_wall_s in the result shows any overrun.
+GRACE_S = 20.0
 N_WINDOWS = 128
 N_PROBES = 8
 PROBE_COLUMNS = 256
@@ -62,7 +65,7 @@ SUMMARY_LINE = re.compile(r"^\s*([A-Za-z_][\w./-]{0,63})\s*:\s*(\S.{0,200})$")
 
 
 def evaluate(tree_dir: Path, sandbox: Sandbox, *, budget_s: float | None = None,
-             grace_s: float = 10.0, device: str = "cpu", seed: int = 0,
+             grace_s: float = GRACE_S, device: str = "cpu", seed: int = 0,
              data_root: Path | None = None, n_windows: int = N_WINDOWS,
              n_probes: int = N_PROBES, eval_timeout_s: float = 300.0,
              limits: Limits | None = None, bench: bool = True, bench_s: float = 1.0,
