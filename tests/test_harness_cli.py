@@ -13,9 +13,8 @@ TREES = Path(__file__).parent / "trees"
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("DARWIN_DATA_CACHE", str(tmp_path / "data"))
+def isolated(monkeypatch):
+    # HOME and the shared data cache come from conftest's isolated_env.
     monkeypatch.setenv("DARWIN_PEAK_FLOPS", "1e11")
     for var in ("DARWIN_REPO", "DARWIN_BUDGET", "DARWIN_RUNNER", "DARWIN_BENCH_DEVICE"):
         monkeypatch.delenv(var, raising=False)
@@ -66,7 +65,7 @@ def test_bench_user_errors_exit_non_zero(tmp_path, monkeypatch):
     commit_folder(tmp_path / "repo", tree_of(tmp_path, "raises"))
     res = CliRunner().invoke(cli, ["bench", "no-such-branch", "--repo", str(tmp_path / "repo")])
     assert res.exit_code == 2 and "not a revision" in res.output
-    monkeypatch.chdir(tmp_path / "home" if (tmp_path / "home").exists() else tmp_path)
+    monkeypatch.chdir(tmp_path)
     res = CliRunner().invoke(cli, ["bench", "HEAD", "--repo", str(tmp_path / "nowhere")])
     assert res.exit_code == 2 and "not inside a git repository" in res.output
     res = CliRunner().invoke(cli, ["bench", str(tmp_path), "--budget", "-1"])
