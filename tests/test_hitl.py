@@ -177,13 +177,18 @@ def test_request_answered_through_a_remote_is_evaluated_and_reported(
     git("commit", "-q", "-m", "Steer toward speed", cwd=work)
     git("push", "-q", "origin", "guidance", cwd=work)
 
-    pulled = hitl.pull(pop, str(remote))
-    assert f"refs/heads/agents/{asker}" in pulled["updated"]
-    assert "refs/heads/guidance" in pulled["created"] and not pulled["diverged"]
-    merged_tip = str(pop.tip(asker))
+    git("switch", "-q", f"agents/{asker}", cwd=work)
+    merged_tip = git("rev-parse", "HEAD", cwd=work).strip()
 
+    # From now on the loop pulls from and pushes to the remote at each generation's start.
+    pop.repo.config["darwin.remote"] = str(remote)
     llm_server.push(mutation_reply(""), mutation_reply(""))
     events = run_loop(pop, llm(llm_server), generations=2, stall=1)
+    (synced,) = events.of("synced")
+    assert f"refs/heads/agents/{asker}" in synced["pulled"]["updated"]
+    assert "refs/heads/guidance" in synced["pulled"]["created"]
+    assert not synced["pulled"]["diverged"] and not synced["pushed"]["rejected"]
+    assert str(pop.tip(asker)) == merged_tip
     result = pop.latest_result(merged_tip)
     assert result["status"] == "ok" and result["reported"]["extra_files"] == 1
     assert tip_result(pop, other)["reported"]["extra_files"] == 0  # only that agent
@@ -201,14 +206,18 @@ def test_request_answered_through_a_remote_is_evaluated_and_reported(
 
     # Generation 3: the asker's prompt carries the answer and the guidance.
     llm_server.push(mutation_reply(""), mutation_reply(""))
-    run_loop(pop, llm(llm_server), generations=3)
+    events = run_loop(pop, llm(llm_server), generations=3)
     prompts = [json.dumps(b) for b in llm_server.bodies()[-2:]]
     assert any("was answered by Test Human" in p and "data/plays.txt" in p for p in prompts)
     assert all("Prefer changes that train faster." in p for p in prompts)
-    # The engine's state goes back: the closed request branch is deleted on the remote.
-    out = hitl.push(pop, str(remote))
-    assert f"refs/heads/requests/{asker}/1" in out["deleted"] and not out["rejected"]
-    assert pygit2.Repository(str(remote)).references.get(f"refs/darwin/requests/{asker}/1")
+    # The engine's state went back: the closed request branch is deleted on the remote.
+    (synced,) = events.of("synced")
+    assert f"refs/heads/requests/{asker}/1" in synced["pushed"]["deleted"]
+    remote_refs = pygit2.Repository(str(remote)).references
+    assert remote_refs.get(f"refs/darwin/requests/{asker}/1") is not None
+    assert remote_refs.get(f"refs/heads/requests/{other}/1") is not None  # the stall request
+    remote_notes = remote_refs.get("refs/notes/darwin").target  # as of generation 3's start
+    assert pop.repo.descendant_of(pop.repo.references["refs/notes/darwin"].target, remote_notes)
     assert run_fsck(git, pop)
 
 
@@ -322,4 +331,9 @@ def test_push_and_pull_move_forward_only_and_merge_notes(pop, tmp_path, git):
     assert report["notes"] == ["refs/notes/darwin"]
     origins = [r.get("from") for r in pop.records(seed, "result")]
     assert "clone" in origins and "engine" in origins
+    # The branch checked out in the population's work tree is not moved under it.
+    other.commit_changes("seed", {"s.txt": "s"}, "Seed fix", ref="refs/heads/seed")
+    hitl.push(other, str(remote), force=True)
+    report = hitl.pull(pop, str(remote))
+    assert [s["ref"] for s in report["skipped"]] == ["refs/heads/seed"]
     assert run(cli, ["pull", str(tmp_path / "nowhere"), "--repo", str(pop.path)]).exit_code == 6

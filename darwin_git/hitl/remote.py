@@ -12,7 +12,8 @@ rejected and a pull brings it in. Branches of closed requests are deleted on the
 pull: fetches the same refs into the staging namespace refs/darwin-incoming/, then moves each
 local ref forward only (new refs are created; a local ref that is ahead stays); notes that
 diverged are merged line by line (a two-parent notes commit); a ref that diverged is reported
-and left alone. A pruned agent or a closed request is not brought back by a stale remote.
+and left alone. A pruned agent or a closed request is not brought back by a stale remote, and
+the branch checked out in a non-bare population repo is not moved (as git refuses to).
 """
 from __future__ import annotations
 
@@ -131,6 +132,12 @@ def pull(pop: Population, remote: str) -> dict:
 def _integrate(pop: Population, local: str, incoming: pygit2.Oid, report: dict) -> None:
     repo = pop.repo
     current = ref_target(repo, local)
+    if current is not None and current != incoming and _checked_out(repo, local):
+        # as git does: moving the branch under a work tree would make its next commit undo
+        # what came in
+        report["skipped"].append({"ref": local, "reason": "checked out in this work tree; "
+                                  "switch away (or `git pull` there) and pull again"})
+        return
     if local.startswith(BRANCH_PREFIX) and current is None and _closed(pop, local):
         report["skipped"].append({"ref": local, "reason": "request closed here"})
         return
@@ -155,6 +162,16 @@ def _integrate(pop: Population, local: str, incoming: pygit2.Oid, report: dict) 
     else:
         report["diverged"].append({"ref": local, "reason": "local and remote both moved; "
                                    f"the remote's tip is kept at {INCOMING}{local[5:]}"})
+
+
+def _checked_out(repo: pygit2.Repository, ref: str) -> bool:
+    if repo.is_bare:
+        return False
+    try:
+        head = repo.lookup_reference("HEAD")
+    except (KeyError, pygit2.GitError):
+        return False
+    return isinstance(head.target, str) and head.target == ref  # symbolic HEAD names a branch
 
 
 def _merge_notes(pop: Population, ref: str, ours: pygit2.Oid, theirs: pygit2.Oid) -> None:
