@@ -337,3 +337,30 @@ def test_push_and_pull_move_forward_only_and_merge_notes(pop, tmp_path, git):
     report = hitl.pull(pop, str(remote))
     assert [s["ref"] for s in report["skipped"]] == ["refs/heads/seed"]
     assert run(cli, ["pull", str(tmp_path / "nowhere"), "--repo", str(pop.path)]).exit_code == 6
+
+
+def test_squash_merged_answer_is_found_and_a_deleted_branch_closes_its_request(pop, git):
+    from darwin_git.hitl.answers import detect_merged
+
+    wt = pop.path
+    squashed = hitl.open_request(pop, {"what": "A learning-rate schedule"}, "agent-00",
+                                 "agent-00", None, 1)
+    dropped = hitl.open_request(pop, {"what": "A bigger machine"}, "agent-01", "agent-01",
+                                None, 1)
+    git("switch", "-q", squashed.branch, cwd=wt)
+    (wt / "schedule.py").write_text("def lr(step):\n    return 1e-3\n")
+    git("add", "schedule.py", cwd=wt)
+    git("commit", "-q", "-m", "Add a cosine schedule", cwd=wt)
+    git("switch", "-q", "agents/agent-00", cwd=wt)
+    git("merge", "-q", "--squash", squashed.branch, cwd=wt)  # what a forge's squash does
+    git("commit", "-q", "-m", "Schedule (squashed)", cwd=wt)
+    git("switch", "-q", "seed", cwd=wt)
+    git("branch", "-q", "-D", dropped.branch, cwd=wt)
+
+    (found,) = detect_merged(pop, 2)
+    assert found.id == squashed.id and found.state == "merged" and found.branch_tip is None
+    assert found.last["paths"] == ["requests/agent-00/1.md (added)", "schedule.py (added)"]
+    assert [c["summary"] for c in found.last["human_commits"]] == ["Schedule (squashed)"]
+    closed = hitl.get_request(pop, dropped.id)
+    assert closed.state == "closed" and "deleted without being merged" in closed.last["reason"]
+    assert hitl.list_requests(pop, states=("open",)) == []

@@ -2,7 +2,8 @@
 committed, and, once the merged tip is evaluated, close the request with that outcome.
 
 A request counts as answered when its request commit is reachable from the agent's tip (a
-merge or fast-forward made with any git or forge). The answer is the human commits (no
+merge or fast-forward made with any git or forge) or, after a squash or rebase merge, when the
+agent's tip descends from the request's base and has the request file. The answer is the human commits (no
 engine ``Darwin-Operator``, or ``human``) between the request's base and that tip.
 """
 from __future__ import annotations
@@ -12,7 +13,8 @@ import pygit2
 from ..population.message import is_human, parse_message
 from ..population.refs import ref_target
 from ..population.repo import AGENT_PREFIX, Population
-from .requests import Request, add_state, agent_alive, get_request, list_requests, retire_branch
+from .requests import (TREE_DIR, Request, add_state, agent_alive, get_request, list_requests,
+                       retire_branch)
 
 MAX_PATHS = 20
 ANSWERS_IN_PROMPT = 3
@@ -39,6 +41,19 @@ def human_changes(pop: Population, tip, base) -> tuple[list[dict], list[str]]:
     return commits, [f"{p} ({s})" for p, s in list(paths.items())[:MAX_PATHS]]
 
 
+def _contains(pop: Population, tip, req: Request) -> bool:
+    """The request is in the agent's history, merged or fast-forwarded; or, after a squash or
+    rebase merge on a forge, the agent's tree has its request file."""
+    commit = pygit2.Oid(hex=req.commit)
+    if tip == commit or pop.repo.descendant_of(tip, commit):
+        return True
+    try:
+        pop.repo[tip].peel(pygit2.Commit).tree[f"{TREE_DIR}/{req.agent}/{req.n}.md"]
+    except KeyError:
+        return False
+    return pop.repo.descendant_of(tip, pygit2.Oid(hex=req.base))
+
+
 def detect_merged(pop: Population, g: int) -> list[Request]:
     """Requests whose commit is now in their agent's history: mark them merged, retire the
     branch. Also closes requests whose branch a human deleted unmerged."""
@@ -47,8 +62,7 @@ def detect_merged(pop: Population, g: int) -> list[Request]:
         if not agent_alive(pop, req.agent):
             continue  # pruned meanwhile: left open, `requests close` retires it
         tip = ref_target(pop.repo, AGENT_PREFIX + req.agent)
-        commit = pygit2.Oid(hex=req.commit)
-        if tip != commit and not pop.repo.descendant_of(tip, commit):
+        if not _contains(pop, tip, req):
             if req.branch_tip is None:
                 add_state(pop, req.commit, "closed", generation=g,
                           reason="the request branch was deleted without being merged")
