@@ -355,6 +355,11 @@ def _stage(workspace: Path, step: Step, uid: int | None) -> Path:
     """Build tree/ (read-only copy), in/<name>/ (read-only) and out/ (the child's) for one run."""
     workspace.mkdir(parents=True, exist_ok=True)
     os.chmod(workspace, 0o711)  # traversable, not listable: runs cannot see each other's names
+    if uid is not None:
+        closed = [a for a in workspace.resolve().parents if not os.stat(a).st_mode & 0o001]
+        if closed:
+            raise OSError(f"the sandbox workspace {workspace} is inside {closed[0]}, which the "
+                          "step's uid cannot enter; set DARWIN_SANDBOX_DIR elsewhere (e.g. /tmp)")
     stage = Path(tempfile.mkdtemp(prefix=f"{step.label}-", dir=workspace))
     try:
         os.chmod(stage, 0o711)
