@@ -331,11 +331,20 @@ def test_push_and_pull_move_forward_only_and_merge_notes(pop, tmp_path, git):
     assert report["notes"] == ["refs/notes/darwin"]
     origins = [r.get("from") for r in pop.records(seed, "result")]
     assert "clone" in origins and "engine" in origins
-    # The branch checked out in the population's work tree is not moved under it.
+    pop.prune("agent-00")  # a pruned agent's branch goes from the remote too
+    out = hitl.push(pop, str(remote))
+    assert out["deleted"] == ["refs/heads/agents/agent-00"]
+    assert [r["ref"] for r in out["rejected"]] == ["refs/heads/agents/agent-01"]
+    # A stale clone pushes the pruned agent back: pull does not revive it. And the branch
+    # checked out in the population's work tree is not moved under it.
     other.commit_changes("seed", {"s.txt": "s"}, "Seed fix", ref="refs/heads/seed")
     hitl.push(other, str(remote), force=True)
     report = hitl.pull(pop, str(remote))
-    assert [s["ref"] for s in report["skipped"]] == ["refs/heads/seed"]
+    assert {s["ref"]: s["reason"] for s in report["skipped"]} == {
+        "refs/heads/agents/agent-00": "agent pruned here",
+        "refs/heads/seed": "checked out in this work tree; switch away (or `git pull` there) "
+                           "and pull again"}
+    assert "agent-00" not in pop.agents()
     assert run(cli, ["pull", str(tmp_path / "nowhere"), "--repo", str(pop.path)]).exit_code == 6
 
 

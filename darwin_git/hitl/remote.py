@@ -7,7 +7,8 @@ pygit2 and compare-and-swap ref moves.
 
 push: the refspecs of population.repo.REFSPECS, without their '+' unless ``force``: a remote
 ref that moved (a human merged an answer there) is never overwritten; it is reported as
-rejected and a pull brings it in. Branches of closed requests are deleted on the remote.
+rejected and a pull brings it in. Branches of closed requests, and of agents pruned here at
+the remote's tip (or later), are deleted on the remote.
 
 pull: fetches the same refs into the staging namespace refs/darwin-incoming/, then moves each
 local ref forward only (new refs are created; a local ref that is ahead stays); notes that
@@ -72,8 +73,10 @@ def push(pop: Population, remote: str, force: bool = False) -> dict:
     """Push branches, notes and refs/darwin/*; {"updated", "rejected", "deleted", "up_to_date"}."""
     remote_refs = _remote_refs(pop, remote)
     specs = [s if force else s.lstrip("+") for s in REFSPECS]
-    stale = [name for name in remote_refs if name.startswith(BRANCH_PREFIX)
-             and pop.repo.references.get(name) is None and _closed(pop, name)]
+    stale = [name for name, sha in remote_refs.items()
+             if pop.repo.references.get(name) is None
+             and ((name.startswith(BRANCH_PREFIX) and _closed(pop, name))
+                  or (name.startswith(AGENT_PREFIX) and _pruned_at(pop, name, sha)))]
     specs += [f":{name}" for name in stale]
     proc = _git(pop, "push", "--porcelain", remote, *specs)
     out = {"remote": remote, "updated": [], "rejected": [], "deleted": [], "up_to_date": 0}
@@ -94,6 +97,22 @@ def push(pop: Population, remote: str, force: bool = False) -> dict:
     if proc.returncode != 0 and not out["rejected"]:
         raise RemoteError(f"git push to {remote!r} failed: {proc.stderr.strip()}")
     return out
+
+
+def _pruned_at(pop: Population, agent_ref: str, sha: str) -> bool:
+    """The agent was pruned here at the remote's tip or later: the remote branch is stale."""
+    prefix = f"{PRUNED_PREFIX}{agent_ref[len(AGENT_PREFIX):]}/"
+    try:
+        remote_tip = pygit2.Oid(hex=sha)
+    except ValueError:
+        return False
+    for name in pop.repo.references:
+        if name.startswith(prefix):
+            tip = ref_target(pop.repo, name)
+            if tip == remote_tip or (remote_tip in pop.repo and
+                                     pop.repo.descendant_of(tip, remote_tip)):
+                return True
+    return False
 
 
 def _closed(pop: Population, branch_ref: str) -> bool:
