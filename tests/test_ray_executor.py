@@ -153,14 +153,18 @@ def _descendants_titled(title: str) -> list[int]:
 def test_worker_killed_mid_run_is_retried_or_recorded(ray_cluster, tmp_path):
     pop = init_population(tmp_path / "population", seed=TINY, agents=1)
     tip = str(next(iter(pop.agents().values())))
+    hang = str(pop.commit_changes(tip, {"train.py": (TINY.parent / "hang" / "train.py")
+                                        .read_text()}, "Train forever"))
     executor = RayExecutor(pop.path, runner="local", slots=2, max_retries=1,
                            work_root=tmp_path / "work")
+    sandbox = ray_cluster / "sandbox"
     try:
         retried = executor.submit(Job(tip, BUDGET, seed=1))
         executor.max_retries = 0
-        lost = executor.submit(Job(tip, BUDGET, seed=2))
-        end = time.monotonic() + 60
-        while len(pids := _descendants_titled(TASK_TITLE)) < 2 and time.monotonic() < end:
+        lost = executor.submit(Job(hang, BUDGET, seed=2))
+        end = time.monotonic() + 90  # until the hanging step trains inside its sandbox
+        while (len(pids := _descendants_titled(TASK_TITLE)) < 2
+               or not _steps_under(sandbox, b"DARWIN_SEED=2")) and time.monotonic() < end:
             time.sleep(0.1)
         assert len(pids) == 2, "both evaluations should be running"
         for pid in pids:
@@ -170,9 +174,31 @@ def test_worker_killed_mid_run_is_retried_or_recorded(ray_cluster, tmp_path):
         executor.shutdown()
     assert ok["status"] == "ok" and ok["val_loss"] > 0 and ok["commit"] == tip
     assert failed["status"] == "eval_failed" and failed["cause"] == "worker_lost"
-    assert "WorkerCrashedError" in failed["log_tail"] and failed["commit"] == tip
-    assert failed["tree"] == str(pop.commit(tip).tree_id)
+    assert "WorkerCrashedError" in failed["log_tail"] and failed["commit"] == hang
+    assert failed["tree"] == str(pop.commit(hang).tree_id)
     assert executor.busy_seconds() > 0
+    # the hanging step did not outlive its worker (it would sleep until budget + grace)
+    end = time.monotonic() + 10
+    while _steps_under(sandbox) and time.monotonic() < end:
+        time.sleep(0.2)
+    assert not _steps_under(sandbox)
+    assert not list(sandbox.glob("ray-*"))
+
+
+def _steps_under(workspace: Path, also: bytes = b"") -> list[int]:
+    """Sandboxed steps staged in ``workspace`` (their DARWIN_OUT is there), optionally only
+    those whose environment also has the entry ``also``."""
+    mark = f"DARWIN_OUT={workspace}/".encode()
+    pids = []
+    for entry in os.scandir("/proc"):
+        try:
+            env = Path(entry.path, "environ").read_bytes().split(b"\0") \
+                if entry.name.isdigit() else []
+        except OSError:
+            continue
+        if any(v.startswith(mark) for v in env) and (not also or also in env):
+            pids.append(int(entry.name))
+    return pids
 
 
 def test_unknown_commit_becomes_a_result_not_an_exception(ray_cluster, tmp_path):

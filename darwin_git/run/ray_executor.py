@@ -92,9 +92,53 @@ def unpack_tree(archive: bytes, dest: Path) -> None:
 
 
 # ----- the worker side ---------------------------------------------------------------------
-def make_sandbox(runner: str):
+# A worker killed mid-run takes the sandbox's watchdog with it, while the step (its own session
+# and uid) would train on, holding a GPU the retry needs. This guard outlives the worker and,
+# once it is gone, kills every process whose DARWIN_OUT lies in the job's sandbox workspace.
+_GUARD = r"""
+import os, shutil, sys, time
+worker, workspace = int(sys.argv[1]), sys.argv[2]
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+while alive(worker):
+    time.sleep(0.5)
+mark = ("DARWIN_OUT=" + workspace + "/").encode()
+for _ in range(20):
+    left = 0
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open("/proc/%s/environ" % name, "rb") as f:
+                    if any(v.startswith(mark) for v in f.read().split(b"\0")):
+                        os.kill(int(name), 9)
+                        left += 1
+            except OSError:
+                pass
+    if not left:
+        break
+    time.sleep(0.1)
+shutil.rmtree(workspace, ignore_errors=True)
+"""
+
+
+def _start_guard(workspace: Path):
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-I", "-S", "-c", _GUARD, str(os.getpid()),
+                             str(workspace)], start_new_session=True, close_fds=True,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def make_sandbox(runner: str, workspace: Path | None = None):
     """The sandbox a worker runs with: docker when asked (or, for auto, when usable), else
-    local. Raises SandboxUnavailable when docker was asked for and cannot run."""
+    local (staging its steps in ``workspace``). Raises SandboxUnavailable when docker was
+    asked for and cannot run."""
     from .base import SandboxUnavailable
     from .local import LocalSandbox
 
@@ -107,7 +151,7 @@ def make_sandbox(runner: str):
         except (SandboxUnavailable, ImportError):
             if runner == "docker":
                 raise
-    return LocalSandbox()
+    return LocalSandbox(workspace=workspace)
 
 
 def evaluate_packed(archive: bytes, job: dict, runner: str, work_root: str | None,
@@ -119,10 +163,16 @@ def evaluate_packed(archive: bytes, job: dict, runner: str, work_root: str | Non
     if work_root:
         Path(work_root).mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f"ray-job-{job['commit'][:10]}-", dir=work_root))
+    # The local sandbox needs a workspace its step's uid can traverse: beside the usual one.
+    from .local import LocalSandbox
+    workspace = LocalSandbox().workspace / f"ray-{scratch.name}"
+    guard = None
     try:
         tree_dir = scratch / "tree"
         unpack_tree(archive, tree_dir)
-        sandbox = make_sandbox(runner)
+        sandbox = make_sandbox(runner, workspace)
+        if sandbox.name == "local":
+            guard = _start_guard(workspace)
         result = evaluate(tree_dir, sandbox, budget_s=job["budget_s"], seed=job["seed"],
                           device=job["device"], commit=job["commit"], tree=job["tree"],
                           data_root=Path(data_root) if data_root else None)
@@ -133,7 +183,11 @@ def evaluate_packed(archive: bytes, job: dict, runner: str, work_root: str | Non
                              seed=job["seed"], device=job["device"],
                              log_tail=f"{type(exc).__name__}: {exc}")
     finally:
+        if guard is not None:
+            guard.kill()
+            guard.wait()
         shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(workspace, ignore_errors=True)
     return result, time.monotonic() - t0
 
 
