@@ -152,6 +152,8 @@ def test_request_answered_through_a_remote_is_evaluated_and_reported(
     other = "agent-01" if asker == "agent-00" else "agent-00"
     assert (req.id, req.state, req.speaker, req.generation) == (f"{asker}/1", "open", asker, 1)
     assert pop.repo.references.get(f"refs/heads/requests/{asker}/1") is not None
+    assert [(e["agent"], e["branch"]) for e in events.of("request")] == [
+        (asker, f"requests/{asker}/1")]
     rejected = pop.records(pop.tip(other), "request_rejected")  # the malformed one: no branch
     assert [r["speaker"] for r in rejected] == [other] and "at most 300" in rejected[0]["reason"]
 

@@ -77,7 +77,12 @@ def before_generation(evo, g: int) -> None:
 
 
 def after_evaluation(evo, g: int) -> None:
-    """Revert failed human changes, then close the merged requests whose result is in."""
+    """Announce this generation's requests; revert failed human changes; close the merged
+    requests whose result is in."""
+    for req in _guarded(evo, "announce", lambda: list_requests(evo.pop, states=("open",))) or []:
+        if req.generation == g and req.history and req.history[0].get("origin") == "agent":
+            evo.sink.emit({"event": "request", "agent": req.speaker, "title": req.what,
+                           "branch": req.branch, "generation": g})
     reverted = _guarded(evo, "revert", lambda: revert_failed(evo.pop, evo.results, g)) or {}
     for tip, commit in reverted.items():
         agent = evo.pop.message(commit)[2].get("Darwin-Agent")
