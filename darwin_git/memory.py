@@ -21,6 +21,7 @@ import pygit2
 from .mutate.base import MemoryEntry
 from .population.lineage import agent_refs, generation, last_evaluated
 from .population.message import is_human, parse_message
+from .population.errors import PopulationError
 from .population.repo import _NAME_RE, Population
 from .result import fitness
 
@@ -160,6 +161,8 @@ def dumps(doc: dict) -> str:
 
 
 def agent_path(pop: Population, agent: str) -> Path:
+    if not check_name(agent):  # the name becomes a file name: never a path out of memory/
+        raise PopulationError(f"invalid agent name {agent!r}")
     return pop.memory_dir / f"{agent}.json"
 
 

@@ -75,6 +75,16 @@ def test_corrupt_or_missing_file_is_rebuilt(population):
     assert path.read_bytes() == good
 
 
+def test_agent_names_never_escape_the_memory_folder(population):
+    import pytest
+
+    from darwin_git.population import PopulationError
+
+    for bad in ("../evil", "a/b", ""):
+        with pytest.raises(PopulationError, match="invalid agent name"):
+            memory.load(population, bad)
+
+
 def test_entries_for_mutators_best_and_worst_first(population):
     evolve_a_little(population)
     got = memory.entries(population, "agent-00", limit=2)
