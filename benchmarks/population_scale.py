@@ -20,7 +20,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import pygit2
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))

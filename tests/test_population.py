@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 
-import pygit2
 import pytest
 
 from darwin_git import runconfig
