@@ -100,6 +100,13 @@ def test_tree_data_and_package_are_read_only(tmp_path, sandbox, data_root):
     assert (tmp_path / "tree" / "train.py").read_text().endswith("sys.exit(3)\n")
 
 
+def test_scratch_folders_are_private_to_the_run(tmp_path, sandbox, data_root):
+    name = f"darwin-leak-{os.getpid()}-{tmp_path.name}"
+    r = _attack(tmp_path, sandbox, data_root, f"write /tmp/{name} /dev/shm/{name}")
+    assert r["log_tail"].count("WRITTEN") == 2  # allowed, but into the run's own tmpfs...
+    assert not Path("/tmp", name).exists() and not Path("/dev/shm", name).exists()  # ...only
+
+
 def test_validation_split_is_unreadable(tmp_path, sandbox, data_root):
     val = data.prepare("char", data_root).val_dir / "val.bin"
     r = _attack(tmp_path, sandbox, data_root, f"read {val}")

@@ -6,6 +6,10 @@ What the child gets (when the engine runs as root, as in CI):
   a child that escapes the process group with setsid() still dies;
 - its own network namespace (``unshare(CLONE_NEWNET)``): only a loopback that is down, so any
   connect fails;
+- its own mount namespace: private, size-capped tmpfs over /tmp, /var/tmp, /dev/shm and
+  /run/lock, so nothing one run leaves there (say, validation windows seen by a model server)
+  reaches a later run; folders closed to other uids but holding the interpreter (/root/.pyenv
+  under a 0700 /root) are covered by an empty tmpfs with just the needed path bound back;
 - a staging folder of its own: a root-owned read-only copy of the tree (0555/0444), the inputs
   as root-owned read-only hardlinks or copies, and an out folder owned by the run's uid; after
   the step, the regular files of out (never symlinks) are moved to ``step.out_dir``;
@@ -59,27 +63,30 @@ if cfg["unshare"]:
             sys.stderr.write("[darwin sandbox] cannot isolate the network: " + err + "\n")
             os._exit(125)
         sys.stderr.write("[darwin sandbox] network not isolated (unshare: " + err + ")\n")
-if cfg["shims"]:
-    # The interpreter lives under a folder the run's uid cannot enter (e.g. /root, 0700):
-    # cover that folder with an empty tmpfs and bind back only what the step needs.
+if cfg["mounts"]:
+    # A private mount namespace: fresh small tmpfs over the shared scratch folders (nothing
+    # left there by one run can reach another) and over folders the run's uid cannot enter
+    # but whose insides it needs (the interpreter under /root); what the step needs inside a
+    # covered folder is bound back through a descriptor opened before covering.
     libc = ctypes.CDLL(None, use_errno=True)
     def _mount(src, dst, fstype, flags, data):
-        if libc.mount(src, dst, fstype, flags, data) != 0:
+        if libc.mount(src, dst.encode(), fstype, flags, data) != 0:
             err = os.strerror(ctypes.get_errno())
-            sys.stderr.write("[darwin sandbox] mount %r: %s\n" % (dst, err))
+            sys.stderr.write("[darwin sandbox] cannot isolate the network: mount %r: %s\n"
+                             % (dst, err))
             os._exit(125)
     if libc.unshare(0x00020000) != 0:
         sys.stderr.write("[darwin sandbox] cannot isolate the network: mount namespace\n")
         os._exit(125)
-    _mount(b"none", b"/", None, 16384 | (1 << 18), None)  # MS_REC|MS_PRIVATE
-    for covered, keep, holes in cfg["shims"]:
-        for path, hole in zip(keep, holes):
-            _mount(path.encode(), hole.encode(), None, 4096 | 16384, None)  # MS_BIND|MS_REC
-        _mount(b"tmpfs", covered.encode(), b"tmpfs", 0, b"mode=0755,size=1m")
-        for path, hole in zip(keep, holes):
-            os.makedirs(path, exist_ok=True)
-            _mount(hole.encode(), path.encode(), None, 4096 | 16384, None)
-            libc.umount2(hole.encode(), 2)  # MNT_DETACH: the hole is not a second way in
+    _mount(b"none", "/", None, 16384 | (1 << 18), None)  # MS_REC|MS_PRIVATE
+    covers, keep = cfg["mounts"]
+    fds = [os.open(path, os.O_PATH | os.O_DIRECTORY) for path in keep]
+    for path, options in covers:
+        _mount(b"tmpfs", path, b"tmpfs", 2 | 8, options.encode())  # MS_NOSUID|MS_NODEV
+    for path, fd in zip(keep, fds):
+        os.makedirs(path, exist_ok=True)
+        _mount(("/proc/self/fd/%d" % fd).encode(), path, None, 4096 | 16384, None)  # BIND|REC
+        os.close(fd)
 for name, value in cfg["rlimits"]:
     resource.setrlimit(getattr(resource, name), (value, value))
 if cfg["uid"] is not None:
@@ -169,7 +176,7 @@ class _Process(Interactive):
             rlimits = [r for r in rlimits if r[0] != "RLIMIT_NPROC"]  # would count all our procs
         cfg = {"unshare": CLONE_NEWNET if self.sb.root else CLONE_NEWUSER | CLONE_NEWNET,
                "uid": self.uid, "rlimits": rlimits, "argv": argv, "env": env,
-               "cwd": str(stage / "tree"), "shims": _shims(stage) if self.sb.root else []}
+               "cwd": str(stage / "tree"), "mounts": _mount_plan(stage) if self.sb.root else []}
         pipe = subprocess.PIPE
         return subprocess.Popen(
             [host_python(), "-I", "-S", "-c", _LAUNCHER, json.dumps(cfg)],
@@ -291,25 +298,25 @@ def _needed_dirs() -> list[str]:
     return sorted(dirs)
 
 
-def _shims(stage: Path) -> list:
-    """[covered folder, [kept paths], [hole mount points]] for every closed ancestor."""
-    groups: dict[str, list[str]] = {}
+# Shared scratch folders each step gets a private, small, empty tmpfs of (RAM-backed: sized).
+PRIVATE_SCRATCH = (("/tmp", "256m"), ("/var/tmp", "64m"), ("/dev/shm", "512m"), ("/run/lock", "1m"))
+
+
+def _mount_plan(stage: Path) -> list:
+    """[[(folder, tmpfs options)], [paths bound back]] for the launcher's mount namespace."""
+    covers = [(p, f"mode=1777,size={size}") for p, size in PRIVATE_SCRATCH if os.path.isdir(p)]
     for path in _needed_dirs():
         parts = Path(path).parts
         for i in range(2, len(parts)):
             anc = os.path.join(*parts[:i])
-            if not os.stat(anc).st_mode & 0o001:
-                groups.setdefault(anc, []).append(path)
+            if not os.stat(anc).st_mode & 0o001:  # closed to other uids: cover it
+                covers.append((anc, "mode=0755,size=1m"))
                 break
-    shims = []
-    for n, (covered, keep) in enumerate(sorted(groups.items())):
-        holes = []
-        for k, _ in enumerate(keep):
-            hole = stage / "mnt" / f"{n}-{k}"
-            hole.mkdir(parents=True)
-            holes.append(str(hole))
-        shims.append([covered, keep, holes])
-    return shims
+    covers = sorted(set(covers))
+    wanted = _needed_dirs() + [str(stage.resolve())]
+    keep = [p for p in wanted if any(p.startswith(c.rstrip("/") + "/") for c, _ in covers)]
+    keep = [p for p in keep if not any(p.startswith(k + "/") for k in keep)]  # outermost only
+    return [covers, keep]
 
 
 def _free_uid() -> int:

@@ -8,6 +8,7 @@ class Bigram(nn.Module):
         self.emb = nn.Embedding(vocab_size, n_embd)
         self.head = nn.Linear(n_embd, vocab_size, bias=False)
         self.head.weight = self.emb.weight  # tied: counted once
+        nn.init.normal_(self.emb.weight, std=0.02)  # start near uniform: loss falls from ln(V)
         self.bias = nn.Parameter(torch.zeros(vocab_size))
         self.register_buffer("temperature", torch.ones(1))  # a buffer, not a parameter
 
