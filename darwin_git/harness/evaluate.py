@@ -27,8 +27,9 @@ Residual risks (what this boundary does not stop):
 - Training that ignores DARWIN_BUDGET_S gets up to budget + grace of wall clock before the
   kill; train_wall_s is in every result so that selection can see (and refuse) an overrun.
 - params excludes what the server names as buffers; a model can hide learned state in buffers.
-- With the local sandbox, files the child leaves in world-writable places (/tmp, /dev/shm) are
-  not cleaned, and another process of the same machine can read them.
+- The local sandbox gives each step private /tmp, /var/tmp, /dev/shm and /run/lock only when
+  the engine runs as root; without root a step could leave data there for a later one. Other
+  folders writable by every uid (if a machine has any) are not covered either.
 """
 from __future__ import annotations
 
