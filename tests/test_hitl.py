@@ -110,7 +110,9 @@ def pop(tmp_path) -> Population:
     seed.mkdir()
     for name, text in SEED.items():
         (seed / name).write_text(text)
-    return init_population(tmp_path / "run" / "population", seed=seed, agents=2)
+    # No hooks: the human's commits carry no trailers at all, as from a clone without them
+    # (and no interpreter start per commit on a busy test machine).
+    return init_population(tmp_path / "run" / "population", seed=seed, agents=2, hooks=False)
 
 
 def run_loop(pop, mutator, generations, stall=0):
@@ -251,7 +253,7 @@ def test_failed_answer_is_reverted_and_a_direct_human_commit_is_evaluated(pop, g
     events = run_loop(pop, NoChange(), generations=2)
     assert not events.of("hitl_error")
     assert pop.latest_result(human_tip)["status"] == "ok"  # picked up and evaluated
-    assert pop.message(human_tip)[2]["Darwin-Operator"] == "human"  # the hook marked it
+    assert "Darwin-Operator" not in pop.message(human_tip)[2]  # a plain human commit
     assert pop.latest_result(failed_tip)["status"] == "train_failed"
     revert = pop.commit(pop.tip("agent-01"))
     summary, body, trailers = pop.message(revert.id)
