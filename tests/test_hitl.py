@@ -1,14 +1,13 @@
 """Human in the loop through git, with stock `git` as the human, a bare remote, the real loop,
-the local sandbox, a ~1 s training budget and the loopback LLM server."""
+the local sandbox, a seed that trains for 0.4 s and the loopback LLM server."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pygit2
 import pytest
 from click.testing import CliRunner
-from llm_server import llm_server, mutation_reply, reply  # noqa: F401 (fixture)
+from llm_server import llm_server, mutation_reply  # noqa: F401 (fixture)
 
 from darwin_git import hitl, memory
 from darwin_git.cli import cli

@@ -3,8 +3,9 @@ committed, and, once the merged tip is evaluated, close the request with that ou
 
 A request counts as answered when its request commit is reachable from the agent's tip (a
 merge or fast-forward made with any git or forge) or, after a squash or rebase merge, when the
-agent's tip descends from the request's base and has the request file. The answer is the human commits (no
-engine ``Darwin-Operator``, or ``human``) between the request's base and that tip.
+agent's tip descends from the request's base and has the request file. The answer is the
+human commits (no engine ``Darwin-Operator``, or ``human``) between the request's base and
+that tip.
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ _STATUS = {"A": "added", "D": "deleted", "M": "modified", "R": "renamed", "T": "
 
 def human_changes(pop: Population, tip, base) -> tuple[list[dict], list[str]]:
     """(human commits, changed paths) reachable from ``tip`` and not from ``base``."""
-    walker = pop.repo.walk(pop.commit(tip).id, pygit2.GIT_SORT_TOPOLOGICAL | pygit2.GIT_SORT_REVERSE)
+    walker = pop.repo.walk(pop.commit(tip).id,
+                           pygit2.GIT_SORT_TOPOLOGICAL | pygit2.GIT_SORT_REVERSE)
     walker.hide(pop.commit(base).id)
     commits, paths = [], {}
     for c in walker:

@@ -139,8 +139,8 @@ def open_request(pop: Population, request, speaker: str, agent: str, g: int,
     tree = pop.tree_with(pop.repo[base].peel(pygit2.Commit).tree,
                          {f"{TREE_DIR}/{agent}/{n}.md": text})
     commit = pop.create_commit([base], tree, f"Request: {fields_['what']}", reasoning, trailers)
-    update_refs(pop.repo, [(BRANCH_PREFIX + rid, None, commit), (ARCHIVE_PREFIX + rid, None, commit)],
-                f"darwin-git: request {rid}")
+    update_refs(pop.repo, [(BRANCH_PREFIX + rid, None, commit),
+                           (ARCHIVE_PREFIX + rid, None, commit)], f"darwin-git: request {rid}")
     add_state(pop, str(commit), "open", agent=agent, speaker=speaker, generation=g,
               base=str(base), source=source, origin=origin, **fields_)
     return get_request(pop, rid)

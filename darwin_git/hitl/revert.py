@@ -36,7 +36,8 @@ def needs_revert(pop: Population, results_of, tip) -> dict | None:
     return results[-1]
 
 
-def revert_failed(pop: Population, results_of, g: int, agents: dict | None = None) -> dict[str, str]:
+def revert_failed(pop: Population, results_of, g: int,
+                  agents: dict | None = None) -> dict[str, str]:
     """Revert every live agent whose tip is a failed human change; {failed tip: revert}."""
     out = {}
     for agent, tip in (agents or pop.agents()).items():
