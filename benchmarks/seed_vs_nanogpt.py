@@ -249,6 +249,47 @@ def evaluate(model: torch.nn.Module, windows: np.ndarray, chunk: int = 32) -> di
             "eval_tokens": count}
 
 
+def interleaved_step_ms(tree: Path, nano_dir: Path, vocab: int, rounds: int) -> dict:
+    """One training step of each model in turn, in this process, on the same batch: a load
+    spike hits both alike, unlike two sequential minute-long runs. Measures the model +
+    optimizer code only (no data loading, no schedule)."""
+    seed_mod = _import(tree / "model.py", "bench_seed_model_ab")
+    nano_mod = _import(nano_dir / "model.py", "bench_nanogpt_model_ab")
+    torch.manual_seed(0)
+    cfg = dict(SIZE, vocab_size=vocab)
+    with contextlib.redirect_stdout(io.StringIO()):
+        models = {"seed": seed_mod.build_model(cfg),
+                  "nanoGPT": nano_mod.GPT(nano_mod.GPTConfig(**cfg))}
+    opts = {}
+    for name, m in models.items():
+        decay = [p for p in m.parameters() if p.dim() >= 2]
+        rest = [p for p in m.parameters() if p.dim() < 2]
+        opts[name] = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                                        {"params": rest, "weight_decay": 0.0}],
+                                       lr=PEAK_LR, betas=(0.9, 0.99))
+    x, y = (torch.randint(0, vocab, (BATCH, SIZE["block_size"])) for _ in range(2))
+
+    def step(name):
+        t = time.perf_counter()
+        _, loss = models[name](x, y)
+        opts[name].zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(models[name].parameters(), 1.0)
+        opts[name].step()
+        return time.perf_counter() - t
+
+    for name in models:  # warm-up: lazy imports and first allocations
+        step(name), step(name)
+    times = {name: [] for name in models}
+    for r in range(rounds):
+        for name in (("seed", "nanoGPT") if r % 2 == 0 else ("nanoGPT", "seed")):
+            times[name].append(step(name))
+    tokens = BATCH * SIZE["block_size"]
+    return {name: {"median_ms": 1e3 * statistics.median(t), "min_ms": 1e3 * min(t),
+                   "tokens_per_s_at_median": tokens / statistics.median(t)}
+            for name, t in times.items()}
+
+
 def harness_figures(tree: Path, budget_s: float, seed: int, data_root: Path) -> dict | None:
     """Our seed once more through the engine's own harness (its own training run, its own
     validation scoring in a sandboxed model server), where that exists yet."""
@@ -287,6 +328,8 @@ def main(argv=None) -> int:
     ap.add_argument("--match", choices=("wall", "steps"), default="wall",
                     help="wall: nanoGPT gets the seed's training time (calibrated max_iters); "
                          "steps: nanoGPT gets the seed's step count (same tokens)")
+    ap.add_argument("--ab-rounds", type=int, default=20,
+                    help="interleaved in-process steps per model before the runs (0: skip)")
     ap.add_argument("--no-harness", dest="harness", action="store_false",
                     help="skip the extra seed run through darwin_git.harness.evaluate")
     ap.add_argument("--json", type=Path, default=None, help="write all figures here")
@@ -305,6 +348,12 @@ def main(argv=None) -> int:
         nano_rev = subprocess.run(["git", f"--git-dir={args.nanogpt_git}", "rev-parse", "HEAD"],
                                   capture_output=True, text=True).stdout.strip()
 
+        ab = None
+        if args.ab_rounds:
+            ab = interleaved_step_ms(tree, nano, load_meta(data.train_dir)["vocab_size"],
+                                     args.ab_rounds)
+            ab["load"] = load_avg()
+            print(f"interleaved steps: {json.dumps(ab)}", flush=True)
         rows = []
         for r in range(args.repeats):
             s = run_seed(tree, data.train_dir, work / f"seed-out-{r}", args.budget, seed=r)
@@ -329,10 +378,18 @@ def main(argv=None) -> int:
     print(table(rows))
     for system in ("seed", "nanoGPT"):
         mine = [r for r in rows if r["system"] == system]
+        if not mine:
+            continue
         print(f"{system}: mean val loss {statistics.mean(r['val_loss'] for r in mine):.4f}, "
               f"mean tokens/s {statistics.mean(r['tokens_per_s'] for r in mine):.0f}, "
               f"tokens per process CPU-s "
               f"{statistics.mean(r['tokens'] / r['process_cpu_s'] for r in mine):.0f}")
+    if ab is not None:
+        for name in ("seed", "nanoGPT"):
+            print(f"{name}: interleaved in-process step {ab[name]['median_ms']:.1f} ms median, "
+                  f"{ab[name]['min_ms']:.1f} ms min "
+                  f"({ab[name]['tokens_per_s_at_median']:.0f} tokens/s at the median), "
+                  f"load {ab['load']}")
     if harness is not None:
         print(f"seed through darwin_git.harness.evaluate: {json.dumps(harness)}")
     if args.json:
@@ -340,7 +397,8 @@ def main(argv=None) -> int:
             row.pop("ckpt", None)
         args.json.write_text(json.dumps(
             {"budget_s": args.budget, "match": args.match, "nanogpt_rev": nano_rev,
-             "torch": torch.__version__, "rows": rows, "harness": harness}, indent=1))
+             "torch": torch.__version__, "rows": rows, "interleaved": ab,
+             "harness": harness}, indent=1))
     return 0
 
 
