@@ -70,9 +70,11 @@ def evaluate(tree_dir: Path, sandbox: Sandbox, *, budget_s: float | None = None,
              data_root: Path | None = None, n_windows: int = N_WINDOWS,
              n_probes: int = N_PROBES, eval_timeout_s: float = 300.0,
              limits: Limits | None = None, bench: bool = True, bench_s: float = 1.0,
-             commit: str | None = None, tree: str | None = None) -> dict:
+             commit: str | None = None, tree: str | None = None,
+             threads: int | None = None) -> dict:
     """Train and score the tree at ``tree_dir``; always returns a result, never raises for
-    anything the tree does."""
+    anything the tree does. ``threads`` caps the training step's CPU threads (OpenMP/MKL), so
+    that several slots on one machine do not oversubscribe its cores."""
     tree_dir = Path(tree_dir)
     device = _resolve_device(device)
     common = dict(commit=commit, tree=tree, device=device, seed=seed, runner=sandbox.name)
@@ -105,7 +107,7 @@ def evaluate(tree_dir: Path, sandbox: Sandbox, *, budget_s: float | None = None,
     try:
         return _train_and_score(tree_dir, sandbox, contract, paths, work, budget, grace_s,
                                 device, seed, n_windows, n_probes, eval_timeout_s,
-                                limits or Limits(), bench, bench_s, common)
+                                limits or Limits(), bench, bench_s, common, threads)
     except Exception:  # noqa: BLE001 - whatever went wrong, the engine gets a result
         return make_result("eval_failed", cause="harness_error",
                            log_tail=traceback.format_exc(), **common)
@@ -114,12 +116,15 @@ def evaluate(tree_dir: Path, sandbox: Sandbox, *, budget_s: float | None = None,
 
 
 def _train_and_score(tree_dir, sandbox, contract, paths, work, budget, grace_s, device, seed,
-                     n_windows, n_probes, eval_timeout_s, limits, bench, bench_s, common):
+                     n_windows, n_probes, eval_timeout_s, limits, bench, bench_s, common,
+                     threads=None):
     out = work / "out"
+    thread_env = {k: str(threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")} \
+        if threads else {}
     train = Step(argv=list(contract.train_command), tree=tree_dir, out_dir=out,
                  timeout_s=budget + grace_s, inputs={"DATA": paths.train_dir},
                  env={"DARWIN_BUDGET_S": f"{budget:g}", "DARWIN_DEVICE": device,
-                      "DARWIN_SEED": str(seed)},
+                      "DARWIN_SEED": str(seed), **thread_env},
                  limits=limits, gpus=1 if device == "cuda" else 0, label="train")
     outcome = sandbox.run(train)
     log = outcome.log_tail

@@ -65,7 +65,8 @@ def run_job(repo_path: Path, job: Job, sandbox, work_root: Path, data_root: Path
         export_tree(repo, job.commit, tree_dir)
         tree_id = str(repo.get(job.commit).tree_id)
         result = evaluate(tree_dir, sandbox, budget_s=job.budget_s, seed=job.seed,
-                          device=job.device, data_root=data_root, commit=job.commit)
+                          device=job.device, data_root=data_root, commit=job.commit,
+                          threads=threads if job.device == "cpu" else None)
         result.update(commit=job.commit, tree=tree_id, runner=runner)
         return result
     except Exception as exc:  # the engine's own failure: recorded like any other
