@@ -156,7 +156,13 @@ def _sandbox(runner: str):
     if runner in ("auto", "docker"):
         try:
             from ..run.docker import DockerSandbox
-            sandbox = DockerSandbox()
+            from ..run.image import default_tag, docker_client, ensure_host_image
+
+            client = docker_client()
+            if default_tag() == "darwin-git:local":  # the offline image: build it if missing
+                ensure_host_image(client=client,
+                                  log=lambda msg: click.echo(f"docker image: {msg}", err=True))
+            sandbox = DockerSandbox(client=client)
             sandbox.check()
             return sandbox
         except (SandboxUnavailable, ImportError) as exc:
