@@ -67,7 +67,18 @@ def describe(e: dict) -> str | None:
     if kind == "stopped":
         return f"stopped: {e['reason']}"
     if kind == "request":
-        return f"  {e['agent']} asks a human: {e['title']} ({e['branch']})"
+        return f"  {e['agent']} asks a human: {e.get('title')} ({e.get('branch', '')})"
+    if kind == "request_merged":
+        return f"  {e['agent']}: a human answered request {e.get('id')}; evaluating it"
+    if kind == "request_answered":
+        return f"  {e['agent']}: request {e.get('id')} answered and closed"
+    if kind == "reverted":
+        return (f"  {e['agent']}: human change {str(e.get('failed'))[:10]} failed to train; "
+                f"reverted in {str(e.get('commit'))[:10]}")
+    if kind == "synced":
+        return f"  synced with {e.get('remote')}"
+    if kind == "hitl_error":
+        return f"  human-in-the-loop step {e.get('step')} failed: {e.get('detail', '')}"
     return None
 
 

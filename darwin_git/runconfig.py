@@ -27,14 +27,10 @@ DEFAULTS: dict = {
     "population_size": 4,
     "budget_s": 60.0,
     "tokenizer": "char",
-    "device": "cpu",
-    "seed": 0,
-    "runner": "local",
-    "mutator": {"kind": "llm", "model": "gpt-4o-mini", "temperature": 0.7,
-                "max_attempts": 3, "memory_entries": 8, "top_diffs": 3},
-    "selection": {"survivors": 0.5, "noise_floor": 0.0, "noise_repeats": 3,
-                  "crossover_rate": 0.0},
-    "generations": 10,
+    # the LLM mutator's settings (darwin_git.mutate.config.LLMConfig); secrets stay in the env
+    "mutator": {"model": "gpt-4o-mini", "temperature": 0.7, "max_apply_attempts": 3},
+    # the loop's rules (darwin_git.evolve.settings.EvolveSettings), written by `evolve`
+    "evolve": {},
 }
 
 

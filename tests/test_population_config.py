@@ -10,16 +10,16 @@ from darwin_git.population import init_population
 
 def test_defaults_and_overrides_round_trip(tmp_path, seed_dir):
     pop = init_population(tmp_path / "p", seed=seed_dir, agents=2,
-                          config={"selection": {"noise_floor": 0.02}, "mutator": {"model": "x"}})
+                          config={"evolve": {"accept_k": 2.0}, "mutator": {"model": "x"}})
     cfg = runconfig.read_config(pop.repo)
-    assert cfg["selection"]["noise_floor"] == 0.02
-    assert cfg["selection"]["survivors"] == runconfig.DEFAULTS["selection"]["survivors"]
+    assert cfg["evolve"]["accept_k"] == 2.0
+    assert cfg["mutator"]["temperature"] == runconfig.DEFAULTS["mutator"]["temperature"]
     assert cfg["mutator"]["model"] == "x" and cfg["agents"] == ["agent-00", "agent-01"]
     first = pop.repo.references["refs/darwin/config"].target
     runconfig.write_config(pop.repo, {"generations": 30, "note": 'quote " and \\ ok'})
     cfg = runconfig.read_config(pop.repo)
     assert cfg["generations"] == 30 and cfg["note"] == 'quote " and \\ ok'
-    assert cfg["selection"]["noise_floor"] == 0.02  # earlier values kept
+    assert cfg["evolve"]["accept_k"] == 2.0  # earlier values kept
     head = pop.repo[pop.repo.references["refs/darwin/config"].target]
     assert head.parent_ids == [first]  # config changes form a history
 

@@ -39,7 +39,8 @@ from .options import repo_option, user_errors
 @click.option("--mutator", type=click.Choice(["auto", "builtin", "llm"]), default="auto",
               envvar="DARWIN_MUTATOR", show_default=True,
               help="auto: the LLM when OPENAI_API_KEY or OPENAI_BASE_URL is set, else built-in.")
-@click.option("--model", envvar="DARWIN_MODEL", help="LLM model name (with --mutator llm).")
+@click.option("--model", envvar="DARWIN_LLM_MODEL",
+              help="LLM model name [env DARWIN_LLM_MODEL; default: run config, gpt-4o-mini].")
 @click.option("--pairing", type=click.Choice(["ring", "self", "random"]),
               help="Who rewrites whom [default ring: agent i rewrites agent i+1].")
 @click.option("--crossovers", type=click.IntRange(0), help="Crossover children per generation.")
