@@ -9,7 +9,8 @@ memory are written by the coordinator alone.
 
 Faults: a worker (or its node) that dies mid-run is retried by Ray up to ``max_retries`` times,
 possibly on another node; after that the job's future resolves to an ``eval_failed`` result with
-cause ``worker_lost``, which the loop records like any other verdict. A coordinator killed
+cause ``worker_lost``, which the loop records like any other verdict. A guard process per job
+ends the dead worker's sandboxed steps, so a retry does not find its CPU or GPU taken. A coordinator killed
 mid-generation takes its tasks with it (Ray ends a driver's tasks); the loop's resume re-submits
 every candidate that has no result.
 
@@ -158,13 +159,13 @@ def evaluate_packed(archive: bytes, job: dict, runner: str, work_root: str | Non
                     data_root: str | None) -> tuple[dict, float]:
     """The Ray task body: unpack, evaluate, clean up. Returns (result, seconds spent)."""
     from ..harness import evaluate
+    from .local import LocalSandbox
 
     t0 = time.monotonic()
     if work_root:
         Path(work_root).mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f"ray-job-{job['commit'][:10]}-", dir=work_root))
     # The local sandbox needs a workspace its step's uid can traverse: beside the usual one.
-    from .local import LocalSandbox
     workspace = LocalSandbox().workspace / f"ray-{scratch.name}"
     guard = None
     try:
