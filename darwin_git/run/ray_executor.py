@@ -10,9 +10,9 @@ memory are written by the coordinator alone.
 Faults: a worker (or its node) that dies mid-run is retried by Ray up to ``max_retries`` times,
 possibly on another node; after that the job's future resolves to an ``eval_failed`` result with
 cause ``worker_lost``, which the loop records like any other verdict. A guard process per job
-ends the dead worker's sandboxed steps, so a retry does not find its CPU or GPU taken. A coordinator killed
-mid-generation takes its tasks with it (Ray ends a driver's tasks); the loop's resume re-submits
-every candidate that has no result.
+ends the dead worker's sandboxed steps, so a retry does not find its CPU or GPU taken. A
+coordinator killed mid-generation takes its tasks with it (Ray ends a driver's tasks); the
+loop's resume re-submits every candidate that has no result.
 
 Ray is an optional extra (``pip install 'darwin-git[ray]'``): importing this module never needs
 it; constructing a RayExecutor without it raises RayUnavailable with the install hint.
