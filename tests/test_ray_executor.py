@@ -40,7 +40,9 @@ def ray_cluster(shared_data_cache):
     os.chmod(base, 0o755)
     env = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled",
            "HOME": str(base / "home"), "DARWIN_DATA_CACHE": shared_data_cache,
-           "DARWIN_PEAK_FLOPS": "1e11", "DARWIN_SANDBOX_DIR": str(base / "sandbox")}
+           "DARWIN_PEAK_FLOPS": "1e11", "DARWIN_SANDBOX_DIR": str(base / "sandbox"),
+           "TMPDIR": str(base / "tmp")}  # a killed worker leaves its harness scratch here
+    (base / "tmp").mkdir()
     with pytest.MonkeyPatch.context() as mp:
         for k, v in env.items():  # Ray's own processes and workers inherit these
             mp.setenv(k, v)
@@ -180,11 +182,13 @@ def test_worker_killed_mid_run_is_retried_or_recorded(ray_cluster, tmp_path):
     assert failed["tree"] == str(pop.commit(hang).tree_id)
     assert executor.busy_seconds() > 0
     # the hanging step did not outlive its worker (it would sleep until budget + grace)
+    # and its folders went with it
+    left = lambda: (_steps_under(sandbox) + list(sandbox.glob("ray-*"))
+                    + list((tmp_path / "work").glob("ray-job-*")))
     end = time.monotonic() + 10
-    while _steps_under(sandbox) and time.monotonic() < end:
+    while left() and time.monotonic() < end:
         time.sleep(0.2)
-    assert not _steps_under(sandbox)
-    assert not list(sandbox.glob("ray-*"))
+    assert not left()
 
 
 def _steps_under(workspace: Path, also: bytes = b"") -> list[int]:

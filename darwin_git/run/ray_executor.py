@@ -98,7 +98,7 @@ def unpack_tree(archive: bytes, dest: Path) -> None:
 # once it is gone, kills every process whose DARWIN_OUT lies in the job's sandbox workspace.
 _GUARD = r"""
 import os, shutil, sys, time
-worker, workspace = int(sys.argv[1]), sys.argv[2]
+worker, workspace, scratch = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 def alive(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:
@@ -123,15 +123,16 @@ for _ in range(20):
         break
     time.sleep(0.1)
 shutil.rmtree(workspace, ignore_errors=True)
+shutil.rmtree(scratch, ignore_errors=True)
 """
 
 
-def _start_guard(workspace: Path):
+def _start_guard(workspace: Path, scratch: Path):
     import subprocess
     import sys
 
     return subprocess.Popen([sys.executable, "-I", "-S", "-c", _GUARD, str(os.getpid()),
-                             str(workspace)], start_new_session=True, close_fds=True,
+                             str(workspace), str(scratch)], start_new_session=True, close_fds=True,
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
 
@@ -173,7 +174,7 @@ def evaluate_packed(archive: bytes, job: dict, runner: str, work_root: str | Non
         unpack_tree(archive, tree_dir)
         sandbox = make_sandbox(runner, workspace)
         if sandbox.name == "local":
-            guard = _start_guard(workspace)
+            guard = _start_guard(workspace, scratch)
         result = evaluate(tree_dir, sandbox, budget_s=job["budget_s"], seed=job["seed"],
                           device=job["device"], commit=job["commit"], tree=job["tree"],
                           data_root=Path(data_root) if data_root else None)
