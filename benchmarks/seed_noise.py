@@ -32,11 +32,12 @@ def load_avg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def one_run(tree: Path, budget_s: float, seed: int, grace_s: float, data_root) -> dict:
+def one_run(tree: Path, budget_s: float, seed: int, grace_s: float | None, data_root) -> dict:
     before = load_avg()
     t0 = time.monotonic()
-    result = evaluate(tree, LocalSandbox(), budget_s=budget_s, seed=seed, grace_s=grace_s,
-                      data_root=data_root)
+    extra = {} if grace_s is None else {"grace_s": grace_s}
+    result = evaluate(tree, LocalSandbox(), budget_s=budget_s, seed=seed, data_root=data_root,
+                      **extra)
     reported = result.get("reported") or {}
     return {
         "seed": seed, "status": result["status"], "cause": result.get("cause"),
@@ -76,7 +77,8 @@ def main(argv=None) -> int:
                     help="seconds (default: the tree's darwin.toml budget)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--first-seed", type=int, default=0, help="repeats use seeds n, n+1, ...")
-    ap.add_argument("--grace", type=float, default=10.0, help="harness grace after the budget")
+    ap.add_argument("--grace", type=float, default=None,
+                    help="seconds the harness allows after the budget (default: its own)")
     ap.add_argument("--data-root", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
