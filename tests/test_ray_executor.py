@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 import time
@@ -23,7 +24,7 @@ from darwin_git.mutate.operators import BuiltinMutator
 from darwin_git.population import Population, init_population
 from darwin_git.population.notes import NOTES_REF
 from darwin_git.run.executor import Job
-from darwin_git.run.ray_executor import RayExecutor, pack_tree, unpack_tree
+from darwin_git.run.ray_executor import RayExecutor, RayUnavailable, pack_tree, unpack_tree
 
 ray = pytest.importorskip("ray")  # part of the [test] extra; absent only in a bare install
 
@@ -213,6 +214,18 @@ def test_unknown_commit_becomes_a_result_not_an_exception(ray_cluster, tmp_path)
     result = executor.submit(Job("0" * 40, BUDGET)).result(timeout=5)
     assert result["status"] == "eval_failed" and result["cause"] == "engine_error"
     assert "cannot pack the tree" in result["log_tail"]
+
+
+def test_unreachable_cluster_is_a_clear_error(tmp_path):
+    with socket.socket() as closed:  # a port that was free a moment ago
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    t0 = time.monotonic()
+    with pytest.raises(RayUnavailable, match=f"no Ray cluster answers at 127.0.0.1:{port}"):
+        RayExecutor(tmp_path, address=f"127.0.0.1:{port}")
+    with pytest.raises(RayUnavailable, match="not host:port"):
+        RayExecutor(tmp_path, address="head-without-port")
+    assert time.monotonic() - t0 < 10
 
 
 def test_archive_carries_what_export_tree_writes(tmp_path):

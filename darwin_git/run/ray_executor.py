@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import socket
 import tarfile
 import tempfile
 import threading
@@ -202,6 +203,22 @@ def _import_ray():
     return ray
 
 
+def _probe(address: str | None, timeout_s: float = 5.0) -> None:
+    """Fail fast on a host:port nobody listens at: Ray itself retries for minutes."""
+    if not address or address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1].rsplit("/", 1)[0]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise RayUnavailable(f"--ray-address {address!r} is not host:port, ray://host:port "
+                             "or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise RayUnavailable(f"no Ray cluster answers at {address}: {exc}. Start one with "
+                             "`ray start --head`, or fix --ray-address") from exc
+
+
 class RayExecutor(Executor):
     """Evaluations as Ray tasks. ``address`` None: the cluster of RAY_ADDRESS if set, else a
     local one started here; "auto" or "ray://host:10001" to join a running cluster.
@@ -218,6 +235,7 @@ class RayExecutor(Executor):
         if runner not in RUNNERS:
             raise ValueError(f"runner must be one of {', '.join(RUNNERS)}, not {runner!r}")
         ray = _import_ray()
+        _probe(address)
         self._ray = ray
         self._owns_ray = False
         if not ray.is_initialized():
