@@ -10,6 +10,7 @@ On-disk layout written by :func:`prepare` (uint16 little-endian token ids):
 """
 from __future__ import annotations
 
+import fcntl
 import gzip
 import hashlib
 import json
@@ -132,8 +133,10 @@ def default_data_root() -> Path:
 def _write_split(directory: Path, name: str, ids: list[int], meta: dict) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     arr = np.asarray(ids, dtype=np.uint16)
-    tmp = directory / f".{name}.bin.tmp"
-    arr.tofile(tmp)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.bin.")
+    with os.fdopen(fd, "wb") as f:
+        arr.tofile(f)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, directory / f"{name}.bin")
     _atomic_json(directory / "meta.json", {**meta, "n_tokens": int(arr.size)})
 
@@ -153,6 +156,16 @@ def prepare(tokenizer: str = "char", root: Path | None = None) -> DataPaths:
     paths = DataPaths(base / "train", base / "val")
     if (paths.train_dir / "meta.json").exists() and (paths.val_dir / "meta.json").exists():
         return paths
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f".{tokenizer}.lock", "w") as lock:  # parallel runs tokenize once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (paths.train_dir / "meta.json").exists() and (paths.val_dir / "meta.json").exists():
+            return paths
+        _tokenize(tokenizer, paths)
+    return paths
+
+
+def _tokenize(tokenizer: str, paths: DataPaths) -> None:
     tok = get_tokenizer(tokenizer)
     train_text, val_text = split_text(corpus_text())
     meta = {"format": DATA_FORMAT, "tokenizer": tokenizer, "vocab_size": tok.vocab_size,
@@ -163,7 +176,6 @@ def prepare(tokenizer: str = "char", root: Path | None = None) -> DataPaths:
                  {**meta, "n_bytes": len(train_text.encode())})
     _write_split(paths.val_dir, "val", tok.encode(val_text),
                  {**meta, "n_bytes": len(val_text.encode())})
-    return paths
 
 
 def load_tokens(directory: Path, name: str) -> np.ndarray:

@@ -97,7 +97,7 @@ def assert_consistent(repo: Path, generations: int, population: int = 2) -> None
 @pytest.mark.slow
 def test_evolve_with_builtin_operators_end_to_end(tmp_path, tiny_seed):
     repo = tmp_path / "run" / "population"
-    proc = evolve(repo, tiny_seed, "--generations", "2", "--budget", "4")
+    proc = evolve(repo, tiny_seed, "--generations", "2", "--budget", "6")
     ev = events(proc)
     kinds = [e["event"] for e in ev]
     assert kinds[0] == "run_started" and kinds[-1] == "summary"
@@ -127,7 +127,7 @@ def test_evolve_through_an_openai_compatible_server(tmp_path, tiny_seed):
                  mutation_reply(diff, "Same idea for the other agent.", "Raise LR to 3e-3"))
         env = {"OPENAI_BASE_URL": srv.base_url, "OPENAI_API_KEY": "sk-test-not-real"}
         repo = tmp_path / "run" / "population"
-        proc = evolve(repo, tiny_seed, "--generations", "1", "--budget", "4",
+        proc = evolve(repo, tiny_seed, "--generations", "1", "--budget", "6",
                       "--mutator", "llm", "--model", "scripted-model", env=env)
         assert len(srv.requests) == 2
         first_prompt = json.dumps(srv.bodies()[0])
@@ -146,15 +146,16 @@ def test_evolve_through_an_openai_compatible_server(tmp_path, tiny_seed):
 
 @pytest.mark.slow
 def test_generation_where_every_candidate_fails(tmp_path, tiny_seed):
+    line = next(l for l in (tiny_seed / "train.py").read_text().splitlines()
+                if l.startswith("N_LAYER = "))
     diff = ("--- a/train.py\n+++ b/train.py\n@@ -1,1 +1,1 @@\n"
-            "-N_LAYER = 1  \n+N_LAYER = int('one')  # broken on purpose\n")
+            f"-{line}\n+N_LAYER = int('one')  # broken on purpose\n")
     with LLMServer() as srv:
         srv.push(mutation_reply(diff, "break it", "Break the depth setting"),
                  mutation_reply(diff.replace("'one'", "'uno'"), "break it", "Break it again"))
         env = {"OPENAI_BASE_URL": srv.base_url, "OPENAI_API_KEY": "sk-test"}
         repo = tmp_path / "run" / "population"
-        tips_before = None
-        proc = evolve(repo, tiny_seed, "--generations", "1", "--budget", "4",
+        proc = evolve(repo, tiny_seed, "--generations", "1", "--budget", "6",
                       "--mutator", "llm", "--model", "test-model", env=env)
     ev = events(proc)
     failed = [e for e in ev if e["event"] == "evaluated" and e["status"] == "train_failed"]
@@ -184,14 +185,17 @@ def test_second_evolve_on_the_same_repo_is_refused(tmp_path, tiny_seed):
 
 @pytest.mark.slow
 def test_sigkill_anywhere_then_resume(tmp_path, tiny_seed):
-    """Kill -9 during a commit, after a note, during training, after planning selection and
-    mid-selection; each rerun continues; the end state is as if nothing happened."""
+    """Kill -9 between a commit and its ref, during training, between a note and memory,
+    after planning selection and mid-selection; each rerun continues; the end state is as if
+    nothing happened."""
     repo = tmp_path / "run" / "population"
-    args = ("--generations", "2", "--budget", "4")
-    for point in ("commit_written", "result_noted:3", "selection_planned"):
-        proc = evolve(repo, tiny_seed, *args, env={"DARWIN_CRASH_AT": point}, check=False)
-        assert proc.returncode == -signal.SIGKILL, (point, proc.stderr[-2000:])
+    args = ("--generations", "2", "--budget", "6")
 
+    def crash_at(point):
+        proc = evolve(repo, tiny_seed, *args, env={"DARWIN_CRASH_AT": point}, check=False)
+        assert proc.returncode == -signal.SIGKILL, (point, proc.stdout[-2000:], proc.stderr[-2000:])
+
+    crash_at("commit_written")
     # during training: kill the engine while a candidate trains
     cmd = [*DARWIN, "evolve", "--repo", str(repo), "--runner", "local", "--json", *args]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=tmp_path)
@@ -200,9 +204,10 @@ def test_sigkill_anywhere_then_resume(tmp_path, tiny_seed):
             time.sleep(1.0)
             p.send_signal(signal.SIGKILL)
             break
-    p.wait(timeout=60)
+    p.wait(timeout=120)
     assert p.returncode == -signal.SIGKILL
-
+    crash_at("result_noted")
+    crash_at("selection_planned")
     evolve(repo, tiny_seed, *args, env={"DARWIN_CRASH_AT": "advanced"}, check=False)
     evolve(repo, tiny_seed, *args)  # no crash: finishes the run
     assert_consistent(repo, generations=2)

@@ -67,6 +67,8 @@ class Evolution:
         self.deadline = self.started + settings.max_wall_s if settings.max_wall_s else None
         self.tokens_used, self.cost_used = self._spent_so_far()
         self.sigma: float | None = None
+        self._inflight: dict[str, str] = {}  # tree id -> the commit training it now
+        self._twins: dict[str, list[str]] = {}  # tree id -> commits waiting for that result
         self.stop_reason: str | None = None
 
     # ----- the run ---------------------------------------------------------------------------
@@ -401,13 +403,15 @@ class Evolution:
                                         seed=self.s.seed) or \
             self.pop.cached_result(tree, budget_s=self.s.budget_s, seed=self.s.seed)
         if cached:
-            copy = {k: v for k, v in cached.items() if k != "kind"}
-            copy.update(commit=commit, cached_from=cached.get("commit"))
-            self._record_result(commit, copy, labels, cached=True)
+            self._record_copy(commit, cached, labels)
+            return
+        if tree in self._inflight:  # the same tree is training right now: share its result
+            self._twins.setdefault(tree, []).append(commit)
             return
         job = Job(commit, self.s.budget_s, seed=self.s.seed, device=self.s.device,
                   gpus=1 if self.s.device == "cuda" else 0)
         jobs[self.executor.submit(job)] = commit
+        self._inflight[tree] = commit
         self.sink.emit({"event": "eval_started", "commit": commit, "label": labels.get(commit, "")})
 
     def _collect(self, jobs: dict, labels: dict) -> None:
@@ -415,7 +419,17 @@ class Evolution:
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
-                self._record_result(jobs[fut], fut.result(), labels)
+                commit, result = jobs[fut], fut.result()
+                self._record_result(commit, result, labels)
+                tree = str(self.pop.commit(commit).tree_id)
+                self._inflight.pop(tree, None)
+                for twin in self._twins.pop(tree, []):
+                    self._record_copy(twin, {**result, "commit": commit}, labels)
+
+    def _record_copy(self, commit: str, source: dict, labels: dict) -> None:
+        copy = {k: v for k, v in source.items() if k != "kind"}
+        copy.update(commit=commit, cached_from=source.get("commit"))
+        self._record_result(commit, copy, labels, cached=True)
 
     def _record_result(self, commit: str, result: dict, labels: dict, cached=False) -> None:
         self.pop.add_result(commit, result)
