@@ -124,15 +124,13 @@ def test_summary_block_parses_and_is_consistent(char_run):
     assert float(summary["wall_s"]) > 0
 
 
-def test_metric_lines_parse_and_loss_falls(char_run):
+def test_metric_lines_parse(char_run):
     metrics = [METRIC_LINE.match(line) for line in char_run.proc.stdout.splitlines()
                if line.startswith("step ")]
     assert metrics and all(metrics), char_run.proc.stdout[:1500]
     steps = [int(m.group(1)) for m in metrics]
-    losses = [float(m.group(2)) for m in metrics]
     assert steps[0] == 1 and all(s % 10 == 0 for s in steps[1:])
-    # Seconds of training must already beat the untrained model (about ln(vocab) nats).
-    assert losses[-1] < losses[0]
+    assert all(math.isfinite(float(m.group(2))) for m in metrics)
     assert all(0 <= float(m.group(6)) <= 1 for m in metrics)
 
 
@@ -166,9 +164,14 @@ def test_forward_gives_logits_on_validation_windows(char_run):
     assert isinstance(out, tuple)
     logits = out[0]
     assert logits.shape == (8, context, ckpt["model_config"]["vocab_size"])
-    loss = torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.size(-1)).float(), windows[:, 1:].reshape(-1))
+    targets = windows[:, 1:].reshape(-1)
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), targets)
     assert math.isfinite(loss.item())
+    # Seconds of training must already beat the same model untrained on held-out text.
+    untrained = type(model)(ckpt["model_config"]).eval()
+    with torch.no_grad():
+        fresh = _logits(untrained, windows[:, :-1])
+    assert loss < torch.nn.functional.cross_entropy(fresh.reshape(-1, fresh.size(-1)), targets)
 
 
 def test_model_is_causal(char_run):
