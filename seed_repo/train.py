@@ -97,10 +97,10 @@ def lr_at(progress):
 
 deadline = T0 + BUDGET_S - SAVE_MARGIN_S
 train_start = time.time()
-step, tokens, last_loss = 0, 0, float("nan")
+step, tokens, last_loss, step_s = 0, 0, float("nan"), 0.0
 while True:
     now = time.time()
-    if now >= deadline:
+    if now + step_s >= deadline:  # a step that would end past the deadline is not started
         break
     progress = (now - train_start) / max(1e-9, deadline - train_start)
     lr = lr_at(progress)
@@ -116,6 +116,7 @@ while True:
     optimizer.step()
     step += 1
     tokens += x.numel()
+    step_s = time.time() - now
     if step % LOG_EVERY == 0 or step == 1:
         last_loss = loss.item()  # .item() syncs the GPU: only on logging steps
         dt = time.time() - t_step

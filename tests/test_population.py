@@ -36,7 +36,7 @@ def test_init_layout_and_fsck(population, git):
     git("fsck", "--strict", cwd=repo)
     cfg = runconfig.read_config(population.repo)
     assert cfg["population_size"] == 3 and cfg["budget_s"] == 5.0
-    assert cfg["selection"]["noise_floor"] == 0.0  # defaults fill what is not stored
+    assert cfg["mutator"]["max_apply_attempts"] == 3  # defaults fill what is not stored
     assert "run.toml" in git("ls-tree", "--name-only", "refs/darwin/config", cwd=repo)
     assert (population.memory_dir / "agent-00.json").is_file()
 
