@@ -13,8 +13,10 @@
 - mfu = flops_per_token * tokens_per_s / peak_flops.
 - peak_flops: on CUDA, the dense bf16 tensor-core peak of the device, looked up by its name in
   GPU_PEAK_BF16 (first matching pattern wins); an unknown GPU gives mfu None. On CPU, a measured
-  fp32 matmul probe (512x512 matmuls in torch, best of many, the same eval_threads()), cached
-  per machine in ~/.cache/darwin-git/peak_flops.json; DARWIN_PEAK_FLOPS overrides both.
+  fp32 matmul probe (512x512 matmuls in torch, best of many, the same eval_threads()); every
+  evaluation probes briefly again and ~/.cache/darwin-git/peak_flops.json keeps the highest
+  value seen on the machine, so a probe taken under load cannot inflate MFU for good;
+  DARWIN_PEAK_FLOPS overrides both.
 """
 from __future__ import annotations
 
@@ -100,21 +102,23 @@ def _probe(torch, size: int, seconds: float) -> float:
 
 
 def cpu_peak() -> float:
-    """The measured CPU fp32 matmul peak, cached per machine (hostname + CPU + cores)."""
+    """The CPU fp32 matmul peak: the highest probe ever measured on this machine (hostname +
+    CPU + cores + threads). Every call probes again briefly and keeps the maximum, so a first
+    probe taken while other work loaded the cores cannot inflate MFU for good."""
     key = f"{platform.node()}|{cpu_name()}|{os.cpu_count()}|{eval_threads()} threads"
     path = _cache_path()
     try:
         cache = json.loads(path.read_text())
     except (OSError, ValueError):
         cache = {}
-    if isinstance(cache.get(key), (int, float)):
-        return float(cache[key])
-    peak = measure_cpu_peak()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({**cache, key: peak}))
-    except OSError:
-        pass  # an unwritable cache only costs a re-measure
+    known = cache.get(key) if isinstance(cache.get(key), (int, float)) else 0.0
+    peak = max(float(known), measure_cpu_peak(seconds=0.3 if known else 1.0))
+    if peak > known:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({**cache, key: peak}))
+        except OSError:
+            pass  # an unwritable cache only costs a longer probe next time
     return peak
 
 
