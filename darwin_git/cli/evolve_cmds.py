@@ -26,7 +26,7 @@ from .options import repo_option, user_errors
               help="Evaluations at once [default: 1 per GPU, else 1 per 2 CPU cores].")
 @click.option("--runner", type=click.Choice(["auto", "local", "docker"]), default="auto",
               envvar="DARWIN_RUNNER", show_default=True,
-              help="auto: docker when a daemon and the image are there, else local.")
+              help="auto: docker when a daemon answers (the offline image is built if missing), else local.")
 @click.option("--executor", "executor_kind", type=click.Choice(["local", "ray"]),
               default="local", envvar="DARWIN_EXECUTOR", show_default=True,
               help="Where evaluations run: slots on this machine, or Ray tasks (local Ray, or "
