@@ -53,10 +53,12 @@ def rank(fitness: dict[str, float | None]) -> list[str]:
 
 
 def plan_replacements(fitness: dict[str, float | None], settings: SelectionSettings,
-                      rng: random.Random) -> list[tuple[str, str]]:
+                      rng: random.Random, margin: float = 0.0) -> list[tuple[str, str]]:
     """Which agents to prune and, for each, which survivor to branch its replacement from.
 
-    Never prunes an elite; parents come from tournaments among the survivors.
+    Never prunes an elite, nor an agent within ``margin`` (the noise bar) of the best: such an
+    agent is not measurably worse, and replacing it by a copy of a winner only costs the
+    population its diversity. Parents come from tournaments among the survivors.
     """
     ranked = rank(fitness)
     protected = set(ranked[: settings.elites])
@@ -64,7 +66,8 @@ def plan_replacements(fitness: dict[str, float | None], settings: SelectionSetti
     doomed = [a for a in reversed(ranked) if a not in protected][:n_prune]
     # an agent that is as good as the best is not worth pruning: nothing to gain
     best = fitness[ranked[0]] if ranked else None
-    doomed = [a for a in doomed if fitness[a] is None or best is None or fitness[a] > best]
+    doomed = [a for a in doomed if fitness[a] is None or best is None
+              or fitness[a] > best + margin]
     survivors = [a for a in ranked if a not in doomed]
     plan = []
     for loser in doomed:

@@ -39,3 +39,9 @@ def test_replacements_never_prune_elites_and_draw_parents_from_survivors():
 def test_nothing_pruned_when_everyone_ties_with_the_best():
     fit = {"a": 2.0, "b": 2.0}
     assert plan_replacements(fit, SelectionSettings(elites=1), random.Random(0)) == []
+
+
+def test_agents_within_the_noise_of_the_best_are_not_pruned():
+    fit = {"a": 2.00, "b": 2.01, "c": 2.30}
+    s = SelectionSettings(elites=1, prune_per_generation=2)
+    assert [l for l, _ in plan_replacements(fit, s, random.Random(0), margin=0.05)] == ["c"]

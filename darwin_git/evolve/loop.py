@@ -464,7 +464,8 @@ class Evolution:
         rng = random.Random(_seed(self.s.seed, g, "select"))
         replace = []
         used = set(self.pop.agents()) | {n.split("/")[3] for n in self.pop.pruned()}
-        for loser, parent in plan_replacements(after, self.s.selection(), rng):
+        margin = self.s.accept_k * (self.sigma or 0.0)
+        for loser, parent in plan_replacements(after, self.s.selection(), rng, margin):
             name = _new_name(used)
             used.add(name)
             replace.append({"loser": loser, "loser_tip": new_tips[loser], "name": name,
