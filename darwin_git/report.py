@@ -131,7 +131,10 @@ def _plot(path: Path, gens: list[dict], keys: list[tuple[str, str]], ylabel: str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from matplotlib.ticker import MaxNLocator
+
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=110)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     xs = [g["generation"] for g in gens]
     for key, label in keys:
         ys = [g[key] if isinstance(g[key], (int, float)) else float("nan") for g in gens]
