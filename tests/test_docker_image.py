@@ -13,8 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 from darwin_git.cli import cli
-from darwin_git.run.base import GiB, Limits, SandboxUnavailable, Step
+from darwin_git.run.base import GiB, Limits, Step
 from darwin_git.run.image import DOCKERFILE_GPU, IMAGE_FORMAT, LABEL, ImageInfo, gpu_context
+from test_docker_sandbox import _daemon_or_skip
 
 
 @pytest.fixture(autouse=True)
@@ -24,14 +25,7 @@ def default_image(monkeypatch):
 
 @pytest.fixture(scope="module")
 def docker_client():
-    from darwin_git.run.image import docker_client as connect
-
-    try:
-        return connect()
-    except SandboxUnavailable as exc:
-        if os.environ.get("CI") or os.environ.get("DARWIN_REQUIRE_DOCKER"):
-            pytest.fail(f"docker is required here: {exc}")
-        pytest.skip(f"no docker daemon: {exc}")
+    return _daemon_or_skip()  # one rule for all docker tests: fail in CI, else skip
 
 
 INFO = ImageInfo(tag="darwin-git:local", kind="host", python="/venv/bin/python",
