@@ -43,17 +43,13 @@ from .settings import EvolveSettings
 CANDIDATE_PREFIX = "refs/darwin/candidates/"
 
 
-class BudgetExhausted(Exception):
-    pass
-
-
 class Evolution:
     # Mutator calls in flight at once (LLM requests overlap training): at least one per slot,
     # so a generation's proposals are not serialised behind a few slow LLM replies.
     proposal_threads = 4
 
     def __init__(self, pop: Population, settings: EvolveSettings, executor, mutator, sink,
-                 resolver=None, on_request=None, tokenizer: str = "char"):
+                 resolver=None, on_request=None):
         self.pop = pop
         self.s = settings
         self.executor = executor
@@ -61,7 +57,6 @@ class Evolution:
         self.resolver = resolver  # has resolve_conflicts(...) (the LLM mutator), or None
         self.on_request = on_request  # callback(pop, request, speaker, target, commit, g)
         self.sink = sink
-        self.tokenizer = tokenizer
         self.journal = Journal(pop.repo)
         self.started = time.time()
         self.deadline = self.started + settings.max_wall_s if settings.max_wall_s else None
@@ -113,7 +108,8 @@ class Evolution:
 
     # ----- fitness ---------------------------------------------------------------------------
     def results(self, commit) -> list[dict]:
-        """This run's kind of results for a commit (same budget, tokenizer and device)."""
+        """This run's kind of results for a commit (same budget and device; the tokenizer is the
+        tree's own, fixed by its darwin.toml)."""
         return [r for r in self.pop.records(commit, "result")
                 if r.get("v") == 1 and r.get("budget_s") == self.s.budget_s
                 and r.get("device") in (self.s.device, None)]

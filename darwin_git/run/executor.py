@@ -13,7 +13,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..result import make_result
@@ -26,7 +26,6 @@ class Job:
     seed: int = 0
     device: str = "cpu"  # cpu | cuda
     gpus: int = 0
-    tags: dict = field(default_factory=dict, hash=False, compare=False)  # caller's bookkeeping
 
 
 class Executor(abc.ABC):
