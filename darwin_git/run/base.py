@@ -28,6 +28,27 @@ class Limits:
     cpu_seconds: int | None = None  # CPU time; None = derived from the timeout
     log_bytes: int = 8 << 20  # captured output kept; the rest is counted and dropped
     cpus: float | None = None  # CPU share (docker nano_cpus); None = no cap
+    out_bytes: int = 8 * GiB  # everything the step may write, summed over its writable places
+
+
+CLOCKS = ("cpu", "wall")
+
+
+@dataclass(frozen=True)
+class ClockLimit:
+    """A compute budget the sandbox measures and enforces itself, never as the step reports it.
+
+    ``cpu``: CPU seconds (user + system) of every process and thread of the step, children
+    included, from the kernel's accounting (a cgroup where the sandbox has one, else summed
+    per process). ``wall``: seconds since the step was started. Both count from the start of
+    the step's first process: interpreter start and imports are part of the budget.
+    """
+    clock: str  # one of CLOCKS
+    seconds: float  # the step is killed once its clock passes this
+
+    def __post_init__(self):
+        if self.clock not in CLOCKS:
+            raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, not {self.clock!r}")
 
 
 @dataclass
@@ -41,6 +62,7 @@ class Step:
     limits: Limits = field(default_factory=Limits)
     gpus: int = 0  # GPUs requested (docker device requests / CUDA_VISIBLE_DEVICES locally)
     label: str = "step"  # for logs and container names
+    clock_limit: ClockLimit | None = None  # the compute budget; timeout_s stays the wall net
 
 
 @dataclass
@@ -52,6 +74,10 @@ class Outcome:
     log_bytes: int  # total bytes the step printed (kept or not)
     oom: bool = False  # killed for memory, where the sandbox can tell
     error: str | None = None  # the sandbox itself failed (e.g. image missing)
+    cpu_s: float | None = None  # CPU seconds of the step's whole process tree (kernel's count)
+    cpu_source: str | None = None  # how cpu_s was measured: "cgroup" | "proc"
+    over_budget: bool = False  # killed because its clock passed step.clock_limit
+    limit: str | None = None  # the per-run limit that ended it: "memory" | "disk" | "pids"
 
 
 class Interactive(abc.ABC):
