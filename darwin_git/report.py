@@ -152,7 +152,7 @@ def _plot(path: Path, gens: list[dict], keys: list[tuple[str, str]], ylabel: str
 
 def write_report(pop: Population, out_dir: Path | None = None) -> Path:
     data = collect(pop)
-    out_dir = Path(out_dir or pop.path.parent / "reports")
+    out_dir = Path(out_dir or pop.reports_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     gens = data["generations"]
     seed_loss = (data["noise"] or {}).get("mean")
