@@ -75,8 +75,9 @@ def describe(e: dict) -> str | None:
     if kind == "reverted":
         return (f"  {e['agent']}: human change {str(e.get('failed'))[:10]} failed to train; "
                 f"reverted in {str(e.get('commit'))[:10]}")
-    if kind == "synced":
-        return f"  synced with {e.get('remote')}"
+    if kind == "synced":  # hitl/sync.py: what a human must know comes as "messages"
+        return "\n".join([f"  synced with {e.get('remote')}"] +
+                         [f"    {m}" for m in e.get("messages") or []])
     if kind == "hitl_error":
         return f"  human-in-the-loop step {e.get('step')} failed: {e.get('detail', '')}"
     return None

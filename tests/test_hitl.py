@@ -329,15 +329,17 @@ def test_push_and_pull_move_forward_only_and_merge_notes(pop, tmp_path, git):
     assert out.exit_code == 6 and "rejected" in out.output  # never overwrites the remote
     report = hitl.pull(pop, str(remote))
     assert report["updated"] == ["refs/heads/agents/agent-00"]
-    assert [d["ref"] for d in report["diverged"]] == ["refs/heads/agents/agent-01"]
-    assert pop.message("agents/agent-01")[0] == "Local work"  # kept
+    (merged,) = report["integrated"]  # both moved: the remote's work is merged onto ours
+    assert merged["ref"] == "refs/heads/agents/agent-01" and not report["diverged"]
+    tip = pop.commit("agents/agent-01")
+    assert [pop.message(p)[0] for p in tip.parent_ids] == ["Local work", "Diverging work"]
     assert report["notes"] == ["refs/notes/darwin"]
     origins = [r.get("from") for r in pop.records(seed, "result")]
     assert "clone" in origins and "engine" in origins
     pop.prune("agent-00")  # a pruned agent's branch goes from the remote too
     out = hitl.push(pop, str(remote))
     assert out["deleted"] == ["refs/heads/agents/agent-00"]
-    assert [r["ref"] for r in out["rejected"]] == ["refs/heads/agents/agent-01"]
+    assert "refs/heads/agents/agent-01" in out["updated"] and not out["rejected"]
     # A stale clone pushes the pruned agent back: pull does not revive it. And the branch
     # checked out in the population's work tree is not moved under it.
     other.commit_changes("seed", {"s.txt": "s"}, "Seed fix", ref="refs/heads/seed")
