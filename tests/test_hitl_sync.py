@@ -70,8 +70,12 @@ def test_a_push_onto_an_agent_the_engine_advanced_is_merged_evaluated_and_answer
     engine_tip = engine_advances(pop, "agent-01")
 
     pop.repo.config["darwin.remote"] = str(remote)
-    event = sync(pop, generation=2, when="generation")
-    (merged,) = event["integrated"]
+    # The next generation syncs, merges the human's push onto the engine's tip, trains the
+    # merge like any new tip and answers the request.
+    events = run_loop(pop, NoChange(), generations=2)
+    assert not events.of("hitl_error")
+    synced = events.of("synced")[0]
+    (merged,) = synced["pulled"]["integrated"]
     tip = pop.commit(pop.tip("agent-01"))
     assert merged["commit"] == str(tip.id)
     assert [str(p) for p in tip.parent_ids] == [engine_tip, human_tip]
@@ -79,17 +83,11 @@ def test_a_push_onto_an_agent_the_engine_advanced_is_merged_evaluated_and_answer
     assert trailers["Darwin-Operator"] == "human" and trailers["Darwin-Integrates"] == human_tip
     assert tip.author.name == "Test Human" and "Add a corpus of sonnets" in body
     assert f"agents/agent-01: your push diverged from the engine's; merged as " \
-           f"{str(tip.id)[:10]}, evaluating" in event["messages"]
-    assert "merged as" in describe(event)  # what the terminal prints
-    assert not event["pulled"]["diverged"] and not event["pushed"]["rejected"]
+           f"{str(tip.id)[:10]}, evaluating" in describe(synced)  # what the terminal prints
+    assert not synced["pulled"]["diverged"] and not synced["pushed"]["rejected"]
     clone = tmp_path / "check"
     git("clone", "-q", remote, clone)
     assert git("rev-parse", "origin/agents/agent-01", cwd=clone).strip() == str(tip.id)
-    assert pop.repo.references.get("refs/darwin-incoming/heads/agents/agent-01") is not None
-
-    # The next generation trains the merge like any new tip and answers the request.
-    events = run_loop(pop, NoChange(), generations=2)
-    assert not events.of("hitl_error")
     result = pop.latest_result(tip.id)
     assert result["status"] == "ok" and result["reported"]["extra_files"] == 1
     done = hitl.get_request(pop, req.id)
@@ -182,7 +180,7 @@ def test_prompts_show_answers_to_the_trees_that_hold_them(pop, git, llm_server):
     llm_server.push(mutation_reply(""), mutation_reply(""))
     run_loop(pop, llm(llm_server), generations=1)  # pairing "self": each edits its own tree
     prompts = {a: json.dumps(b) for b in llm_server.bodies()[-2:]
-               for a in ("agent-00", "agent-01") if f"agents/{a}" in json.dumps(b)}
+               for a in ("agent-00", "agent-01") if f"Target agent: {a} " in json.dumps(b)}
     assert "Shall I compare thee" in prompts["agent-01"]
     assert "prose.txt" not in prompts["agent-00"]
 
