@@ -229,6 +229,17 @@ def test_a_request_of_a_pruned_agent_is_orphaned(population, tmp_path, git):
     assert f"refs/heads/{req.branch}" in git("ls-remote", "--heads", remote)
     closed = hitl.close_request(pop, req.id, "agent gone")
     assert closed.state == "closed"
+    # A human who pushed onto the pruned agent is told where their commit is.
+    work = tmp_path / "human"
+    git("clone", "-q", remote, work)
+    git("switch", "-q", "-c", "agents/agent-02", "seed", cwd=work)
+    git("commit", "-q", "--allow-empty", "-m", "A late fix", cwd=work)
+    git("push", "-q", "origin", "agents/agent-02", cwd=work)
+    assert "agents/agent-02" not in hitl.push(pop, str(remote))["deleted"]
+    out = CliRunner().invoke(cli, ["pull", str(remote), "--repo", str(pop.path)])
+    assert "agents/agent-02: agent pruned here; its remote branch has commits the engine " \
+           "never evaluated" in out.output, out.output
+    assert "agent-02" not in pop.agents()
 
 
 def test_the_readme_lineage_command_shows_the_lineage_without_bookkeeping(population, git):

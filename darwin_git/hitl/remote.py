@@ -235,7 +235,11 @@ def _integrate(pop: Population, local: str, incoming: pygit2.Oid, report: dict,
     if local.startswith(AGENT_PREFIX) and current is None:
         agent = local[len(AGENT_PREFIX):]
         if any(n.startswith(f"{PRUNED_PREFIX}{agent}/") for n in repo.references):
-            report["skipped"].append({"ref": local, "reason": "agent pruned here"})
+            reason = "agent pruned here"
+            if not _pruned_at(pop, local, str(incoming)):  # a human pushed onto it meanwhile
+                reason += (f"; its remote branch has commits the engine never evaluated (kept "
+                           f"at {INCOMING}{local[5:]}): merge them into a live agent")
+            report["skipped"].append({"ref": local, "reason": reason})
             return
     if current is None:
         update_refs(repo, [(local, None, incoming)], f"darwin-git: pull {local}")
