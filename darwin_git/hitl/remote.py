@@ -55,13 +55,15 @@ class RemoteError(PopulationError):
     """git could not reach or update the remote; the message carries git's own words."""
 
 
-def _git(pop: Population, *args: str) -> subprocess.CompletedProcess:
+def _git(pop: Population, *args: str, git_dir: str | os.PathLike | None = None
+         ) -> subprocess.CompletedProcess:
+    """Run git on the population repo (or on ``git_dir``)."""
     if shutil.which("git") is None:
         raise RemoteError("push/pull use the git command line, which is not installed")
     env = {k: v for k, v in os.environ.items() if k not in ("GIT_DIR", "GIT_WORK_TREE")}
     try:
-        return subprocess.run(["git", f"--git-dir={pop.repo.path}", *args], capture_output=True,
-                              text=True, env=env, timeout=GIT_TIMEOUT_S)
+        return subprocess.run(["git", f"--git-dir={git_dir or pop.repo.path}", *args],
+                              capture_output=True, text=True, env=env, timeout=GIT_TIMEOUT_S)
     except subprocess.TimeoutExpired as exc:
         raise RemoteError(f"git {args[0]} took longer than {GIT_TIMEOUT_S} s") from exc
 
@@ -142,11 +144,7 @@ def _publish_head(pop: Population, remote: str) -> dict:
         return {"state": "ok", "ref": ref}
     path = _local_path(pop, remote)
     if path is not None and PUBLISHED_HEAD in _remote_refs(pop, remote):
-        env = {k: v for k, v in os.environ.items() if k not in ("GIT_DIR", "GIT_WORK_TREE")}
-        done = subprocess.run(["git", f"--git-dir={path}", "symbolic-ref", "HEAD",
-                               PUBLISHED_HEAD], capture_output=True, text=True, env=env,
-                              timeout=GIT_TIMEOUT_S)
-        if done.returncode == 0:
+        if _git(pop, "symbolic-ref", "HEAD", PUBLISHED_HEAD, git_dir=path).returncode == 0:
             return {"state": "set", "ref": PUBLISHED_HEAD}
     return {"state": "missing", "ref": None,
             "hint": f"the remote's HEAD names no branch, so a clone warns and checks out "
@@ -161,11 +159,10 @@ def _local_path(pop: Population, remote: str) -> Path | None:
         url = url[len("file://"):]
     elif "://" in url or (re.match(r"^[^/]+:", url) and not Path(url).exists()):
         return None  # a server (https://, ssh://, host:path)
-    path = Path(url)
-    if not path.is_dir():
-        return None
-    return path if (path / "HEAD").is_file() else (path / ".git" if (path / ".git" / "HEAD")
-                                                     .is_file() else None)
+    for git_dir in (Path(url), Path(url) / ".git"):  # bare, or a work tree's
+        if (git_dir / "HEAD").is_file():
+            return git_dir
+    return None
 
 
 def _pruned_at(pop: Population, agent_ref: str, sha: str) -> bool:
