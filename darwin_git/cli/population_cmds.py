@@ -54,11 +54,13 @@ def init(seed, agents, bare, no_hooks, repo, as_json):
 @json_option
 @user_errors
 def status(repo, as_json):
-    """Leaderboard of live agents (fitness = val_loss, lower is better)."""
-    from ..population.leaderboard import leaderboard
+    """Leaderboard of live agents (fitness = mean val_loss over seeds under the run's budget,
+    clock, device and harness; lower is better). A tip with commits nobody evaluated yet shows
+    them as +N."""
+    from ..fitness import leaderboard, run_conditions
 
     pop = open_population(repo)
-    rows = leaderboard(pop)
+    rows = leaderboard(pop, run_conditions(pop))
     if as_json:
         emit_json({"repo": str(pop.path), "agents": rows})
         return
@@ -66,14 +68,14 @@ def status(repo, as_json):
 
     table = Table(title=f"darwin-git population: {pop.path}")
     for col, just in (("#", "right"), ("agent", "left"), ("val_loss", "right"),
-                      ("ppl", "right"), ("tok/s", "right"), ("MFU", "right"),
-                      ("status", "left"), ("gen", "right"), ("tip", "left"),
+                      ("seeds", "right"), ("ppl", "right"), ("tok/s", "right"),
+                      ("MFU", "right"), ("status", "left"), ("gen", "right"), ("tip", "left"),
                       ("summary", "left")):
         table.add_column(col, justify=just)
     for r in rows:
-        tip = r["tip"][:10] + (f" +{r['pending']}" if r["pending"] else "")
+        tip = r["commit"][:10] + (f" +{r['pending']}" if r["pending"] else "")
         mfu = None if r["mfu"] is None else r["mfu"] * 100
-        table.add_row(str(r["rank"]), r["agent"], _fmt(r["val_loss"], ".4f"),
+        table.add_row(str(r["rank"]), r["agent"], _fmt(r["val_loss"], ".4f"), str(r["seeds"]),
                       _fmt(r["perplexity"], ".2f"), _fmt(r["tokens_per_s"], ",.0f"),
                       "-" if mfu is None else f"{mfu:.1f}%", r["status"], str(r["generation"]),
                       tip, r["summary"][:60])
