@@ -166,3 +166,6 @@ def test_status_the_end_of_run_table_and_the_report_rank_alike(population, git):
     assert [(r["agent"], r["val_loss"], r["seeds"]) for r in status] == [
         ("agent-01", pytest.approx(1.7), 2), ("agent-00", 1.9, 1), ("agent-02", None, 0)]
     assert status[2]["status"] == "pending" and status[2]["evaluated"] == str(root)
+    shown = json.loads(CliRunner().invoke(cli, ["show", "agent-01", "--repo", str(pop.path),
+                                                 "--json", "--no-diff"]).output)
+    assert shown["fitness"] == {"val_loss": status[0]["val_loss"], "seeds": 2, "failed": False}

@@ -109,9 +109,13 @@ def log(agent, max_count, repo, as_json):
 @json_option
 @user_errors
 def show(rev, no_diff, repo, as_json):
-    """Reasoning, diff and metrics of an agent's tip or any commit."""
+    """Reasoning, diff and metrics of an agent's tip or any commit. Its fitness counts the
+    results measured under the run's conditions; every result line is listed."""
+    from ..fitness import fitness, run_conditions
+
     pop = open_population(repo)
     c = pop.commit(rev)
+    fit = fitness(pop, c.id, run_conditions(pop))
     summary, reasoning, trailers = pop.message(c.id)
     parent = pop.repo[c.parent_ids[0]].tree if c.parent_ids else None
     diff = pop.repo.diff(parent, c.tree) if parent is not None else c.tree.diff_to_tree(swap=True)
@@ -120,6 +124,7 @@ def show(rev, no_diff, repo, as_json):
             "author": f"{c.author.name} <{c.author.email}>", "time": c.commit_time,
             "summary": summary, "reasoning": reasoning, "trailers": trailers,
             "records": records, "result": pop.latest_result(c.id),
+            "fitness": {"val_loss": fit.loss, "seeds": fit.n, "failed": fit.failed},
             "diff": None if no_diff else diff.patch or ""}
     if as_json:
         emit_json(info)
@@ -138,6 +143,10 @@ def show(rev, no_diff, repo, as_json):
                   f" ppl={_fmt(res.get('perplexity'), '.2f')} "
                   f"tok/s={_fmt(res.get('tokens_per_s'), ',.0f')} "
                   f"mfu={_fmt(res.get('mfu'), '.4f')} params={res.get('params') or '-'}",
+                  markup=False)
+    if fit.loss is not None or fit.failed:
+        con.print("Fitness: " + (f"val_loss {fit.loss:.4f} (mean over {fit.n} seed(s))"
+                                 if not fit.failed else "failed under the run's conditions"),
                   markup=False)
     for r in records:
         if r.get("kind") == "attempt":

@@ -83,7 +83,7 @@ class Evaluations:
         agent = self.pop.message(commit)[2].get("Darwin-Agent")
         if agent and agent in self.pop.agents():
             memory.update(self.pop, [agent])
-        self.sink.emit({"event": "evaluated", "commit": commit,
+        self.sink.emit({"event": "evaluated", "commit": commit, "seed": result.get("seed"),
                         "label": self._labels.get(commit, ""), "status": result.get("status"),
                         "cause": result.get("cause"), "val_loss": result.get("val_loss"),
                         "mfu": result.get("mfu"), "cached": cached})
