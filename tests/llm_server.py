@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import json
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -146,8 +147,7 @@ class LLMServer:
                         server.aborted.append(sent)
                     server.hung_up.set()
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
+        self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._httpd.serve_forever,
                                         kwargs={"poll_interval": 0.02}, daemon=True)
         self._thread.start()
@@ -195,6 +195,15 @@ class LLMServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # a client that hung up (a deadline, a size cap): expected, not news
+        super().handle_error(request, client_address)
 
 
 @pytest.fixture

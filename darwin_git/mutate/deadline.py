@@ -151,8 +151,10 @@ def _on_request(request: httpx2.Request) -> None:
             sock = stream.get_extra_info("socket") if stream is not None else None
             if sock is not None:
                 call.watch(sock)
-        elif name.endswith(".failed") and call.expired:
-            raise call.error()  # the shutdown's read error, said as what it is
+        elif name.endswith(".failed") and (call.expired or call.left() <= 0):
+            # the shutdown's read error, or a read timeout that the clamp made end exactly at
+            # the deadline: said as what it is
+            raise call.error()
 
     request.extensions["trace"] = trace
 
