@@ -29,7 +29,8 @@ import openai
 # connections are not kept between calls: a pooled connection's socket was recorded by an
 # earlier call, and only sockets opened under this call's deadline are shut down by it
 _LIMITS = httpx2.Limits(max_connections=100, max_keepalive_connections=0)
-_CONNECTED = ("connection.connect_tcp.complete", "connection.connect_unix_socket.complete")
+# trace events whose return value is a new connection's stream ("connection.", "socks." ...)
+_CONNECTED = (".connect_tcp.complete", ".connect_unix_socket.complete")
 
 
 class DeadlineExceeded(openai.APITimeoutError):
@@ -146,7 +147,7 @@ def _on_request(request: httpx2.Request) -> None:
     def trace(name: str, info: dict) -> None:
         if inner is not None:
             inner(name, info)
-        if name in _CONNECTED:
+        if name.endswith(_CONNECTED):
             stream = info.get("return_value")
             sock = stream.get_extra_info("socket") if stream is not None else None
             if sock is not None:
