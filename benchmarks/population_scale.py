@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from darwin_git import memory  # noqa: E402
+from darwin_git.fitness import leaderboard, run_conditions  # noqa: E402
 from darwin_git.population import Population, init_population  # noqa: E402
 from darwin_git.population.graph import lineage  # noqa: E402
-from darwin_git.population.leaderboard import leaderboard  # noqa: E402
 from darwin_git.population.refs import update_refs  # noqa: E402
 from darwin_git.result import make_result  # noqa: E402
 
@@ -83,13 +83,17 @@ def timed(fn, repeat: int = 3) -> float:
     return best
 
 
+def status(pop: Population) -> list[dict]:
+    return leaderboard(pop, run_conditions(pop))
+
+
 def measure(agents: int, depth: int, seed: int = 0, where: str | None = None) -> dict:
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="darwin-scale-", dir=where) as tmp:
         pop, out = build(Path(tmp), agents, depth, rng)
         pop = Population(pop.path)  # fresh handle: no warm caches from building
         some = sorted(pop.agents())[agents // 2]
-        out["status_s"] = timed(lambda: leaderboard(Population(pop.path)))
+        out["status_s"] = timed(lambda: status(Population(pop.path)))
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
         cli = [sys.executable, "-c", "from darwin_git.cli import cli; cli()", "status",
                "--json", "--repo", str(pop.path)]

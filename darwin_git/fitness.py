@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import pygit2
 
-from .evolve.settings import EvolveSettings
+from . import runconfig
 from .population.lineage import generation
 from .population.message import parse_message
 from .population.repo import Population
@@ -27,6 +27,7 @@ CLOCKS = ("cpu", "wall")
 # The clocks the installed harness can hold a run to. The harness measures wall time only until
 # it owns a CPU clock (issue 11); a run never asks for a clock its harness cannot measure.
 HARNESS_CLOCKS = ("wall",)
+DEFAULT_BUDGET_S = 60.0  # a config without any budget (runconfig.DEFAULTS has one)
 PENDING_DEPTH = 200  # how far below a tip the leaderboard looks for the last evaluated commit
 
 
@@ -55,8 +56,9 @@ class Conditions:
             raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, not {self.clock!r}")
 
     @classmethod
-    def of(cls, settings: EvolveSettings) -> "Conditions":
-        """The conditions of a run with these settings, scored by this install's harness."""
+    def of(cls, settings) -> "Conditions":
+        """The conditions of a run with these settings (an evolve.settings.EvolveSettings:
+        budget_s, device, clock), scored by this install's harness."""
         return cls(budget_s=float(settings.budget_s),
                    clock=settings.clock or default_clock(settings.device),
                    device=settings.device, harness=installed_harness())
@@ -64,9 +66,14 @@ class Conditions:
     @classmethod
     def from_config(cls, config: dict) -> "Conditions":
         """The conditions of the run stored in a run config (refs/darwin/config): what status,
-        report and memory read when no loop is running. A config without a clock (written
-        before clocks existed) gets its device's default clock."""
-        return cls.of(EvolveSettings.from_config(config))
+        report and memory read when no loop is running. It reads the [evolve] table `evolve`
+        stores (before the first evolve: the seed's budget, the CPU); a config without a clock
+        (written before clocks existed) gets its device's default clock. The same as
+        ``Conditions.of(EvolveSettings.from_config(config))`` (tests hold the two together)."""
+        run = {"budget_s": config.get("budget_s", DEFAULT_BUDGET_S), **config.get("evolve", {})}
+        device = run.get("device") or "cpu"
+        return cls(budget_s=float(run["budget_s"]), clock=run.get("clock") or default_clock(device),
+                   device=device, harness=installed_harness())
 
     def matches(self, record: dict) -> bool:
         """Same budget, clock, device and harness. A record that does not say one of them
@@ -78,6 +85,11 @@ class Conditions:
         return (same("budget_s", self.budget_s) and same("device", self.device)
                 and same("harness", self.harness)
                 and (record.get("clock") or "wall") == self.clock)
+
+
+def run_conditions(pop: Population) -> Conditions:
+    """The conditions of the run stored in the population's run config (refs/darwin/config)."""
+    return Conditions.from_config(runconfig.read_config(pop.repo))
 
 
 def comparable(result, conditions: Conditions) -> bool:

@@ -3,11 +3,13 @@ proposed the change) and notes (fitness before/after, failed mutation attempts).
 
 The files are a cache of the repo: `rebuild` regenerates them byte-identically from git alone,
 and a missing or corrupt file is rebuilt when read. Layout: memory/schema.json at the project
-top level documents the format; a run writes <P.parent>/memory/<agent>.json.
+top level documents the format; a run writes <P.parent>/memory/<agent>.json. Fitness is
+darwin_git.fitness under the conditions of the run config (refs/darwin/config).
 
 Which commits belong to agent A: those reachable from A's refs (agents/A, refs/darwin/pruned/A/…,
-other refs/darwin/* refs whose tip names A, e.g. candidates) whose Darwin-Agent trailer is A, plus commits without that trailer (made by hand in a clone
-without hooks) on the first-parent chain of A's refs before another agent's commit.
+other refs/darwin/* refs whose tip names A, e.g. candidates) whose Darwin-Agent trailer is A,
+plus commits without that trailer (made by hand in a clone without hooks) on the first-parent
+chain of A's refs before another agent's commit.
 """
 from __future__ import annotations
 
@@ -18,26 +20,21 @@ from pathlib import Path
 
 import pygit2
 
+from .fitness import Conditions, comparable_results, fitness, latest, leaderboard, \
+    nearest_evaluated, run_conditions, summarize
 from .mutate.base import MemoryEntry
-from .population.lineage import agent_refs, generation, last_evaluated
-from .population.message import is_human, parse_message
 from .population.errors import PopulationError
-from .population.repo import _NAME_RE, Population
-from .result import fitness
+from .population.lineage import agent_refs, generation
+from .population.message import is_human, parse_message
+from .population.repo import CONFIG_REF, Population, is_agent_name
 
 MEMORY_VERSION = 1
 RESULT_KEYS = ("status", "cause", "val_loss", "perplexity", "tokens_per_s", "mfu", "params")
 
 
-
-
 def _agent_refs(pop: Population) -> dict[str, list[str]]:
-    return {a: refs for a, refs in agent_refs(pop).items() if check_name(a)}
-
-
-def check_name(agent: str) -> bool:
     """Only names that are safe as file names get a memory file."""
-    return bool(_NAME_RE.match(agent))
+    return {a: refs for a, refs in agent_refs(pop).items() if is_agent_name(a)}
 
 
 def known_agents(pop: Population) -> list[str]:
@@ -52,7 +49,7 @@ def _num(value):
 
 
 def _entry(pop: Population, commit: pygit2.Commit, trailers: dict, summary: str,
-           reasoning: str, notes_tree) -> dict:
+           reasoning: str, run: Conditions) -> dict:
     repo = pop.repo
     parent = repo[commit.parent_ids[0]] if commit.parent_ids else None
     diff = repo.diff(parent.tree if parent else None, commit.tree) if parent else \
@@ -64,10 +61,11 @@ def _entry(pop: Population, commit: pygit2.Commit, trailers: dict, summary: str,
         files.append({"path": delta.new_file.path or delta.old_file.path,
                       "status": delta.status_char(), "added": a, "deleted": d})
         ins, dels = ins + a, dels + d
-    after = [r for r in pop.notes.records(commit.id, "result", notes_tree) if r.get("v") == 1]
-    after = after[-1] if after else None
-    before = last_evaluated(pop, parent.id, 200, notes_tree)[1] if parent else None
-    f_after, f_before = fitness(after), fitness(before)
+    results = comparable_results(pop, commit.id, run)
+    after = latest(results)
+    f_after = summarize(results).loss
+    before = nearest_evaluated(pop, parent.id, run)[0] if parent else None
+    f_before = fitness(pop, before, run).loss if before is not None else None
     return {
         "commit": str(commit.id),
         "parents": [str(p) for p in commit.parent_ids],
@@ -89,7 +87,7 @@ def _entry(pop: Population, commit: pygit2.Commit, trailers: dict, summary: str,
         "fitness_before": f_before,
         "fitness_after": f_after,
         "delta": (f_after - f_before) if f_after is not None and f_before is not None else None,
-        "status": after.get("status") if after else "pending",
+        "status": ("ok" if f_after is not None else after["status"]) if after else "pending",
         "result": {k: after.get(k) for k in RESULT_KEYS} if after else None,
     }
 
@@ -99,7 +97,8 @@ def agent_memory(pop: Population, agent: str, refs: list[str] | None = None) -> 
     if refs is None:
         refs = _agent_refs(pop).get(agent, [])
     tips = [pop.repo.references[r].resolve().target for r in refs]
-    notes_tip, notes_tree = pop.notes._tree()
+    notes_tip, notes_tree = pop.notes.snapshot()
+    run = run_conditions(pop)
     own_untrailered: set = set()
     for tip in tips:  # hand-made commits without trailers on A's first-parent chains
         c = pop.repo[tip]
@@ -120,7 +119,7 @@ def agent_memory(pop: Population, agent: str, refs: list[str] | None = None) -> 
             summary, reasoning, trailers = parse_message(c.message)
             mine = trailers.get("Darwin-Agent") == agent or c.id in own_untrailered
             if mine and c.parent_ids:
-                entries.append(_entry(pop, c, trailers, summary, reasoning, notes_tree))
+                entries.append(_entry(pop, c, trailers, summary, reasoning, run))
             for rec in pop.notes.records(c.id, "attempt", notes_tree):
                 if rec.get("agent") == agent:
                     failures.append({"commit": str(c.id), **{k: rec.get(k) for k in (
@@ -137,23 +136,26 @@ def agent_memory(pop: Population, agent: str, refs: list[str] | None = None) -> 
         "v": MEMORY_VERSION,
         "agent": agent,
         "live": live,
-        "source": _source(refs, tips, notes_tip),
+        "source": _source(pop, refs, tips, notes_tip),
         "best": {"commit": best["commit"], "fitness": best["fitness_after"]} if best else None,
         "entries": entries,
         "failures": failures,
     }
 
 
-def _source(refs, tips, notes_tip) -> dict:
-    """The repo state the document was computed from: a file is stale when this changed."""
+def _source(pop: Population, refs, tips, notes_tip) -> dict:
+    """The repo state the document was computed from: a file is stale when this changed (the
+    run config too: it says which results count)."""
+    config = pop.repo.references.get(CONFIG_REF)
     return {"refs": {r: str(t) for r, t in zip(refs, tips)},
-            "notes": str(notes_tip) if notes_tip else None}
+            "notes": str(notes_tip) if notes_tip else None,
+            "config": str(config.resolve().target) if config is not None else None}
 
 
 def current_source(pop: Population, agent: str) -> dict:
     refs = _agent_refs(pop).get(agent, [])
-    return _source(refs, [pop.repo.references[r].resolve().target for r in refs],
-                   pop.notes._tree()[0])
+    return _source(pop, refs, [pop.repo.references[r].resolve().target for r in refs],
+                   pop.notes.snapshot()[0])
 
 
 def dumps(doc: dict) -> str:
@@ -161,7 +163,7 @@ def dumps(doc: dict) -> str:
 
 
 def agent_path(pop: Population, agent: str) -> Path:
-    if not check_name(agent):  # the name becomes a file name: never a path out of memory/
+    if not is_agent_name(agent):  # the name becomes a file name: never a path out of memory/
         raise PopulationError(f"invalid agent name {agent!r}")
     return pop.memory_dir / f"{agent}.json"
 
@@ -258,10 +260,9 @@ def top_diffs(pop: Population, n_agents: int = 3, per_agent: int = 1,
               max_chars: int = 6000) -> list[str]:
     """Recent accepted diffs (changes that improved fitness and stayed on the branch) of the
     best live agents, as unified diffs headed by the summary."""
-    from .population.leaderboard import leaderboard
-
     out = []
-    for row in [r for r in leaderboard(pop) if r["fitness"] is not None][:n_agents]:
+    for row in [r for r in leaderboard(pop, run_conditions(pop)) if r["val_loss"] is not None
+                ][:n_agents]:
         doc = load(pop, row["agent"])
         on_branch = set()
         c = pop.repo[pop.tip(row["agent"])]

@@ -105,7 +105,7 @@ class LiveSink(Sink):
     def __init__(self, console: Console | None = None):
         self.console = console or Console()
         self.generation = 0
-        self.in_flight: dict[str, str] = {}
+        self.in_flight: dict[tuple[str, int | None], str] = {}  # (commit, seed) -> label
         self.leaderboard: list[dict] = []
         self.deadline: float | None = None
         self.recent: list[str] = []
@@ -119,10 +119,10 @@ class LiveSink(Sink):
             self.deadline = event["deadline"]
         elif kind == "generation_started":
             self.generation = event["generation"]
-        elif kind == "eval_started":
-            self.in_flight[event["commit"]] = event.get("label", "")
+        elif kind == "eval_started":  # a commit may train at several seeds at once
+            self.in_flight[(event["commit"], event.get("seed"))] = event.get("label", "")
         elif kind == "evaluated":
-            self.in_flight.pop(event["commit"], None)
+            self.in_flight.pop((event["commit"], event.get("seed")), None)
         elif kind == "leaderboard":
             self.leaderboard = event["agents"]
         line = describe(event)
@@ -143,7 +143,8 @@ class LiveSink(Sink):
             table.add_row(a["agent"], _fmt(a.get("val_loss"), ".4f"), _fmt(a.get("perplexity"), ".2f"),
                           _fmt(a.get("tokens_per_s"), ".0f"), _fmt(a.get("mfu"), ".2%"),
                           (a.get("commit") or "")[:10])
-        flight = Text("\n".join(f"  training {c[:10]} {l}" for c, l in self.in_flight.items()))
+        flight = Text("\n".join(f"  training {c[:10]} {l}"
+                                 for (c, _), l in self.in_flight.items()))
         return Group(head, table, flight, Text("\n".join(self.recent), style="dim"))
 
     def close(self) -> None:

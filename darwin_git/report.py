@@ -10,25 +10,22 @@ from pathlib import Path
 import pygit2
 
 from .evolve.journal import Journal
-from .evolve.loop import CANDIDATE_PREFIX
+from .fitness import fitness, leaderboard, run_conditions
 from .population.notes import Notes
 from .population.refs import ref_target
-from .population.repo import Population
-from .result import fitness as result_fitness
+from .population.repo import CANDIDATE_PREFIX, Population
 
 
 def collect(pop: Population) -> dict:
     journal = Journal(pop.repo)
     records = journal.records()
     noise = next((r for r in records if r.get("phase") == "noise"), None)
-    budget = noise.get("budget_s") if noise else None
     done = {r["generation"]: r for r in records if r.get("phase") == "done"}
     gens = [done[g] for g in sorted(done)]
+    run = run_conditions(pop)
 
     def fit(commit) -> float | None:
-        losses = [f for f in (result_fitness(r) for r in pop.records(commit, "result")
-                              if budget is None or r.get("budget_s") == budget) if f is not None]
-        return statistics.fmean(losses) if losses else None
+        return fitness(pop, commit, run).loss
 
     per_gen = []
     for r in gens:
@@ -90,6 +87,7 @@ def collect(pop: Population) -> dict:
     best = gens[-1]["best"] if gens and gens[-1].get("best") else None
     lineage = _lineage(pop, best["agent"], fit) if best and best["agent"] in pop.agents() else []
     return {"noise": noise, "generations": per_gen, "best": best, "lineage": lineage,
+            "leaderboard": leaderboard(pop, run),
             "mutations": total, "failed": failed,
             "failure_rate": failed / total if total else None,
             "failures_by_cause": dict(causes.most_common()), "by_operator": by_op}

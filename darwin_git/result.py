@@ -1,4 +1,4 @@
-"""The one result format (design.md "Results"): a versioned JSON object per evaluation.
+"""The one result format (README "The evaluation boundary"): a versioned JSON object per evaluation.
 
 Stored as one line in git notes ``refs/notes/darwin`` on the evaluated commit. ``status`` is one
 of STATUSES; ``cause`` names the precise reason when it is not ``ok`` (e.g. ``no_checkpoint``,

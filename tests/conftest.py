@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from darwin_git.progress import Sink
+
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = ROOT / ".venv" / "bin"
 
@@ -88,3 +90,16 @@ def population(tmp_path, seed_dir):
     from darwin_git.population import init_population
 
     return init_population(tmp_path / "run" / "population", seed=seed_dir, agents=3)
+
+
+class Events(Sink):
+    """A sink that keeps the loop's events, for assertions."""
+
+    def __init__(self):
+        self.events = []
+
+    def emit(self, event):
+        self.events.append(event)
+
+    def of(self, kind):
+        return [e for e in self.events if e.get("event") == kind]

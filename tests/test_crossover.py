@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import random
 
-from darwin_git.evolve.loop import CANDIDATE_PREFIX, Evolution
+from conftest import Events
+
+from darwin_git.evolve.generation import Generation
+from darwin_git.evolve.proposals import Proposals
 from darwin_git.evolve.settings import EvolveSettings
-from darwin_git.population import init_population
-from darwin_git.progress import Sink
-
-
-class Events(Sink):
-    def __init__(self):
-        self.events = []
-
-    def emit(self, event):
-        self.events.append(event)
+from darwin_git.fitness import Conditions
+from darwin_git.population import CANDIDATE_PREFIX, init_population
 
 
 def _population(tmp_path, seed_dir):
@@ -24,9 +19,16 @@ def _population(tmp_path, seed_dir):
     return pop
 
 
-def _evolution(pop):
-    return Evolution(pop, EvolveSettings(budget_s=5, crossovers=1), executor=None,
-                     mutator=None, sink=Events())
+def _proposals(pop):
+    settings = EvolveSettings(budget_s=5, crossovers=1)
+    return Proposals(pop, settings, mutator=None, sink=Events(),
+                     conditions=Conditions.of(settings))
+
+
+def _generation(g, pop):
+    gen = Generation(g)
+    gen.read_tips(pop.agents())
+    return gen
 
 
 def test_crossover_merges_two_lineages_into_a_two_parent_candidate(tmp_path, seed_dir, git):
@@ -37,12 +39,14 @@ def test_crossover_merges_two_lineages_into_a_two_parent_candidate(tmp_path, see
     b = pop.commit_changes("agent-01", {"train.py": "lr = 1e-3\nsteps = 100\nwidth = 96\n"
                                                     "print('train')\n"}, "Widen",
                            ref="refs/heads/agents/agent-01")
-    evo = _evolution(pop)
-    tips = {"agent-00": str(a), "agent-01": str(b)}
-    stats = {"proposed": 0, "failed": 0, "tokens": 0, "cost_usd": 0.0}
-    child = evo._crossover(3, 0, tips, random.Random(0), stats)
-    assert child is not None and stats["proposed"] == 1
+    proposals = _proposals(pop)
+    gen = _generation(3, pop)
+    assert gen.tips == {"agent-00": str(a), "agent-01": str(b)}
+    made = proposals.crossover(gen, 0, random.Random(0))
+    assert made is not None and gen.stats.proposed == 1
+    child, owner = made
     commit = pop.commit(child)
+    assert str(commit.parent_ids[0]) == gen.tips[owner]  # it may advance the first parent
     assert {str(p) for p in commit.parent_ids} == {str(a), str(b)}
     text = pop.repo[commit.tree["train.py"].id].data.decode()
     assert "lr = 2e-3" in text and "width = 96" in text  # both changes survive
@@ -62,12 +66,11 @@ def test_conflicting_crossover_without_a_resolver_is_recorded(tmp_path, seed_dir
     b = pop.commit_changes("agent-01", {"train.py": "lr = 5e-4\nsteps = 100\nwidth = 64\n"
                                                     "print('train')\n"}, "Lower lr",
                            ref="refs/heads/agents/agent-01")
-    evo = _evolution(pop)
-    stats = {"proposed": 0, "failed": 0, "tokens": 0, "cost_usd": 0.0}
-    tips = {"agent-00": str(a), "agent-01": str(b)}
-    assert evo._crossover(2, 0, tips, random.Random(0), stats) is None
-    assert stats["failed"] == 1
-    attempts = [r for t in tips.values() for r in pop.records(t, "attempt")]
+    proposals = _proposals(pop)
+    gen = _generation(2, pop)
+    assert proposals.crossover(gen, 0, random.Random(0)) is None
+    assert gen.stats.failed == 1
+    attempts = [r for t in gen.tips.values() for r in pop.records(t, "attempt")]
     assert len(attempts) == 1 and attempts[0]["cause"] == "merge_conflict"
     assert "train.py" in attempts[0]["detail"]
-    assert any(e["event"] == "proposal_failed" for e in evo.sink.events)
+    assert any(e["event"] == "proposal_failed" for e in proposals.sink.events)

@@ -111,6 +111,15 @@ def test_evolve_with_builtin_operators_end_to_end(tmp_path, tiny_seed):
     assert Path(summary["report"]).is_file()
     assert (Path(summary["report"]).parent / "fitness.png").is_file()
     assert [r["agent"] for r in summary["leaderboard"]]  # ranked agents come back
+    # status, the end-of-run table and the report rank alike, with the same numbers
+    status = json.loads(subprocess.run([*DARWIN, "status", "--repo", str(repo), "--json"],
+                                       capture_output=True, text=True, check=True).stdout)
+    report = json.loads(subprocess.run([*DARWIN, "report", "--repo", str(repo), "--json"],
+                                       capture_output=True, text=True, check=True).stdout)
+    assert summary["leaderboard"] == status["agents"] == report["leaderboard"]
+    best = summary["leaderboard"][0]
+    assert (report["best"]["agent"], report["best"]["val_loss"]) == (best["agent"],
+                                                                     best["val_loss"])
     # the seed's repeated evaluations sit on the root commit, one per training seed
     root = run_git("-C", repo, "rev-parse", "seed").strip()
     assert sorted(n["seed"] for n in notes(repo, root)) == [0, 1]

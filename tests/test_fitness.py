@@ -2,16 +2,24 @@
 leaderboard every view shows."""
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
+from click.testing import CliRunner
+
+from conftest import Events
 
 from darwin_git import runconfig
+from darwin_git.cli import cli
+from darwin_git.evolve.loop import Evolution
 from darwin_git.evolve.settings import EvolveSettings
-from darwin_git.fitness import (Conditions, comparable, default_clock, fitness, installed_harness,
-                                leaderboard, summarize)
+from darwin_git.fitness import (Conditions, comparable, default_clock, fitness,
+                                installed_harness, leaderboard, summarize)
 from darwin_git.mutate.base import Mutation
 from darwin_git.result import make_result
+from darwin_git.run.executor import LocalExecutor
+from darwin_git.run.local import LocalSandbox
 
 RUN = Conditions(budget_s=5.0, clock="wall", device="cpu", harness=installed_harness())
 
@@ -76,6 +84,9 @@ def test_conditions_of_a_run_config(population):
     stored = {**config, "evolve": {"budget_s": 30, "device": "cpu", "clock": "wall"}}
     assert Conditions.from_config(stored) == Conditions.of(
         EvolveSettings(budget_s=30, device="cpu", clock="wall"))
+    for cfg in (config, cuda, stored, {**config, "evolve": {"device": "cuda"}}):
+        # views (no loop) and the loop read a config alike
+        assert Conditions.from_config(cfg) == Conditions.of(EvolveSettings.from_config(cfg))
     with pytest.raises(ValueError, match="clock"):
         Conditions(budget_s=1, clock="sundial", device="cpu")
 
@@ -121,3 +132,40 @@ def test_leaderboard_ranks_by_fitness_and_marks_pending_and_failed_tips(populati
     assert failed["val_loss"] is None and failed["cause"] == "nan_loss"
     assert human["val_loss"] is None and human["pending"] == 1
     assert human["evaluated"] == str(seed) and human["summary"] == "Human idea"
+
+
+def test_status_the_end_of_run_table_and_the_report_rank_alike(population, git):
+    """Results of other budgets and devices, and a seed run twice, are where the views used to
+    disagree; all three now show the same numbers in the same order."""
+    pop = population
+    settings = EvolveSettings(generations=0, budget_s=5.0, noise_repeats=2, device="cpu")
+    run = Conditions.of(settings)
+    root = pop.tip("agent-00")
+    for seed, loss in ((0, 2.0), (1, 2.1)):  # the noise floor, already measured
+        pop.add_result(root, result(val_loss=loss, seed=seed, conditions=run))
+    a = _child(pop, "agent-00", "lr = 1\n")
+    pop.add_result(a, result(val_loss=1.9, seed=0, conditions=run))
+    pop.add_result(a, result(val_loss=0.5, seed=0, budget_s=60.0))  # another run's budget
+    b = _child(pop, "agent-01", "lr = 2\n")
+    for seed, loss in ((0, 1.7), (0, 1.9), (1, 1.6)):
+        pop.add_result(b, result(val_loss=loss, seed=seed, conditions=run))
+    c = _child(pop, "agent-02", "lr = 3\n")
+    pop.add_result(c, result(val_loss=1.0, seed=0, device="cuda"))  # another device
+
+    executor = LocalExecutor(pop.path, LocalSandbox(), work_root=pop.state_dir / "work")
+    try:
+        summary = Evolution(pop, settings, executor, None, Events()).run()
+    finally:
+        executor.shutdown()
+    end_of_run = json.loads(json.dumps(summary["leaderboard"]))
+    status = json.loads(CliRunner().invoke(cli, ["status", "--repo", str(pop.path),
+                                                 "--json"]).output)["agents"]
+    report = json.loads(CliRunner().invoke(cli, ["report", "--repo", str(pop.path),
+                                                 "--json"]).output)["leaderboard"]
+    assert end_of_run == status == report
+    assert [(r["agent"], r["val_loss"], r["seeds"]) for r in status] == [
+        ("agent-01", pytest.approx(1.7), 2), ("agent-00", 1.9, 1), ("agent-02", None, 0)]
+    assert status[2]["status"] == "pending" and status[2]["evaluated"] == str(root)
+    shown = json.loads(CliRunner().invoke(cli, ["show", "agent-01", "--repo", str(pop.path),
+                                                 "--json", "--no-diff"]).output)
+    assert shown["fitness"] == {"val_loss": status[0]["val_loss"], "seeds": 2, "failed": False}

@@ -7,6 +7,7 @@ import json
 import pygit2
 import pytest
 from click.testing import CliRunner
+from conftest import Events
 from llm_server import llm_server, mutation_reply  # noqa: F401 (fixture)
 
 from darwin_git import hitl, memory
@@ -17,7 +18,6 @@ from darwin_git.mutate.base import MutationFailure, Mutator
 from darwin_git.mutate.config import LLMConfig
 from darwin_git.mutate.llm import LLMMutator
 from darwin_git.population import Population, init_population
-from darwin_git.progress import Sink
 from darwin_git.run.executor import LocalExecutor
 from darwin_git.run.local import LocalSandbox
 
@@ -84,17 +84,6 @@ print(f"extra_files: {len(extra)}")
 }
 
 
-class Events(Sink):
-    def __init__(self):
-        self.events = []
-
-    def emit(self, event):
-        self.events.append(event)
-
-    def of(self, kind):
-        return [e for e in self.events if e.get("event") == kind]
-
-
 class NoChange(Mutator):
     """A mutator that never proposes: the generation only evaluates what humans did."""
     name = "none"
@@ -122,7 +111,7 @@ def run_loop(pop, mutator, generations, stall=0):
     executor = LocalExecutor(pop.path, LocalSandbox(), slots=1, work_root=pop.state_dir / "work")
     sink = Events()
     try:
-        Evolution(pop, settings, executor, mutator, sink, on_request=hitl.open_request).run()
+        Evolution(pop, settings, executor, mutator, sink).run()  # the git Hitl by default
     finally:
         executor.shutdown()
     return sink

@@ -126,3 +126,22 @@ def test_rejected_candidates_count_for_their_agent(population):
         [("Bigger model", 0.3)]
     assert sorted(p.name for p in pop.memory_dir.glob("*.json")) == \
         ["agent-00.json", "agent-01.json", "agent-02.json"]
+
+
+def test_memory_files_follow_the_schema(population):
+    """memory/schema.json documents the files: every file a run writes validates against it."""
+    import jsonschema
+
+    from conftest import ROOT
+
+    schema = json.loads((ROOT / "memory" / "schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    evolve_a_little(population)
+    population.prune("agent-02")
+    validator = jsonschema.Draft202012Validator(schema)
+    docs = [json.loads(p.read_text()) for p in memory.rebuild(population)]
+    assert len(docs) == 3 and any(d["entries"] and d["failures"] for d in docs)
+    for doc in docs:
+        validator.validate(doc)
+    broken = {**docs[0], "entries": [{"commit": 1}]}
+    assert not validator.is_valid(broken)  # the schema does check what it documents

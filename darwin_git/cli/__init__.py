@@ -1,5 +1,6 @@
 """`darwin-git`: the command line. One module per command group, loaded on first use so that
-`darwin-git --help` stays fast and a broken optional dependency only breaks its own command."""
+`darwin-git --help` stays fast. A command module that fails to import fails loudly, with its
+traceback: it is never reported as "no such command"."""
 from __future__ import annotations
 
 import importlib
@@ -42,27 +43,19 @@ SHORT_HELP = {
 
 class LazyGroup(click.Group):
     def list_commands(self, ctx):
-        return sorted(n for n in COMMANDS if _importable(n))
+        return sorted(COMMANDS)
 
     def get_command(self, ctx, name):
         if name not in COMMANDS:
             return None
         module, attr = COMMANDS[name].split(":")
-        try:
-            return getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError):
-            return None
+        return getattr(importlib.import_module(module), attr)
 
     def format_commands(self, ctx, formatter):
         rows = [(n, SHORT_HELP.get(n, "")) for n in self.list_commands(ctx)]
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
-
-
-def _importable(name: str) -> bool:
-    module = COMMANDS[name].split(":")[0]
-    return importlib.util.find_spec(module) is not None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

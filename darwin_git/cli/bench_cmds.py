@@ -22,8 +22,10 @@ from .errors import DarwinError, RunnerUnavailable
 @click.option("--budget", type=float, envvar="DARWIN_BUDGET", default=None,
               help="Training wall-clock budget in seconds [env DARWIN_BUDGET; default: "
                    "darwin.toml's].")
-@click.option("--runner", type=click.Choice(["local", "docker"]), envvar="DARWIN_RUNNER",
-              default="local", show_default=True, help="Sandbox [env DARWIN_RUNNER].")
+@click.option("--runner", type=click.Choice(["auto", "local", "docker"]), envvar="DARWIN_RUNNER",
+              default="local", show_default=True,
+              help="Sandbox; auto: docker when a daemon answers (the offline image is built if "
+                   "missing), else local [env DARWIN_RUNNER].")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), envvar="DARWIN_BENCH_DEVICE",
               default="auto", show_default=True, help="[env DARWIN_BENCH_DEVICE]")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -34,10 +36,16 @@ def bench(target, repo, budget, runner, device, seed, repeats, as_json):
     """Train and evaluate PATH (a folder with darwin.toml) or REV (a git revision)."""
     from ..harness import evaluate
     from ..result import dumps
+    from ..run.base import SandboxUnavailable
+    from ..run.runner import make_sandbox
 
     if budget is not None and budget <= 0:
         raise DarwinError("--budget must be a positive number of seconds")
-    sandbox = _sandbox(runner)
+    try:
+        sandbox = make_sandbox(runner, log=lambda msg: click.echo(f"docker image: {msg}",
+                                                                  err=True))
+    except SandboxUnavailable as exc:
+        raise RunnerUnavailable(str(exc)) from exc
     work = Path(tempfile.mkdtemp(prefix="darwin-bench-"))
     try:
         tree_dir, commit, tree_id = _resolve(target, repo, work)
@@ -51,26 +59,6 @@ def bench(target, repo, budget, runner, device, seed, repeats, as_json):
         shutil.rmtree(work, ignore_errors=True)
     if not as_json:
         click.echo(_summary(results), err=True)
-
-
-def _sandbox(runner: str):
-    from ..run.base import SandboxUnavailable
-
-    if runner == "local":
-        from ..run.local import LocalSandbox
-
-        return LocalSandbox()
-    try:
-        from ..run.docker import DockerSandbox
-    except ImportError as exc:
-        raise RunnerUnavailable(f"the docker runner is not available in this install "
-                                f"(darwin_git.run.docker: {exc}); use --runner local") from exc
-    sandbox = DockerSandbox()
-    try:
-        sandbox.check()
-    except SandboxUnavailable as exc:
-        raise RunnerUnavailable(str(exc)) from exc
-    return sandbox
 
 
 def _resolve(target: str, repo: str | None, work: Path):

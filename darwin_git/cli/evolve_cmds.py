@@ -72,6 +72,10 @@ def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, exe
     from ..population.create import init_population
     from ..population.layout import resolve_repo
     from ..progress import make_sink
+    from ..report import write_report
+    from ..run.base import SandboxUnavailable
+    from ..run.factory import make_executor
+    from ..run.ray_executor import RayUnavailable
 
     path = resolve_repo(repo)
     if not (path.exists() and any(path.iterdir())):
@@ -87,7 +91,6 @@ def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, exe
         device=device, pairing=pairing, crossovers=crossovers, accept_k=accept_k,
         noise_repeats=noise_repeats, max_wall_s=max_wall_s, max_tokens=max_tokens,
         max_cost_usd=max_cost_usd)
-    runconfig.write_config(pop.repo, {"evolve": settings.to_config()}, "evolve settings")
 
     lock = RunLock(pop.state_dir / "evolve.lock")
     try:
@@ -97,19 +100,22 @@ def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, exe
     sink = make_sink(json_events)
     executor = None
     try:
-        executor = _executor(executor_kind, runner, ray_address, pop, settings, slots)
+        try:  # with ray and no --slots, the cluster's CPUs (or GPUs) decide how many at once
+            executor = make_executor(
+                executor_kind, pop.path, runner=runner, ray_address=ray_address,
+                slots=settings.slots if executor_kind == "local" else slots,
+                work_root=pop.state_dir / "work",
+                log=lambda msg: click.echo(f"docker image: {msg}", err=True))
+        except (SandboxUnavailable, RayUnavailable) as exc:
+            raise RunnerUnavailable(str(exc))
         mut, resolver = _mutator(mutator, model, config)
-        on_request = _request_handler()
-        summary = Evolution(pop, settings, executor, mut, sink, resolver=resolver,
-                            on_request=on_request).run()
+        summary = Evolution(pop, settings, executor, mut, sink, resolver=resolver).run()
     finally:
         sink.close()
         if executor is not None:
             executor.shutdown()
         lock.release()
-    report_path = None
-    if report:
-        report_path = _write_report(pop)
+    report_path = str(write_report(pop)) if report else None
     if json_events:  # one line, like every other event
         click.echo(json.dumps({"event": "summary", **summary, "report": report_path},
                               default=str))
@@ -135,43 +141,6 @@ def _default_slots(device: str) -> int:
     return max(1, (os.cpu_count() or 1) // 2)
 
 
-def _executor(kind: str, runner: str, ray_address: str | None, pop, settings, slots):
-    if kind == "ray":  # each worker picks its own sandbox; only results come back here
-        from ..run.ray_executor import RayExecutor, RayUnavailable
-        try:  # without --slots, the cluster's CPUs (or GPUs) decide how many run at once
-            return RayExecutor(pop.path, runner=runner, address=ray_address, slots=slots)
-        except RayUnavailable as exc:
-            raise RunnerUnavailable(str(exc))
-    from ..run.executor import LocalExecutor
-    sandbox = _sandbox(runner)
-    executor = LocalExecutor(pop.path, sandbox, slots=settings.slots,
-                             work_root=pop.state_dir / "work")
-    executor.runner = sandbox.name
-    return executor
-
-
-def _sandbox(runner: str):
-    from ..run.base import SandboxUnavailable
-    from ..run.local import LocalSandbox
-
-    if runner in ("auto", "docker"):
-        try:
-            from ..run.docker import DockerSandbox
-            from ..run.image import default_tag, docker_client, ensure_host_image
-
-            client = docker_client()
-            if default_tag() == "darwin-git:local":  # the offline image: build it if missing
-                ensure_host_image(client=client,
-                                  log=lambda msg: click.echo(f"docker image: {msg}", err=True))
-            sandbox = DockerSandbox(client=client)
-            sandbox.check()
-            return sandbox
-        except (SandboxUnavailable, ImportError) as exc:
-            if runner == "docker":
-                raise RunnerUnavailable(str(exc))
-    return LocalSandbox()
-
-
 def _mutator(kind: str, model: str | None, config: dict):
     from ..mutate.operators import BuiltinMutator
 
@@ -191,31 +160,16 @@ def _mutator(kind: str, model: str | None, config: dict):
     return llm, llm
 
 
-def _request_handler():
-    try:
-        from ..hitl import open_request
-    except ImportError:
-        return None
-    return open_request
-
-
-def _write_report(pop) -> str | None:
-    try:
-        from ..report import write_report
-    except ImportError:
-        return None
-    return str(write_report(pop))
-
-
 def _print_leaderboard(rows: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="leaderboard (val_loss: lower is better)")
-    for col in ("agent", "val_loss", "perplexity", "tokens/s", "MFU", "commit"):
+    table = Table(title="leaderboard (val_loss: mean over seeds, lower is better)")
+    for col in ("agent", "val_loss", "seeds", "perplexity", "tokens/s", "MFU", "commit"):
         table.add_column(col)
     fmt = lambda v, s: "-" if not isinstance(v, (int, float)) else format(v, s)
     for r in rows:
-        table.add_row(r["agent"], fmt(r["val_loss"], ".4f"), fmt(r["perplexity"], ".2f"),
-                      fmt(r["tokens_per_s"], ".0f"), fmt(r["mfu"], ".2%"), r["commit"][:10])
+        table.add_row(r["agent"], fmt(r["val_loss"], ".4f"), str(r["seeds"]),
+                      fmt(r["perplexity"], ".2f"), fmt(r["tokens_per_s"], ".0f"),
+                      fmt(r["mfu"], ".2%"), r["commit"][:10])
     Console().print(table)

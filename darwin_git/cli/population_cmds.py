@@ -64,11 +64,13 @@ def init(seed, agents, bare, no_hooks, no_check, repo, as_json):
 @json_option
 @user_errors
 def status(repo, as_json):
-    """Leaderboard of live agents (fitness = val_loss, lower is better)."""
-    from ..population.leaderboard import leaderboard
+    """Leaderboard of live agents (fitness = mean val_loss over seeds under the run's budget,
+    clock, device and harness; lower is better). A tip with commits nobody evaluated yet shows
+    them as +N."""
+    from ..fitness import leaderboard, run_conditions
 
     pop = open_population(repo)
-    rows = leaderboard(pop)
+    rows = leaderboard(pop, run_conditions(pop))
     if as_json:
         emit_json({"repo": str(pop.path), "agents": rows})
         return
@@ -76,14 +78,14 @@ def status(repo, as_json):
 
     table = Table(title=f"darwin-git population: {pop.path}")
     for col, just in (("#", "right"), ("agent", "left"), ("val_loss", "right"),
-                      ("ppl", "right"), ("tok/s", "right"), ("MFU", "right"),
-                      ("status", "left"), ("gen", "right"), ("tip", "left"),
+                      ("seeds", "right"), ("ppl", "right"), ("tok/s", "right"),
+                      ("MFU", "right"), ("status", "left"), ("gen", "right"), ("tip", "left"),
                       ("summary", "left")):
         table.add_column(col, justify=just)
     for r in rows:
-        tip = r["tip"][:10] + (f" +{r['pending']}" if r["pending"] else "")
+        tip = r["commit"][:10] + (f" +{r['pending']}" if r["pending"] else "")
         mfu = None if r["mfu"] is None else r["mfu"] * 100
-        table.add_row(str(r["rank"]), r["agent"], _fmt(r["val_loss"], ".4f"),
+        table.add_row(str(r["rank"]), r["agent"], _fmt(r["val_loss"], ".4f"), str(r["seeds"]),
                       _fmt(r["perplexity"], ".2f"), _fmt(r["tokens_per_s"], ",.0f"),
                       "-" if mfu is None else f"{mfu:.1f}%", r["status"], str(r["generation"]),
                       tip, r["summary"][:60])
@@ -117,9 +119,13 @@ def log(agent, max_count, repo, as_json):
 @json_option
 @user_errors
 def show(rev, no_diff, repo, as_json):
-    """Reasoning, diff and metrics of an agent's tip or any commit."""
+    """Reasoning, diff and metrics of an agent's tip or any commit. Its fitness counts the
+    results measured under the run's conditions; every result line is listed."""
+    from ..fitness import fitness, run_conditions
+
     pop = open_population(repo)
     c = pop.commit(rev)
+    fit = fitness(pop, c.id, run_conditions(pop))
     summary, reasoning, trailers = pop.message(c.id)
     parent = pop.repo[c.parent_ids[0]].tree if c.parent_ids else None
     diff = pop.repo.diff(parent, c.tree) if parent is not None else c.tree.diff_to_tree(swap=True)
@@ -128,6 +134,7 @@ def show(rev, no_diff, repo, as_json):
             "author": f"{c.author.name} <{c.author.email}>", "time": c.commit_time,
             "summary": summary, "reasoning": reasoning, "trailers": trailers,
             "records": records, "result": pop.latest_result(c.id),
+            "fitness": {"val_loss": fit.loss, "seeds": fit.n, "failed": fit.failed},
             "diff": None if no_diff else diff.patch or ""}
     if as_json:
         emit_json(info)
@@ -146,6 +153,10 @@ def show(rev, no_diff, repo, as_json):
                   f" ppl={_fmt(res.get('perplexity'), '.2f')} "
                   f"tok/s={_fmt(res.get('tokens_per_s'), ',.0f')} "
                   f"mfu={_fmt(res.get('mfu'), '.4f')} params={res.get('params') or '-'}",
+                  markup=False)
+    if fit.loss is not None or fit.failed:
+        con.print("Fitness: " + (f"val_loss {fit.loss:.4f} (mean over {fit.n} seed(s))"
+                                 if not fit.failed else "failed under the run's conditions"),
                   markup=False)
     for r in records:
         if r.get("kind") == "attempt":

@@ -12,27 +12,23 @@ import json
 
 import pygit2
 
-from ..population.refs import engine_signature, ref_target, update_refs
+from ..population.refdoc import RefDocument
+from ..population.repo import JOURNAL_REF
 
-JOURNAL_REF = "refs/darwin/journal"
 RECORD_FILE = "record.json"
 
 
 class Journal:
     def __init__(self, repo: pygit2.Repository):
-        self.repo = repo
+        self.doc = RefDocument(repo, JOURNAL_REF, RECORD_FILE)
 
     def latest(self) -> dict | None:
-        tip = ref_target(self.repo, JOURNAL_REF)
-        return self._record(tip) if tip is not None else None
+        data = self.doc.read()
+        return json.loads(data) if data is not None else None
 
     def records(self) -> list[dict]:
         """Oldest first."""
-        tip = ref_target(self.repo, JOURNAL_REF)
-        if tip is None:
-            return []
-        out = [self._record(c.id) for c in self.repo.walk(tip, pygit2.GIT_SORT_TOPOLOGICAL)]
-        return list(reversed(out))
+        return [json.loads(data) for data in self.doc.versions()][::-1]
 
     def find(self, phase: str, generation: int | None = None) -> dict | None:
         for rec in reversed(self.records()):
@@ -40,17 +36,11 @@ class Journal:
                 return rec
         return None
 
+    def last_done(self) -> int:
+        """The last generation the journal closed; 0 before the first."""
+        rec = self.find("done")
+        return rec["generation"] if rec else 0
+
     def append(self, record: dict, summary: str) -> None:
         record = {"v": 1, **record}
-        tip = ref_target(self.repo, JOURNAL_REF)
-        tb = self.repo.TreeBuilder()
-        blob = self.repo.create_blob(json.dumps(record, indent=1, sort_keys=True).encode() + b"\n")
-        tb.insert(RECORD_FILE, blob, pygit2.GIT_FILEMODE_BLOB)
-        sig = engine_signature()
-        parents = [tip] if tip is not None else []
-        oid = self.repo.create_commit(None, sig, sig, summary + "\n", tb.write(), parents)
-        update_refs(self.repo, [(JOURNAL_REF, tip, oid)], f"darwin-git: journal {summary}")
-
-    def _record(self, oid) -> dict:
-        commit = self.repo[oid].peel(pygit2.Commit)
-        return json.loads(self.repo[commit.tree[RECORD_FILE].id].data)
+        self.doc.write(json.dumps(record, indent=1, sort_keys=True).encode() + b"\n", summary)

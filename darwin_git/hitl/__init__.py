@@ -1,4 +1,4 @@
-"""Human in the loop through plain git (design.md "HITL").
+"""Human in the loop through plain git (README "Human in the loop, with plain git").
 
 Agent -> human: a request becomes the branch requests/<agent>/<n> with a request file
 (requests.py). Human -> agent: commits on that branch merged into agents/<agent> (any git, any
@@ -7,13 +7,17 @@ reported back in the requesting agent's next prompt (answers.py). Steering: comm
 an agent branch (evaluated next generation by the loop), and guidance text on the branch
 ``guidance`` (guidance.py). Remotes: push/pull (remote.py).
 
-The loop (darwin_git.evolve.loop) calls the hooks below; none of them raises into the loop.
+The loop (darwin_git.evolve.loop) talks to this side through one small interface,
+:class:`LoopHooks`, at fixed points of a generation; :class:`Hitl` is the git implementation.
+It is handed what it needs (the population, the event sink, the run's conditions, the journal)
+and never reads the loop's state; none of its hooks raises into the loop.
 """
 from __future__ import annotations
 
 import logging
 
 from .. import memory
+from ..fitness import Conditions, fitness
 from ..population.repo import Population
 from .answers import answers_for as _answers_for
 from .answers import detect_merged, finalize
@@ -24,10 +28,10 @@ from .requests import (ARCHIVE_PREFIX, BRANCH_PREFIX, Request, RequestError, clo
 from .requests import open_request as _open_request
 from .revert import revert_failed
 
-__all__ = ["ARCHIVE_PREFIX", "BRANCH_PREFIX", "GUIDANCE_FILE", "GUIDANCE_REF", "RemoteError",
-           "Request", "RequestError", "after_evaluation", "answers_for", "before_generation",
-           "close_request", "get_request", "guidance_text", "list_requests", "open_request",
-           "pull", "push", "set_guidance", "sync_remote"]
+__all__ = ["ARCHIVE_PREFIX", "BRANCH_PREFIX", "GUIDANCE_FILE", "GUIDANCE_REF", "Hitl",
+           "LoopHooks", "RemoteError", "Request", "RequestError", "answers_for", "close_request",
+           "get_request", "guidance_text", "list_requests", "open_request", "pull", "push",
+           "set_guidance", "sync_remote"]
 
 log = logging.getLogger(__name__)
 REMOTE_CONFIG = "darwin.remote"  # git config: the loop pulls from / pushes to it each generation
@@ -66,88 +70,136 @@ def answers_for(pop: Population, agent: str) -> list[str]:
         return []
 
 
-def before_generation(evo, g: int) -> None:
-    """Sync with the configured remote, take in merged answers, let stalled agents ask."""
-    _guarded(evo, "sync", lambda: sync_remote(evo))
-    merged = _guarded(evo, "answers", lambda: detect_merged(evo.pop, g)) or []
-    for req in merged:
-        evo.sink.emit({"event": "request_merged", "id": req.id, "agent": req.agent,
-                       "tip": req.last.get("merged_tip"), "generation": g})
-    _guarded(evo, "stall", lambda: _stalled_requests(evo, g))
+class LoopHooks:
+    """What the evolve loop asks of the human side, and when. This base is a loop without
+    humans: every hook does nothing. ``gen`` is the loop's darwin_git.evolve.generation.
+    Generation (``g``, ``tips``, ``candidates``, ``labels``, ``stats``)."""
+
+    def before_generation(self, gen) -> None:
+        """Before the generation reads the agents' tips: anything that moves them goes here."""
+
+    def after_evaluation(self, gen) -> None:
+        """Every evaluation of the generation is recorded; selection has not run."""
+
+    def after_selection(self, gen) -> None:
+        """The generation is closed (its "done" record is in the journal)."""
+
+    def end_of_run(self, summary: dict) -> None:
+        """The run stopped; ``summary`` is what Evolution.run returns."""
+
+    def on_request(self, request, speaker: str, target: str, commit: str | None,
+                   g: int) -> None:
+        """A mutator's reply asked a human for something (``commit``: the child it made, or
+        the parent when it made none)."""
+
+    def guidance(self) -> str | None:
+        """Human steering text for every prompt."""
+        return None
+
+    def answers(self, agent: str, commit: str) -> list[str]:
+        """Answers a human gave that the prompt of ``agent`` about ``commit`` should carry."""
+        return []
 
 
-def after_evaluation(evo, g: int) -> None:
-    """Announce this generation's requests; revert failed human changes; close the merged
-    requests whose result is in."""
-    for req in _guarded(evo, "announce", lambda: list_requests(evo.pop, states=("open",))) or []:
-        if req.generation == g and req.history and req.history[0].get("origin") == "agent":
-            evo.sink.emit({"event": "request", "agent": req.speaker, "title": req.what,
-                           "branch": req.branch, "generation": g})
-    reverted = _guarded(evo, "revert", lambda: revert_failed(evo.pop, evo.results, g)) or {}
-    for tip, commit in reverted.items():
-        agent = evo.pop.message(commit)[2].get("Darwin-Agent")
-        evo.sink.emit({"event": "reverted", "agent": agent, "failed": tip, "commit": commit,
-                       "generation": g})
-    done = _guarded(evo, "finalize", lambda: finalize(evo.pop, evo.results, g, reverted)) or []
-    for req in done:
-        evo.sink.emit({"event": "request_answered", "id": req.id, "agent": req.agent,
-                       "speaker": req.speaker, "answer": req.last.get("answer")})
-    touched = sorted({r.agent for r in done} |
-                     {evo.pop.message(c)[2].get("Darwin-Agent") for c in reverted.values()})
-    if touched:
-        _guarded(evo, "memory", lambda: memory.update(evo.pop, [a for a in touched
-                                                               if a in evo.pop.agents()]))
+class Hitl(LoopHooks):
+    """Human in the loop through git: request branches, merged answers, guidance, a remote."""
+
+    def __init__(self, pop: Population, sink, conditions: Conditions, journal,
+                 stall_generations: int = 0):
+        self.pop, self.sink, self.conditions = pop, sink, conditions
+        self.journal = journal  # darwin_git.evolve.journal.Journal: the generations closed so far
+        self.stall_generations = stall_generations
+
+    def before_generation(self, gen) -> None:
+        """Sync with the configured remote, take in merged answers, let stalled agents ask."""
+        self._guarded("sync", lambda: sync_remote(self.pop, self.sink))
+        merged = self._guarded("answers", lambda: detect_merged(self.pop, gen.g)) or []
+        for req in merged:
+            self.sink.emit({"event": "request_merged", "id": req.id, "agent": req.agent,
+                            "tip": req.last.get("merged_tip"), "generation": gen.g})
+        self._guarded("stall", lambda: self._stalled_requests(gen.g))
+
+    def after_evaluation(self, gen) -> None:
+        """Announce this generation's requests; revert failed human changes; close the merged
+        requests whose result is in."""
+        pop, g = self.pop, gen.g
+        for req in self._guarded("announce", lambda: list_requests(pop, states=("open",))) or []:
+            if req.generation == g and req.history and req.history[0].get("origin") == "agent":
+                self.sink.emit({"event": "request", "agent": req.speaker, "title": req.what,
+                                "branch": req.branch, "generation": g})
+        reverted = self._guarded("revert", lambda: revert_failed(pop, self.conditions, g)) or {}
+        for tip, commit in reverted.items():
+            agent = pop.message(commit)[2].get("Darwin-Agent")
+            self.sink.emit({"event": "reverted", "agent": agent, "failed": tip,
+                            "commit": commit, "generation": g})
+        done = self._guarded("finalize",
+                             lambda: finalize(pop, self.conditions, g, reverted)) or []
+        for req in done:
+            self.sink.emit({"event": "request_answered", "id": req.id, "agent": req.agent,
+                            "speaker": req.speaker, "answer": req.last.get("answer")})
+        touched = sorted({r.agent for r in done} |
+                         {pop.message(c)[2].get("Darwin-Agent") for c in reverted.values()})
+        if touched:
+            self._guarded("memory", lambda: memory.update(pop, [a for a in touched
+                                                                if a in pop.agents()]))
+
+    def on_request(self, request, speaker, target, commit, g) -> None:
+        open_request(self.pop, request, speaker, target, commit, g)
+
+    def guidance(self) -> str | None:
+        return guidance_text(self.pop)
+
+    def answers(self, agent: str, commit: str) -> list[str]:
+        return answers_for(self.pop, agent)  # by agent for now, whatever tree it is about
+
+    def _stalled_requests(self, g: int) -> None:
+        """An agent whose tip stayed the same through the last stall_generations generations
+        asks a human for help (once per stall: not while a request of it is open)."""
+        k = int(self.stall_generations or 0)
+        if k <= 0:
+            return
+        done = [r for r in self.journal.records() if r.get("phase") == "done"][-k:]
+        if len(done) < k:
+            return
+        for agent, tip in self.pop.agents().items():
+            seen = [{row.get("agent"): row.get("commit") for row in r.get("leaderboard") or []}
+                    .get(agent) for r in done]
+            if any(s != str(tip) for s in seen):
+                continue
+            reqs = list_requests(self.pop, agent=agent)
+            if any(r.state in ("open", "merged") or r.generation > g - k for r in reqs):
+                continue
+            fit = fitness(self.pop, tip, self.conditions).loss
+            score = f"val_loss {fit:.4f}" if fit is not None else "no working result"
+            request = {
+                "what": f"Help {agent} improve: ideas, data or code (it is stuck at {score})",
+                "why": f"{agent} has not improved for {k} generations: every change the "
+                       "population proposed for it was rejected or failed.",
+                "use": "Commit a fix, a dataset under data/ or a hint in a file on this branch "
+                       "and merge it into the agent; the next prompts will build on it."}
+            req = open_request(self.pop, request, agent, agent, str(tip), g, kind="stall")
+            if req is not None:
+                self.sink.emit({"event": "request", "agent": agent, "title": req.what,
+                                "branch": req.branch, "generation": g})
+
+    def _guarded(self, step: str, fn):
+        """Run one HITL step; its failure is an event, never the end of the run."""
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001
+            log.warning("hitl %s step failed: %s", step, exc)
+            self.sink.emit({"event": "hitl_error", "step": step,
+                            "detail": f"{type(exc).__name__}: {exc}"})
+            return None
 
 
-def _stalled_requests(evo, g: int) -> None:
-    """An agent whose tip stayed the same through the last stall_generations generations asks
-    a human for help (once per stall: not while a request of it is open)."""
-    k = int(getattr(evo.s, "stall_generations", 0) or 0)
-    if k <= 0:
-        return
-    done = [r for r in evo.journal.records() if r.get("phase") == "done"][-k:]
-    if len(done) < k:
-        return
-    for agent, tip in evo.pop.agents().items():
-        seen = [{row.get("agent"): row.get("commit") for row in r.get("leaderboard") or []}
-                .get(agent) for r in done]
-        if any(s != str(tip) for s in seen):
-            continue
-        reqs = list_requests(evo.pop, agent=agent)
-        if any(r.state in ("open", "merged") or r.generation > g - k for r in reqs):
-            continue
-        fit = evo.fitness(tip)
-        score = f"val_loss {fit:.4f}" if fit is not None else "no working result"
-        request = {
-            "what": f"Help {agent} improve: ideas, data or code (it is stuck at {score})",
-            "why": f"{agent} has not improved for {k} generations: every change the "
-                   "population proposed for it was rejected or failed.",
-            "use": "Commit a fix, a dataset under data/ or a hint in a file on this branch and "
-                   "merge it into the agent; the next prompts will build on it."}
-        req = open_request(evo.pop, request, agent, agent, str(tip), g, kind="stall")
-        if req is not None:
-            evo.sink.emit({"event": "request", "agent": agent, "title": req.what,
-                           "branch": req.branch, "generation": g})
-
-
-def sync_remote(evo) -> dict | None:
+def sync_remote(pop: Population, sink) -> dict | None:
     """Pull from, then push to, the remote named in git config darwin.remote (if any)."""
     try:
-        remote = evo.pop.repo.config[REMOTE_CONFIG]
+        remote = pop.repo.config[REMOTE_CONFIG]
     except KeyError:
         return None
-    pulled = pull(evo.pop, remote)
-    pushed = push(evo.pop, remote)
-    evo.sink.emit({"event": "synced", "remote": remote, "pulled": pulled, "pushed": pushed})
+    pulled = pull(pop, remote)
+    pushed = push(pop, remote)
+    sink.emit({"event": "synced", "remote": remote, "pulled": pulled, "pushed": pushed})
     return {"pulled": pulled, "pushed": pushed}
-
-
-def _guarded(evo, step: str, fn):
-    """Run one HITL step; its failure is an event, never the end of the run."""
-    try:
-        return fn()
-    except Exception as exc:  # noqa: BLE001
-        log.warning("hitl %s step failed: %s", step, exc)
-        evo.sink.emit({"event": "hitl_error", "step": step,
-                       "detail": f"{type(exc).__name__}: {exc}"})
-        return None

@@ -9,11 +9,12 @@ that tip.
 """
 from __future__ import annotations
 
-import pygit2
-
 from dataclasses import dataclass, field
 
+import pygit2
+
 from ..contract import CONTRACT_FILE, ContractError, parse_contract
+from ..fitness import Conditions, comparable_results, fitness, latest
 from ..population.errors import PopulationError
 from ..population.message import is_human, parse_message
 from ..population.refs import ref_target
@@ -90,33 +91,33 @@ def detect_merged(pop: Population, g: int) -> list[Request]:
     return found
 
 
-def finalize(pop: Population, results_of, g: int, reverted: dict[str, str]) -> list[Request]:
-    """Close merged requests whose merged tip has a result: record what the agent got.
-
-    ``results_of(commit)`` gives this run's results; ``reverted`` maps a failed tip to the
-    engine's revert commit on top of it."""
+def finalize(pop: Population, run: Conditions, g: int,
+             reverted: dict[str, str]) -> list[Request]:
+    """Close merged requests whose merged tip has a result under the run's conditions
+    ``run``: record what the agent got. ``reverted`` maps a failed tip to the engine's revert
+    commit on top of it."""
     done = []
     for req in list_requests(pop, states=("merged",)):
         rec = req.last
         tip = rec.get("merged_tip")
-        results = results_of(tip) if tip else []
+        results = comparable_results(pop, tip, run) if tip else []
         if not results:
             continue  # not evaluated yet (budget ran out): next generation
-        result = results[-1]
-        before = [r for r in results_of(req.base) if r.get("status") == "ok"]
-        outcome = _outcome(result, before[-1] if before else None, reverted.get(tip))
+        result, after = latest(results), fitness(pop, tip, run).loss
+        before = fitness(pop, req.base, run).loss
+        outcome = _outcome(result, after, before, reverted.get(tip))
         answer = answer_text(req, rec, outcome)
         add_state(pop, req.commit, "answered", generation=g, answer=answer,
-                  status=result.get("status"), val_loss=result.get("val_loss"),
-                  reverted_by=reverted.get(tip))
+                  status=result.get("status"), val_loss=after, reverted_by=reverted.get(tip))
         done.append(get_request(pop, req.id))
     return done
 
 
-def _outcome(result: dict, before: dict | None, revert: str | None) -> str:
-    if result.get("status") == "ok":
-        was = f" (before: {before['val_loss']:.4f})" if before and before.get("val_loss") else ""
-        return f"it trained fine: val_loss {result['val_loss']:.4f}{was}."
+def _outcome(result: dict, after: float | None, before: float | None,
+             revert: str | None) -> str:
+    if after is not None:
+        was = f" (before: {before:.4f})" if before is not None else ""
+        return f"it trained fine: val_loss {after:.4f}{was}."
     why = f"{result.get('status')}: {result.get('cause')}"
     tail = " ".join((result.get("log_tail") or "").strip().splitlines()[-2:])[-300:]
     back = (f" The engine restored the last good tree on top of it ({revert[:10]}); the "

@@ -200,10 +200,8 @@ def pull(pop: Population, remote: str, generation: int | None = None) -> dict:
     proc = _git(pop, "fetch", "--no-tags", remote, *_specs(remote_refs, incoming=True))
     if proc.returncode != 0:
         raise RemoteError(f"git fetch from {remote!r} failed: {proc.stderr.strip()}")
-    repo = pygit2.Repository(pop.repo.path)  # sees the objects git just wrote
-    pop.repo = repo
-    pop.notes = Notes(repo)
-    pop._tree_index = None
+    pop.reload()  # sees the objects git just wrote
+    repo = pop.repo
     report = {"remote": remote, "created": [], "updated": [], "ahead": [], "integrated": [],
               "diverged": [], "skipped": _skipped(remote_refs), "notes": []}
     for name in sorted(n for n in repo.references if n.startswith(INCOMING)):
@@ -280,28 +278,15 @@ def _merge_notes(pop: Population, ref: str, ours: pygit2.Oid, theirs: pygit2.Oid
     ours_tree = pop.repo[ours].peel(pygit2.Commit).tree
     theirs_tree = pop.repo[theirs].peel(pygit2.Commit).tree
     add: dict[str, str] = {}
-    for hexsha in _annotated(pop.repo, theirs_tree):
+    for hexsha in notes.annotated(theirs_tree):
         have = set(notes.text(hexsha, ours_tree).splitlines())
         new = [ln for ln in notes.text(hexsha, theirs_tree).splitlines()
                if ln.strip() and ln not in have]
         if new:
             add[hexsha] = "\n".join(new) + "\n"
-    tree = notes._write_tree(ours_tree, add) if add else ours_tree.id
+    tree = notes.write_tree(ours_tree, add) if add else ours_tree.id
     sig = engine_signature()
     commit = pop.repo.create_commit(None, sig, sig, f"Notes merged from a remote ({len(add)} "
                                     "object(s))\n", tree, [ours, theirs])
     update_refs(pop.repo, [(ref, ours, commit)], f"darwin-git: merge notes {ref}")
-
-
-def _annotated(repo: pygit2.Repository, tree: pygit2.Tree) -> list[str]:
-    out = []
-
-    def walk(t, prefix):
-        for e in t:
-            if e.type_str == "tree":
-                walk(repo[e.id], prefix + e.name)
-            else:
-                out.append(prefix + e.name)
-    walk(tree, "")
-    return out
 

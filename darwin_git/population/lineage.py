@@ -5,7 +5,7 @@ from __future__ import annotations
 import pygit2
 
 from .message import parse_message
-from .repo import AGENT_PREFIX, PRUNED_PREFIX, SEED_REF, Population
+from .repo import AGENT_PREFIX, CONFIG_REF, JOURNAL_REF, PRUNED_PREFIX, SEED_REF, Population
 
 
 def ancestors(pop: Population, rev, limit: int | None = None,
@@ -30,7 +30,7 @@ def all_tips(pop: Population) -> list[pygit2.Oid]:
         tips.append(seed.target)
     for name in pop.repo.references:
         if name.startswith("refs/darwin/") and not name.startswith(PRUNED_PREFIX) \
-                and name != "refs/darwin/config":
+                and name != CONFIG_REF:
             tips.append(pop.repo.references[name].resolve().target)
     return list(dict.fromkeys(tips))
 
@@ -71,21 +71,6 @@ def unevaluated(pop: Population, agent: str) -> list[pygit2.Oid]:
     return out
 
 
-def last_evaluated(pop: Population, rev, max_depth: int = 200, notes_tree=None):
-    """(commit id, latest result, commits walked) of the nearest evaluated first-parent
-    ancestor of ``rev`` (itself included), or (None, None, n)."""
-    c = pop.commit(rev)
-    tree = notes_tree if notes_tree is not None else pop.notes._tree()[1]
-    for depth in range(max_depth):
-        results = [r for r in pop.notes.records(c.id, "result", tree) if r.get("v") == 1]
-        if results:
-            return c.id, results[-1], depth
-        if not c.parent_ids:
-            break
-        c = pop.repo[c.parent_ids[0]]
-    return None, None, depth + 1 if max_depth else 0
-
-
 def agent_of_ref(refname: str) -> str | None:
     """The agent a ref belongs to by its name alone: agents/<a> or refs/darwin/pruned/<a>/..."""
     if refname.startswith(AGENT_PREFIX):
@@ -96,7 +81,7 @@ def agent_of_ref(refname: str) -> str | None:
 
 
 # refs/darwin/* refs that hold no agent's commits.
-NON_AGENT_REFS = ("refs/darwin/config", "refs/darwin/journal")
+NON_AGENT_REFS = (CONFIG_REF, JOURNAL_REF)
 
 
 def agent_refs(pop: Population) -> dict[str, list[str]]:

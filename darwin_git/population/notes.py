@@ -16,6 +16,7 @@ import time
 
 import pygit2
 
+from . import trees
 from .errors import RefMoved
 from .refs import engine_signature, ref_target, update_refs
 
@@ -82,15 +83,18 @@ class Notes:
             tree = self._trees[oid] = self.repo[oid]
         return tree
 
-    def _tree(self) -> tuple[pygit2.Oid | None, pygit2.Tree | None]:
+    def snapshot(self) -> tuple[pygit2.Oid | None, pygit2.Tree | None]:
+        """(tip, tree) of the notes ref now: pass the tree to many reads to read one state."""
         tip = ref_target(self.repo, self.ref)
         if tip is None:
             return None, None
         return tip, self._load(self.repo[tip].peel(pygit2.Commit).tree_id)
 
+    _tree = snapshot  # the old name, until population/graph.py calls snapshot()
+
     def text(self, commit, tree: pygit2.Tree | None = None) -> str:
         if tree is None:
-            tree = self._tree()[1]
+            tree = self.snapshot()[1]
         found = _note_path(tree, str(commit), self._load)
         if not found:
             return ""
@@ -102,21 +106,13 @@ class Notes:
         recs = parse_records(self.text(commit, tree))
         return [r for r in recs if kind is None or r.get("kind") == kind]
 
-    def annotated(self) -> dict[str, pygit2.Oid]:
-        """hex of every noted object -> its note blob id (one pass over the notes tree)."""
-        tree = self._tree()[1]
-        out: dict[str, pygit2.Oid] = {}
+    def annotated(self, tree: pygit2.Tree | None = None) -> dict[str, pygit2.Oid]:
+        """hex of every noted object -> its note blob id (one pass over the notes tree, by
+        default the ref's; any fan-out)."""
+        tree = tree if tree is not None else self.snapshot()[1]
         if tree is None:
-            return out
-
-        def walk(t: pygit2.Tree, prefix: str) -> None:
-            for e in t:
-                if e.type_str == "tree":
-                    walk(self.repo[e.id], prefix + e.name)
-                else:
-                    out[prefix + e.name] = e.id
-        walk(tree, "")
-        return out
+            return {}
+        return {path.replace("/", ""): e.id for path, e in trees.walk(self.repo, tree)}
 
     def append(self, commit, record: dict) -> None:
         self.append_many({str(commit): [record]})
@@ -128,8 +124,8 @@ class Notes:
             return
         deadline = time.monotonic() + RETRY_FOR_S
         for attempt in itertools.count():
-            tip, tree = self._tree()
-            new_tree = self._write_tree(tree, lines)
+            tip, tree = self.snapshot()
+            new_tree = self.write_tree(tree, lines)
             sig = engine_signature()
             msg = message or f"Notes added by darwin-git ({len(lines)} object(s))\n"
             commit = self.repo.create_commit(None, sig, sig, msg, new_tree,
@@ -143,7 +139,8 @@ class Notes:
                                    f"gave up after {attempt + 1} tries") from None
                 time.sleep(random.uniform(0, min(0.05, 0.001 * 2 ** attempt)))
 
-    def _write_tree(self, tree: pygit2.Tree | None, lines: dict[str, str]) -> pygit2.Oid:
+    def write_tree(self, tree: pygit2.Tree | None, lines: dict[str, str]) -> pygit2.Oid:
+        """``tree`` with ``lines`` (hex id -> text) appended to those objects' notes."""
         repo = self.repo
         # Group new text by the path it goes to: the existing path, or fan-out xx/rest.
         by_dir: dict[str, dict[str, bytes]] = {}

@@ -20,7 +20,9 @@ from .refs import engine_signature, ref_target, update_refs
 
 AGENT_PREFIX = "refs/heads/agents/"
 PRUNED_PREFIX = "refs/darwin/pruned/"
-CONFIG_REF = "refs/darwin/config"
+CANDIDATE_PREFIX = "refs/darwin/candidates/"  # every child evolve proposed: g<G>/<slot>
+CONFIG_REF = "refs/darwin/config"  # the run config, run.toml (darwin_git.runconfig)
+JOURNAL_REF = "refs/darwin/journal"  # the run's diary (darwin_git.evolve.journal)
 SEED_REF = "refs/heads/seed"
 # The refs that make a population, and so the only ones push/pull carry between clones (a
 # stray `master` or a human's own notes stay where they are). A pattern ending in "/*" is a
@@ -36,9 +38,14 @@ def is_population_ref(name: str) -> bool:
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
+def is_agent_name(name) -> bool:
+    """Letters, digits, '.', '_', '-': safe as a ref component and as a file name."""
+    return (isinstance(name, str) and bool(_NAME_RE.match(name)) and not name.endswith(".lock")
+            and ".." not in name)
+
+
 def check_agent_name(name: str) -> str:
-    if not isinstance(name, str) or not _NAME_RE.match(name) or name.endswith(".lock") \
-            or ".." in name:
+    if not is_agent_name(name):
         raise PopulationError(f"invalid agent name {name!r}: use letters, digits, '.', '_', '-'")
     return name
 
@@ -72,6 +79,12 @@ class Population:
                 f"fetched without the refs/darwin/* refspec)")
         self.notes = Notes(self.repo)
         self._tree_index: dict[str, list[dict]] | None = None
+
+    def reload(self) -> None:
+        """See what another process (e.g. `git fetch`) wrote since this object was opened."""
+        self.repo = pygit2.Repository(self.repo.path)
+        self.notes = Notes(self.repo)
+        self._tree_index = None
 
     # ----- places ---------------------------------------------------------------------
     @property
@@ -112,7 +125,7 @@ class Population:
         if isinstance(rev, pygit2.Oid):
             return self.repo[rev].peel(pygit2.Commit)
         rev = str(rev)
-        if _NAME_RE.match(rev) and self.repo.references.get(AGENT_PREFIX + rev) is not None:
+        if is_agent_name(rev) and self.repo.references.get(AGENT_PREFIX + rev) is not None:
             return self.repo[self.tip(rev)].peel(pygit2.Commit)
         try:
             return self.repo.revparse_single(rev).peel(pygit2.Commit)
@@ -261,11 +274,12 @@ class Population:
         if self._tree_index is not None:
             self._tree_index.setdefault(rec["tree"], []).append(rec)
 
-    def add_attempt(self, parent, failure, agent: str, generation: int) -> None:
-        """Record a mutation attempt that made no commit (a MutationFailure) on the parent."""
+    def add_attempt(self, parent, failure, agent: str, generation: int, **where) -> None:
+        """Record a mutation attempt that made no commit (a MutationFailure) on the parent;
+        ``where`` adds where it happened (the loop: mutator_agent, slot)."""
         c = self.commit(parent)
         self.notes.append(c.id, {
-            "v": 1, "kind": "attempt", "agent": agent, "generation": generation,
+            "v": 1, "kind": "attempt", "agent": agent, "generation": generation, **where,
             "cause": failure.cause, "detail": failure.detail, "operator": failure.operator,
             "mutator": failure.mutator, "model": failure.model,
             "tokens": dict(failure.tokens or {}), "attempts": failure.attempts})
@@ -277,9 +291,9 @@ class Population:
         results = [r for r in self.records(commit, "result") if r.get("v") == 1]
         return results[-1] if results else None
 
-    def cached_result(self, tree, **match) -> dict | None:
-        """Latest result of any commit with this tree id whose fields equal ``match``
-        (e.g. budget_s, tokenizer, device): an identical tree is never evaluated twice."""
+    def tree_results(self, tree) -> list[dict]:
+        """Every result line of any commit with this tree id (an identical tree is never
+        evaluated twice: see darwin_git.evolve.evaluations)."""
         if self._tree_index is None:
             index: dict[str, list[dict]] = {}
             for hexsha, blob in self.notes.annotated().items():
@@ -288,7 +302,11 @@ class Population:
                     if rec.get("kind") == "result" and rec.get("v") == 1 and rec.get("tree"):
                         index.setdefault(rec["tree"], []).append(rec)
             self._tree_index = index
-        for rec in reversed(self._tree_index.get(str(tree), [])):
+        return list(self._tree_index.get(str(tree), []))
+
+    def cached_result(self, tree, **match) -> dict | None:
+        """Latest result of any commit with this tree id whose fields equal ``match``."""
+        for rec in reversed(self.tree_results(tree)):
             if all(rec.get(k) == v for k, v in match.items()):
                 return rec
         return None

@@ -26,10 +26,12 @@ class Job:
     seed: int = 0
     device: str = "cpu"  # cpu | cuda
     gpus: int = 0
+    clock: str = "wall"  # the clock budget_s is measured on (darwin_git.fitness.Conditions)
 
 
 class Executor(abc.ABC):
     slots: int = 1
+    runner: str = "?"  # where a job runs, for people: "local", "docker", "ray:local", ...
 
     @abc.abstractmethod
     def submit(self, job: Job) -> Future:
@@ -83,6 +85,7 @@ class LocalExecutor(Executor):
                  data_root: Path | None = None):
         self.repo_path = Path(repo_path)
         self.sandbox = sandbox
+        self.runner = sandbox.name
         self.slots = max(1, slots)
         self.work_root = Path(work_root or tempfile.gettempdir())
         self.work_root.mkdir(parents=True, exist_ok=True)

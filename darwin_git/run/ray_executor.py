@@ -32,8 +32,8 @@ from pathlib import Path
 
 from ..result import make_result
 from .executor import Executor, Job
-
-RUNNERS = ("auto", "local", "docker")
+from .local import LocalSandbox
+from .runner import RUNNERS, make_sandbox
 # Ray exceptions that mean "the process or machine running the task went away".
 _LOST = ("WorkerCrashedError", "NodeDiedError", "OutOfMemoryError", "ActorDiedError",
          "LocalRayletDiedError", "ObjectLostError", "OwnerDiedError")
@@ -138,30 +138,10 @@ def _start_guard(workspace: Path, scratch: Path):
                             stderr=subprocess.DEVNULL)
 
 
-def make_sandbox(runner: str, workspace: Path | None = None):
-    """The sandbox a worker runs with: docker when asked (or, for auto, when usable), else
-    local (staging its steps in ``workspace``). Raises SandboxUnavailable when docker was
-    asked for and cannot run."""
-    from .base import SandboxUnavailable
-    from .local import LocalSandbox
-
-    if runner in ("auto", "docker"):
-        try:
-            from .docker import DockerSandbox
-            sandbox = DockerSandbox()
-            sandbox.check()
-            return sandbox
-        except (SandboxUnavailable, ImportError):
-            if runner == "docker":
-                raise
-    return LocalSandbox(workspace=workspace)
-
-
 def evaluate_packed(archive: bytes, job: dict, runner: str, work_root: str | None,
                     data_root: str | None) -> tuple[dict, float]:
     """The Ray task body: unpack, evaluate, clean up. Returns (result, seconds spent)."""
     from ..harness import evaluate
-    from .local import LocalSandbox
 
     t0 = time.monotonic()
     if work_root:
@@ -271,7 +251,7 @@ class RayExecutor(Executor):
                                          f"cannot pack the tree: {type(exc).__name__}: {exc}"))
             return out
         spec = {"commit": job.commit, "tree": tree_id, "budget_s": job.budget_s,
-                "seed": job.seed, "device": job.device}
+                "seed": job.seed, "device": job.device, "clock": job.clock}
         ref = self._task.options(num_cpus=self.cpus_per_job, num_gpus=job.gpus,
                                  max_retries=self.max_retries, retry_exceptions=False,
                                  name=f"darwin-eval-{job.commit[:10]}").remote(

@@ -1,0 +1,62 @@
+"""The state of one generation while it runs, passed whole between its steps (proposals,
+evaluations, human-in-the-loop hooks, selection) instead of loose dicts."""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Stats:
+    """What a generation's proposals cost and gave; journaled with the generation."""
+    proposed: int = 0
+    failed: int = 0
+    tokens: int = 0
+    cost_usd: float = 0.0
+
+    def spend(self, tokens: dict | None, cost_usd: float | None = None) -> None:
+        self.tokens += (tokens or {}).get("total", 0)
+        self.cost_usd += cost_usd or 0.0
+
+
+@dataclass(frozen=True)
+class Candidate:
+    commit: str
+    agent: str  # the agent it may advance
+    parent: str  # that agent's tip it was made on
+
+
+@dataclass
+class Generation:
+    g: int
+    tips: dict[str, str] = field(default_factory=dict)  # agent -> tip commit
+    candidates: dict[str, Candidate] = field(default_factory=dict)  # commit -> candidate
+    labels: dict[str, str] = field(default_factory=dict)  # commit -> what it is, for people
+    stats: Stats = field(default_factory=Stats)
+    started: float = field(default_factory=time.time)
+
+    def read_tips(self, agents: dict) -> None:
+        """Take the agents' tips now (``Population.agents()``); once set, agents that appeared
+        since (spawned by a human meanwhile) stay out of this generation."""
+        known = self.tips
+        self.tips = {a: str(t) for a, t in agents.items() if not known or a in known}
+
+    def add(self, commit: str, agent: str, label: str) -> str:
+        """A child that may advance ``agent`` from its tip of this generation."""
+        self.candidates[commit] = Candidate(commit, agent, self.tips[agent])
+        self.labels[commit] = label
+        return commit
+
+    def elapsed(self) -> float:
+        return time.time() - self.started
+
+    def children(self, agent: str) -> list[str]:
+        """This generation's candidates made on ``agent``'s current tip."""
+        return [c.commit for c in self.candidates.values()
+                if c.agent == agent and c.parent == self.tips.get(agent)]
+
+
+def seed_of(*parts) -> int:
+    """A reproducible random seed from the run's seed and where it is used."""
+    return int.from_bytes(hashlib.sha256("/".join(map(str, parts)).encode()).digest()[:8], "big")

@@ -1,0 +1,232 @@
+"""Proposals: who rewrites whom (pairing), what the speaking agent sees (its context), the
+pool of mutator calls in flight, crossovers and their conflict resolution.
+
+Each child is a commit on the target's tip, kept reachable under
+refs/darwin/candidates/g<G>/<slot> (the slot names target and speaker); a proposal that fails
+is an "attempt" note on the target's tip with its cause. Both mark the slot as done, so a
+resumed run never proposes it twice.
+"""
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+
+from .. import memory
+from ..contract import CONTRACT_FILE, ContractError, parse_contract
+from ..failpoints import crashpoint
+from ..fitness import Conditions, fitness
+from ..hitl import LoopHooks
+from ..mutate.base import Mutation, MutationContext, MutationFailure
+from ..population import trees
+from ..population.refs import ref_target, update_refs
+from ..population.repo import CANDIDATE_PREFIX, Population
+from ..select import rank
+from .budgets import Budgets
+from .generation import Generation, seed_of
+from .settings import EvolveSettings
+
+
+def candidate_ref(g: int, slot: str) -> str:
+    return f"{CANDIDATE_PREFIX}g{g:04d}/{slot}"
+
+
+class Proposals:
+    # Mutator calls in flight at once (LLM requests overlap training): at least one per slot,
+    # so a generation's proposals are not serialised behind a few slow LLM replies.
+    threads = 4
+
+    def __init__(self, pop: Population, settings: EvolveSettings, mutator, sink,
+                 conditions: Conditions, hitl: LoopHooks | None = None,
+                 budgets: Budgets | None = None, resolver=None, slots: int = 1):
+        self.pop, self.s, self.mutator, self.sink = pop, settings, mutator, sink
+        self.conditions = conditions
+        self.hitl = hitl or LoopHooks()
+        self.budgets = budgets  # proposing stops once one runs out
+        self.resolver = resolver  # has resolve_conflicts(...) (the LLM mutator), or None
+        self.slots = slots
+
+    def make(self, gen: Generation) -> Iterator[str]:
+        """Yield each child of this generation the moment it is committed (mutations, then
+        crossovers), recorded in ``gen``."""
+        rng = random.Random(seed_of(self.s.seed, gen.g, "pairs"))
+        for speaker, target, commit in self.mutations(gen, self.pairs(list(gen.tips), rng)):
+            yield gen.add(commit, target, f"{speaker} -> {target}")
+        for i in range(self.s.crossovers if len(gen.tips) > 1 else 0):
+            made = self.crossover(gen, i, rng)
+            if made:
+                commit, owner = made
+                yield gen.add(commit, owner, f"crossover into {owner}")
+
+    def pairs(self, names: list[str], rng: random.Random) -> list[tuple[str, str]]:
+        """(speaker, target): ring (agent i rewrites agent i+1, DARWIN), self or random."""
+        if self.s.pairing == "self" or len(names) == 1:
+            return [(a, a) for a in names]
+        if self.s.pairing == "random":
+            return [(a, rng.choice([b for b in names if b != a])) for a in names]
+        return [(a, names[(i + 1) % len(names)]) for i, a in enumerate(names)]
+
+    # ----- mutations ---------------------------------------------------------------------
+    def mutations(self, gen: Generation, pairs) -> Iterator[tuple[str, str, str]]:
+        """Yield (speaker, target, commit) as each child is committed. Contexts are built and
+        results committed here, in the calling thread (pygit2 objects are not thread-safe);
+        only ``mutator.propose`` (the LLM round trips) runs in a small pool, concurrently."""
+        pending = {}
+        with ThreadPoolExecutor(max_workers=max(self.threads, self.slots),
+                                thread_name_prefix="darwin-propose") as pool:
+            for speaker, target in pairs:
+                slot, parent = f"{target}.{speaker}", gen.tips[target]
+                existing = ref_target(self.pop.repo, candidate_ref(gen.g, slot))
+                if existing is not None:  # made before a crash: never propose twice
+                    yield speaker, target, str(existing)
+                    continue
+                if self._attempted(gen.g, slot, parent) or \
+                        (self.budgets and self.budgets.exhausted()):
+                    continue
+                ctx = self.context(gen.g, speaker, target, parent)
+                if ctx is not None:
+                    pending[pool.submit(self.mutator.propose, ctx)] = (slot, speaker, target)
+            for fut in as_completed(pending):
+                slot, speaker, target = pending[fut]
+                try:
+                    outcome = fut.result()
+                except Exception as exc:  # a mutator that broke its never-raise promise
+                    outcome = MutationFailure("mutator_error", f"{type(exc).__name__}: {exc}",
+                                              "?", getattr(self.mutator, "name", "?"))
+                commit = self._commit(gen, slot, speaker, target, outcome)
+                if commit:
+                    yield speaker, target, commit
+
+    def _attempted(self, g: int, slot: str, parent: str) -> bool:
+        return any(r.get("generation") == g and r.get("slot") == slot
+                   for r in self.pop.records(parent, "attempt"))
+
+    def _commit(self, gen: Generation, slot, speaker, target, outcome) -> str | None:
+        """Commit one mutator outcome (or record its failure); the candidate ref last."""
+        parent = gen.tips[target]
+        gen.stats.spend(outcome.tokens,
+                        outcome.cost_usd if isinstance(outcome, Mutation) else None)
+        if isinstance(outcome, MutationFailure):
+            self.record_failure(gen, parent, outcome, target, slot, speaker)
+            if outcome.request:  # asked a human instead of changing code
+                self.hitl.on_request(outcome.request, speaker, target, parent, gen.g)
+            return None
+        try:
+            commit = self.pop.commit_mutation(parent, outcome, agent=target, generation=gen.g,
+                                              mutator_agent=speaker)
+        except Exception as exc:  # e.g. a path the population refuses
+            fail = MutationFailure("commit_failed", f"{type(exc).__name__}: {exc}",
+                                   outcome.operator, outcome.mutator, outcome.model,
+                                   outcome.tokens, outcome.attempts)
+            self.record_failure(gen, parent, fail, target, slot, speaker)
+            return None
+        crashpoint("commit_written")  # the commit exists, its candidate ref does not yet
+        self._keep(gen, slot, commit, speaker, target, outcome.summary, outcome.operator)
+        if outcome.request:
+            self.hitl.on_request(outcome.request, speaker, target, str(commit), gen.g)
+        return str(commit)
+
+    def _keep(self, gen: Generation, slot, commit, speaker, target, summary, operator) -> None:
+        update_refs(self.pop.repo, [(candidate_ref(gen.g, slot), None, commit)],
+                    f"darwin-git: candidate {slot} g{gen.g}")
+        gen.stats.proposed += 1
+        self.sink.emit({"event": "proposed", "generation": gen.g, "mutator": speaker,
+                        "target": target, "summary": summary, "operator": operator,
+                        "commit": str(commit)})
+
+    def record_failure(self, gen: Generation, parent, failure: MutationFailure, target: str,
+                       slot: str, speaker: str) -> None:
+        """A proposal that made no commit: an "attempt" note on the parent, with its cause."""
+        gen.stats.failed += 1
+        self.pop.add_attempt(parent, failure, target, gen.g, mutator_agent=speaker, slot=slot)
+        memory.update(self.pop, [target])
+        self.sink.emit({"event": "proposal_failed", "generation": gen.g, "mutator": speaker,
+                        "target": target, "cause": failure.cause, "detail": failure.detail})
+
+    # ----- what a mutator sees -------------------------------------------------------------
+    def context(self, g: int, speaker: str, target: str, parent: str) -> MutationContext | None:
+        """What ``speaker`` sees when it rewrites ``target``'s code at ``parent``; None for a
+        tree without a contract (it cannot be mutated; its evaluation says why)."""
+        tree = self.pop.commit(parent).tree
+        try:
+            contract = parse_contract(self.pop.repo[tree[CONTRACT_FILE].id].data.decode())
+        except (KeyError, ContractError, UnicodeDecodeError):
+            return None
+        files = {}
+        for path, blob in trees.blobs(self.pop.repo, tree):
+            if contract.is_mutable(path):
+                try:
+                    files[path] = blob.data.decode("utf-8")
+                except UnicodeDecodeError:
+                    continue
+        return MutationContext(
+            mutator_agent=speaker, target_agent=target, generation=g, contract=contract,
+            files=files, target_fitness=fitness(self.pop, parent, self.conditions).loss,
+            memory=memory.entries(self.pop, speaker), top_diffs=memory.top_diffs(self.pop),
+            failure_log=self._last_failure(target, g), guidance=self.hitl.guidance(),
+            answers=self.hitl.answers(speaker, parent),
+            seed=seed_of(self.s.seed, g, speaker, target))
+
+    def _last_failure(self, target: str, g: int) -> str | None:
+        """Log tail of the target's most recent candidate that failed to train or evaluate."""
+        for gen in range(g - 1, max(0, g - 3), -1):
+            prefix = candidate_ref(gen, f"{target}.")
+            for name in sorted(self.pop.repo.references):
+                if name.startswith(prefix):
+                    for r in self.pop.records(ref_target(self.pop.repo, name), "result"):
+                        if r.get("status") not in ("ok", None):
+                            return f"[{r['status']}: {r.get('cause')}]\n{r.get('log_tail') or ''}"
+        return None
+
+    # ----- crossover ---------------------------------------------------------------------
+    def crossover(self, gen: Generation, i: int, rng: random.Random) -> tuple[str, str] | None:
+        """A merge of the best agent's tip and another's: (child, the agent it may advance),
+        or None (nothing to combine, or a conflict nobody resolved: recorded as an attempt)."""
+        tips = gen.tips
+        fit = {a: fitness(self.pop, t, self.conditions).loss for a, t in tips.items()}
+        order = rank(fit)
+        a, b = order[0], rng.choice(order[1:]) if len(order) > 1 else order[0]
+        if rng.random() < 0.5 and len(order) > 2:
+            a, b = b, order[0]
+        slot = f"x{i}.{a}.{b}"
+        existing = ref_target(self.pop.repo, candidate_ref(gen.g, slot))
+        if existing is not None:  # made before a crash
+            return str(existing), a
+        if tips[a] == tips[b] or self.pop.repo.descendant_of(tips[a], tips[b]) or \
+                self.pop.repo.descendant_of(tips[b], tips[a]):
+            return None  # nothing to combine: one contains the other
+        trailers = {"Darwin-Agent": a, "Darwin-Generation": gen.g, "Darwin-Operator": "crossover",
+                    "Darwin-Mutator": "merge", "Darwin-Crossover": f"{a} x {b}"}
+        summary = f"Crossover of {a} and {b}"
+        reasoning = (f"Merge of the training code of {a} (fitness {fit[a]}) and {b} (fitness "
+                     f"{fit[b]}): the child keeps what each lineage learned, so their "
+                     "improvements can add up.")
+        out = self.pop.merge(tips[a], tips[b], summary, reasoning, trailers)
+        if out.commit is None and self.resolver is not None:
+            out = self._resolve(gen, a, b, out, summary, reasoning, trailers)
+        if out.commit is None:
+            named = sorted(k for k in out.conflicts if k != "_")
+            why = f"; {out.conflicts['_']}" if "_" in out.conflicts else ""
+            fail = MutationFailure("merge_conflict", f"conflicts in {named}{why}", "crossover",
+                                   "merge")
+            self.record_failure(gen, tips[a], fail, a, slot, b)
+            return None
+        self._keep(gen, slot, out.commit, b, a, summary, "crossover")
+        return str(out.commit), a
+
+    def _resolve(self, gen: Generation, a, b, out, summary, reasoning, trailers):
+        """Ask the resolver (the LLM) to settle a crossover's conflicts; the merge it allows,
+        or the unmerged outcome with the resolver's reason under "_"."""
+        tips = gen.tips
+        ctx = self.context(gen.g, a, a, tips[a])
+        _, ra, _ = self.pop.message(tips[a])
+        _, rb, _ = self.pop.message(tips[b])
+        fix = self.resolver.resolve_conflicts(ctx, out.conflicts, ra, rb)
+        gen.stats.spend(fix.tokens)
+        if isinstance(fix, Mutation):
+            trailers = {**trailers, "Darwin-Mutator": fix.mutator, "Darwin-Model": fix.model}
+            return self.pop.merge(tips[a], tips[b], summary, reasoning +
+                                  "\n\nConflicts resolved by the model: " + fix.reasoning,
+                                  trailers, resolutions=fix.changes)
+        out.conflicts = {**out.conflicts, "_": fix.detail}
+        return out

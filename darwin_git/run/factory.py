@@ -1,0 +1,28 @@
+"""Which executor runs evaluations: slots on this machine, or Ray tasks (README "Scaling out
+with Ray"). The sandbox each evaluation runs in is the runner choice of run/runner.py."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .executor import Executor, LocalExecutor
+from .ray_executor import RayExecutor
+from .runner import make_sandbox
+
+EXECUTORS = ("local", "ray")
+
+
+def make_executor(kind: str, repo_path: Path, runner: str = "auto", slots: int | None = None,
+                  work_root: Path | None = None, ray_address: str | None = None,
+                  log=lambda msg: None) -> Executor:
+    """``local``: ``slots`` (default 1) evaluations at once on this machine, in the sandbox of
+    ``runner``. ``ray``: Ray tasks on the cluster of ``ray_address`` (default RAY_ADDRESS, else
+    a local Ray), each worker choosing its own sandbox by ``runner``; without ``slots`` the
+    cluster's CPUs (or GPUs) decide how many run at once.
+
+    Raises SandboxUnavailable (docker asked for, no daemon) or RayUnavailable."""
+    if kind == "ray":
+        return RayExecutor(repo_path, runner=runner, address=ray_address, slots=slots)
+    if kind == "local":
+        return LocalExecutor(repo_path, make_sandbox(runner, log=log), slots=slots or 1,
+                             work_root=work_root)
+    raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, not {kind!r}")
