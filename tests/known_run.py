@@ -3,7 +3,7 @@ are tested against. Two generations of three agents, with everything a real run 
 
     seed (3 noise runs, seeds 0-2)
     g1: agent-00 <- c1 ok 3.20, kept (an LLM change that needed 2 attempts)
-        agent-01 <- c2 ok 3.40, rejected (inside the noise bar)
+        agent-01 <- c2 ok 3.425, rejected (inside the noise bar)
         agent-02 <- c3 train_failed / out_of_memory
     between: a human commit on agents/agent-01 (stock git), evaluated in g2: ok 3.30
     g2: agent-00 <- c4 ok 3.10, kept
@@ -27,17 +27,22 @@ SIGMA = 0.01
 NOISE = [3.40, 3.42, 3.47]  # the latest run (3.47) is not the fitness (their mean)
 CAND = "refs/darwin/candidates/"
 
+# text a human (or a model) may write: the report must show it, never run it
+MARKUP = "Bigger is <b>better</b></script><script>document.title='owned'</script>"
+
 # commits that are nodes of the run's tree, and the one proposal that made none
 COMMITS = 10
 ATTEMPTS = 1
 
 
-def result(val_loss=None, status="ok", seed=0, mfu=0.02, tokens_per_s=1000.0, **kw):
+def result(val_loss=None, status="ok", seed=0, mfu=0.02, tokens_per_s=1000.0, generation=None,
+           **kw):
+    """A result as the harness writes it; `generation` is when it was measured."""
     import math
     ppl = math.exp(val_loss) if val_loss is not None else None
     return make_result(status, val_loss=val_loss, perplexity=ppl, tokens_per_s=tokens_per_s,
                        mfu=mfu if status == "ok" else None, budget_s=BUDGET, device="cpu",
-                       seed=seed, params=1000, **kw)
+                       seed=seed, params=1000, generation=generation, **kw)
 
 
 def mutation(summary, text, tokens=100, attempts=1, cost=0.001, model="m-small"):
@@ -73,7 +78,7 @@ def build(pop, git) -> dict:
     repo, journal = pop.path, Journal(pop.repo)
     seed = pop.tip("agent-00")
     for i, loss in enumerate(NOISE):
-        pop.add_result(seed, result(loss, seed=i, mfu=0.020))
+        pop.add_result(seed, result(loss, seed=i, mfu=0.020, generation=0))
     journal.append({"phase": "noise", "generation": 0, "sigma": SIGMA,
                     "mean": statistics.fmean(NOISE), "losses": NOISE, "budget_s": BUDGET,
                     "repeats": 3}, "Noise floor")
@@ -87,9 +92,9 @@ def build(pop, git) -> dict:
     c3 = candidate(pop, 1, "agent-02.agent-01", seed,
                    mutation("Double the width", "n_embd = 512\n", model="m-large", cost=0.01),
                    "agent-02", "agent-01")
-    pop.add_result(c1, result(3.20, mfu=0.030))
-    pop.add_result(c2, result(3.40, mfu=0.021))
-    pop.add_result(c3, result(status="train_failed", cause="out_of_memory",
+    pop.add_result(c1, result(3.20, mfu=0.030, generation=1))
+    pop.add_result(c2, result(3.425, mfu=0.021, generation=1))
+    pop.add_result(c3, result(status="train_failed", cause="out_of_memory", generation=1,
                               log_tail="killed: out of memory"))
     pop.fast_forward("agent-00", c1)
     done(journal, 1, pop, "agent-00", 3.20, 0.030, proposed=3, failed=0, advanced=1,
@@ -98,12 +103,12 @@ def build(pop, git) -> dict:
     # a human commits on agents/agent-01 with stock git
     git("switch", "-q", "agents/agent-01", cwd=repo)
     (repo / "model.py").write_text("def build_model(config):\n    return 'bigger'\n")
-    git("commit", "-q", "-am", "Make the model bigger", cwd=repo)
+    git("commit", "-q", "-am", "Make the model bigger", "-m", MARKUP, cwd=repo)
     human = pop.tip("agent-01")
     git("switch", "-q", "seed", cwd=repo)
 
     # generation 2
-    pop.add_result(human, result(3.30, mfu=0.022))
+    pop.add_result(human, result(3.30, mfu=0.022, generation=2))
     c4 = candidate(pop, 2, "agent-00.agent-02", c1,
                    mutation("Use RMSNorm", "lr = 2e-3\nnorm = 'rms'\n"), "agent-00", "agent-01")
     cross = pop.merge(c1, human, "Crossover of agent-00 and agent-01", "Merge both lines.",
@@ -114,8 +119,8 @@ def build(pop, git) -> dict:
     update_refs(pop.repo, [(f"{CAND}g0002/x0.agent-00.agent-01", None, cross.commit)], "test")
     c5 = candidate(pop, 2, "agent-02.agent-00", seed,
                    mutation("Raise the learning rate", "lr = 2e-3\n"), "agent-02", "agent-00")
-    pop.add_result(c4, result(3.10, mfu=0.031))
-    pop.add_result(cross.commit, result(3.15, mfu=0.029))
+    pop.add_result(c4, result(3.10, mfu=0.031, generation=2))
+    pop.add_result(cross.commit, result(3.15, mfu=0.029, generation=2))
     source = pop.records(c1, "result")[-1]
     pop.add_result(c5, {**{k: v for k, v in source.items() if k != "kind"},
                         "commit": str(c5), "cached_from": str(c1)})
