@@ -113,7 +113,8 @@ def _plot(path: Path, gens: list[dict], keys: list[tuple[str, str]], ylabel: str
 
 
 def write_report(pop: Population, out_dir: Path | None = None) -> Path:
-    """report.md (with its PNGs) and report.html in ``out_dir``; returns report.md's path."""
+    """report.html, and report.md with its PNGs, in ``out_dir``; returns report.html's path
+    (the page to open)."""
     data = collect(pop)
     out_dir = Path(out_dir or pop.path.parent / "reports")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -125,10 +126,10 @@ def write_report(pop: Population, out_dir: Path | None = None) -> Path:
         _plot(out_dir / "mfu.png", gens, [("best_mfu", "best agent"),
                                           ("median_new_mfu", "median of new measurements")],
               "MFU", hollow={"best_mfu": "best_mfu_cached"})
-    (out_dir / "report.html").write_text(render_html(_tree_of(data), data["lineage"]))
-    md = out_dir / "report.md"
-    md.write_text(render_markdown(data, has_plots=bool(gens)))
-    return md
+    (out_dir / "report.md").write_text(render_markdown(data, has_plots=bool(gens)))
+    page = out_dir / "report.html"
+    page.write_text(render_html(_tree_of(data), data["lineage"]))
+    return page
 
 
 def _tree_of(data: dict) -> dict:

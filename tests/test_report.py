@@ -11,7 +11,7 @@ from click.testing import CliRunner
 import known_run
 from darwin_git.cli import cli
 from darwin_git.evolve.journal import Journal
-from darwin_git.report import collect, render_markdown, write_report
+from darwin_git.report import collect, render_markdown
 
 
 def test_failures_are_counted_once_the_same_way_everywhere(population, git):
@@ -104,7 +104,8 @@ def test_report_command_writes_both_pages(population, git, tmp_path):
                                    str(out), "--json"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     data = json.loads(res.output)
-    assert data["html"] == str(out / "report.html") and (out / "report.html").is_file()
+    assert data["report"] == str(out / "report.html") and (out / "report.html").is_file()
+    assert data["markdown"] == str(out / "report.md")
     assert (out / "report.md").is_file() and (out / "mfu.png").is_file()
     assert len(data["nodes"]) == known_run.COMMITS + known_run.ATTEMPTS
     page = (out / "report.html").read_text()

@@ -12,7 +12,7 @@ import shutil
 import pytest
 
 import known_run
-from darwin_git.report import collect, write_report
+from darwin_git.report import write_report
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update",

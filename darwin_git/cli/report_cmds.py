@@ -26,7 +26,7 @@ def report(repo, out_dir, as_json):
     pop = open_population(repo)
     path = write_report(pop, out_dir)
     if as_json:
-        emit_json({"report": str(path), "html": str(path.with_name("report.html")),
+        emit_json({"report": str(path), "markdown": str(path.with_name("report.md")),
                    **collect(pop)})
     else:
-        click.echo(f"Report: {path.with_name('report.html')} (and {path.name})")
+        click.echo(f"Report: {path} (and report.md beside it)")
