@@ -147,7 +147,8 @@ def _table_settings(table: str, cls) -> list[Setting]:
         if key in _SECRETS:
             continue
         kind, optional, choices = _kind(hints[f.name])
-        default = f.default if f.default is not dataclasses.MISSING else None
+        default = f.default if f.default is not dataclasses.MISSING else \
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None
         if isinstance(default, Path):
             default = str(default)
         out.append(Setting(key, kind, default, helps.get(f.name) or _HELP.get(key, ""),
@@ -321,6 +322,20 @@ def check_stored(stored: dict) -> list[str]:
             problems.append(f"{exc}; fix with `darwin-git config set {key} VALUE` or "
                             f"`darwin-git config unset {key}`")
     return problems
+
+
+def check_settings(config: dict) -> None:
+    """The whole config through the dataclasses that use it, so their own rules (a range, a
+    combination) refuse a value when it is set, not when the next `evolve` starts."""
+    checks = (("evolve", lambda: EvolveSettings.from_config(config)),
+              ("mutator", lambda: LLMConfig.from_env_and_config(config.get("mutator") or {},
+                                                                env={})))
+    for table, check in checks:
+        try:
+            check()
+        except (TypeError, ValueError) as exc:
+            text = str(exc)
+            raise ConfigError(text if text.startswith("[") else f"[{table}] {text}") from exc
 
 
 # ----- reading and writing -----------------------------------------------------------------

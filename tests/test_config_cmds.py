@@ -106,6 +106,8 @@ def test_bad_values_and_unknown_keys_are_refused(population, git):
     assert "must be one of ring, self, random" in res.output
     res = invoke("config", "set", "evolve.budget_s", "inf", "--repo", repo)
     assert "finite number" in res.output
+    res = invoke("config", "set", "mutator.max_apply_attempts", "0", "--repo", repo)
+    assert res.exit_code == 2 and "max_apply_attempts" in res.output  # LLMConfig's own rule
     res = invoke("config", "set", "population_size", "9", "--repo", repo)
     assert "written by `darwin-git init`" in res.output
     res = invoke("config", "set", "mutator.api_key", "sk-123", "--repo", repo)

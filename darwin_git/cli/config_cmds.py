@@ -124,6 +124,8 @@ def set_(ctx, key, value, message, repo, as_json):
     was = _show(old) if old is not None else f"default {_show(setting.default)}"
     data = runconfig.merged(stored, {})
     runconfig.set_path(data, key, new)
+    if not runconfig.check_stored(data):  # other stored problems are `config`'s to show
+        runconfig.check_settings(runconfig.merged(runconfig.DEFAULTS, data))
     oid = runconfig.store(pop.repo, data, message or
                           f"config: set {key} = {_show(new)} (was {was})")
     if as_json:
