@@ -10,8 +10,8 @@ from pathlib import Path
 from .evolve.journal import Journal
 from .population.repo import Population
 from .report_html import render_html
-from .report_tree import (delta_words, fmt, lineage_note, run_tree,
-                          summary_lines)
+from .report_tree import (best_mfu_text, delta_words, failure_words, flat_note, fmt,
+                          lineage_note, run_tree, summary_lines)
 from .result import fitness as result_fitness
 
 
@@ -54,7 +54,7 @@ def collect(pop: Population) -> dict:
     return {"noise": noise, "sigma": tree["sigma"], "accept_k": tree["accept_k"],
             "bar": tree["bar"], "generations": per_gen, "best": best, "winner": winner,
             "lineage": lineage, "lineage_note": lineage_note(tree) if not lineage else None,
-            "summary": summary_lines(tree), "totals": totals,
+            "summary": summary_lines(tree), "flat_note": flat_note(tree), "totals": totals,
             "mutations": totals["decided"], "failed": totals["failed"],
             "failure_rate": totals["failure_rate"],
             "failures_by_cause": {f"{f['stage']}: {f['cause']}": f["count"]
@@ -82,7 +82,7 @@ def _lineage(pop: Population, agent: str, fit) -> list[dict]:
 def _plot(path: Path, gens: list[dict], keys: list[tuple[str, str]], ylabel: str,
           baseline: float | None = None, hollow: dict[str, str] | None = None) -> None:
     """One line per key; where ``hollow[key]`` names a true field, the point is drawn hollow
-    (a cached result: not a new measurement)."""
+    (not a new measurement: a cached result, or one from an earlier generation)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -100,7 +100,7 @@ def _plot(path: Path, gens: list[dict], keys: list[tuple[str, str]], ylabel: str
             cached = [(x, y) for x, y, g in zip(xs, ys, gens) if g.get(flag)]
             if cached:
                 ax.plot(*zip(*cached), linestyle="none", marker="o", markerfacecolor="white",
-                        markeredgecolor=line.get_color(), label=f"{label} (cached result)")
+                        markeredgecolor=line.get_color(), label=f"{label} (not new)")
     if baseline is not None:
         ax.axhline(baseline, color="grey", linestyle="--", label="seed")
     ax.set_xlabel("generation")
@@ -123,9 +123,10 @@ def write_report(pop: Population, out_dir: Path | None = None) -> Path:
     if gens:
         _plot(out_dir / "fitness.png", gens, [("best", "best"), ("median", "median")],
               "val_loss (lower is better)", seed_loss)
-        _plot(out_dir / "mfu.png", gens, [("best_mfu", "best agent"),
-                                          ("median_new_mfu", "median of new measurements")],
-              "MFU", hollow={"best_mfu": "best_mfu_cached"})
+        reused = [{**g, "best_mfu_reused": not g["best_mfu_new"]} for g in gens]
+        _plot(out_dir / "mfu.png", reused, [("best_mfu", "best agent"),
+                                            ("median_new_mfu", "median of new measurements")],
+              "MFU", hollow={"best_mfu": "best_mfu_reused"})
     (out_dir / "report.md").write_text(render_markdown(data, has_plots=bool(gens)))
     page = out_dir / "report.html"
     page.write_text(render_html(_tree_of(data), data["lineage"]))
@@ -140,11 +141,8 @@ def _tree_of(data: dict) -> dict:
             "failures": data["failures"], "models": data["models"], "totals": data["totals"]}
 
 
-def _mfu(v, cached=False, source=None) -> str:
-    if not isinstance(v, (int, float)):
-        return "-"
-    return f"{v:.2%}" + (f" (cached from `{source[:10]}`)" if cached and source else
-                         " (cached)" if cached else "")
+def _mfu(v) -> str:
+    return f"{v:.2%}" if isinstance(v, (int, float)) else "-"
 
 
 def render_markdown(d: dict, has_plots: bool = True) -> str:
@@ -165,6 +163,8 @@ def render_markdown(d: dict, has_plots: bool = True) -> str:
     else:
         if len(d["generations"]) == 1:
             lines += ["Only one generation so far: each plot has a single point.", ""]
+        elif d["flat_note"]:
+            lines += [d["flat_note"], ""]
         lines += ["| gen | best val_loss | median | best agent | best agent's MFU | "
                   "median MFU of new measurements | proposed | failed: no commit | "
                   "failed: did not train or score | kept | retries | tokens |",
@@ -172,7 +172,7 @@ def render_markdown(d: dict, has_plots: bool = True) -> str:
         for g in d["generations"]:
             lines.append(f"| {g['generation']} | {fmt(g['best'])} | {fmt(g['median'])} | "
                          f"{g['best_agent'] or '-'} | "
-                         f"{_mfu(g['best_mfu'], g['best_mfu_cached'], g['best_mfu_source'])} | "
+                         f"{best_mfu_text(g, lambda sha: f'`{sha[:10]}`')} | "
                          f"{_mfu(g['median_new_mfu'])} | {g['proposed']} | "
                          f"{g['failed_proposals']} | {g['failed_evaluations']} | {g['kept']} | "
                          f"{g['retries']} | {g['tokens']} |")
@@ -185,14 +185,7 @@ def render_markdown(d: dict, has_plots: bool = True) -> str:
                   f"{delta_words(step['delta'])} than its parent"]
         if step["reasoning"]:
             lines += ["  > " + step["reasoning"].strip().replace("\n", "\n  > ")]
-    rate = d["failure_rate"]
-    lines += ["", "## Failures", ""]
-    if not t["decided"]:
-        lines += ["No candidate has been decided yet."]
-    else:
-        lines += [f"{t['failed']} of {t['decided']} decided candidates failed "
-                  f"({fmt(rate, '.1%')}): {t['proposals_failed']} proposal(s) made no commit, "
-                  f"{t['evaluations_failed']} did not train or score.", ""]
+    lines += ["", "## Failures", "", failure_words(t), ""]
     for f in d["failures"]["by_cause"]:
         lines.append(f"- {f['stage_words']}: {f['cause']}: {f['count']}")
     lines += ["", "## Models: retries, tokens and cost", ""]

@@ -13,7 +13,8 @@ import html
 import json
 import math
 
-from .report_tree import delta_words, fmt, lineage_note, summary_lines
+from .report_tree import (best_mfu_text, delta_words, failure_words, flat_note, fmt,
+                          lineage_note, summary_lines)
 
 COLOURS = {"kept": "#2e9d4f", "rejected": "#9aa3ad", "failed": "#d64541", "human": "#3b7dd8",
            "crossover": "#9b59b6", "pending": "#ffffff", "seed": "#222222"}
@@ -98,11 +99,8 @@ def _embed(data) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def _mfu(v, cached: bool = False, source: str | None = None) -> str:
-    if not isinstance(v, (int, float)):
-        return "-"
-    return f"{v:.2%}" + (f" (cached from {source[:10]})" if cached and source else
-                         " (cached)" if cached else "")
+def _mfu(v) -> str:
+    return f"{v:.2%}" if isinstance(v, (int, float)) else "-"
 
 
 def render_html(d: dict, lineage: list[dict]) -> str:
@@ -112,7 +110,7 @@ def render_html(d: dict, lineage: list[dict]) -> str:
     t = d["totals"]
     gens = d["generations"]
     gen_rows = [[g["generation"], fmt(g["best"]), fmt(g["median"]), g["best_agent"] or "-",
-                 _mfu(g["best_mfu"], g["best_mfu_cached"], g["best_mfu_source"]),
+                 best_mfu_text(g),
                  _mfu(g["median_new_mfu"]), g["new_measurements"], g["proposed"],
                  f"{g['failed']} ({g['failed_proposals']} no commit, "
                  f"{g['failed_evaluations']} did not train or score)",
@@ -131,10 +129,7 @@ def render_html(d: dict, lineage: list[dict]) -> str:
     legend = "".join(f'<span class="key"><svg width="14" height="14"><circle cx="7" cy="7" '
                      f'r="6" fill="{c}" stroke="#555"/></svg>{_e(LEGEND[k])}</span>'
                      for k, c in COLOURS.items())
-    failed_words = (f"{t['failed']} of {t['decided']} decided candidates failed "
-                    f"({fmt(t['failure_rate'], '.1%')}): {t['proposals_failed']} proposal(s) "
-                    f"made no commit, {t['evaluations_failed']} did not train or score."
-                    if t["decided"] else "No candidate has been decided yet.")
+    failed_words = failure_words(t)
     data = {k: v for k, v in d.items()}
     data["colours"] = COLOURS
     return PAGE.format(
@@ -152,7 +147,7 @@ def render_html(d: dict, lineage: list[dict]) -> str:
                             "failed", "kept", "cached", "retries", "tokens", "cost $"],
                            gen_rows, "No generation has finished yet."),
         single=_e("Only one generation so far: each line is a single point." if len(gens) == 1
-                  else ""),
+                  else flat_note(d) or ""),
         failed_words=_e(failed_words),
         failures=_table(["stage", "cause", "count"], fail_rows, "No failures."),
         models=_table(["model / mutator", "proposals", "committed", "no commit",
@@ -192,8 +187,9 @@ cached result</span></div>
 difference is noise. {single}</p>
 <svg id="fitness-chart" class="chart" xmlns="http://www.w3.org/2000/svg"></svg>
 <h2>MFU per generation</h2>
-<p class="hint">Hollow points are cached results: the agent's tree was scored earlier (a copy,
-not a new measurement).</p>
+<p class="hint">A hollow point is not a new measurement: the best agent's tree was scored from
+a cached result (an identical tree), or measured in an earlier generation. Median and max are
+over the measurements made in that generation only.</p>
 <svg id="mfu-chart" class="chart" xmlns="http://www.w3.org/2000/svg"></svg>
 {generations}
 </section>
@@ -314,8 +310,9 @@ SCRIPT = r"""
          .join(", ") : null],
       ["σ over its seeds", n.spread === null ? null : num(n.spread, 4)],
       ["σ of the run (noise floor)", num(data.sigma, 4)],
-      ["perplexity", num(n.perplexity, 2)], ["MFU", pct(n.mfu)],
-      ["tokens/s", num(n.tokens_per_s, 0)],
+      ["perplexity (exp of the fitness)", num(n.perplexity, 2)],
+      ["MFU (latest measurement)", pct(n.mfu)],
+      ["tokens/s (latest measurement)", num(n.tokens_per_s, 0)],
       ["cached", n.cached ? "yes: a copy of the result of " + n.cached_from +
          " (identical tree), not a new measurement" : null],
       ["status", n.status], ["cause", n.cause], ["detail", n.detail],
@@ -412,10 +409,10 @@ SCRIPT = r"""
                                 fill: p[2] ? "#fff" : s.colour, stroke: s.colour,
                                 "stroke-width": 2}, svg);
         el("title", {}, c).textContent = `${s.label}, generation ${p[0]}: ${opts.fmt(p[1])}` +
-          (p[2] ? " (cached result, not a new measurement)" : "");
+          (p[2] ? " (not a new measurement)" : "");
       });
-      el("text", {class: "tick", x: W - R + 6, y: T + 14 + si * 16, fill: s.colour}, svg)
-        .textContent = s.label;
+      el("text", {class: "tick", x: W - R + 6, y: T + 14 + si * 16, style: "fill:" + s.colour},
+         svg).textContent = s.label;
     });
   }
   const G = data.generations, noise = data.noise || {};
@@ -431,7 +428,7 @@ SCRIPT = r"""
     {label: "max of new", colour: "#9b59b6", values: G.map(g => g.max_new_mfu)},
     {label: "median of new", colour: "#3b7dd8", values: G.map(g => g.median_new_mfu)},
     {label: "best agent", colour: "#2e9d4f", values: G.map(g => g.best_mfu),
-     hollow: G.map(g => g.best_mfu_cached)},
+     hollow: G.map(g => !g.best_mfu_new)},
   ], {fmt: v => (100 * v).toFixed(2) + "%", empty: "No MFU measured yet."});
   document.body.dataset.ready = "1";
 })();

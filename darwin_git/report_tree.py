@@ -38,7 +38,7 @@ def fmt(v, spec: str = ".4f") -> str:
 def change(new: float, old: float, spec: str = ".4f") -> str:
     """'0.1000 lower (better)': val_loss and perplexity are better lower."""
     if new == old:
-        return "unchanged"
+        return "no lower and no higher"
     word, verdict = ("lower", "better") if new < old else ("higher", "worse")
     return f"{format(abs(new - old), spec)} {word} ({verdict})"
 
@@ -71,18 +71,57 @@ def summary_lines(d: dict) -> list[str]:
                    f"by more than k·σ = {fmt(d.get('bar'))} (k = {d.get('accept_k'):g}).")
     else:
         out.append("The noise floor has not been measured yet: no generation has run.")
-    if winner:
-        seed_mean = noise.get("mean") if noise else None
+    seed_mean = noise.get("mean") if noise else None
+    if winner and winner["seed_code"]:
+        out.append(f"Best agent: {winner['agent']}, still the seed's code (val_loss "
+                   f"{fmt(winner['fitness'])}).")
+    elif winner:
         words = ""
-        if seed_mean is not None:
-            ppl_seed = math.exp(seed_mean)
-            ppl = winner.get("perplexity") or math.exp(winner["fitness"])
+        if seed_mean is not None:  # perplexity = exp(val_loss): both from the same fitness
+            ppl, ppl_seed = math.exp(winner["fitness"]), math.exp(seed_mean)
             words = (f": {change(winner['fitness'], seed_mean)} than the seed's "
                      f"{fmt(seed_mean)}; perplexity {ppl:.2f} vs the seed's {ppl_seed:.2f}, "
                      f"{relative_change(ppl, ppl_seed)}")
         out.append(f"Best agent: {winner['agent']} at {winner['commit'][:10]}, val_loss "
                    f"{fmt(winner['fitness'])}{words}.")
     return out
+
+
+def best_mfu_text(g: dict, code=lambda sha: sha[:10]) -> str:
+    """The best agent's MFU in a generation, saying when it is not a new measurement."""
+    v = g["best_mfu"]
+    if not isinstance(v, (int, float)):
+        return "-"
+    if g["best_mfu_new"]:
+        return f"{v:.2%}"
+    if g["best_mfu_cached"]:
+        source = g["best_mfu_source"]
+        return f"{v:.2%} (cached from {code(source)})" if source else f"{v:.2%} (cached)"
+    when = g["best_mfu_measured_in"]
+    where = "the noise-floor runs" if when == 0 else f"generation {when}"
+    return f"{v:.2%} (measured in {where})" if when is not None else f"{v:.2%} (earlier)"
+
+
+def failure_words(t: dict) -> str:
+    if not t["decided"]:
+        return "No candidate has been decided yet."
+    if not t["failed"]:
+        return f"None of the {t['decided']} decided candidates failed."
+    return (f"{t['failed']} of {t['decided']} decided candidates failed "
+            f"({fmt(t['failure_rate'], '.1%')}): {t['proposals_failed']} proposal(s) made no "
+            f"commit, {t['evaluations_failed']} did not train or score.")
+
+
+def flat_note(d: dict) -> str | None:
+    """Why the fitness plot is a flat line, when it is."""
+    bests = [g["best"] for g in d["generations"] if g["best"] is not None]
+    if len(bests) < 2 or max(bests) != min(bests):
+        return None
+    if d.get("winner") and d["winner"]["seed_code"]:
+        return (f"The best line is flat: no change cleared the noise bar of "
+                f"{noise_bar(d.get('sigma'), d.get('accept_k', 1.0))}, so every agent's best "
+                f"is still the seed's code.")
+    return "The best line is flat: no generation found a better agent than the one before."
 
 
 def lineage_note(d: dict) -> str | None:
@@ -210,7 +249,10 @@ def _commit_node(pop, c, trailers, summary, reasoning, results, reference, label
         "detail": _last_line(shown.get("log_tail")) if failed else None,
         "fitness": fit.value, "seeds": fit.seeds, "per_seed": fit.per_seed,
         "spread": fit.spread, "val_loss": shown.get("val_loss"),
-        "perplexity": shown.get("perplexity"), "mfu": shown.get("mfu"),
+        # perplexity = exp(val_loss): of the fitness, like every number compared across nodes
+        "perplexity": math.exp(fit.value) if fit.value is not None else None,
+        "mfu": shown.get("mfu"), "mfu_measured_in": _evaluated_in(shown, generation, done_times)
+        if shown else None,
         "tokens_per_s": shown.get("tokens_per_s"),
         "cached": bool(ok) and not fresh, "cached_from": shown.get("cached_from"),
         "measurements": len(fresh), "attempts": attempts, "retries": attempts - 1,
@@ -239,7 +281,8 @@ def _proposal_node(parent: str, rec: dict) -> dict:
         "outcome": "failed", "status": "proposal_failed", "cause": rec.get("cause"),
         "detail": rec.get("detail"), "fitness": None, "seeds": [], "per_seed": [],
         "spread": None, "val_loss": None, "perplexity": None, "mfu": None,
-        "tokens_per_s": None, "cached": False, "cached_from": None, "measurements": 0,
+        "tokens_per_s": None, "mfu_measured_in": None, "cached": False, "cached_from": None,
+        "measurements": 0,
         "attempts": attempts, "retries": attempts - 1,
         "tokens": _int(tokens.get("total") if isinstance(tokens, dict) else tokens) or 0,
         "cost_usd": _float(rec.get("cost_usd")), "time": None,
@@ -326,7 +369,7 @@ def _winner(pop: Population, by_id: dict) -> dict | None:
         if best is None or node["fitness"] < best["fitness"]:
             best = {"agent": agent, "commit": str(tip), "fitness": node["fitness"],
                     "perplexity": node["perplexity"], "mfu": node["mfu"],
-                    "cached": node["cached"]}
+                    "cached": node["cached"], "seed_code": node["origin"] == "seed"}
     return best
 
 
@@ -415,6 +458,9 @@ def _generations(nodes: list[dict], records: list[dict]) -> list[dict]:
                      isinstance(n["mfu"], (int, float))]
         best = rec.get("best") or {}
         best_node = by_id.get(best.get("commit"))
+        # the best agent's MFU is new only when measured (not copied) in this generation
+        measured_in = best_node["mfu_measured_in"] if best_node else None
+        best_new = bool(best_node) and not best_node["cached"] and measured_in == g
         made_ids = {n["id"] for n in made}
         failed = [n for n in made + [n for n in evaluated if n["id"] not in made_ids]
                   if n["outcome"] == "failed"]
@@ -424,6 +470,7 @@ def _generations(nodes: list[dict], records: list[dict]) -> list[dict]:
             "best_mfu": best_node["mfu"] if best_node else best.get("mfu"),
             "best_mfu_cached": bool(best_node and best_node["cached"]),
             "best_mfu_source": best_node["cached_from"] if best_node else None,
+            "best_mfu_new": best_new, "best_mfu_measured_in": measured_in,
             "max_new_mfu": max(fresh_mfu) if fresh_mfu else None,
             "median_new_mfu": statistics.median(fresh_mfu) if fresh_mfu else None,
             "new_measurements": len(fresh_mfu),

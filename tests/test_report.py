@@ -73,7 +73,9 @@ def test_a_cached_result_is_not_a_new_measurement(population, git):
     assert f"| 3.00% (cached from `{ids['c1'][:10]}`) |" in render_markdown(d)
 
 
-def test_an_empty_lineage_says_why(population):
+def test_empty_sections_say_why(population):
+    """Nothing cleared the noise bar in two generations: the lineage is empty, the fitness line
+    flat, and the best agent's MFU is the noise-floor runs' (not a new measurement)."""
     seed = population.tip("agent-00")
     journal = Journal(population.repo)
     for i, loss in enumerate(known_run.NOISE):
@@ -81,20 +83,25 @@ def test_an_empty_lineage_says_why(population):
     journal.append({"phase": "noise", "generation": 0, "sigma": known_run.SIGMA,
                     "mean": statistics.fmean(known_run.NOISE), "losses": known_run.NOISE,
                     "budget_s": known_run.BUDGET, "repeats": 3}, "Noise floor")
-    child = known_run.candidate(population, 1, "agent-00.agent-01", seed,
-                                known_run.mutation("Tiny tweak", "lr = 1.01e-3\n"),
-                                "agent-00", "agent-01")
-    population.add_result(child, known_run.result(3.425, generation=1))
-    known_run.done(journal, 1, population, "agent-00", 3.43, 0.02, proposed=1, failed=0,
-                   advanced=0, replaced=0, tokens=100, cost=0.001)
+    for g in (1, 2):
+        child = known_run.candidate(population, g, "agent-00.agent-01", seed,
+                                    known_run.mutation(f"Tweak {g}", f"lr = {g}.01e-3\n"),
+                                    "agent-00", "agent-01")
+        population.add_result(child, known_run.result(3.425, generation=g))
+        known_run.done(journal, g, population, "agent-00", 3.43, 0.02, proposed=1, failed=0,
+                       advanced=0, replaced=0, tokens=100, cost=0.001)
     d = collect(population)
     assert d["lineage"] == []
     assert d["lineage_note"] == (
         "agent-00 still has the seed's code: no change cleared the noise bar of σ = 0.0100 × "
         "k = 1 (an improvement had to lower val_loss by more than 0.0100).")
+    assert d["summary"][1] == "Best agent: agent-00, still the seed's code (val_loss 3.4300)."
+    assert [g["best_mfu_new"] for g in d["generations"]] == [False, False]
     md = render_markdown(d)
     assert d["lineage_note"] in md
-    assert "Only one generation so far" in md
+    assert "The best line is flat: no change cleared the noise bar of σ = 0.0100 × k = 1" in md
+    assert "| 2.00% (measured in the noise-floor runs) | 2.00% |" in md
+    assert "None of the 2 decided candidates failed." in md
 
 
 def test_report_command_writes_both_pages(population, git, tmp_path):
