@@ -12,7 +12,8 @@ PAIRINGS = ("ring", "self", "random")
 @dataclass
 class EvolveSettings:
     generations: int = 5  # total generations of the run (a resumed run continues up to it)
-    budget_s: float = 60.0  # wall-clock training budget per evaluation
+    budget_s: float = 60.0  # training budget per evaluation, in seconds of ``clock``
+    clock: str | None = None  # "cpu" | "wall"; None: the device's default (fitness.default_clock)
     noise_repeats: int = 3  # seed evaluations (different seeds) that measure the noise floor
     accept_k: float = 1.0  # an improvement must clear accept_k * sigma (select.py)
     elites: int = 1

@@ -1,0 +1,173 @@
+"""Fitness: the one definition the loop and every view (status, report, memory, prompts,
+human-in-the-loop) use. README "Noise-aware acceptance" says it in words.
+
+A result counts for a run only when it was measured under the run's *conditions*: the same
+training budget, on the same clock, on the same device, scored by the same harness version.
+A commit's fitness is the mean over training seeds of its comparable ok validation losses; a
+seed evaluated more than once is averaged first, so it does not weigh double. The per-seed
+values are kept, so two commits can be compared seed by seed (paired), and every view can say
+how many seeds stand behind a number.
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+
+import pygit2
+
+from .evolve.settings import EvolveSettings
+from .population.lineage import generation
+from .population.message import parse_message
+from .population.repo import Population
+from .result import fitness as result_loss
+from .result import make_result
+from .select import rank
+
+CLOCKS = ("cpu", "wall")
+# The clocks the installed harness can hold a run to. The harness measures wall time only until
+# it owns a CPU clock (issue 11); a run never asks for a clock its harness cannot measure.
+HARNESS_CLOCKS = ("wall",)
+PENDING_DEPTH = 200  # how far below a tip the leaderboard looks for the last evaluated commit
+
+
+def default_clock(device: str, supported: tuple[str, ...] = HARNESS_CLOCKS) -> str:
+    """CPU time on CPU devices (it does not shrink when other work shares the machine), wall
+    time on CUDA (a GPU's work is not CPU time); wall where the harness measures nothing else."""
+    wanted = "cpu" if device == "cpu" else "wall"
+    return wanted if wanted in supported else "wall"
+
+
+def installed_harness() -> str:
+    """The harness version this install writes into its results."""
+    return make_result("ok")["harness"]
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """What a result must have been measured under to count for a run."""
+    budget_s: float
+    clock: str  # "cpu" | "wall"
+    device: str  # "cpu" | "cuda"
+    harness: str | None = None  # a harness version; None: any
+
+    def __post_init__(self):
+        if self.clock not in CLOCKS:
+            raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, not {self.clock!r}")
+
+    @classmethod
+    def of(cls, settings: EvolveSettings) -> "Conditions":
+        """The conditions of a run with these settings, scored by this install's harness."""
+        return cls(budget_s=float(settings.budget_s),
+                   clock=settings.clock or default_clock(settings.device),
+                   device=settings.device, harness=installed_harness())
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Conditions":
+        """The conditions of the run stored in a run config (refs/darwin/config): what status,
+        report and memory read when no loop is running. A config without a clock (written
+        before clocks existed) gets its device's default clock."""
+        return cls.of(EvolveSettings.from_config(config))
+
+    def matches(self, record: dict) -> bool:
+        """Same budget, clock, device and harness. A record that does not say one of them
+        (a hand-made result, an engine failure recorded before the harness ran) is not excluded
+        for it, except the clock: a result without one was measured on the wall clock."""
+        def same(key, want):
+            have = record.get(key)
+            return have is None or want is None or have == want
+        return (same("budget_s", self.budget_s) and same("device", self.device)
+                and same("harness", self.harness)
+                and (record.get("clock") or "wall") == self.clock)
+
+
+def comparable(result, conditions: Conditions) -> bool:
+    """A result line (v 1, kind "result") measured under ``conditions``."""
+    return (isinstance(result, dict) and result.get("v") == 1
+            and result.get("kind") == "result" and conditions.matches(result))
+
+
+@dataclass(frozen=True)
+class Fitness:
+    loss: float | None  # mean over seeds of the ok val_loss (nats/token); None: none ok
+    seeds: dict = field(default_factory=dict)  # training seed -> mean ok val_loss at it
+    runs: int = 0  # comparable results behind it, failed ones included
+
+    @property
+    def n(self) -> int:
+        """How many seeds stand behind ``loss``."""
+        return len(self.seeds)
+
+    @property
+    def failed(self) -> bool:
+        """Evaluated under the conditions, and no run of it was ok."""
+        return self.runs > 0 and self.loss is None
+
+
+def summarize(results: list[dict]) -> Fitness:
+    """The fitness that comparable ``results`` (of one commit or tree) make."""
+    per_seed: dict = {}
+    for r in results:
+        loss = result_loss(r)
+        if loss is not None:
+            per_seed.setdefault(r.get("seed"), []).append(loss)
+    seeds = {s: statistics.fmean(v) for s, v in per_seed.items()}
+    return Fitness(statistics.fmean(seeds.values()) if seeds else None, seeds, len(results))
+
+
+def comparable_results(pop: Population, commit, conditions: Conditions) -> list[dict]:
+    """The commit's results that count under ``conditions``, oldest first."""
+    return [r for r in pop.records(commit, "result") if comparable(r, conditions)]
+
+
+def fitness(pop: Population, commit, conditions: Conditions) -> Fitness:
+    return summarize(comparable_results(pop, commit, conditions))
+
+
+def latest(results: list[dict]) -> dict | None:
+    """The newest ok result, else the newest one: the row a view shows metrics from."""
+    ok = [r for r in results if r.get("status") == "ok"]
+    return (ok or results or [None])[-1]
+
+
+def nearest_evaluated(pop: Population, rev, conditions: Conditions,
+                      max_depth: int = PENDING_DEPTH) -> tuple[pygit2.Oid | None, int]:
+    """(the nearest first-parent ancestor of ``rev``, itself included, with a comparable
+    result, how many commits above it) or (None, commits walked)."""
+    c = pop.commit(rev)
+    for depth in range(max_depth):
+        if comparable_results(pop, c.id, conditions):
+            return c.id, depth
+        if not c.parent_ids:
+            return None, depth + 1
+        c = pop.repo[c.parent_ids[0]]
+    return None, max_depth
+
+
+def leaderboard(pop: Population, conditions: Conditions) -> list[dict]:
+    """Live agents best first, each by the fitness of its tip. A tip nobody evaluated yet (a
+    human commit) has no fitness; its row says how many commits wait above the last evaluated
+    one (``pending``, ``evaluated``)."""
+    rows = []
+    for agent, tip in pop.agents().items():
+        results = comparable_results(pop, tip, conditions)
+        fit, shown = summarize(results), latest(results) or {}
+        evaluated, pending = (tip, 0) if results else nearest_evaluated(pop, tip, conditions)
+        summary, _, trailers = parse_message(pop.repo[tip].message)
+        try:
+            gen = int(trailers["Darwin-Generation"])
+        except (KeyError, ValueError):
+            gen = generation(pop, tip)
+        status = ("ok" if fit.loss is not None else shown.get("status") if results
+                  else "pending" if evaluated is not None else "unevaluated")
+        rows.append({
+            "agent": agent, "commit": str(tip), "val_loss": fit.loss, "seeds": fit.n,
+            "status": status, "cause": None if fit.loss is not None else shown.get("cause"),
+            "pending": pending, "evaluated": str(evaluated) if evaluated else None,
+            "generation": gen, "perplexity": shown.get("perplexity"),
+            "tokens_per_s": shown.get("tokens_per_s"), "mfu": shown.get("mfu"),
+            "params": shown.get("params"), "summary": summary})
+    order = rank({r["agent"]: r["val_loss"] for r in rows})
+    rows.sort(key=lambda r: order.index(r["agent"]))
+    for i, row in enumerate(rows, 1):
+        row["rank"] = i
+    return rows

@@ -1,0 +1,123 @@
+"""The one fitness: which results count (comparable conditions), the mean over seeds, and the
+leaderboard every view shows."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from darwin_git import runconfig
+from darwin_git.evolve.settings import EvolveSettings
+from darwin_git.fitness import (Conditions, comparable, default_clock, fitness, installed_harness,
+                                leaderboard, summarize)
+from darwin_git.mutate.base import Mutation
+from darwin_git.result import make_result
+
+RUN = Conditions(budget_s=5.0, clock="wall", device="cpu", harness=installed_harness())
+
+
+def result(status="ok", conditions=RUN, **fields) -> dict:
+    """A result line as the note holds it, measured under ``conditions``."""
+    measured = {"budget_s": conditions.budget_s, "clock": conditions.clock,
+                "device": conditions.device, "harness": conditions.harness, **fields}
+    return {"kind": "result", **make_result(status), **measured}
+
+
+def test_results_count_only_under_the_same_budget_clock_device_and_harness():
+    assert comparable(result(val_loss=2.0), RUN)
+    assert not comparable(result(val_loss=2.0, budget_s=10.0), RUN)
+    assert not comparable(result(val_loss=2.0, device="cuda"), RUN)
+    assert not comparable(result(val_loss=2.0, clock="cpu"), RUN)
+    assert not comparable(result(val_loss=2.0, harness="darwin-git 0.0.1"), RUN)
+    assert comparable(result(val_loss=2.0, harness="darwin-git 0.0.1"), replace(RUN, harness=None))
+    assert not comparable({**result(val_loss=2.0), "kind": "attempt"}, RUN)
+    assert not comparable({**result(val_loss=2.0), "v": 2}, RUN)
+
+
+def test_a_result_without_a_clock_was_measured_on_the_wall_clock():
+    legacy = result(val_loss=2.0)
+    del legacy["clock"]
+    assert comparable(legacy, RUN)
+    assert not comparable(legacy, replace(RUN, clock="cpu"))
+
+
+def test_a_result_that_does_not_record_a_condition_is_not_excluded_for_it():
+    engine_failure = result("eval_failed", cause="engine_error", device=None)
+    assert comparable(engine_failure, RUN)
+
+
+def test_fitness_is_the_mean_over_seeds_each_seed_averaged_first():
+    f = summarize([result(val_loss=1.0, seed=0), result(val_loss=2.0, seed=0),
+                   result(val_loss=3.0, seed=1), result("timeout", seed=2)])
+    assert f.seeds == {0: 1.5, 1: 3.0} and f.n == 2 and f.runs == 4
+    assert f.loss == pytest.approx(2.25)  # not 2.0, the mean of the three runs
+    assert not f.failed
+
+
+def test_failed_means_evaluated_and_never_ok():
+    assert summarize([result("train_failed", cause="nan_loss")]).failed
+    nothing = summarize([])
+    assert nothing.loss is None and not nothing.failed and nothing.n == 0
+
+
+def test_the_default_clock_follows_the_device_and_what_the_harness_measures():
+    assert default_clock("cpu", supported=("cpu", "wall")) == "cpu"
+    assert default_clock("cuda", supported=("cpu", "wall")) == "wall"
+    assert default_clock("cpu", supported=("wall",)) == "wall"
+
+
+def test_conditions_of_a_run_config(population):
+    config = runconfig.read_config(population.repo)  # written by init: no [evolve] yet
+    c = Conditions.from_config(config)
+    assert (c.budget_s, c.device, c.clock) == (5.0, "cpu", default_clock("cpu"))
+    assert c.harness == installed_harness()
+    cuda = {**config, "evolve": {"budget_s": 30, "device": "cuda"}}
+    assert Conditions.from_config(cuda).clock == "wall"
+    stored = {**config, "evolve": {"budget_s": 30, "device": "cpu", "clock": "wall"}}
+    assert Conditions.from_config(stored) == Conditions.of(
+        EvolveSettings(budget_s=30, device="cpu", clock="wall"))
+    with pytest.raises(ValueError, match="clock"):
+        Conditions(budget_s=1, clock="sundial", device="cpu")
+
+
+def _child(pop, agent, text):
+    m = Mutation(summary=f"Change {agent}", reasoning="r", changes={"train.py": text},
+                 operator="llm", mutator="llm:m")
+    return pop.commit_mutation(pop.tip(agent), m, agent, 1, ref=f"refs/heads/agents/{agent}")
+
+
+def test_fitness_of_a_commit_ignores_results_of_other_conditions(population):
+    pop = population
+    tip = pop.tip("agent-00")
+    pop.add_result(tip, result(val_loss=2.0, seed=0))
+    pop.add_result(tip, result(val_loss=0.5, seed=0, budget_s=60.0))  # another run's budget
+    pop.add_result(tip, result(val_loss=2.2, seed=1))
+    f = fitness(pop, tip, RUN)
+    assert f.loss == pytest.approx(2.1) and f.seeds == {0: 2.0, 1: 2.2}
+
+
+def test_leaderboard_ranks_by_fitness_and_marks_pending_and_failed_tips(population, git):
+    pop = population
+    seed = pop.tip("agent-00")
+    pop.add_result(seed, result(val_loss=2.0, seed=0))
+    a = _child(pop, "agent-00", "lr = 1\n")
+    pop.add_result(a, result(val_loss=1.8, seed=0, perplexity=6.0, mfu=0.01))
+    pop.add_result(a, result(val_loss=1.6, seed=1, perplexity=5.0, mfu=0.02))
+    pop.add_result(a, result(val_loss=0.1, seed=0, budget_s=99.0))  # not this run's
+    b = _child(pop, "agent-01", "lr = 2\n")
+    pop.add_result(b, result("train_failed", cause="nan_loss"))
+    # agent-02: a human commit on an evaluated tip, not evaluated itself
+    git("switch", "-q", "agents/agent-02", cwd=pop.path)
+    (pop.path / "notes.txt").write_text("idea\n")
+    git("add", "notes.txt", cwd=pop.path)
+    git("commit", "-q", "-m", "Human idea", cwd=pop.path)
+
+    rows = leaderboard(pop, RUN)
+    assert [(r["rank"], r["agent"], r["status"]) for r in rows] == [
+        (1, "agent-00", "ok"), (2, "agent-01", "train_failed"), (3, "agent-02", "pending")]
+    best, failed, human = rows
+    assert best["val_loss"] == pytest.approx(1.7) and best["seeds"] == 2
+    assert (best["perplexity"], best["mfu"], best["pending"]) == (5.0, 0.02, 0)
+    assert failed["val_loss"] is None and failed["cause"] == "nan_loss"
+    assert human["val_loss"] is None and human["pending"] == 1
+    assert human["evaluated"] == str(seed) and human["summary"] == "Human idea"
