@@ -50,6 +50,11 @@ def collect(pop: Population) -> dict:
             "val_loss": winner["fitness"], "perplexity": winner["perplexity"],
             "mfu": winner["mfu"], "cached": winner["cached"]} if winner else None
     lineage = _lineage(pop, best["agent"], fit) if best else []
+    nodes = {n["id"]: n for n in tree["nodes"]}
+    for step in lineage:  # the numbers of the tree: one fitness on the whole page
+        node = nodes.get(step["commit"])
+        if node:
+            step.update(val_loss=node["fitness"], delta=node["delta"])
     totals = tree["totals"]
     return {"noise": noise, "sigma": tree["sigma"], "accept_k": tree["accept_k"],
             "bar": tree["bar"], "generations": per_gen, "best": best, "winner": winner,

@@ -18,7 +18,7 @@ import statistics
 import pygit2
 
 from .evolve.journal import JOURNAL_REF, RECORD_FILE
-from .population.graph import fitness_of, ref_labels, run_reference
+from .population.graph import fitness_of, ref_labels, run_conditions
 from .population.lineage import generation as inferred_generation
 from .population.message import is_human, parse_message
 from .population.refs import ref_target
@@ -206,7 +206,7 @@ def _float(v) -> float | None:
         return None
 
 
-def _commit_node(pop, c, trailers, summary, reasoning, results, reference, labels, kept,
+def _commit_node(pop, c, trailers, summary, reasoning, results, conditions, labels, kept,
                  done_times) -> dict:
     op = trailers.get("Darwin-Operator")
     if not c.parent_ids or op == "seed":
@@ -217,7 +217,7 @@ def _commit_node(pop, c, trailers, summary, reasoning, results, reference, label
         origin = "crossover"
     else:
         origin = "mutation"
-    fit = fitness_of(results, reference)
+    fit = fitness_of(results, conditions)
     ok = [r for r in results if r.get("status") == "ok"]
     fresh = [r for r in ok if not r.get("cached_from")]
     shown = (fresh or ok or results or [None])[-1] or {}
@@ -300,20 +300,15 @@ def category(node: dict) -> str:
 
 def run_tree(pop: Population) -> dict:
     """Nodes (parents first), the noise floor, the winner and its ancestry, and the counts."""
-    from .runconfig import ConfigError, read_stored
+    from .runconfig import read_config
 
     journal = journal_records(pop)
     records = [r for _, r in journal]
     noise = next((r for r in reversed(records) if r.get("phase") == "noise"), None)
     done_times = sorted({(0 if r.get("phase") == "noise" else r["generation"]): t
                          for t, r in journal if r.get("phase") in ("noise", "done")}.items())
-    try:
-        accept_k = float((read_stored(pop.repo).get("evolve") or {}).get("accept_k", 1.0))
-    except ConfigError:
-        accept_k = 1.0
-    reference = run_reference(pop)
-    if noise and noise.get("budget_s") is not None:
-        reference["budget_s"] = noise["budget_s"]
+    accept_k = float(read_config(pop.repo)["evolve"]["accept_k"])
+    conditions = run_conditions(pop)
     labels = ref_labels(pop)
     kept = _kept_members(pop)
     notes_tree = pop.notes._tree()[1]
@@ -326,7 +321,7 @@ def run_tree(pop: Population) -> dict:
         summary, reasoning, trailers = parse_message(c.message)
         records_ = pop.notes.records(c.id, None, notes_tree)
         results = [r for r in records_ if r.get("kind") == "result" and r.get("v") == 1]
-        nodes.append(_commit_node(pop, c, trailers, summary, reasoning, results, reference,
+        nodes.append(_commit_node(pop, c, trailers, summary, reasoning, results, conditions,
                                   labels, kept, done_times))
         for rec in records_:
             if rec.get("kind") == "attempt":
@@ -353,7 +348,8 @@ def run_tree(pop: Population) -> dict:
     gens = _generations(nodes, records)
     return {
         "repo": str(pop.path), "noise": noise, "sigma": sigma, "accept_k": accept_k,
-        "bar": bar, "budget_s": reference.get("budget_s"), "nodes": nodes, "winner": winner,
+        "bar": bar, "budget_s": conditions.budget_s, "clock": conditions.clock,
+        "nodes": nodes, "winner": winner,
         "generations": gens, "failures": _failures(nodes), "models": _models(nodes),
         "totals": _totals(nodes),
     }

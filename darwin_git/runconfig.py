@@ -34,6 +34,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from .evolve.settings import PAIRINGS, EvolveSettings
+from .fitness import CLOCKS
 from .mutate.config import LLMConfig
 from .select import SelectionSettings
 from .population.refs import engine_signature, ref_target, update_refs
@@ -86,7 +87,7 @@ _RUN_TIME_DEFAULTS = {
     "evolve.device": "cuda when available, else cpu",
     "evolve.slots": "1 per GPU, else 1 per 2 CPU cores",
 }
-_CHOICES = {"evolve.pairing": PAIRINGS}
+_CHOICES = {"evolve.pairing": PAIRINGS, "evolve.clock": CLOCKS}
 # Never stored: run.toml travels with every push of the population.
 _SECRETS = {"mutator.api_key": "set OPENAI_API_KEY in the environment instead"}
 TABLES = {"evolve": EvolveSettings, "mutator": LLMConfig}

@@ -19,7 +19,8 @@ import pygit2
 from .lineage import NON_AGENT_REFS, agent_of_ref
 from .message import parse_message
 from .repo import AGENT_PREFIX, PRUNED_PREFIX, SEED_REF, Population
-from ..result import fitness as result_fitness
+from ..fitness import Conditions, comparable, summarize
+from ..runconfig import read_config
 
 CANDIDATES_PREFIX = "refs/darwin/candidates/"
 # Branches that hold no lineage: human guidance is a separate orphan history.
@@ -27,9 +28,9 @@ NON_LINEAGE_BRANCHES = ("refs/heads/guidance",)
 
 
 @dataclass
-class Fitness:
-    """A commit's fitness: the mean over seeds of its comparable ok val_loss (lower is
-    better), with the seeds behind it."""
+class Score:
+    """A commit's fitness (darwin_git.fitness, the one definition) as the views show it:
+    the mean over seeds of its comparable ok val_loss, the seeds behind it and their spread."""
     value: float | None
     seeds: list = field(default_factory=list)
     per_seed: list = field(default_factory=list)  # one loss per seed, in seed order
@@ -40,36 +41,17 @@ class Fitness:
         return statistics.stdev(self.per_seed) if len(self.per_seed) > 1 else None
 
 
-def run_reference(pop: Population) -> dict:
-    """What makes two results comparable in this run: budget, clock and device."""
-    from ..runconfig import ConfigError, read_stored
-
-    try:
-        cfg = read_stored(pop.repo)
-    except ConfigError:
-        cfg = {}
-    evolve = cfg.get("evolve") or {}
-    return {"budget_s": evolve.get("budget_s", cfg.get("budget_s")),
-            "device": evolve.get("device"), "clock": evolve.get("clock")}
+def run_conditions(pop: Population):
+    """What makes a result count in this run (budget, clock, device, harness), from its
+    stored config: the conditions darwin_git.fitness judges by."""
+    return Conditions.from_config(read_config(pop.repo))
 
 
-def fitness_of(results: list[dict], reference: dict) -> Fitness:
-    """The one fitness definition, applied to one commit's results. (Until
-    darwin_git.fitness lands this is its agreed rule; then this calls it.)"""
-    by_seed: dict = {}
-    for r in results:
-        if r.get("v") != 1 or result_fitness(r) is None:
-            continue
-        if reference.get("budget_s") is not None and r.get("budget_s") != reference["budget_s"]:
-            continue
-        if reference.get("device") and r.get("device") not in (reference["device"], None):
-            continue
-        if (r.get("clock") or "wall") != (reference.get("clock") or "wall"):
-            continue
-        by_seed.setdefault(r.get("seed"), []).append(result_fitness(r))
-    seeds = sorted(by_seed, key=lambda s: (s is None, s if s is not None else 0))
-    per_seed = [statistics.fmean(by_seed[s]) for s in seeds]
-    return Fitness(statistics.fmean(per_seed) if per_seed else None, seeds, per_seed)
+def fitness_of(results: list[dict], conditions) -> Score:
+    """One commit's results through the one fitness definition."""
+    fit = summarize([r for r in results if comparable(r, conditions)])
+    seeds = sorted(fit.seeds, key=lambda s: (s is None, s if s is not None else 0))
+    return Score(fit.loss, seeds, [fit.seeds[s] for s in seeds])
 
 
 def ref_labels(pop: Population, names=None) -> dict[pygit2.Oid, list[str]]:
@@ -117,13 +99,13 @@ def lineage(pop: Population, agent: str | None = None, limit: int | None = 200) 
     for t in dict.fromkeys(tips):
         walker.push(t)
     notes_tree = pop.notes._tree()[1]
-    reference = run_reference(pop)
+    conditions = run_conditions(pop)
     rows = []
     for c in walker:
         summary, _, trailers = parse_message(c.message)
         results = [r for r in pop.notes.records(c.id, "result", notes_tree) if r.get("v") == 1]
         last = results[-1] if results else None
-        fit = fitness_of(results, reference)
+        fit = fitness_of(results, conditions)
         rows.append({
             "commit": str(c.id), "parents": [str(p) for p in c.parent_ids],
             "refs": labels.get(c.id, []), "summary": summary,
