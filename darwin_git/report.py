@@ -32,7 +32,7 @@ def collect(pop: Population) -> dict:
     per_gen = tree["generations"]
     by_op: dict[str, dict] = {}
     for n in tree["nodes"]:
-        if n["origin"] in ("seed", "human"):
+        if n["origin"] in ("seed", "human", "request", "revert"):
             continue
         key = (n["operator"] or "?") + (f" ({n['model']})" if n["model"] else "")
         row = by_op.setdefault(key, {"tried": 0, "trained": 0, "kept": 0, "deltas": []})

@@ -7,7 +7,8 @@ Outcomes: ``seed``; ``kept`` (on the first-parent line of a live or pruned agent
 advanced an agent to it); ``rejected`` (scored, not kept); ``failed`` (it did not train or
 score, or the proposal made no commit); ``pending`` (never evaluated on its own). Origins:
 ``seed``, ``mutation``, ``crossover`` (an engine merge), ``human`` (a commit without a darwin
-operator: a human's change or merge).
+operator: a human's change or merge), ``request`` (the engine's question to a human, on a
+request branch) and ``revert`` (the engine undoing an answer that failed).
 """
 from __future__ import annotations
 
@@ -213,8 +214,8 @@ def _commit_node(pop, c, trailers, summary, reasoning, results, conditions, labe
         origin = "seed"
     elif is_human(trailers):
         origin = "human"
-    elif op == "crossover":
-        origin = "crossover"
+    elif op in ("crossover", "request", "revert"):
+        origin = op  # a merge of two agents; a question to a human; undoing a failed answer
     else:
         origin = "mutation"
     fit = fitness_of(results, conditions)
@@ -375,8 +376,8 @@ def _ancestry(pop: Population, commit: str) -> set[str]:
 
 
 def _candidates(nodes: list[dict]) -> list[dict]:
-    """Everything the run tried: every node but the seed."""
-    return [n for n in nodes if n["origin"] != "seed"]
+    """Everything the run tried: every node but the seed and the requests to humans."""
+    return [n for n in nodes if n["origin"] not in ("seed", "request")]
 
 
 def _failures(nodes: list[dict]) -> dict:
@@ -419,7 +420,7 @@ def _models(nodes: list[dict]) -> list[dict]:
     """Per model (or, without one, per mutator): proposals, outcomes, attempts, tokens, cost."""
     rows: dict[str, dict] = {}
     for n in _candidates(nodes):
-        if n["origin"] == "human":
+        if n["origin"] in ("human", "revert"):
             continue
         key = n["model"] or n["mutator"] or n["operator"] or "?"
         row = rows.setdefault(key, {"model": key, "proposals": 0, "committed": 0,

@@ -11,7 +11,8 @@ are tested against. Two generations of three agents, with everything a real run 
         agent-02 <- c5, the same tree as c1: its result is a cached copy, kept
         agent-01: a proposal that made no commit (diff_failed after 3 attempts)
         selection prunes agent-01 and spawns agent-03 from agent-00
-    after: a human answers request requests/agent-03/1 and merges it with --no-ff (pending)
+    after: agent-03 asks a human (a request commit on requests/agent-03/1); the human answers
+        on that branch and merges it into agents/agent-03 with --no-ff (not evaluated yet)
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ CAND = "refs/darwin/candidates/"
 MARKUP = "Bigger is <b>better</b></script><script>document.title='owned'</script>"
 
 # commits that are nodes of the run's tree, and the one proposal that made none
-COMMITS = 10
+COMMITS = 11
 ATTEMPTS = 1
 
 
@@ -136,15 +137,21 @@ def build(pop, git) -> dict:
     done(journal, 2, pop, "agent-00", 3.10, 0.031, proposed=3, failed=1, advanced=2,
          replaced=1, tokens=550, cost=0.003)
 
-    # a human answers a request and merges it with --no-ff
-    git("switch", "-q", "-c", "requests/agent-03/1", "agents/agent-03", cwd=repo)
+    # agent-03 asks for help; a human answers on the request branch and merges it --no-ff
+    ask = pop.create_commit([c4], pop.tree_with(c4, {"requests/agent-03/1.md": "More data?\n"}),
+                            "Request: a second corpus", "Would more text help?",
+                            {"Darwin-Agent": "agent-03", "Darwin-Generation": 2,
+                             "Darwin-Operator": "request", "Darwin-Request": "agent-03/1"})
+    update_refs(pop.repo, [("refs/heads/requests/agent-03/1", None, ask)], "test: request")
+    git("switch", "-q", "requests/agent-03/1", cwd=repo)
     (repo / "notes.txt").write_text("a corpus note\n")
     git("add", "notes.txt", cwd=repo)
     git("commit", "-q", "-m", "Answer: add notes", cwd=repo)
     git("switch", "-q", "agents/agent-03", cwd=repo)
     git("merge", "-q", "--no-ff", "-m", "Merge request 1", "requests/agent-03/1", cwd=repo)
     git("switch", "-q", "seed", cwd=repo)
-    return {"seed": str(seed), "c1": str(c1), "c2": str(c2), "c3": str(c3), "human": str(human),
+    return {"seed": str(seed), "ask": str(ask), "c1": str(c1), "c2": str(c2), "c3": str(c3),
+            "human": str(human),
             "c4": str(c4), "cross": str(cross.commit), "c5": str(c5),
             "answer": str(pop.repo.references["refs/heads/requests/agent-03/1"].target),
             "merge": str(pop.tip("agent-03"))}

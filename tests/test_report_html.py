@@ -84,7 +84,7 @@ def test_report_page_draws_the_run_in_a_browser(population, git, browser, tmp_pa
                if "winner" in n.get_attribute("class").split()}
     assert winners == {ids["seed"], ids["c1"], ids["c4"]}  # agent-00's line
     # every parent edge is drawn (a merge's second parent dashed), and proposals hang below
-    assert len(browser.find_elements(By.CSS_SELECTOR, "#tree path.edge")) == 12
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#tree path.edge")) == 13
     assert len(browser.find_elements(By.CSS_SELECTOR, "#tree path.edge.merge")) == 2
 
     by_id[ids["c3"]].click()
