@@ -64,14 +64,17 @@ def test_set_get_unset_are_commits_a_clone_continues_with(population, tmp_path, 
     assert "mutator.timeout_s = 300.0 (was default 120.0)" in res.output
     assert invoke("config", "get", "mutator.timeout_s", "--repo", repo).output == "300.0\n"
     assert invoke("config", "set", "evolve.accept_k", "2.5", "--repo", repo).exit_code == 0
+    res = invoke("config", "set", "evolve.budget_s", "30", "--repo", repo)
+    assert res.exit_code == 0 and "no longer count" in res.stderr
     assert invoke("config", "set", "mutator.json_mode", "yes", "--repo", repo).exit_code == 0
 
     # A plain commit on top of the history, readable with stock git.
     head = population.repo[population.repo.references["refs/darwin/config"].target]
-    assert population.repo[head.parents[0].parents[0].parent_ids[0]].id == before
+    four_back = head.parents[0].parents[0].parents[0].parent_ids[0]
+    assert four_back == before
     toml = git("show", "refs/darwin/config:run.toml", cwd=repo)
-    assert "timeout_s = 300.0" in toml and "accept_k = 2.5" in toml and "json_mode = true" in toml
-    assert "set evolve.accept_k = 2.5" in git("log", "-1", "--format=%s", "refs/darwin/config^",
+    assert "budget_s = 30.0" in toml and "timeout_s = 300.0" in toml and "accept_k = 2.5" in toml and "json_mode = true" in toml
+    assert "set evolve.accept_k = 2.5" in git("log", "-1", "--format=%s", "refs/darwin/config~2",
                                               cwd=repo)
 
     # A clone (and so a resumed run) reads the same settings.

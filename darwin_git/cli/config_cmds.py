@@ -8,6 +8,9 @@ import click
 from .errors import DarwinError
 from .options import emit_json, json_option, open_population, repo_option, user_errors
 
+# Settings that decide which results are comparable (darwin_git.fitness.Conditions).
+CONDITIONS = ("evolve.budget_s", "evolve.clock", "evolve.device")
+
 
 def _show(value) -> str:
     import json
@@ -133,6 +136,10 @@ def set_(ctx, key, value, message, repo, as_json):
     else:
         click.echo(f"{key} = {_show(new)} (was {was}); stored as {str(oid)[:10]} on "
                    f"{runconfig.CONFIG_REF}")
+        if key in CONDITIONS and new != old:
+            click.echo("note: fitness counts only results measured under the run's budget, "
+                       "clock and device: results measured before this change no longer "
+                       "count", err=True)
 
 
 @config.command("unset")
