@@ -154,8 +154,6 @@ def test_requests_of_the_last_generation_reach_the_remote_with_a_sync(pop, tmp_p
     assert notes == str(pop.repo.references["refs/notes/darwin"].target)
 
 
-@pytest.mark.xfail(strict=True, reason="the loop's end-of-run hook is wired by the coordinator "
-                   "(hitl.sync.sync(pop, when='end')); remove this marker then")
 def test_evolve_returns_with_its_last_requests_on_the_remote(pop, tmp_path, git):
     remote = published(git, pop, tmp_path)
     pop.repo.config["darwin.remote"] = str(remote)
@@ -164,8 +162,6 @@ def test_evolve_returns_with_its_last_requests_on_the_remote(pop, tmp_path, git)
     assert "refs/heads/requests/agent-00/1" in heads and "refs/heads/requests/agent-01/1" in heads
 
 
-@pytest.mark.xfail(strict=True, reason="the loop's prompt context is wired by the coordinator "
-                   "(answers=answer_texts_for_tree(pop, parent)); remove this marker then")
 def test_prompts_show_answers_to_the_trees_that_hold_them(pop, git, llm_server):
     req = hitl.open_request(pop, {"what": "A second corpus"}, "agent-00", "agent-01", None, 1)
     wt = pop.path

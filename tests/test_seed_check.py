@@ -116,8 +116,6 @@ def test_evolve_refuses_a_seed_with_a_syntax_error_before_any_run(tmp_path, good
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="evolve --seed asks init_population for check='train' once "
-                   "the coordinator wires it (cli/evolve_cmds.py); remove this marker then")
 def test_evolve_refuses_a_seed_that_cannot_train_before_any_run(tmp_path, good_seed):
     (good_seed / "train.py").write_text(SEED["train.py"].replace(
         "model = build_model(", "raise RuntimeError('no GPU here')\nmodel = build_model("))
