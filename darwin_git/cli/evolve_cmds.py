@@ -157,12 +157,11 @@ def _sandbox(runner: str):
     if runner in ("auto", "docker"):
         try:
             from ..run.docker import DockerSandbox
-            from ..run.image import default_tag, docker_client, ensure_host_image
+            from ..run.image import docker_client, ensure_default_image
 
             client = docker_client()
-            if default_tag() == "darwin-git:local":  # the offline image: build it if missing
-                ensure_host_image(client=client,
-                                  log=lambda msg: click.echo(f"docker image: {msg}", err=True))
+            ensure_default_image(client, log=lambda msg: click.echo(f"docker image: {msg}",
+                                                                      err=True))
             sandbox = DockerSandbox(client=client)
             sandbox.check()
             return sandbox
