@@ -260,7 +260,11 @@ class _Process(Interactive):
         del self.tail[:-keep]
 
     def _kill(self) -> None:
-        """The launcher's group (its init takes the PID namespace with it), the cgroup, the uid."""
+        """The launcher's group (its init takes the PID namespace with it), the cgroup, the uid.
+        Without root, the launcher's tree first: the launcher is a subreaper that exits once
+        its tree is gone, whereas killing it first would hand the step's orphans to init."""
+        if not self.sb.root:
+            procs.kill_until_gone(lambda: procs.descendants(self.proc.pid))
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
@@ -286,9 +290,12 @@ class _Process(Interactive):
         self._kill()  # the group, the cgroup and the uid: nothing outlives the step
         self.exited.wait()
         self._reader.join(timeout=5)
-        for f in (self.proc.stdout, self.proc.stderr):
-            if f is not None:
-                f.close()
+        if self._reader.is_alive():  # closing under a blocked reader would block us too
+            self.notes.append("a process outside the step's tree still holds its output")
+        else:
+            for f in (self.proc.stdout, self.proc.stderr):
+                if f is not None:
+                    f.close()
         rc = self.proc.returncode
         wall = time.monotonic() - self.start
         cpu_s, source = self._cpu()
