@@ -178,3 +178,44 @@ def test_without_a_daemon_docker_tests_fail_when_docker_is_required(tmp_path):
                            f"{test}::test_a_missing_image_says_how_to_make_it"],
                           capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 1 and "docker is required here" in proc.stdout, proc.stdout
+
+
+def test_the_gpu_image_keeps_darwin_gits_dependencies_but_not_the_package():
+    text = DOCKERFILE_GPU.read_text()
+    assert "pip install ." in text and "pip uninstall -y darwin-git" in text
+    assert '! python -c "import darwin_git"' in text
+
+
+def test_an_installed_darwin_git_in_the_mounted_python_is_masked(docker_client, tmp_path):
+    """A regular install puts the package (and its corpus) in site-packages, which the offline
+    image mounts: the image records it and every container covers it."""
+    import subprocess
+    import sysconfig
+
+    from darwin_git.run.docker import DockerSandbox
+    from darwin_git.run.image import build_host_image
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = Path(sysconfig.get_path("purelib", vars={"base": str(venv)}))
+    (site / "darwin_git" / "assets").mkdir(parents=True)
+    (site / "darwin_git" / "__init__.py").write_text("")
+    (site / "darwin_git" / "data.py").write_text("CORPUS = 'assets/shakespeare.txt.gz'\n")
+    (site / "darwin_git" / "assets" / "shakespeare.txt.gz").write_bytes(b"the corpus")
+    tag = f"darwin-git:test-{uuid.uuid4().hex[:8]}"
+    try:
+        info = build_host_image(tag, python=str(venv / "bin" / "python"), client=docker_client)
+        assert info.hidden == (os.path.realpath(site / "darwin_git"),)
+        tree = tmp_path / "tree"
+        tree.mkdir()
+        (tree / "t.py").write_text(
+            "import os\n"
+            f"print(os.listdir({str(site / 'darwin_git')!r}))\n"
+            "try:\n    from darwin_git import data\n    print('IMPORTED')\n"
+            "except ImportError:\n    print('no darwin_git')\n")  # (an empty folder is left)
+        out = DockerSandbox(tag, client=docker_client).run(
+            Step(argv=["python", "t.py"], tree=tree, out_dir=tmp_path / "out", timeout_s=60))
+        assert out.returncode == 0, out.log_tail
+        assert out.log_tail == "[]\nno darwin_git\n"
+    finally:
+        docker_client.images.remove(tag, force=True)

@@ -172,8 +172,8 @@ def container_spec(step: Step, info: ImageInfo, user: str, cgroup_parent: str | 
     mounts += [docker.types.Mount(f"{INPUTS}/{k}", src(v), type="bind", read_only=True)
                for k, v in step.inputs.items()]
     mounts += [docker.types.Mount(m, m, type="bind", read_only=True) for m in info.mounts]
-    masks = [h for h in hidden_paths() if any(h.startswith(m.rstrip("/") + "/")
-                                              for m in info.mounts)]
+    masks = sorted(h for h in set(hidden_paths()) | set(info.hidden)
+                   if any(h.startswith(m.rstrip("/") + "/") for m in info.mounts))
     if needs_engine_package(argv):  # TEMPORARY: see base.needs_engine_package
         env["PYTHONPATH"] = PKG + (f":{step.env['PYTHONPATH']}" if "PYTHONPATH" in step.env
                                    else "")

@@ -35,7 +35,7 @@ from .base import SandboxUnavailable, stable_python
 LOCAL_REPO = "darwin-git"
 LABEL = "org.darwin-git"  # label prefix on images and containers
 IMAGE_FORMAT = "1"
-HOST_BUILD = "2"  # bump when write_rootfs changes: older host images are rebuilt
+HOST_BUILD = "3"  # bump when write_rootfs or the labels change: older host images are rebuilt
 SANDBOX_UID = 10001  # the non-root user steps run as (when the engine itself runs as root)
 DOCKERFILE_GPU = Path(__file__).with_name("Dockerfile.gpu")
 # Small tools a training script may shell out to; all are optional.
@@ -60,6 +60,7 @@ class ImageInfo:
     mounts: tuple[str, ...]  # host folders bind-mounted read-only at the same path (host kind)
     uid: int
     build: str | None = None  # build_id() of the darwin-git that made it (host kind)
+    hidden: tuple[str, ...] = ()  # darwin_git folders of the mounted Python: masked (host kind)
 
 
 def build_id(python: str | None = None) -> str:
@@ -108,6 +109,7 @@ def read_image(client, tag: str) -> ImageInfo:
         mounts=tuple(json.loads(labels.get(f"{LABEL}.mounts", "[]"))),
         uid=int(labels.get(f"{LABEL}.uid", SANDBOX_UID)),
         build=labels.get(f"{LABEL}.build"),
+        hidden=tuple(json.loads(labels.get(f"{LABEL}.hidden", "[]"))),
     )
     if info.kind == "host" and labels.get(f"{LABEL}.host-build") != HOST_BUILD:
         raise SandboxUnavailable(f"docker image {tag!r} was built by an older darwin-git; "
@@ -120,19 +122,23 @@ def read_image(client, tag: str) -> ImageInfo:
     return info
 
 
-def python_layout(python: str) -> tuple[str, list[str], list[str]]:
-    """(executable, folders to mount, folders whose shared objects it loads) of a host
-    interpreter: it is mounted whole (venv + base install), but only its library folders are
-    scanned, so a base install at /usr does not mean running ldd on all of /usr."""
-    probe = ("import sys, json, sysconfig; p = sysconfig.get_paths(); print(json.dumps("
+def python_layout(python: str) -> tuple[str, list[str], list[str], list[str]]:
+    """(executable, folders to mount, folders whose shared objects it loads, darwin_git package
+    folders it would import) of a host interpreter: it is mounted whole (venv + base install),
+    but only its library folders are scanned, so a base install at /usr does not mean running
+    ldd on all of /usr. The package folders are masked in every container (they hold the
+    corpus); they are found as a step would look (-I: no PYTHONPATH, no cwd), not imported."""
+    probe = ("import sys, json, sysconfig, importlib.util; p = sysconfig.get_paths(); "
+             "s = importlib.util.find_spec('darwin_git'); print(json.dumps("
              "[sys.executable, sys.prefix, sys.base_prefix, [p['stdlib'], p['platstdlib'], "
-             "p['purelib'], p['platlib'], sysconfig.get_config_var('LIBDIR') or '']]))")
+             "p['purelib'], p['platlib'], sysconfig.get_config_var('LIBDIR') or ''], "
+             "list(s.submodule_search_locations or []) if s else []]))")
     try:
-        out = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=60,
-                             check=True).stdout
+        out = subprocess.run([python, "-I", "-c", probe], capture_output=True, text=True,
+                             timeout=60, check=True).stdout
     except (OSError, subprocess.SubprocessError) as exc:
         raise SandboxUnavailable(f"cannot run {python!r} to find its installation: {exc}") from exc
-    exe, prefix, base, libdirs = json.loads(out)
+    exe, prefix, base, libdirs, package = json.loads(out)
     exe = stable_python(exe, prefix)  # inside the mounted folders, whatever links led to it
     mounts = sorted({os.path.realpath(prefix), os.path.realpath(base)})
     # Nested mounts would shadow each other; keep the outermost folder only.
@@ -142,7 +148,7 @@ def python_layout(python: str) -> tuple[str, list[str], list[str]]:
     scan = {d for d in scan if not any(d.startswith(o + "/") for o in scan)}
     if libdir and os.path.isdir(libdir):  # libpython only: LIBDIR may be all of /usr/lib
         scan |= {str(p) for p in Path(libdir).glob("libpython*.so*")}
-    return exe, mounts, sorted(scan)
+    return exe, mounts, sorted(scan), sorted({os.path.realpath(p) for p in package})
 
 
 def _elf_files(folders: list[str], python: str) -> list[str]:
@@ -267,7 +273,8 @@ def write_rootfs(fileobj, python: str, mounts: list[str], scan: list[str] | None
     return len(libs)
 
 
-def _dockerfile(tag: str, python: str, mounts: list[str], uid: int) -> str:
+def _dockerfile(tag: str, python: str, mounts: list[str], uid: int,
+                hidden: list[str] = ()) -> str:
     labels = {
         f"{LABEL}.image-format": IMAGE_FORMAT,
         f"{LABEL}.kind": "host",
@@ -275,6 +282,7 @@ def _dockerfile(tag: str, python: str, mounts: list[str], uid: int) -> str:
         f"{LABEL}.build": build_id(python),
         f"{LABEL}.python": python,
         f"{LABEL}.mounts": json.dumps(mounts),
+        f"{LABEL}.hidden": json.dumps(list(hidden)),
         f"{LABEL}.uid": str(uid),
     }
     label_lines = " \\\n      ".join(f"{k}={json.dumps(v)}" for k, v in labels.items())
@@ -292,8 +300,9 @@ def build_host_image(tag: str | None = None, python: str | None = None, client=N
 
     client = client or docker_client()
     tag = tag or local_tag(python)
-    exe, mounts, scan = python_layout(python or sys.executable)
-    log(f"python {exe}; mounted read-only from the host: {', '.join(mounts)}")
+    exe, mounts, scan, hidden = python_layout(python or sys.executable)
+    log(f"python {exe}; mounted read-only from the host: {', '.join(mounts)}"
+        + (f"; masked: {', '.join(hidden)}" if hidden else ""))
     with tempfile.TemporaryDirectory(prefix="darwin-image-") as tmp:
         rootfs = Path(tmp) / "rootfs.tar"
         with open(rootfs, "wb") as f:
@@ -301,7 +310,7 @@ def build_host_image(tag: str | None = None, python: str | None = None, client=N
         log(f"root filesystem: {n_libs} host libraries, {rootfs.stat().st_size >> 20} MiB")
         context = Path(tmp) / "context.tar"
         with tarfile.open(context, "w") as tar:
-            data = _dockerfile(tag, exe, mounts, uid).encode()
+            data = _dockerfile(tag, exe, mounts, uid, hidden).encode()
             info = tarfile.TarInfo("Dockerfile")
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
