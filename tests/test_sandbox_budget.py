@@ -138,6 +138,19 @@ def test_many_files_under_the_per_file_cap_hit_the_run_s_disk_cap(sandbox, tmp_p
     assert "a run may write" in out.log_tail
 
 
+def test_private_scratch_counts_toward_the_disk_cap(sandbox, tmp_path):
+    out = sandbox.run(script_step(tmp_path, """
+        import os, time
+        block = os.urandom(1 << 20)
+        for i in range(48):
+            with open(f"/tmp/part-{i}", "wb") as f:
+                f.write(block)
+        print("wrote 48 MiB to /tmp", flush=True)
+        time.sleep(600)
+    """, limits=Limits(out_bytes=32 * MiB, max_file_bytes=4 * MiB)))
+    assert out.limit == "disk" and out.returncode is None and not out.timed_out, out.log_tail
+
+
 def test_a_fork_bomb_ends_the_step_at_the_process_limit(sandbox, tmp_path):
     out = sandbox.run(script_step(tmp_path, """
         import os, time

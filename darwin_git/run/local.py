@@ -132,10 +132,10 @@ class _LocalProbe(Probe):
         if not self.scratch:
             return 0
         if self._init is None:
-            kids = procs.descendants(self.launcher)
+            kids = procs.children(self.launcher)
             if not kids:
                 return 0
-            self._init = min(kids)  # the launcher's only child: the namespace's init
+            self._init = kids[0]  # the launcher's only child: the namespace's init
         return scratch_bytes(f"/proc/{self._init}/root{p}" for p, _ in PRIVATE_SCRATCH)
 
 
@@ -364,8 +364,9 @@ def reap_orphans(workspace: Path) -> list[str]:
             continue
         launcher = record.get("launcher")
         if launcher and procs.is_same_process(launcher[0], launcher[1]):
-            tree = [launcher[0]] + procs.descendants(launcher[0])
-            procs.kill_until_gone(lambda: [p for p in tree if procs.stat_fields(p)], 2.0)
+            pid = launcher[0]  # its tree first: the launcher keeps the tree's orphans in it
+            procs.kill_until_gone(lambda: procs.descendants(pid), 2.0)
+            procs.kill_until_gone(lambda: [pid] if procs.is_same_process(*launcher) else [], 2.0)
         if record.get("cgroup"):
             cgroup = StepCgroup.from_record(record["cgroup"])
             cgroup.kill()

@@ -66,6 +66,10 @@ def _parents() -> dict[int, int]:
     return table
 
 
+def children(parent: int) -> list[int]:
+    return [pid for pid, ppid in _parents().items() if ppid == parent]
+
+
 def descendants(root: int) -> list[int]:
     """Every process below ``root`` (children, their children, ...), zombies included."""
     children: dict[int, list[int]] = {}
