@@ -123,7 +123,8 @@ step = Step(argv=["python", "step.py"], tree=Path(tree), out_dir=Path(out), time
 server = sandbox.open(step)
 ready = server.stdout.readline().decode().strip()
 info = {"ready": ready, "uid": getattr(sandbox, "uids_used", [None])[0],
-        "container": getattr(server, "cid", None)}
+        "container": getattr(server, "cid", None),
+        "launcher": server.proc.pid if runner == "local" else None}
 print(json.dumps(info), flush=True)
 time.sleep(600)
 """
@@ -140,38 +141,101 @@ while True:
 """
 
 
-def test_steps_of_a_killed_engine_are_ended_by_the_next_sandbox(runner, tmp_path):
-    make_sandbox(runner)  # skips where this runner is unavailable; reaps older orphans
+def _start_engine(runner, tmp_path):
+    """An engine process with one open step; returns (its process, what it printed)."""
     tree = tmp_path / "tree"
     tree.mkdir()
     (tree / "step.py").write_text(STEP)
-    workspace = tmp_path / "workspace"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     engine = subprocess.Popen(
-        [sys.executable, "-c", ENGINE, runner, str(tree), str(tmp_path / "out"), str(workspace)],
-        stdout=subprocess.PIPE, text=True, env=env)
-    try:
-        info = json.loads(engine.stdout.readline())
-    finally:
-        engine.send_signal(signal.SIGKILL)
-        engine.wait()
+        [sys.executable, "-c", ENGINE, runner, str(tree), str(tmp_path / "out"),
+         str(tmp_path / "workspace")], stdout=subprocess.PIPE, text=True, env=env)
+    info = json.loads(engine.stdout.readline())
     assert info["ready"] == "ready"
+    return engine, info
 
+
+def _kill_9(engine):
+    engine.send_signal(signal.SIGKILL)
+    engine.wait()
+
+
+def _await_exit(pids, timeout_s=30.0) -> bool:
+    """Wait (on pidfds, no polling) until every process in ``pids`` has exited."""
+    import select
+
+    fds = []
+    for pid in pids:
+        try:
+            fds.append(os.pidfd_open(pid))
+        except ProcessLookupError:
+            pass
+    try:
+        poller = select.poll()
+        for fd in fds:
+            poller.register(fd, select.POLLIN)
+        left = len(fds)
+        while left:
+            events = poller.poll(timeout_s * 1000)
+            if not events:
+                return False
+            for fd, _ in events:
+                poller.unregister(fd)
+                left -= 1
+        return True
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def test_a_local_step_dies_with_its_engine(tmp_path):
+    """kill -9 of the engine closes its end of the launcher's lifeline: the step ends at once,
+    detached children included; the next sandbox removes what is left on disk."""
+    make_sandbox("local")
+    from darwin_git.run import procs
+    from darwin_git.run.local import LocalSandbox
+
+    engine, info = _start_engine("local", tmp_path)
+    step = procs.pids_of_uid(info["uid"], live_only=True)
+    assert len(step) == 2  # the step and its detached worker
+    _kill_9(engine)
+    assert _await_exit(step + [info["launcher"]])
+    assert procs.pids_of_uid(info["uid"], live_only=True) == []
+    assert len(LocalSandbox(workspace=tmp_path / "workspace").reaped) == 1
+    assert list((tmp_path / "workspace").iterdir()) == []
+
+
+def test_steps_of_a_killed_engine_are_ended_by_the_next_sandbox(runner, tmp_path):
+    """The backstop: the local launcher frozen (so it cannot act on its lifeline), or a
+    container (which the daemon keeps running), outlives a kill -9 of its engine; making the
+    next sandbox ends it and removes its stage and cgroup."""
+    make_sandbox(runner)  # skips where this runner is unavailable; reaps older orphans
+    engine, info = _start_engine(runner, tmp_path)
     if runner == "local":
         from darwin_git.run import procs
         from darwin_git.run.local import LocalSandbox
 
-        assert procs.pids_of_uid(info["uid"], live_only=True)  # the step outlived its engine
-        later = LocalSandbox(workspace=workspace)
+        os.kill(info["launcher"], signal.SIGSTOP)
+        try:
+            _kill_9(engine)
+            step = procs.pids_of_uid(info["uid"], live_only=True)
+            assert len(step) == 2  # the step outlived its engine
+            later = LocalSandbox(workspace=tmp_path / "workspace")
+        finally:
+            try:
+                os.kill(info["launcher"], signal.SIGCONT)
+            except ProcessLookupError:
+                pass
         assert len(later.reaped) == 1
         assert procs.pids_of_uid(info["uid"], live_only=True) == []
-        assert list(workspace.iterdir()) == []  # its stage (and record) went with it
+        assert list((tmp_path / "workspace").iterdir()) == []  # its stage (and record) too
     else:
         import docker.errors
 
         from darwin_git.run.docker import DockerSandbox
         from test_docker_sandbox import _daemon_or_skip
 
+        _kill_9(engine)
         client = _daemon_or_skip()
         assert client.containers.get(info["container"]).status == "running"
         DockerSandbox(client=client).check()

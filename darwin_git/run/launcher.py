@@ -15,7 +15,10 @@ It runs as the engine's user, in this order:
    as the step did (the same code, or the same signal).
 
 Killing the launcher kills the step: init dies with it (PR_SET_PDEATHSIG), and the kernel
-ends every process of a PID namespace whose init is gone.
+ends every process of a PID namespace whose init is gone. The engine's death kills it too:
+the launcher holds the read end of a pipe (the lifeline) whose write end only the engine
+holds; when the kernel closes that end (the engine exited or was killed with -9), the read
+returns EOF and the launcher ends the step, whichever thread of the engine started it.
 """
 import ctypes
 import json
@@ -23,6 +26,8 @@ import os
 import resource
 import signal
 import sys
+import threading
+import time
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
@@ -148,6 +153,73 @@ def end_the_rest(ns_init):
             pass
 
 
+def lifeline_closed(fd):
+    """The engine's end of the lifeline is closed (it never writes; anything read is ignored)."""
+    try:
+        return os.read(fd, 1) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def wait_init(init, lifeline):
+    """waitpid(init) while watching the lifeline (no thread: a process that unshared its PID
+    namespace cannot start one); the engine's death kills init and so the namespace."""
+    if lifeline is None:
+        return os.waitpid(init, 0)[1]
+    import select
+
+    os.set_blocking(lifeline, False)
+    poller = select.poll()
+    poller.register(lifeline, select.POLLIN | select.POLLHUP)
+    try:
+        poller.register(os.pidfd_open(init), select.POLLIN)  # Linux >= 5.3
+        timeout = None
+    except (AttributeError, OSError):
+        timeout = 100  # ms: then waitpid is polled
+    while True:
+        pid, status = os.waitpid(init, os.WNOHANG)
+        if pid:
+            return status
+        for fd, _ in poller.poll(timeout):
+            if fd == lifeline and lifeline_closed(lifeline):
+                poller.unregister(lifeline)
+                os.kill(init, signal.SIGKILL)
+
+
+def on_engine_death(fd, end_step):
+    """Call end_step once the engine's end of the lifeline pipe is closed (a thread: fork
+    before calling this)."""
+    def watch():
+        while True:
+            try:
+                if os.read(fd, 1):
+                    continue  # the engine never writes; ignore anything else
+            except InterruptedError:
+                continue
+            except OSError:
+                pass
+            end_step()
+            return
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def end_tree():
+    """Without a PID namespace: kill our descendants until none is left (we are their
+    subreaper: whatever they orphan comes back to us)."""
+    for _ in range(500):
+        pids = descendants(os.getpid())
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.01)
+
+
 def supervise(cfg, ns_init):
     """Fork the step; reap everything until nothing is left; return the main wait status."""
     if not ns_init:
@@ -158,6 +230,8 @@ def supervise(cfg, ns_init):
             become_step(cfg)
         finally:
             os._exit(127)
+    if not ns_init and cfg["lifeline"] is not None:
+        on_engine_death(cfg["lifeline"], end_tree)
     status = None
     while True:
         try:
@@ -192,6 +266,8 @@ def main():
                 f.write(str(os.getpid()))
         except OSError as exc:
             fail("cannot join the step's cgroup %s: %s" % (path, exc.strerror))
+    if cfg["lifeline"] is not None:
+        os.set_inheritable(cfg["lifeline"], False)  # never into the step's program
     flags = cfg["unshare"]
     if flags and libc.unshare(flags) != 0:
         err = os.strerror(ctypes.get_errno())
@@ -204,6 +280,8 @@ def main():
     init = os.fork()
     if init == 0:  # pid 1 of the new namespace
         os.close(status_r)
+        if cfg["lifeline"] is not None:
+            os.close(cfg["lifeline"])  # the launcher watches it
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if cfg["hostname"]:
             libc.sethostname(cfg["hostname"].encode(), len(cfg["hostname"]))
@@ -213,12 +291,7 @@ def main():
         os.write(status_w, str(-1 if status is None else status).encode())
         os._exit(0)
     os.close(status_w)
-    while True:
-        try:
-            _, st = os.waitpid(init, 0)
-            break
-        except InterruptedError:
-            continue
+    st = wait_init(init, cfg["lifeline"])
     relayed = os.read(status_r, 64)
     if relayed and int(relayed) >= 0:
         st = int(relayed)

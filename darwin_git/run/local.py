@@ -38,8 +38,11 @@ try a user + network namespace and otherwise say in the log that the network is 
 isolated. The tree copy is read-only by mode only there. The launcher is then a child
 subreaper, so the step's orphans stay in its tree (counted, and killed at the end).
 
-Every step records its owner (this engine's pid and start time) in its stage folder;
-:func:`reap_orphans`, run when a LocalSandbox is made, ends the steps whose engine is gone.
+A step dies with its engine: the launcher ends it when the engine's end of a lifeline pipe
+closes (the engine exited or was killed with -9; see launcher.py). As a backstop (a launcher
+that could not act, say) every step records its owner (this engine's pid and start time), its
+launcher and its cgroup in its stage folder; :func:`reap_orphans`, run when a LocalSandbox is
+made, ends the steps whose engine is gone and removes their stages and cgroups.
 """
 from __future__ import annotations
 
@@ -149,6 +152,7 @@ class _Process(Interactive):
             sandbox.uids_used.append(self.uid)
         self.stage = _new_stage(sandbox.workspace, step)
         self.cgroup: StepCgroup | None = None
+        self._lifeline: int | None = None  # our end of the pipe whose EOF ends the step
         self.tail, self.nbytes = bytearray(), 0
         self._closed: Outcome | None = None
         self.notes: list[str] = []
@@ -219,6 +223,10 @@ class _Process(Interactive):
                "unshare": flags, "uid": self.uid, "rlimits": rlimits, "argv": argv, "env": env,
                "cwd": where["tree"], "hostname": "sandbox" if root else None,
                "view": _view(stage, step, self.uid, legacy) if root else None}
+        # The lifeline: its write end stays with this process alone (not inheritable, and every
+        # later Popen closes other fds), so the launcher reads EOF exactly when we are gone.
+        lifeline, self._lifeline = os.pipe()
+        cfg["lifeline"] = lifeline
         config = stage / "launch.json"
         config.write_text(json.dumps(cfg))
         config.chmod(0o600)
@@ -226,11 +234,14 @@ class _Process(Interactive):
             self.notes.append("not root: no cgroup, PID namespace or filesystem view; the step "
                               "runs as this user")
         pipe = subprocess.PIPE
-        return subprocess.Popen(
-            [host_python(), "-I", "-S", LAUNCHER, str(config)],
-            stdin=pipe if interactive else subprocess.DEVNULL, stdout=pipe,
-            stderr=pipe if interactive else subprocess.STDOUT,
-            start_new_session=True, close_fds=True, env={}, cwd="/")
+        try:
+            return subprocess.Popen(
+                [host_python(), "-I", "-S", LAUNCHER, str(config)],
+                stdin=pipe if interactive else subprocess.DEVNULL, stdout=pipe,
+                stderr=pipe if interactive else subprocess.STDOUT, pass_fds=(lifeline,),
+                start_new_session=True, close_fds=True, env={}, cwd="/")
+        finally:
+            os.close(lifeline)
 
     def _reap(self) -> None:
         """wait4 rather than Popen.wait: its rusage holds the CPU of everything the launcher
@@ -341,6 +352,9 @@ class _Process(Interactive):
         return round(max(reaped, self.watch.cpu_s or 0.0), 3), "proc"
 
     def _discard(self) -> None:
+        if self._lifeline is not None:
+            os.close(self._lifeline)
+            self._lifeline = None
         if self.cgroup is not None:
             self.cgroup.kill()
             self.cgroup.remove()
