@@ -3,8 +3,8 @@ in isolation. The local sandbox uses a supervised process tree in its own namesp
 cgroup; the docker sandbox a locked-down container. The harness is written against this
 interface only.
 
-Layout a step sees (mount points /darwin/{tree,in/<name>,out} on both runners; host paths for
-the local sandbox without root):
+Layout a step sees (host paths of its stage for the local sandbox, mount points
+/darwin/{tree,in/<name>,out} for docker):
 - cwd: the exported tree, read-only where the sandbox can enforce it;
 - ``inputs``: read-only folders, each announced as env ``DARWIN_<NAME>`` (e.g. DARWIN_DATA);
 - ``out_dir``: the only writable place, announced as ``DARWIN_OUT``.

@@ -66,6 +66,9 @@ def build_view(view):
     for target, link in view["symlinks"]:
         os.makedirs(os.path.dirname(at(target)), exist_ok=True)
         os.symlink(link, at(target))
+    for dst, options in view["tmpfs"]:  # before the binds: the stage may lie below /tmp
+        os.makedirs(at(dst), exist_ok=True)
+        mount("tmpfs", at(dst), "tmpfs", MS_NOSUID | MS_NODEV, options)
     for src, dst, writable in view["binds"]:
         if os.path.isdir(src):
             os.makedirs(at(dst), exist_ok=True)
@@ -75,9 +78,6 @@ def build_view(view):
         mount(src, at(dst), None, MS_BIND | MS_REC)
         if not writable:
             mount(None, at(dst), None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID)
-    for dst, options in view["tmpfs"]:
-        os.makedirs(at(dst), exist_ok=True)
-        mount("tmpfs", at(dst), "tmpfs", MS_NOSUID | MS_NODEV, options)
     for dst in view["masks"]:  # hidden folders inside a bound one: an empty read-only tmpfs
         if os.path.isdir(at(dst)):
             mount("tmpfs", at(dst), "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,

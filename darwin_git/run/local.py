@@ -9,8 +9,8 @@ What the step gets when the engine runs as root (as in CI):
 - its own PID, mount, network, IPC and UTS namespaces. The network has only a loopback that
   is down, so any connect fails. The filesystem is a minimal view (:func:`_view`): a tmpfs
   root holding, read-only, the interpreter's folders and the system's (/usr, /lib...), a few
-  files of /etc (no /etc/shadow; a passwd naming the run's uid), the tree at /darwin/tree (the
-  cwd), each input at /darwin/in/<name>, and writable only /darwin/out and private, size-capped
+  files of /etc (no /etc/shadow; a passwd naming the run's uid), its stage's tree (the cwd)
+  and inputs at their host paths, and writable only its out folder and private, size-capped
   tmpfs scratch (/tmp, /var/tmp, /dev/shm); a /dev of null, zero, full, random, urandom (and
   the NVIDIA devices for GPU steps); a /proc of its own PID namespace, whose other uids'
   processes (the launcher) are hidden. Nothing else of the host exists there: not /root,
@@ -76,8 +76,7 @@ NOTE = "[darwin sandbox] "
 LAUNCHER_PROCS = 2  # the launcher and the namespace's init, in the step's cgroup too
 OWNER_FILE = "owner.json"  # in a stage folder: which engine runs it (for reap_orphans)
 
-# Where a step sees its stage (as root; without root it sees the host paths).
-TREE, INPUTS, OUT, PKG = "/darwin/tree", "/darwin/in", "/darwin/out", "/darwin/pkg"
+PKG = "/darwin/pkg"  # TEMPORARY (see base.needs_engine_package): the package, in the view
 # Private, size-capped scratch (RAM-backed, so also charged to the step's memory cgroup).
 PRIVATE_SCRATCH = (("/tmp", "256m"), ("/var/tmp", "64m"), ("/dev/shm", "512m"))
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -187,8 +186,9 @@ class _Process(Interactive):
 
     def _spawn(self, interactive: bool) -> subprocess.Popen:
         step, stage, root = self.step, self.stage, self.sb.root
-        where = {"tree": TREE, "in": INPUTS, "out": OUT} if root else \
-            {"tree": str(stage / "tree"), "in": str(stage / "in"), "out": str(stage / "out")}
+        # Host paths, as root too (there the view binds the stage at its own path): tools that
+        # find a workspace's steps by their DARWIN_OUT (the Ray worker's guard) keep working.
+        where = {"tree": str(stage / "tree"), "in": str(stage / "in"), "out": str(stage / "out")}
         paths = {"DARWIN_OUT": where["out"]}
         paths.update({f"DARWIN_{k.upper()}": f"{where['in']}/{k}" for k in step.inputs})
         env = base_env(step, paths)
@@ -314,10 +314,14 @@ class _Process(Interactive):
         reason, limit = self.watch.reason, None
         if reason in ("memory", "pids", "disk"):
             limit = reason
+        # A limit the kernel enforced in the last moments, before the watchdog's next look.
         if limit is None and self.cgroup is not None and self.cgroup.oom_kills():
-            limit = "memory"  # the OOM killer ended one of its processes before it finished
+            limit = "memory"
             text += f"\n{NOTE}the kernel's OOM killer ended a process: over " \
                     f"{self.step.limits.memory_bytes} bytes of memory\n"
+        elif limit is None and self.cgroup is not None and self.cgroup.pids_refused():
+            limit = "pids"
+            text += f"\n{NOTE}a fork was refused at {self.step.limits.max_procs} processes\n"
         killed = reason is not None
         # SIGKILL that we did not send is almost always the kernel's OOM killer.
         unexplained_kill = rc == -signal.SIGKILL and not killed and not closed_by_us
@@ -436,9 +440,9 @@ def _view(stage: Path, step: Step, uid: int | None, legacy: bool) -> dict:
     binds += [(f"/dev/{d}", f"/dev/{d}", True) for d in DEVICES if os.path.exists(f"/dev/{d}")]
     if step.gpus > 0:
         binds += [(d, d, True) for d in sorted(glob.glob("/dev/nvidia*"))]
-    binds.append((str(stage / "tree"), TREE, False))
-    binds += [(str(stage / "in" / k), f"{INPUTS}/{k}", False) for k in step.inputs]
-    binds.append((str(stage / "out"), OUT, True))
+    binds.append((str(stage / "tree"), str(stage / "tree"), False))
+    binds += [(str(stage / "in" / k), str(stage / "in" / k), False) for k in step.inputs]
+    binds.append((str(stage / "out"), str(stage / "out"), True))
     masks = [h for h in hidden if any(h.startswith(p + "/") for p in host)]
     if legacy:  # TEMPORARY: see base.needs_engine_package
         binds.append((str(PACKAGE_DIR), f"{PKG}/darwin_git", False))
@@ -447,7 +451,7 @@ def _view(stage: Path, step: Step, uid: int | None, legacy: bool) -> dict:
                  ("/dev/stdout", "/proc/self/fd/1"), ("/dev/stderr", "/proc/self/fd/2")]
     who = uid if uid is not None else 65534
     files = [("/etc/passwd", f"root:x:0:0:root:/root:/bin/sh\n"
-                             f"darwin:x:{who}:{who}:darwin sandbox:{OUT}:/bin/sh\n"
+                             f"darwin:x:{who}:{who}:darwin sandbox:{stage / 'out'}:/bin/sh\n"
                              "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"),
              ("/etc/group", f"root:x:0:\ndarwin:x:{who}:\nnogroup:x:65534:\n"),
              ("/etc/hosts", "127.0.0.1 localhost sandbox\n::1 localhost\n"),
