@@ -142,9 +142,11 @@ class DockerSandbox(Sandbox):
 
 
 def _local_cgroup_driver(client) -> str | None:
-    """The daemon's cgroup driver when it runs on this machine (a unix socket), else None."""
+    """The daemon's cgroup driver when it runs on this machine (a unix socket) and we can read
+    the host's cgroups (as root: a rootless daemon does not manage them), else None."""
     host = os.environ.get("DOCKER_HOST", "unix://")
-    if not host.startswith("unix://"):
+    m = cgroups.mounts()
+    if not host.startswith("unix://") or os.geteuid() != 0 or not (m.v1 or m.v2):
         return None
     try:
         return client.info().get("CgroupDriver")

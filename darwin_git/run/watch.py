@@ -12,7 +12,8 @@ Bounds (what a step can get past a limit before it is stopped):
   see the container's processes);
 - disk: what it writes while one walk of its writable folders runs plus one interval; walks
   are spaced by four times their own duration (at least ``poll_s``), so a writer at W bytes/s
-  overshoots by about W x (poll_s + 5 x walk time): ~0.3 GB at 1 GB/s with a quick walk;
+  overshoots by at most W x (poll_s + 5 x walk time): 0.15 GB at 1 GB/s with a 10 ms walk (a
+  walk costs about a microsecond per file; a step can slow it by writing many small files);
 - memory and pids: the kernel enforces them (cgroup); the watchdog only ends the step at the
   first refusal, within one interval. Without a memory cgroup, resident memory is summed and
   checked each interval: a step can be over by what it allocates in one interval.
