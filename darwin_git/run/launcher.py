@@ -272,7 +272,7 @@ def main():
     if flags and libc.unshare(flags) != 0:
         err = os.strerror(ctypes.get_errno())
         if cfg["uid"] is not None:
-            fail("cannot isolate the network: " + err)
+            fail("cannot isolate the step: unshare: " + err)
         sys.stderr.write(NOTE + "network not isolated (unshare: " + err + ")\n")
     if not flags & CLONE_NEWPID:
         exit_like(supervise(cfg, ns_init=False))
@@ -286,7 +286,10 @@ def main():
         if cfg["hostname"]:
             libc.sethostname(cfg["hostname"].encode(), len(cfg["hostname"]))
         if cfg["view"]:
-            build_view(cfg["view"])
+            try:
+                build_view(cfg["view"])
+            except OSError as exc:
+                fail("cannot isolate the step: building its view: %s" % exc)
         status = supervise(cfg, ns_init=True)
         os.write(status_w, str(-1 if status is None else status).encode())
         os._exit(0)
