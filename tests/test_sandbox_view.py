@@ -259,3 +259,32 @@ def test_the_reaper_leaves_the_steps_of_a_live_engine_alone(tmp_path):
         outcome = server.close(timeout_s=0)
     assert outcome.returncode == -signal.SIGKILL
     assert procs.pids_of_uid(sandbox.uids_used[0], live_only=True) == []
+
+
+def test_step_cgroups_of_a_dead_engine_are_reaped_wherever_its_stage_went(tmp_path):
+    """A step cgroup is named after its engine; one whose engine is gone is emptied (its
+    processes killed) and removed even when no stage record points to it any more."""
+    if os.geteuid() != 0:
+        pytest.skip("cgroups need root")
+    from darwin_git.run.cgroup import StepCgroup, reap_dead, step_name
+
+    dead_name = f"{2**22 + 11}-1-test-{uuid.uuid4().hex[:6]}"  # a pid above pid_max: gone
+    dead, why = StepCgroup.create(dead_name, 64 << 20, 8)
+    if dead is None:
+        pytest.skip(f"no cgroup here: {why}")
+    live, _ = StepCgroup.create(step_name(f"test-{uuid.uuid4().hex[:6]}"), 64 << 20, 8)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        for path in dead.procs_files():
+            Path(path).write_text(str(sleeper.pid))
+        assert dead.members() == [sleeper.pid]
+        reaped = reap_dead()
+        assert dead_name in reaped and live.cpu_dir.rsplit("/", 1)[1] not in reaped
+        assert sleeper.wait(timeout=30) == -signal.SIGKILL
+        assert not any(os.path.exists(d) for d in dead.created)
+        assert all(os.path.isdir(d) for d in live.created)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        live.remove()
+        dead.remove()

@@ -8,18 +8,24 @@ double forks, ignored SIGCHLD): nothing the step runs escapes its count. Both cg
   from ``cpuacct.usage`` (ns), memory from ``memory.limit_in_bytes`` and the ``oom_kill``
   count of ``memory.oom_control``, processes from ``pids.max`` / ``pids.events``;
 - v2 (one unified hierarchy): CPU from ``cpu.stat`` ``usage_usec``, which every v2 cgroup
-  has; memory and pids only where those controllers can be enabled for the step's cgroup
-  (they cannot below a cgroup that holds processes, e.g. the engine's own, unless delegated).
+  has; memory and pids where those controllers are available at the hierarchy's root.
 
-The local sandbox creates a cgroup per step below the engine's own (so the engine's limits
-still apply) and its launcher joins it before it execs anything. The docker sandbox reads the
-container's cgroup from the host (:func:`container_cgroup`).
+Every step's cgroup lives at ``/darwin-git/<owner pid>-<owner start ticks>-<name>`` of each
+hierarchy (as docker's containers live at /docker/...): named after the engine that owns it,
+so that :func:`reap_dead` can end and remove the cgroups of an engine that is gone, wherever
+that engine itself ran. (Below the engine's own cgroup they would escape a later engine's
+view and keep the engine's cgroup from being removed.) The local sandbox's launcher joins its
+step's cgroup before it execs anything; the docker sandbox puts a step's container below one
+(cgroupfs driver) and reads it from the host (:func:`container_cgroup`).
 """
 from __future__ import annotations
 
 import os
+import socket
 import time
 from dataclasses import dataclass, field
+
+from . import procs
 
 V1_CONTROLLERS = ("cpuacct", "memory", "pids")
 
@@ -120,25 +126,26 @@ class StepCgroup:
     @classmethod
     def create(cls, name: str, memory_bytes: int | None, max_procs: int | None
                ) -> tuple[StepCgroup | None, str]:
-        """A new cgroup ``name`` below this process's own; (None, why) where impossible."""
+        """A new cgroup for a step of this engine (:func:`step_name`); (None, why) where
+        impossible."""
         if os.geteuid() != 0:
             return None, "not root"
-        m, own = mounts(), own_paths()
+        m = mounts()
         if "cpuacct" in m.v1:
-            return cls._create_v1(m, own, name, memory_bytes, max_procs)
+            return cls._create_v1(m, name, memory_bytes, max_procs)
         if m.v2 is not None:
-            return cls._create_v2(m, own, name, memory_bytes, max_procs)
+            return cls._create_v2(m, name, memory_bytes, max_procs)
         return None, "no cgroup hierarchy mounted"
 
     @classmethod
-    def _create_v1(cls, m: Mounts, own: dict, name: str, memory_bytes, max_procs):
+    def _create_v1(cls, m: Mounts, name: str, memory_bytes, max_procs):
         dirs = {}
         for ctrl in V1_CONTROLLERS:
-            base = _host_dir(m.v1[ctrl], own.get(ctrl, "/")) if ctrl in m.v1 else None
-            if base is None:
+            if ctrl not in m.v1:
                 continue
-            path = os.path.join(base, name)
+            path = os.path.join(m.v1[ctrl][0], TOP, name)
             try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
                 os.mkdir(path)
             except OSError:
                 continue
@@ -158,15 +165,19 @@ class StepCgroup:
         return cg, ""
 
     @classmethod
-    def _create_v2(cls, m: Mounts, own: dict, name: str, memory_bytes, max_procs):
-        base = _host_dir(m.v2, own.get("", "/"))
-        if base is None:
-            return None, "the engine's cgroup is outside the mounted v2 hierarchy"
-        available = (_read(os.path.join(base, "cgroup.controllers")) or "").split()
-        wanted = [c for c in ("memory", "pids") if c in available]
-        if wanted:  # fails (EBUSY) where the engine's own cgroup holds processes: CPU only then
-            _write(os.path.join(base, "cgroup.subtree_control"), " ".join("+" + c for c in wanted))
-        path = os.path.join(base, name)
+    def _create_v2(cls, m: Mounts, name: str, memory_bytes, max_procs):
+        root = m.v2[0]
+        top = os.path.join(root, TOP)
+        try:
+            os.makedirs(top, exist_ok=True)
+        except OSError as exc:
+            return None, f"cannot create a cgroup: {exc.strerror}"
+        available = (_read(os.path.join(root, "cgroup.controllers")) or "").split()
+        wanted = " ".join("+" + c for c in ("memory", "pids") if c in available)
+        if wanted:  # the root may hold processes; darwin-git/ never does
+            _write(os.path.join(root, "cgroup.subtree_control"), wanted)
+            _write(os.path.join(top, "cgroup.subtree_control"), wanted)
+        path = os.path.join(top, name)
         try:
             os.mkdir(path)
         except OSError as exc:
@@ -223,9 +234,7 @@ class StepCgroup:
     def kill(self) -> None:
         if self.version == 2:
             _write(os.path.join(self.procs_dir, "cgroup.kill"), "1")  # Linux >= 5.14
-        from .procs import kill_until_gone
-
-        kill_until_gone(self.members)
+        procs.kill_until_gone(self.members)
 
     def remove(self) -> None:
         _remove_all(self.created)
@@ -244,8 +253,53 @@ def _remove_all(dirs: list[str], wait_s: float = 2.0) -> None:
                 time.sleep(0.02)
 
 
-# -- docker --------------------------------------------------------------------------------------
-DOCKER_PARENT = "darwin-git"  # cgroupfs driver: containers of a step under /darwin-git/<name>/
+# -- naming and reaping ------------------------------------------------------------------------
+TOP = "darwin-git"  # every step's cgroup: /darwin-git/<owner>-<name> in each hierarchy
+DOCKER_PARENT = TOP  # cgroupfs driver: a step's container below /darwin-git/<owner>-<id>/
+
+
+def step_name(name: str) -> str:
+    """The cgroup name of a step of this engine: its owner first, for :func:`reap_dead`."""
+    pid = os.getpid()
+    return f"{pid}-{procs.start_ticks(pid)}-{name}"
+
+
+def _owner_gone(name: str) -> bool:
+    pid, _, rest = name.partition("-")
+    ticks = rest.partition("-")[0]
+    return pid.isdigit() and not procs.owner_alive(f"{socket.gethostname()}:{pid}:{ticks}")
+
+
+def _points() -> list[str]:
+    m = mounts()
+    return list(m.v1_all) + ([m.v2[0]] if m.v2 else [])
+
+
+def reap_dead() -> list[str]:
+    """Kill the processes of, and remove, every step cgroup whose engine is gone (in every
+    hierarchy: runc makes a container's parent in all of them); return their names."""
+    names = set()
+    for point in _points():
+        try:
+            names |= {e.name for e in os.scandir(os.path.join(point, TOP)) if e.is_dir()}
+        except OSError:
+            continue
+    reaped = []
+    for name in sorted(n for n in names if _owner_gone(n)):
+        dirs = [os.path.join(p, TOP, name) for p in _points()]
+
+        def members():
+            found = set()
+            for d in dirs:
+                for dirpath, _, _ in os.walk(d):  # a container's cgroup lies below its parent
+                    text = _read(os.path.join(dirpath, "cgroup.procs")) or ""
+                    found |= {int(p) for p in text.split() if p.isdigit()}
+            return sorted(found)
+
+        procs.kill_until_gone(members, 2.0)
+        remove_everywhere(f"{TOP}/{name}")
+        reaped.append(name)
+    return reaped
 
 
 def container_cgroup(driver: str, parent: str | None, cid: str, pid: int | None
@@ -291,13 +345,3 @@ def remove_everywhere(rel: str) -> None:
                  if os.path.isdir(os.path.join(p, rel.strip("/")))], wait_s=0.5)
 
 
-def docker_parents() -> list[str]:
-    """Names of the per-step parents that exist (darwin-git/<name>), for the orphan reaper."""
-    m = mounts()
-    point = m.v1["cpuacct"][0] if "cpuacct" in m.v1 else (m.v2[0] if m.v2 else None)
-    if point is None:
-        return []
-    try:
-        return sorted(e.name for e in os.scandir(os.path.join(point, DOCKER_PARENT)) if e.is_dir())
-    except OSError:
-        return []

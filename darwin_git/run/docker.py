@@ -70,11 +70,7 @@ def cleanup_orphans(client=None, everything: bool = False) -> list[str]:
                 pass
             if labels.get(f"{LABEL}.cgroup"):
                 cgroups.remove_everywhere(labels[f"{LABEL}.cgroup"])
-    host = socket.gethostname()
-    for name in cgroups.docker_parents():  # parents whose container went, engine died before
-        pid, _, ticks = name.partition("-")
-        if pid.isdigit() and not procs.owner_alive(f"{host}:{pid}:{ticks.partition('-')[0]}"):
-            cgroups.remove_everywhere(f"{cgroups.DOCKER_PARENT}/{name}")
+    cgroups.reap_dead()  # per-step parents whose container went before their engine's cleanup
     return removed
 
 
@@ -255,8 +251,7 @@ class _Container(Interactive):
         self.stdin = self.stdout = None
         # With the cgroupfs driver a per-step parent keeps the CPU count after the container's
         # own cgroup is gone (named after its owner, for the orphan reaper).
-        self.parent = (f"{cgroups.DOCKER_PARENT}/{os.getpid()}-"
-                       f"{procs.start_ticks(os.getpid())}-{uuid.uuid4().hex[:8]}"
+        self.parent = (f"{cgroups.DOCKER_PARENT}/{cgroups.step_name(uuid.uuid4().hex[:8])}"
                        if sandbox.cgroup_driver == "cgroupfs" else None)
         try:
             _prepare_mounts(step, self.uid)

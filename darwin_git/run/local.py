@@ -63,7 +63,7 @@ from pathlib import Path
 from . import procs
 from .base import (PACKAGE_DIR, PACKAGE_PARENT, Interactive, Outcome, Sandbox, Step, base_env,
                    hidden_paths, host_python, needs_engine_package, stable_python)
-from .cgroup import StepCgroup
+from .cgroup import StepCgroup, reap_dead, step_name
 from .launcher import CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUSER, \
     CLONE_NEWUTS
 from .watch import Probe, Watch, scratch_bytes
@@ -159,7 +159,7 @@ class _Process(Interactive):
             _record_owner(self.stage, uid=self.uid)
             _fill_stage(self.stage, step, self.uid)
             if sandbox.root:
-                self.cgroup, why = StepCgroup.create(f"darwin-{self.stage.name}",
+                self.cgroup, why = StepCgroup.create(step_name(self.stage.name),
                                                      step.limits.memory_bytes,
                                                      step.limits.max_procs + LAUNCHER_PROCS)
                 if self.cgroup is None:
@@ -367,8 +367,11 @@ class _Process(Interactive):
 
 def reap_orphans(workspace: Path) -> list[str]:
     """End the steps whose engine is gone (killed with -9, say), remove their cgroups and
-    stages; return the stage names. Only stages with an owner record are touched."""
+    stages; return the stage names. Only stages with an owner record are touched; the step
+    cgroups of dead engines are reaped wherever their stages went (:func:`.cgroup.reap_dead`)."""
     reaped = []
+    if os.geteuid() == 0:
+        reap_dead()
     try:
         stages = [p for p in Path(workspace).iterdir() if (p / OWNER_FILE).is_file()]
     except OSError:
