@@ -236,8 +236,10 @@ class StepCgroup:
             _write(os.path.join(self.procs_dir, "cgroup.kill"), "1")  # Linux >= 5.14
         procs.kill_until_gone(self.members)
 
-    def remove(self) -> None:
-        _remove_all(self.created)
+    def remove(self, wait_s: float = 2.0) -> bool:
+        """rmdir its folders; False if one is still busy (a killed process not yet gone)."""
+        _remove_all(self.created, wait_s)
+        return not any(os.path.isdir(d) for d in self.created)
 
 
 def _remove_all(dirs: list[str], wait_s: float = 2.0) -> None:

@@ -146,6 +146,7 @@ class _Process(Interactive):
 
     def __init__(self, sandbox: LocalSandbox, step: Step, interactive: bool):
         self.sb, self.step = sandbox, step
+        _retry_busy_cgroups()
         self.uid = _free_uid() if sandbox.root else None
         if self.uid is not None:
             sandbox.uids_used.append(self.uid)
@@ -361,8 +362,18 @@ class _Process(Interactive):
             self._lifeline = None
         if self.cgroup is not None:
             self.cgroup.kill()
-            self.cgroup.remove()
+            if not self.cgroup.remove():
+                _BUSY_CGROUPS.append(self.cgroup)  # retried when the next step starts
         _rmtree(self.stage)
+
+
+_BUSY_CGROUPS: list[StepCgroup] = []  # of finished steps, not removable yet
+
+
+def _retry_busy_cgroups() -> None:
+    for cgroup in list(_BUSY_CGROUPS):
+        if cgroup.remove(wait_s=0):
+            _BUSY_CGROUPS.remove(cgroup)
 
 
 def reap_orphans(workspace: Path) -> list[str]:
