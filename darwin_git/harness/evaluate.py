@@ -116,6 +116,10 @@ def _train_and_score(tree_dir: Path, sandbox: Sandbox, spec: EvalSpec, contract:
         return make_result("train_failed", cause="no_checkpoint", **common,
                            log_tail=f"{log}{NOTE}training exited 0 but wrote no "
                                     f"{contract.checkpoint}")
+    problem = training.unverified(outcome, step.clock_limit)
+    if problem:
+        return make_result("train_failed", cause="sandbox_error", log_tail=log + NOTE + problem,
+                           **common)
     try:
         ckpt = load_checkpoint(ckpt_path)
     except CheckpointError as exc:

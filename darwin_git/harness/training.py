@@ -72,9 +72,14 @@ def verdict(outcome: Outcome, limit: ClockLimit) -> tuple[str, str, str] | None:
     if outcome.returncode != 0:
         return ("train_failed", "out_of_memory" if outcome.oom else "exception",
                 f"training exited with status {outcome.returncode}")
-    if limit.clock == "cpu" and outcome.cpu_s is None:  # a run to score needs its budget checked
-        return ("train_failed", "sandbox_error",
-                "the sandbox did not measure the run's CPU time: its cpu budget is unverified")
+    return None
+
+
+def unverified(outcome: Outcome, limit: ClockLimit) -> str | None:
+    """Why a run that left a checkpoint cannot be scored although it ended well: its clock was
+    not measured (a cpu budget the sandbox did not count is no budget)."""
+    if limit.clock == "cpu" and outcome.cpu_s is None:
+        return "the sandbox did not measure the run's CPU time: its cpu budget is unverified"
     return None
 
 
