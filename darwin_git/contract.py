@@ -2,7 +2,7 @@
 
     [train]
     command = ["python", "train.py"]   # run with the tree as cwd (read-only)
-    budget_s = 60                      # default budget in seconds of `clock`; the harness enforces it
+    budget_s = 60                      # default budget, seconds of `clock`; the harness enforces it
     clock = "cpu"                      # optional: cpu | wall; default cpu on CPU, wall on CUDA
 
     [model]
@@ -11,7 +11,7 @@
 
     [eval]
     tokenizer = "char"                 # char | gpt2
-    context = 256                      # the model must accept (B, context) token ids
+    context = 256                      # the model must accept (B, t) ids for every t <= context
 
     [paths]
     mutable = ["train.py", "model.py"] # globs a mutation may change
@@ -33,7 +33,8 @@ SAVE_WINDOW_S); a run stopped there is ``timeout``, whatever it wrote.
 The checkpoint is ``torch.save({"darwin_ckpt": 1, "model_config": {...plain values...},
 "model": state_dict, "train": {"batch_size": int, "block_size": int}})``; the harness loads it
 with ``weights_only=True`` and calls ``build_model(model_config)``. The model's forward maps
-``idx`` (B, T) int64 to logits (B, T, vocab), or a tuple whose first item is those logits.
+``idx`` (B, T) int64 to logits (B, T, vocab), or a tuple whose first item is those logits, for
+every T up to the eval context (scoring sends rows only as long as the text it reveals).
 
 The training log (a convention the harness reads, untrusted, into the result's ``train``):
 one metric line per optimizer step (or per logged step), ``step N`` followed by ``|``-separated

@@ -82,6 +82,8 @@ def evaluate(tree_dir: Path, sandbox: Sandbox, spec: EvalSpec | None = None) -> 
     _close_val_split(paths.val_dir)
     meta = data_mod.load_meta(paths.val_dir)
     common["vocab_size"] = int(meta["vocab_size"])
+    common["harness"] = scoring.protocol_version(meta["n_tokens"], contract.eval_context,
+                                                 spec.windows, spec.cuts)
     if meta["n_tokens"] < 2 * (contract.eval_context + 1):
         return make_result("rejected", cause="bad_contract", **common,
                            log_tail=f"{CONTRACT_FILE}: [eval] context {contract.eval_context} is "
@@ -127,6 +129,26 @@ def _train_and_score(tree_dir: Path, sandbox: Sandbox, spec: EvalSpec, contract:
                            **common)
     (work / "ckpt").mkdir()
     shutil.move(str(ckpt_path), work / "ckpt" / "ckpt.pt")
+    metrics, eval_log = _serve(tree_dir, sandbox, spec, contract, paths, ckpt, work,
+                               common["vocab_size"], device)
+    common["eval_wall_s"] = metrics.pop("eval_wall_s")
+    if "cause" in metrics:
+        tail = (f"{log}\n== evaluation ==\n{eval_log}{NOTE}{metrics['cause']}: "
+                f"{metrics.get('detail', '')}")
+        return make_result("eval_failed", cause=metrics["cause"], log_tail=tail, **common)
+    params, notes = ckpt.params(metrics["bound"])
+    if notes:
+        log += NOTE + "parameters not counted: " + "; ".join(notes[:20])
+    return make_result("ok", val_loss=metrics["val_loss"], perplexity=metrics["perplexity"],
+                       bpb=metrics["bpb"], eval_tokens=metrics["eval_tokens"], params=params,
+                       **_throughput(metrics, params, ckpt, device), log_tail=log, **common)
+
+
+def _serve(tree_dir: Path, sandbox: Sandbox, spec: EvalSpec, contract: Contract,
+           paths: data_mod.DataPaths, ckpt, work: Path, vocab: int,
+           device: str) -> tuple[dict, str]:
+    """Start the model server on work/ckpt/ckpt.pt and hold the conversation: (the metrics or
+    {"cause", "detail"}, with eval_wall_s; the server's log)."""
     serve = Step(argv=server.argv("ckpt.pt", contract.model_entry), tree=tree_dir,
                  out_dir=work / "eval_out", timeout_s=spec.eval_timeout_s,
                  inputs={"CKPT": work / "ckpt", "SERVER": server.ship(work / "server")},
@@ -137,32 +159,44 @@ def _train_and_score(tree_dir: Path, sandbox: Sandbox, spec: EvalSpec, contract:
     try:
         session = sandbox.open(serve)
     except Exception as exc:  # noqa: BLE001 - a sandbox that cannot start is a verdict
-        return make_result("eval_failed", cause="sandbox_error", log_tail=f"{log}{NOTE}{exc}",
-                           **common)
+        return {"cause": "sandbox_error", "detail": str(exc), "eval_wall_s": 0.0}, ""
     rng = np.random.default_rng()  # filler, halves and probes must not be predictable
     try:
         metrics = _converse(Client(session, time.monotonic() + spec.eval_timeout_s), spec,
-                            contract, paths, ckpt.train, common["vocab_size"], rng)
+                            contract, paths, ckpt.train, vocab, rng)
     except ServerError as exc:
         metrics = {"cause": exc.cause, "detail": exc.detail}
     except Exception:  # noqa: BLE001 - a harness bug must not kill the engine, nor leak the server
         metrics = {"cause": "harness_error", "detail": traceback.format_exc()}
-    eval_outcome = session.close()
-    common["eval_wall_s"] = round(time.monotonic() - t0, 3)
-    if "cause" in metrics:
-        cause = metrics["cause"]
-        if cause in ("forward_failed", "server_died") and (eval_outcome.oom
-                                                          or eval_outcome.limit == "memory"):
-            cause = "out_of_memory"
-        tail = (f"{log}\n== evaluation ==\n{eval_outcome.log_tail}{NOTE}{cause}: "
-                f"{metrics.get('detail', '')}")
-        return make_result("eval_failed", cause=cause, log_tail=tail, **common)
-    params, notes = ckpt.params(metrics["bound"])
-    if notes:
-        log += NOTE + "parameters not counted: " + "; ".join(notes[:20])
-    return make_result("ok", val_loss=metrics["val_loss"], perplexity=metrics["perplexity"],
-                       bpb=metrics["bpb"], eval_tokens=metrics["eval_tokens"], params=params,
-                       **_throughput(metrics, params, ckpt, device), log_tail=log, **common)
+    outcome = session.close()
+    metrics["eval_wall_s"] = round(time.monotonic() - t0, 3)
+    if metrics.get("cause") in ("forward_failed", "server_died") and (
+            outcome.oom or outcome.limit == "memory"):
+        metrics["cause"] = "out_of_memory"
+    return metrics, outcome.log_tail
+
+
+def score_checkpoint(tree_dir: Path, checkpoint: Path, sandbox: Sandbox,
+                     spec: EvalSpec | None = None) -> dict:
+    """Score an existing checkpoint of the tree at ``tree_dir``, without training: the scoring
+    metrics (``token_losses`` included, for paired comparisons), bench, bound parameters and
+    eval_wall_s, or {"cause", "detail"}. For benchmarks and re-scoring; only evaluate() makes
+    results."""
+    spec = spec or EvalSpec()
+    contract = load_contract(Path(tree_dir))
+    paths = data_mod.prepare(contract.tokenizer, spec.data_root)
+    _close_val_split(paths.val_dir)
+    vocab = int(data_mod.load_meta(paths.val_dir)["vocab_size"])
+    work = Path(tempfile.mkdtemp(prefix="darwin-score-"))
+    try:
+        (work / "ckpt").mkdir()
+        shutil.copyfile(checkpoint, work / "ckpt" / "ckpt.pt")
+        ckpt = load_checkpoint(work / "ckpt" / "ckpt.pt")
+        metrics, _ = _serve(Path(tree_dir), sandbox, spec, contract, paths, ckpt, work, vocab,
+                            _resolve_device(spec.device))
+        return metrics
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _converse(client: Client, spec: EvalSpec, contract: Contract, paths, train: dict,

@@ -11,7 +11,9 @@ The protocol (one evaluation, W = spec.windows, K = spec.cuts, T = the contract'
 - **How it is asked**: the windows are split at random (per evaluation) into two halves served
   one after the other. For each half and each cut index j, one request holds every window of
   the half as a row: its real tokens at positions 0..c_j and, after them, filler (uniformly
-  random tokens, independent of the text); rows in random order. The answer is the logits at
+  random tokens, independent of the text) up to the longest real prefix in the request, which
+  sets the rows' length (a causal model's logits at c_j do not depend on what follows, so
+  rows need not be longer); rows in random order. The answer is the logits at
   position c_j only; their target, token c_j + 1, has not been in any request yet. The parent
   records the answer before it sends the next request, which reveals more text. So caching
   answers, probing with altered rows or peeking at later positions buys nothing: a model that
@@ -22,15 +24,16 @@ The protocol (one evaluation, W = spec.windows, K = spec.cuts, T = the contract'
   probability mass away); bpb divides the summed nats by ln 2 and the UTF-8 bytes of the scored
   targets.
 
-Cost per evaluation: 2K requests (+ spec.probes) of W/2 rows of T tokens: W*K*T tokens forwarded
-for W*K scored, plus W/2*T per probe. Defaults W = 256, K = 8: 2,048 scored tokens in 16
-forwards of 128 x T, + 2 probe forwards; at the seed's T = 128 that is 294,912 tokens through
-the model in eval mode, about the forward compute of 48 of the seed's training steps (a step is
-2,048 tokens forward and backward, ~3 forwards' worth). On a GPU that is a fraction of a
-second; on CPU it is seconds (benchmarks/scoring_cost.py measures it against the old protocol,
-which forwarded 16,384 tokens once each). The answer to a request is (rows, 1, V) floats,
-never (rows, T, V). When the split cannot hold W disjoint windows of T + 1 tokens (GPT-2 tokens
-at T = 1024 hold ~140), W is the most it can hold.
+Cost per evaluation: 2K requests (+ spec.probes) of W/2 rows; the request for cut index j has
+rows about (j + 1) T / K long, so about W*T*(K+1)/2 tokens are forwarded for W*K scored (a
+probe adds one request). Defaults W = 256, K = 8: 2,048 scored tokens in 16 forwards of 128
+rows + 2 probe forwards; at the seed's T = 128 about 147,000 tokens (+ ~18,000 for the probes)
+through the model in eval mode, the forward compute of about 27 of the seed's training steps (a
+step is 2,048 tokens forward and backward, ~3 forwards' worth). On a GPU that is a fraction of
+a second; on CPU it is seconds (benchmarks/scoring_cost.py measures it against the old
+protocol, which forwarded 17,408 tokens in 17 forwards). The answer to a request is
+(rows, 1, V) floats, never (rows, T, V). When the split cannot hold W disjoint windows of T + 1
+tokens (GPT-2 tokens at T = 1024 hold ~140), W is the most it can hold.
 
 What the causality probes are still for: nothing of the score. A model that peeks only sees
 filler, and scores worse for it. They remain a cheap, precise diagnosis (cause ``noncausal``)
@@ -57,6 +60,7 @@ import math
 import numpy as np
 
 from .. import data as data_mod
+from ..result import HARNESS_VERSION
 from .client import Client
 
 VOCAB_SLACK = 1024  # a head may be padded past the vocabulary (50257 -> 50304); never more
@@ -69,7 +73,7 @@ def score(client: Client, val_dir, tokenizer: str, context: int, vocab: int, win
     """Run the protocol; the metrics, or {"cause", "detail"} when the model failed it. Also
     returns ``token_losses`` (windows x cuts, nats), for paired comparisons."""
     tokens = data_mod.load_tokens(val_dir, "val")
-    windows = max(2, min(windows, tokens.size // (context + 1)))
+    windows = windows_for(tokens.size, context, windows)
     text = data_mod.val_windows(tokens, windows, context)
     cut = data_mod.cut_points(windows, cuts, context)
     targets = np.take_along_axis(text, cut + 1, axis=1)  # (W, K): token c + 1 of each window
@@ -108,10 +112,22 @@ def score(client: Client, val_dir, tokenizer: str, context: int, vocab: int, win
             "eval_tokens": int(losses.size), "token_losses": losses}
 
 
+def windows_for(n_tokens: int, context: int, wanted: int) -> int:
+    """The windows scored: as many as asked for, or as many disjoint ones as the split holds."""
+    return max(2, min(wanted, n_tokens // (context + 1)))
+
+
+def protocol_version(n_tokens: int, context: int, windows: int, cuts: int) -> str:
+    """The result's ``harness``: HARNESS_VERSION and the scored set's size (results scored on
+    different token sets are not comparable either), e.g. "2:256x8"."""
+    return f"{HARNESS_VERSION}:{windows_for(n_tokens, context, windows)}x{cuts}"
+
+
 def _ask(client: Client, real: np.ndarray, cut: np.ndarray, vocab: int,
          rng: np.random.Generator) -> np.ndarray | dict:
-    """One request: real tokens up to each row's cut, fresh filler after; logits at the cut."""
-    rows = real.copy()
+    """One request: real tokens up to each row's cut, fresh filler after it up to the longest
+    cut; the logits at the cut."""
+    rows = real[:, : int(cut.max()) + 1].copy()
     after = np.arange(rows.shape[1])[None, :] > cut[:, None]
     rows[after] = rng.integers(0, vocab, size=int(after.sum()))
     width = vocab + VOCAB_SLACK

@@ -72,7 +72,7 @@ def send(stream, header: dict, arrays: tuple[np.ndarray, ...] = ()) -> None:
 
 def receive(stream, max_header: int = MAX_HEADER, max_array: int = MAX_ARRAY,
             max_arrays: int = MAX_ARRAYS) -> tuple[dict, list[np.ndarray]]:
-    """One message; ``max_array`` bounds each array's frame (payload bytes, .npy header included)."""
+    """One message; ``max_array`` bounds each array's frame (.npy header included)."""
     try:
         header = json.loads(_read_frame(stream, max_header, "header"))
     except (ValueError, UnicodeDecodeError) as exc:
