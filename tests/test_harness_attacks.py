@@ -104,6 +104,21 @@ def test_a_model_that_learns_from_the_served_text_is_caught(tmp_path, data_root)
     assert (r["status"], r["cause"]) == ("eval_failed", "test_time_learning"), r["log_tail"]
 
 
+def test_the_validation_text_is_out_of_reach_of_both_steps(tmp_path, data_root):
+    """Neither step imports darwin_git (its package holds the corpus) nor opens the corpus or the
+    cached validation split. Needs the sandbox's view (an installed package, the data cache and
+    the engine's own folders hidden from steps): the `sandbox` branch."""
+    val = data.prepare("char", data_root).val_dir / "val.bin"
+    targets = f"{data.CORPUS_PATH} {val}"
+    r = run(tmp_path, data_root, "reader", extra={"targets.txt": targets}, bench=False)
+    assert (r["status"], r["cause"]) == ("eval_failed", "model_error"), r["log_tail"]
+    log = r["log_tail"]
+    for where in ("train", "eval"):
+        for what in ("package", data.CORPUS_PATH, val):
+            assert f"{where} {what}: denied" in log, log
+    assert "READ" not in log, log
+
+
 def _rss() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
