@@ -22,9 +22,9 @@ of STATUSES; ``cause`` names the precise reason when it is not ``ok``:
 Throughput is not the fitness: when its check fails, or MFU comes out above 1, tokens_per_s and
 mfu are None and ``throughput_untrusted`` holds the reason and the raw numbers; val_loss stays.
 ``train`` holds training dynamics parsed from the log (untrusted, as reported: steps,
-ms_per_step, tokens_per_s, final_loss, loss_curve). ``harness`` is HARNESS_VERSION, and for an
-evaluation also the size of the scored set ("2:256x8", harness/scoring.py): results with two
-different values are not comparable. ``clock`` is the budget's clock ("cpu" | "wall"; old
+ms_per_step, tokens_per_s, final_loss, loss_curve). ``harness`` is HARNESS_VERSION (with the
+scored set's size appended when an evaluation used a non-default one, "2:32x4"): results with
+two different values are not comparable. ``clock`` is the budget's clock ("cpu" | "wall"; old
 results without one were "wall").
 """
 from __future__ import annotations

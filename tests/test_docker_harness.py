@@ -31,6 +31,7 @@ def test_a_tiny_tree_trains_and_scores_in_containers(sandbox, tmp_path, data_roo
     r = run(tmp_path, data_root, sandbox=sandbox, seed=5, **SMALL)
     assert r["status"] == "ok", r["log_tail"]
     assert r["runner"] == "docker" and r["params"] > 0 and r["eval_tokens"] == 32 * 4
+    assert r["harness"].endswith(":32x4")  # another scored set: never compared with defaults
     # Trained below a uniform guess over the 84 characters (ln 84 = 4.43), measured by the
     # harness: the tree's own printed claim is kept apart and ignored.
     assert math.isfinite(r["val_loss"]) and 0.5 < r["val_loss"] < 4.43

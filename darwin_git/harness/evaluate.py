@@ -59,7 +59,8 @@ def evaluate(tree_dir: Path, sandbox: Sandbox, spec: EvalSpec | None = None) -> 
     tree_dir = Path(tree_dir)
     device = _resolve_device(spec.device)
     common = dict(commit=spec.commit, tree=spec.tree, device=device, seed=spec.seed,
-                  runner=sandbox.name, budget_s=spec.budget_s, clock=spec.clock)
+                  runner=sandbox.name, budget_s=spec.budget_s, clock=spec.clock,
+                  harness=spec.harness)
     if (tree_dir / CONTRACT_FILE).is_symlink():  # the parent reads it: never follow links
         return make_result("rejected", cause="bad_contract",
                            log_tail=f"{CONTRACT_FILE} must be a regular file, not a symlink",
@@ -82,8 +83,6 @@ def evaluate(tree_dir: Path, sandbox: Sandbox, spec: EvalSpec | None = None) -> 
     _close_val_split(paths.val_dir)
     meta = data_mod.load_meta(paths.val_dir)
     common["vocab_size"] = int(meta["vocab_size"])
-    common["harness"] = scoring.protocol_version(meta["n_tokens"], contract.eval_context,
-                                                 spec.windows, spec.cuts)
     if meta["n_tokens"] < 2 * (contract.eval_context + 1):
         return make_result("rejected", cause="bad_contract", **common,
                            log_tail=f"{CONTRACT_FILE}: [eval] context {contract.eval_context} is "

@@ -60,7 +60,6 @@ import math
 import numpy as np
 
 from .. import data as data_mod
-from ..result import HARNESS_VERSION
 from .client import Client
 
 VOCAB_SLACK = 1024  # a head may be padded past the vocabulary (50257 -> 50304); never more
@@ -115,12 +114,6 @@ def score(client: Client, val_dir, tokenizer: str, context: int, vocab: int, win
 def windows_for(n_tokens: int, context: int, wanted: int) -> int:
     """The windows scored: as many as asked for, or as many disjoint ones as the split holds."""
     return max(2, min(wanted, n_tokens // (context + 1)))
-
-
-def protocol_version(n_tokens: int, context: int, windows: int, cuts: int) -> str:
-    """The result's ``harness``: HARNESS_VERSION and the scored set's size (results scored on
-    different token sets are not comparable either), e.g. "2:256x8"."""
-    return f"{HARNESS_VERSION}:{windows_for(n_tokens, context, windows)}x{cuts}"
 
 
 def _ask(client: Client, real: np.ndarray, cut: np.ndarray, vocab: int,

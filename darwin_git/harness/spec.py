@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..result import HARNESS_VERSION
 from ..run.base import CLOCKS, Limits
 
 # The budget's save window: the sandbox stops training at budget + SAVE_WINDOW_S on the run's
@@ -51,6 +52,17 @@ class EvalSpec:
             raise ValueError(f"budget_s must be positive, not {self.budget_s!r}")
         if self.windows < 2 or self.cuts < 1:
             raise ValueError("need at least 2 windows and 1 cut")
+
+    @property
+    def harness(self) -> str:
+        """The result's ``harness``: HARNESS_VERSION, plus the scored set's size when it is not
+        the default ("2:32x4"), since results scored on other tokens do not compare either.
+        (Within a population the contract, hence the context that may cap the windows, is
+        the same for every tree.)"""
+        default = (EvalSpec.windows, EvalSpec.cuts)
+        if (self.windows, self.cuts) == default:
+            return HARNESS_VERSION
+        return f"{HARNESS_VERSION}:{self.windows}x{self.cuts}"
 
 
 def resolve_clock(requested: str | None, contract_clock: str | None, device: str) -> str:
