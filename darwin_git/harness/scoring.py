@@ -32,7 +32,9 @@ through the model in eval mode, the forward compute of about 27 of the seed's tr
 step is 2,048 tokens forward and backward, ~3 forwards' worth). On a GPU that is a fraction of
 a second; on CPU it is seconds (benchmarks/scoring_cost.py measures it against the old
 protocol, which forwarded 17,408 tokens in 17 forwards). The answer to a request is
-(rows, 1, V) floats, never (rows, T, V). When the split cannot hold W disjoint windows of T + 1
+(rows, 1, V) floats, never (rows, T, V); with a large vocabulary the rows of one cut index go
+in several requests, so that the model's own logits stay under MODEL_LOGIT_BYTES (GPT-2's
+50,257 tokens at T = 128: 10 rows a forward, 13 forwards a cut index). When the split cannot hold W disjoint windows of T + 1
 tokens (GPT-2 tokens at T = 1024 hold ~140), W is the most it can hold.
 
 What the causality probes are still for: nothing of the score. A model that peeks only sees
@@ -63,6 +65,8 @@ from .. import data as data_mod
 from .client import Client
 
 VOCAB_SLACK = 1024  # a head may be padded past the vocabulary (50257 -> 50304); never more
+MODEL_LOGIT_BYTES = 256 << 20  # the logits a forward of the model holds: GPT-2 tokens at
+# T = 128 fit 10 rows a request, characters every row
 PROBE_ATOL = PROBE_RTOL = 5e-3
 ADAPT_Z = 5.0  # randomised halves: an honest model falls below -5 with probability ~3e-7
 
@@ -118,15 +122,26 @@ def windows_for(n_tokens: int, context: int, wanted: int) -> int:
 
 def _ask(client: Client, real: np.ndarray, cut: np.ndarray, vocab: int,
          rng: np.random.Generator) -> np.ndarray | dict:
-    """One request: real tokens up to each row's cut, fresh filler after it up to the longest
-    cut; the logits at the cut."""
+    """Real tokens up to each row's cut, fresh filler after it up to the longest cut; the
+    logits at the cut. Sent in as few requests as keep the model's own full logits (rows x
+    length x vocab floats) under MODEL_LOGIT_BYTES: a large vocabulary gets fewer rows a
+    forward, never a different protocol (all rows share the cut index)."""
     rows = real[:, : int(cut.max()) + 1].copy()
     after = np.arange(rows.shape[1])[None, :] > cut[:, None]
     rows[after] = rng.integers(0, vocab, size=int(after.sum()))
-    width = vocab + VOCAB_SLACK
-    _, (logits,) = client.request({"op": "logits"}, (rows, cut[:, None].astype(np.int64)),
-                                  expect=(len(rows) * width * 8,))
-    return checked_logits(logits, (len(rows), 1), vocab)
+    per = max(1, MODEL_LOGIT_BYTES // (rows.shape[1] * vocab * 4))
+    width, answers = vocab + VOCAB_SLACK, []
+    for start in range(0, len(rows), per):
+        chunk, at = rows[start : start + per], cut[start : start + per, None].astype(np.int64)
+        _, (logits,) = client.request({"op": "logits"}, (chunk, at),
+                                      expect=(len(chunk) * width * 8,))
+        logits = checked_logits(logits, (len(chunk), 1), vocab)
+        if isinstance(logits, dict):
+            return logits
+        if answers and logits.shape[1] != answers[0].shape[1]:
+            return {"cause": "bad_output", "detail": "logits of varying width for one model"}
+        answers.append(logits)
+    return np.concatenate(answers)
 
 
 def checked_logits(logits: np.ndarray, lead: tuple[int, ...], vocab: int) -> np.ndarray | dict:
