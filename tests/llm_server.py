@@ -1,7 +1,10 @@
 """A real OpenAI-compatible Chat Completions server on 127.0.0.1 for tests.
 
-It answers from a scripted queue of behaviours (a reply text, an HTTP status, a delay) and
-records every request it gets, so tests drive the real ``openai`` client over real HTTP:
+It answers from a scripted queue of behaviours (a reply text, an HTTP status, a delay, a body
+dripped byte by byte) and records every request it gets, so tests drive the real ``openai``
+client over real HTTP. A request with ``"stream": true`` is answered with server-sent events,
+as OpenAI does. A client that hangs up mid-reply is recorded in ``aborted`` (bytes sent before
+it did) and sets ``hung_up``, so a test can see that a call really stopped:
 
     with LLMServer() as srv:
         srv.push(reply('{"reasoning": ..., "diff": ...}'), status(429), delay(5.0, "..."))
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import json
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,6 +36,7 @@ class Behaviour:
     headers: dict[str, str] = field(default_factory=dict)
     usage: tuple[int, int] | None = None  # (prompt, completion); None = counted from text
     raw_body: str | None = None  # sent as is (e.g. malformed JSON)
+    drip_s: float = 0.0  # send the body one byte at a time, this long apart (a slow server)
 
 
 def reply(text: str, **kw) -> Behaviour:
@@ -56,11 +61,18 @@ def delay(seconds: float, text: str = "{}") -> Behaviour:
     return Behaviour(text=text, delay_s=seconds)
 
 
+def drip(seconds_per_byte: float, text: str = "{}", **kw) -> Behaviour:
+    return Behaviour(text=text, drip_s=seconds_per_byte, **kw)
+
+
 class LLMServer:
     def __init__(self, model: str = "test-model"):
         self.model = model
         self.queue: collections.deque[Behaviour] = collections.deque()
         self.requests: list[dict] = []  # {"path", "headers" (lower-case), "body"}, in order
+        self.aborted: list[int] = []  # bytes of a reply sent before its client hung up
+        self.hung_up = threading.Event()
+        self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -103,26 +115,39 @@ class LLMServer:
                 if b is None:
                     return self._send(500, {"error": {"message": "script exhausted"}})
                 if b.delay_s:
-                    time.sleep(b.delay_s)
+                    server._stopping.wait(b.delay_s)
                 if b.raw_body is not None:
                     return self._send(b.status, b.raw_body, b.headers)
-                self._send(b.status, server._completion(body, b), b.headers)
+                if body.get("stream") and b.status == 200:
+                    return self._send(200, server._events(body, b), b.headers, b.drip_s,
+                                      "text/event-stream")
+                self._send(b.status, server._completion(body, b), b.headers, b.drip_s)
 
-            def _send(self, code, payload, headers=None):
-                data = payload if isinstance(payload, str) else json.dumps(payload)
+            def _send(self, code, payload, headers=None, drip_s=0.0, kind="application/json"):
+                data = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
+                sent = 0
                 try:
                     self.send_response(code)
-                    self.send_header("content-type", "application/json")
-                    self.send_header("content-length", str(len(data.encode())))
+                    self.send_header("content-type", kind)
+                    self.send_header("content-length", str(len(data)))
                     for k, v in (headers or {}).items():
                         self.send_header(k, v)
                     self.end_headers()
-                    self.wfile.write(data.encode())
+                    if not drip_s:
+                        self.wfile.write(data)
+                        return
+                    self.wfile.flush()
+                    while sent < len(data) and not server._stopping.is_set():
+                        self.wfile.write(data[sent:sent + 1])
+                        self.wfile.flush()
+                        sent += 1
+                        server._stopping.wait(drip_s)
                 except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (timeout): nothing to answer
+                    with server._lock:  # the client hung up (a timeout, a deadline)
+                        server.aborted.append(sent)
+                    server.hung_up.set()
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
+        self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._httpd.serve_forever,
                                         kwargs={"poll_interval": 0.02}, daemon=True)
         self._thread.start()
@@ -139,7 +164,27 @@ class LLMServer:
                 "choices": choices, "system_fingerprint": None,
                 "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}}
 
+    def _events(self, request: dict, b: Behaviour) -> str:
+        """The reply as server-sent events: content in small deltas, then the finish reason,
+        then usage when the client asked for it."""
+        def event(choices, usage=None):
+            return "data: " + json.dumps({
+                "id": "chatcmpl-s", "object": "chat.completion.chunk", "created": int(time.time()),
+                "model": request.get("model", self.model), "choices": choices,
+                "usage": usage}) + "\n\n"
+        full = self._completion(request, b)
+        text = b.text or ""
+        out = [event([{"index": 0, "delta": {"role": "assistant", "content": ""},
+                       "finish_reason": None}])]
+        out += [event([{"index": 0, "delta": {"content": text[i:i + 16]}, "finish_reason": None}])
+                for i in range(0, len(text), 16)]
+        out.append(event([{"index": 0, "delta": {}, "finish_reason": b.finish_reason}]))
+        if (request.get("stream_options") or {}).get("include_usage"):
+            out.append(event([], full["usage"]))
+        return "".join(out) + "data: [DONE]\n\n"
+
     def stop(self) -> None:
+        self._stopping.set()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -150,6 +195,15 @@ class LLMServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # a client that hung up (a deadline, a size cap): expected, not news
+        super().handle_error(request, client_address)
 
 
 @pytest.fixture

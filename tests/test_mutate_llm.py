@@ -205,7 +205,7 @@ def test_crossover_with_markers_left_fails_as_merge_conflict(llm_server):
 
 def test_json_mode_and_max_tokens_reach_the_server(llm_server):
     from llm_server import mutation_reply
-    llm_server.push(mutation_reply(GOOD_DIFF, finish_reason="length"))
+    llm_server.push(mutation_reply(GOOD_DIFF))
     m = mutator(llm_server, json_mode=True, max_tokens=512, temperature=0.2).propose(ctx())
     assert isinstance(m, Mutation)
     body = llm_server.bodies()[0]
@@ -216,7 +216,7 @@ def test_json_mode_and_max_tokens_reach_the_server(llm_server):
 def test_truncated_reply_says_so(llm_server):
     llm_server.push(reply('{"reasoning": "I will', finish_reason="length"))
     out = mutator(llm_server, max_apply_attempts=1).propose(ctx())
-    assert out.cause == "bad_reply" and "token limit" in out.detail
+    assert out.cause == "truncated" and "token limit" in out.detail
 
 
 def test_mutation_of_the_real_seed_with_drifted_line_numbers(llm_server):

@@ -126,10 +126,10 @@ def test_applied_twice_is_skipped_or_still_valid(name):
 
 
 def test_random_chains_of_operators_keep_the_code_valid():
-    mutator = BuiltinMutator()
     used = Counter()
     for chain in range(30):
         files = seed_files()
+        mutator = BuiltinMutator()  # each chain is a separate run from the seed
         for step in range(3):
             m = mutator.propose(ctx(files, seed=chain * 10 + step))
             assert isinstance(m, Mutation), m

@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
+from typing import Callable
 
 from ..contract import Contract
+
+Changes = dict[str, "str | None"]  # path -> new full text (None deletes the file)
+# A check of the tree that ``changes`` would make from the target's tip: None when it passes,
+# else one text that is sent back to the model (see MutationContext).
+TreeCheck = Callable[[Changes], "str | None"]
 
 
 @dataclass
@@ -37,13 +43,20 @@ class MutationContext:
     guidance: str | None = None  # human steering text (HITL)
     answers: list[str] = field(default_factory=list)  # human answers to this agent's requests
     seed: int = 0  # for reproducible choices of the built-in operators
+    # Checks the loop provides, called on a change that applied cleanly (never raise):
+    # known_result: the resulting tree was already evaluated -> a one-line summary of its result
+    # (the LLM is asked for something else; the built-in mutator picks another operator).
+    known_result: TreeCheck | None = None
+    # preflight: import the mutated tree, build its model, take one training step in the
+    # sandbox -> the error text (sent back to the LLM as a retry turn), or None.
+    preflight: TreeCheck | None = None
 
 
 @dataclass
 class Mutation:
     summary: str  # one line, imperative ("Raise learning rate to 2e-3")
     reasoning: str  # why, in prose: goes into the commit body and memory
-    changes: dict[str, str | None]  # path -> new full text (None deletes the file)
+    changes: Changes  # path -> new full text (None deletes the file)
     operator: str  # e.g. "llm", "builtin:lr_scale", "crossover"
     mutator: str  # e.g. "llm:gpt-4o-mini" or "builtin"
     model: str | None = None  # LLM model name, None for built-in operators
@@ -56,8 +69,9 @@ class Mutation:
 
 @dataclass
 class MutationFailure:
-    cause: str  # stable code: "llm_error", "timeout", "bad_reply", "diff_rejected",
-    #             "diff_failed", "no_operator", "empty_diff", "merge_conflict", ...
+    cause: str  # stable code: "llm_error", "timeout", "bad_reply", "truncated", "too_large",
+    #             "diff_rejected", "diff_failed", "empty_diff", "duplicate_tree",
+    #             "preflight_failed", "no_operator", "merge_conflict", ... (see errors.py)
     detail: str  # a precise, human-readable reason
     operator: str
     mutator: str

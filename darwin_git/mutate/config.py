@@ -20,20 +20,29 @@ class LLMConfig:
     model: str = "gpt-4o-mini"
     base_url: str | None = None  # None = the SDK's default (api.openai.com)
     api_key: str | None = None
-    timeout_s: float = 120.0  # per HTTP request; the SDK aborts it after this
+    timeout_s: float = 120.0  # per network read/connect; the SDK aborts a silent request
+    deadline_s: float = 300.0  # wall clock for one model call, SDK retries and streaming included
     max_retries: int = 2  # the SDK's own transport retries (429, 5xx, timeouts); the only layer
-    max_apply_attempts: int = 3  # conversation turns to get a diff that applies
+    max_apply_attempts: int = 3  # conversation turns to get a change that is accepted
+    stream: bool = False  # stream the reply (stops reading at max_reply_chars)
     temperature: float = 0.7
     max_tokens: int | None = None  # completion cap; None = the server's default
     json_mode: bool = False  # send response_format=json_object (not every server accepts it)
     price_prompt_per_1m: float | None = None  # USD per 1M prompt tokens, for cost reporting
     price_completion_per_1m: float | None = None
     templates_dir: Path | None = None  # overrides for darwin_git/mutate/prompts/*.txt
+    # Sizes: anything over a limit is refused with a retry turn that names it (the prompt's
+    # limit fails the mutation at once: the prompt is ours, the model cannot shrink it).
+    max_reply_chars: int = 200_000  # one reply
+    max_diff_lines: int = 2_000  # one diff
+    max_file_chars: int = 100_000  # a file a change writes (a larger one may only shrink)
+    max_message_chars: int = 10_000  # summary + reasoning: the commit message
+    max_prompt_chars: int = 400_000  # the messages of one call, retry turns included
 
     @classmethod
     def from_env_and_config(cls, config: dict | None = None,
                             env: dict[str, str] | None = None) -> "LLMConfig":
-        """``config`` is the run's ``[llm]`` table; ``env`` defaults to ``os.environ``.
+        """``config`` is the run's ``[mutator]`` table; ``env`` defaults to ``os.environ``.
 
         Env: OPENAI_API_KEY (wins over config), OPENAI_BASE_URL and DARWIN_LLM_MODEL (used
         when the config does not set base_url / model)."""
@@ -42,7 +51,8 @@ class LLMConfig:
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(config) - set(known))
         if unknown:
-            raise LLMConfigError(f"unknown [llm] setting(s) {unknown}; known: {sorted(known)}")
+            raise LLMConfigError(f"unknown [mutator] setting(s) {unknown}; known: "
+                                 f"{sorted(known)}")
         values: dict = {}
         for name, value in config.items():
             if value is not None:
@@ -54,10 +64,13 @@ class LLMConfig:
         if "model" not in values and env.get("DARWIN_LLM_MODEL"):
             values["model"] = env["DARWIN_LLM_MODEL"]
         cfg = cls(**values)
-        if cfg.max_apply_attempts < 1 or cfg.max_retries < 0 or cfg.timeout_s <= 0:
-            raise LLMConfigError("need max_apply_attempts >= 1, max_retries >= 0, timeout_s > 0")
+        positive = [name for name in ("max_apply_attempts", "timeout_s", "deadline_s", *LIMITS)
+                    if getattr(cfg, name) <= 0]
+        if positive or cfg.max_retries < 0:
+            raise LLMConfigError(f"[mutator] {', '.join(positive or ['max_retries'])} must be "
+                                 f"{'> 0' if positive else '>= 0'}")
         if not cfg.model:
-            raise LLMConfigError("[llm] model is empty")
+            raise LLMConfigError("[mutator] model is empty")
         return cfg
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
@@ -67,22 +80,24 @@ class LLMConfig:
                       + completion_tokens * (self.price_completion_per_1m or 0.0)) / 1e6, 8)
 
 
+LIMITS = ("max_reply_chars", "max_diff_lines", "max_file_chars", "max_message_chars",
+          "max_prompt_chars")
 _TYPES = {"model": str, "base_url": str, "api_key": str, "timeout_s": float,
-          "max_retries": int, "max_apply_attempts": int, "temperature": float,
-          "max_tokens": int, "json_mode": bool, "price_prompt_per_1m": float,
-          "price_completion_per_1m": float,
-          "templates_dir": Path}
+          "deadline_s": float, "max_retries": int, "max_apply_attempts": int,
+          "stream": bool, "temperature": float, "max_tokens": int, "json_mode": bool,
+          "price_prompt_per_1m": float, "price_completion_per_1m": float,
+          "templates_dir": Path, **{name: int for name in LIMITS}}
 
 
 def _coerce(name: str, value):
     kind = _TYPES[name]
     if kind is bool:
         if not isinstance(value, bool):
-            raise LLMConfigError(f"[llm] {name} must be true or false, got {value!r}")
+            raise LLMConfigError(f"[mutator] {name} must be true or false, got {value!r}")
         return value
     if isinstance(value, bool) or (kind is int and isinstance(value, float)):
-        raise LLMConfigError(f"[llm] {name} must be {kind.__name__}, got {value!r}")
+        raise LLMConfigError(f"[mutator] {name} must be {kind.__name__}, got {value!r}")
     try:
         return kind(value)
     except (TypeError, ValueError) as exc:
-        raise LLMConfigError(f"[llm] {name} must be {kind.__name__}, got {value!r}") from exc
+        raise LLMConfigError(f"[mutator] {name} must be {kind.__name__}, got {value!r}") from exc

@@ -9,8 +9,14 @@ to the wrong place: a match that is not unique at the strictest level that finds
 (``None`` = deleted), or raises :class:`DiffError` with a stable cause:
 
 - ``empty_diff``: no diff, or a diff that changes nothing;
-- ``diff_rejected``: a path outside the tree, in ``.git``, protected, not mutable, or binary;
-- ``diff_failed``: unparsable, or a hunk whose context is not (uniquely) in the file.
+- ``diff_rejected``: a path :func:`.policy.write_problem` refuses (outside the tree, ``.git*``,
+  protected, not mutable), or binary;
+- ``diff_failed``: unparsable, or a hunk whose context is not (uniquely) in the file; every
+  failing hunk is named at once, with the hunks that did apply;
+- ``too_large``: more lines than ``max_lines``.
+
+What the change then writes (deleting the model, control characters, file sizes) is checked by
+:func:`.policy.check_changes`.
 """
 from __future__ import annotations
 
@@ -21,16 +27,11 @@ from unidiff import PatchSet
 from unidiff.errors import UnidiffParseError
 
 from ..contract import Contract
+from .errors import DiffError
+from .policy import write_problem
 
 HUNK_RE = re.compile(r"^@@+ ?-?(\d+)?(?:,(\d+))? ?\+?(\d+)?(?:,(\d+))? ?@@+(.*)$")
 DEV_NULL = "/dev/null"
-
-
-class DiffError(Exception):
-    def __init__(self, cause: str, detail: str):
-        super().__init__(f"{cause}: {detail}")
-        self.cause = cause
-        self.detail = detail
 
 
 @dataclass
@@ -51,18 +52,35 @@ class _FilePatch:
     hunks: list[_Hunk]
 
 
-def apply_diff(files: dict[str, str], diff_text: str, contract: Contract) -> dict[str, str | None]:
+def apply_diff(files: dict[str, str], diff_text: str, contract: Contract,
+               max_lines: int | None = None) -> dict[str, str | None]:
     """Apply ``diff_text`` to ``files``; return ``{path: new text or None}`` for changed paths."""
     if not diff_text or not diff_text.strip():
         raise DiffError("empty_diff", "the reply contained no diff")
+    if max_lines:
+        n = diff_text.count("\n") + (not diff_text.endswith("\n"))
+        if n > max_lines:
+            raise DiffError("too_large", f"the diff has {n:,} lines (limit {max_lines:,}, "
+                            "[mutator] max_diff_lines); propose one focused change")
     if "GIT binary patch" in diff_text or re.search(r"^Binary files .* differ$", diff_text, re.M):
         raise DiffError("diff_rejected", "binary patches are not accepted; send a text diff")
     patches = parse_diff(diff_text)
+    paths = [_check_paths(fp, contract) for fp in patches]  # policy before any work
     current: dict[str, str | None] = {}
-    for fp in patches:
-        path = _check_paths(fp, contract)
+    failed: list[str] = []  # every problem at once, so one round trip can fix them all
+    applied: list[str] = []
+    for fp, path in zip(patches, paths):
         before = current[path] if path in current else files.get(path)
-        current[path] = _apply_file(fp, path, before)
+        try:
+            current[path] = _apply_file(fp, path, before, failed, applied)
+        except DiffError as exc:
+            failed.append(exc.detail)
+    if failed:
+        detail = "; ".join(failed)
+        if len(failed) > 1 or applied:
+            done = f"hunks that did apply: {', '.join(applied)}" if applied else "no hunk applied"
+            detail = f"{len(failed)} problem(s): {detail} ({done}; send the whole diff again)"
+        raise DiffError("diff_failed", detail)
     changed = {p: t for p, t in current.items() if t != files.get(p)}
     if not changed:
         raise DiffError("empty_diff", "the diff applies but changes nothing")
@@ -116,7 +134,8 @@ def _strip_prefix(name: str, prefix: str) -> str | None:
 
 def _normalise(text: str) -> str:
     """Keep only file headers and hunks; rewrite each ``@@`` header with true line counts."""
-    lines = text.replace("\r\n", "\n").split("\n")
+    # a byte-order mark is an encoding artefact, never part of a header or a hunk
+    lines = text.replace("\r\n", "\n").lstrip("\ufeff").split("\n")
     out: list[str] = []
     i = 0
     while i < len(lines):
@@ -166,7 +185,7 @@ def _check_paths(fp: _FilePatch, contract: Contract) -> str:
         raise DiffError("diff_failed", "a file section has /dev/null on both sides")
     for name in (fp.source, fp.target):
         if name is not None:
-            problem = contract.path_problem(name)
+            problem = write_problem(contract, name)
             if problem:
                 raise DiffError("diff_rejected", problem)
     if fp.source and fp.target and fp.source != fp.target:
@@ -177,7 +196,10 @@ def _check_paths(fp: _FilePatch, contract: Contract) -> str:
 
 # -- application -----------------------------------------------------------------------------
 
-def _apply_file(fp: _FilePatch, path: str, before: str | None) -> str | None:
+def _apply_file(fp: _FilePatch, path: str, before: str | None, failed: list[str],
+                applied: list[str]) -> str | None:
+    """The file after ``fp``'s hunks; a hunk that fails is skipped and described in ``failed``
+    (the result is then never used), one that applies is named in ``applied``."""
     if fp.source is None:  # new file
         if before is not None:
             raise DiffError("diff_failed", f"{path!r} already exists; diff against it with "
@@ -189,17 +211,27 @@ def _apply_file(fp: _FilePatch, path: str, before: str | None) -> str | None:
     if before is None:
         raise DiffError("diff_failed", f"{path!r} does not exist in the tree (or was deleted "
                         "earlier in this diff); use '--- /dev/null' to create a file")
-    if fp.target is None:  # deletion: the removed text must be the file's
+    if fp.target is None:  # deletion: every line of the file, and nothing else, as '-' lines
+        kinds = {k for h in fp.hunks for k, _ in h.lines}
         removed = [t for h in fp.hunks for k, t in h.lines if k == "-"]
-        if removed and _squash_all(removed) != _squash_all(before.splitlines()):
-            raise DiffError("diff_failed", f"the deletion of {path!r} does not match its content")
+        if kinds - {"-"} or [_squash(s) for s in removed] != [_squash(s) for s in
+                                                              before.splitlines()]:
+            raise DiffError("diff_failed", f"the deletion of {path!r} does not list the file: "
+                            "a diff that deletes a file ('+++ /dev/null') must have every line "
+                            "of it as a '-' line and nothing else")
         return None
     lines = before.splitlines()
     had_eol = before.endswith("\n") or before == ""
     touched_end = False
     offset = 0
     for n, hunk in enumerate(fp.hunks, 1):
-        lines, at, end = _apply_hunk(lines, hunk, offset, path, n)
+        try:
+            lines, at, end = _apply_hunk(lines, hunk, offset, path, n)
+        except DiffError as exc:
+            where = f"{path!r} hunk {n}"
+            failed.append(exc.detail if exc.detail.startswith(where) else f"{where}: {exc.detail}")
+            continue
+        applied.append(f"{path!r} hunk {n}")
         offset = at - (hunk.start - 1) + sum(1 for k, _ in hunk.lines if k == "+") \
             - sum(1 for k, _ in hunk.lines if k == "-") if hunk.start else offset
         touched_end = touched_end or end
@@ -229,10 +261,6 @@ def _apply_hunk(lines, hunk: _Hunk, offset: int, path: str, n: int):
 
 def _squash(s: str) -> str:
     return " ".join(s.split())
-
-
-def _squash_all(lines: list[str]) -> list[str]:
-    return [_squash(s) for s in lines if s.strip()]
 
 
 # Comparison levels: exact, trailing whitespace ignored, all whitespace runs collapsed.

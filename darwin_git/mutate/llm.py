@@ -1,25 +1,36 @@
 """The LLM mutator: one agent rewrites another agent's training code through a unified diff.
 
-One retry layer for transport (the openai SDK's ``max_retries`` with an explicit timeout).
-A diff or reply that cannot be used is a conversation turn: the precise reason goes back to the
-model, up to ``max_apply_attempts`` round trips. Every outcome is a Mutation or a
-MutationFailure; nothing the model or the server does raises out of :meth:`propose`.
+One retry layer for transport (the openai SDK's ``max_retries``), an explicit per-read timeout
+and a wall-clock deadline over each whole call (:mod:`.deadline`). A reply or change that cannot
+be used is a conversation turn: the precise reason goes back to the model, up to
+``max_apply_attempts`` round trips. A change that applies is then checked by the policy
+(:mod:`.policy`) and by the loop's hooks (``known_result``, ``preflight``), whose answers are
+retry turns too. Every outcome is a Mutation or a MutationFailure; nothing the model or the
+server does raises out of :meth:`propose`.
 """
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import openai
 
-from .base import Mutation, MutationContext, MutationFailure, Mutator
+from .base import Changes, Mutation, MutationContext, MutationFailure, Mutator
 from .config import LLMConfig
-from .diffapply import DiffError, apply_diff
+from .deadline import DeadlineExceeded, ReplyTooLarge, deadline, http_client
+from .diffapply import apply_diff
+from .errors import DiffError, Refusal, ReplyError
+from .policy import check_changes, message_problem, write_problem
 from .prompt import Prompts
-from .reply import Reply, ReplyError, parse_reply
+from .reply import Reply, parse_reply
 
 LOG_CHARS = 4000
+ECHO_HEAD = 2000  # of a reply over the size limit, only this much is repeated to the model
+CHECK_CHARS = 4000  # of a hook's answer (a traceback: its end), sent back to the model
 PLACEHOLDER_KEY = "sk-none"  # local servers (Ollama, llama.cpp, vLLM) ignore the key
 CONFLICT_RE = re.compile(r"^(<{7}|={7}|>{7})( |$)", re.M)
+# what a retry turn says, by cause; other refusals use the reply or the diff template
+RETRY_TEMPLATES = {"duplicate_tree": "retry_duplicate", "preflight_failed": "retry_preflight"}
 
 
 class _Transport(Exception):
@@ -28,17 +39,24 @@ class _Transport(Exception):
         self.cause, self.detail = cause, detail
 
 
+@dataclass
+class _Answer:
+    text: str
+    finish: str | None  # the server's finish_reason ("stop", "length", ...)
+    cut: bool = False  # we stopped reading: the reply passed max_reply_chars
+
+
 class LLMMutator(Mutator):
     name = "llm"
 
-    def __init__(self, config: LLMConfig | None = None, client: openai.OpenAI | None = None):
+    def __init__(self, config: LLMConfig | None = None):
         self.config = config or LLMConfig.from_env_and_config({})
         self.prompts = Prompts(self.config.templates_dir)
-        self._client = client
+        self._client: openai.OpenAI | None = None
 
     @classmethod
     def from_config(cls, config: dict | None = None, env: dict | None = None) -> "LLMMutator":
-        """From the run's ``[llm]`` table plus OPENAI_* env (raises LLMConfigError)."""
+        """From the run's ``[mutator]`` table plus OPENAI_* env (raises LLMConfigError)."""
         return cls(LLMConfig.from_env_and_config(config, env))
 
     @property
@@ -53,25 +71,30 @@ class LLMMutator(Mutator):
                                  "a local OpenAI-compatible server")
             self._client = openai.OpenAI(api_key=key, base_url=self.config.base_url,
                                          timeout=self.config.timeout_s,
-                                         max_retries=self.config.max_retries)
+                                         max_retries=self.config.max_retries,
+                                         http_client=http_client())
         return self._client
 
     # -- mutation ------------------------------------------------------------------------------
 
     def propose(self, ctx: MutationContext) -> Mutation | MutationFailure:
-        run = _Conversation(self)
+        run = _Conversation(self, ctx)
         try:
             messages = self.prompts.mutate_messages(ctx)
-            return run.loop(messages, lambda reply: self._apply(ctx, reply), "llm",
-                            tuple(ctx.contract.mutable))
+            return run.loop(messages, lambda reply: self._apply(ctx, reply), "llm")
         except Exception as exc:  # a bug must cost one mutation, not the whole run
             return run.failure("internal_error", f"{type(exc).__name__}: {exc}", "llm")
 
     def _apply(self, ctx: MutationContext, reply: Reply) -> Mutation:
-        changes = apply_diff(ctx.files, reply.diff, ctx.contract)
+        changes = apply_diff(ctx.files, reply.diff, ctx.contract,
+                             max_lines=self.config.max_diff_lines)
+        check_changes(ctx.contract, ctx.files, changes, self.config.max_file_chars)
+        return self._mutation(reply, changes, "llm")
+
+    def _mutation(self, reply: Reply, changes: Changes, operator: str) -> Mutation:
         return Mutation(summary=reply.summary, reasoning=reply.reasoning, changes=changes,
-                        operator="llm", mutator=self.label, model=self.config.model,
-                        diff=reply.diff, request=reply.request)
+                        operator=operator, mutator=self.label, model=self.config.model,
+                        diff=reply.diff or None, request=reply.request)
 
     # -- crossover -----------------------------------------------------------------------------
 
@@ -81,14 +104,14 @@ class LLMMutator(Mutator):
 
         Returns a Mutation (operator "crossover") whose changes are the resolved files, or a
         MutationFailure with cause "merge_conflict" (the detail names the underlying reason)."""
-        run = _Conversation(self, retry_template="retry_merge")
+        run = _Conversation(self, ctx, retry_template="retry_merge")
         try:
-            problem = next((p for p in map(ctx.contract.path_problem, conflicted) if p), None)
+            problem = next((p for p in (write_problem(ctx.contract, path) for path in conflicted)
+                            if p), None)
             if problem:
                 return run.failure("merge_conflict", f"diff_rejected: {problem}", "crossover")
             messages = self.prompts.crossover_messages(ctx, conflicted, reasoning_a, reasoning_b)
-            out = run.loop(messages, lambda r: self._resolve(ctx, conflicted, r), "crossover",
-                           tuple(ctx.contract.mutable))
+            out = run.loop(messages, lambda r: self._resolve(ctx, conflicted, r), "crossover")
         except Exception as exc:
             out = run.failure("internal_error", f"{type(exc).__name__}: {exc}", "crossover")
         if isinstance(out, MutationFailure):
@@ -98,47 +121,51 @@ class LLMMutator(Mutator):
 
     def _resolve(self, ctx: MutationContext, conflicted: dict[str, str], reply: Reply) -> Mutation:
         if reply.files:
-            changes = dict(reply.files)
+            changes: Changes = dict(reply.files)
         elif reply.diff.strip():
-            changes = {**conflicted, **apply_diff(conflicted, reply.diff, ctx.contract)}
+            changes = {**conflicted, **apply_diff(conflicted, reply.diff, ctx.contract,
+                                                  max_lines=self.config.max_diff_lines)}
         else:
             raise ReplyError("bad_reply", "the reply has neither 'files' nor 'diff'")
-        for path in changes:
-            problem = ctx.contract.path_problem(path)
-            if problem:
-                raise DiffError("diff_rejected", problem)
+        check_changes(ctx.contract, {**ctx.files, **conflicted}, changes,
+                      self.config.max_file_chars)
         missing = sorted(set(conflicted) - set(changes))
         if missing:
             raise DiffError("diff_failed", f"no resolution given for {missing}")
         for path, text in changes.items():
             if text is not None and CONFLICT_RE.search(text):
                 raise DiffError("diff_failed", f"{path!r} still contains conflict markers")
-        return Mutation(summary=reply.summary, reasoning=reply.reasoning, changes=changes,
-                        operator="crossover", mutator=self.label, model=self.config.model,
-                        diff=reply.diff or None, request=reply.request)
+        return self._mutation(reply, changes, "crossover")
 
 
 class _Conversation:
     """One mutation's round trips: the transcript, token counts, and the retry turns."""
 
-    def __init__(self, mutator: LLMMutator, retry_template: str = "retry_diff"):
+    def __init__(self, mutator: LLMMutator, ctx: MutationContext,
+                 retry_template: str = "retry_diff"):
         self.m = mutator
+        self.ctx = ctx
         self.retry_template = retry_template
         self.tokens = {"prompt": 0, "completion": 0, "total": 0}
         self.attempts = 0
         self.log: list[str] = []
 
-    def loop(self, messages: list[dict], accept, operator: str,
-             mutable: tuple[str, ...] = ()) -> Mutation | MutationFailure:
+    def loop(self, messages: list[dict], accept, operator: str) -> Mutation | MutationFailure:
         cfg = self.m.config
         cause, detail = "bad_reply", "no attempt made"
         for _ in range(cfg.max_apply_attempts):
+            size = sum(len(str(m.get("content") or "")) for m in messages)
+            if size > cfg.max_prompt_chars:
+                return self.failure("too_large", f"the prompt would be {size:,} characters "
+                                    f"(limit {cfg.max_prompt_chars:,}, [mutator] "
+                                    "max_prompt_chars): the target's files and history are too "
+                                    "large to send", operator)
             try:
-                text, finish = self._call(messages)
+                answer = self._call(messages)
             except _Transport as exc:
                 return self.failure(exc.cause, exc.detail, operator)
             try:
-                reply = parse_reply(text)
+                reply = self._read(answer)
                 if reply.request and not reply.diff.strip() and not reply.files:
                     # The agent waits for a human: no point asking it again for a diff.
                     what = reply.request["what"]
@@ -147,67 +174,150 @@ class _Conversation:
                     out.request = reply.request
                     return out
                 mutation = accept(reply)
-            except ReplyError as exc:
+                self._check_tree(mutation.changes)
+            except Refusal as exc:
                 cause, detail = exc.cause, exc.detail
-                if finish == "length":
-                    detail += " (the reply was cut off at the token limit)"
-                retry = self.m.prompts.render("retry_reply", reason=detail)
-            except DiffError as exc:
-                cause, detail = exc.cause, exc.detail
-                retry = self.m.prompts.render(self.retry_template, reason=detail,
-                                              mutable=", ".join(mutable))
+                retry = self._retry_turn(exc)
             else:
                 mutation.tokens = dict(self.tokens)
                 mutation.cost_usd = cfg.cost(self.tokens["prompt"], self.tokens["completion"])
                 mutation.attempts = self.attempts
                 return mutation
             self.log.append(f"[rejected] {cause}: {detail}")
-            messages = messages + [{"role": "assistant", "content": text or ""},
+            messages = messages + [{"role": "assistant", "content": self._echo(answer)},
                                    {"role": "user", "content": retry}]
         return self.failure(cause, f"{detail} (after {self.attempts} attempt(s))", operator)
 
-    def _call(self, messages: list[dict]) -> tuple[str, str | None]:
+    def _read(self, answer: _Answer) -> Reply:
+        """The reply, if it may be used at all: complete, within the size limits, readable."""
+        cfg = self.m.config
+        if answer.cut or len(answer.text) > cfg.max_reply_chars:
+            raise ReplyError("too_large", f"the reply has more than {cfg.max_reply_chars:,} "
+                             "characters ([mutator] max_reply_chars); send one focused change "
+                             "and a short reasoning")
+        if answer.finish == "length":
+            cap = f" (max_tokens {cfg.max_tokens})" if cfg.max_tokens else ""
+            raise ReplyError("truncated", f"the reply was cut off at the token limit{cap} after "
+                             f"{len(answer.text):,} characters, so none of it was used; send a "
+                             "complete reply: a smaller change and a short reasoning")
+        reply = parse_reply(answer.text)
+        problem = message_problem(reply.summary, reply.reasoning, cfg.max_message_chars)
+        if problem:
+            raise ReplyError("too_large", problem)
+        return reply
+
+    def _check_tree(self, changes: Changes) -> None:
+        """The loop's checks of the resulting tree; their answer is the model's next turn."""
+        for check, cause in ((self.ctx.known_result, "duplicate_tree"),
+                             (self.ctx.preflight, "preflight_failed")):
+            said = check(dict(changes)) if check is not None else None
+            if said:
+                said = str(said)
+                raise Refusal(cause, said if len(said) <= CHECK_CHARS
+                              else "..." + said[-CHECK_CHARS:])
+
+    def _retry_turn(self, exc: Refusal) -> str:
+        render = self.m.prompts.render
+        if exc.cause in RETRY_TEMPLATES:
+            return render(RETRY_TEMPLATES[exc.cause], reason=exc.detail)
+        if isinstance(exc, ReplyError):
+            return render("retry_reply", reason=exc.detail)
+        return render(self.retry_template, reason=exc.detail,
+                      mutable=", ".join(self.ctx.contract.mutable))
+
+    def _echo(self, answer: _Answer) -> str:
+        """The model's own reply, as the next prompt repeats it: never more than the limit."""
+        text, limit = answer.text, self.m.config.max_reply_chars
+        if answer.cut or len(text) > limit:
+            return (text[:ECHO_HEAD] + f"\n[... the rest of this reply, over {limit:,} "
+                    "characters, is not repeated here]")
+        return text
+
+    def _call(self, messages: list[dict]) -> _Answer:
         cfg = self.m.config
         self.attempts += 1
+        client = self.m.client()
         kwargs = {"model": cfg.model, "messages": messages, "temperature": cfg.temperature}
         if cfg.max_tokens:
             kwargs["max_tokens"] = cfg.max_tokens
         if cfg.json_mode:
             kwargs["response_format"] = {"type": "json_object"}
-        try:
-            resp = self.m.client().chat.completions.create(**kwargs)
-        except openai.APITimeoutError as exc:
-            raise _Transport("timeout", f"no reply within {cfg.timeout_s:g}s "
-                             f"({cfg.max_retries} SDK retries): {exc}") from exc
-        except openai.APIStatusError as exc:
-            retried = f" after {cfg.max_retries} SDK retries" \
-                if exc.status_code == 429 or exc.status_code >= 500 else ""
-            raise _Transport("llm_error", f"HTTP {exc.status_code} from {cfg.base_url or 'OpenAI'}"
-                             f"{retried}: {_short(exc.message)}") from exc
-        except openai.APIConnectionError as exc:
-            where = cfg.base_url or "OpenAI"
-            raise _Transport("llm_error", f"cannot reach {where}: {exc}") from exc
-        except openai.OpenAIError as exc:
-            raise _Transport("llm_error", f"{type(exc).__name__}: {_short(str(exc))}") from exc
-        usage = getattr(resp, "usage", None)
-        if usage is not None:
-            p, c = usage.prompt_tokens or 0, usage.completion_tokens or 0
-            self.tokens["prompt"] += p
-            self.tokens["completion"] += c
-            self.tokens["total"] += usage.total_tokens or p + c
+        where = cfg.base_url or "OpenAI"
+        # a non-streamed body is read whole: cap its bytes (JSON escapes a character in <= 6)
+        body_cap = None if cfg.stream else 6 * cfg.max_reply_chars + (1 << 20)
+        with deadline(cfg.deadline_s, body_cap) as call:
+            try:
+                answer = self._stream(client, kwargs) if cfg.stream \
+                    else self._complete(client, kwargs)
+            except DeadlineExceeded as exc:
+                raise _Transport("timeout", f"no complete reply within the deadline of "
+                                 f"{cfg.deadline_s:g}s ([mutator] deadline_s)"
+                                 f"{_retried(call.requests)}") from exc
+            except ReplyTooLarge:
+                answer = _Answer("", None, cut=True)
+            except openai.APITimeoutError as exc:
+                raise _Transport("timeout", f"no data from {where} for {cfg.timeout_s:g}s "
+                                 f"([mutator] timeout_s){_retried(call.requests)}") from exc
+            except openai.APIStatusError as exc:
+                raise _Transport("llm_error", f"HTTP {exc.status_code} from {where}"
+                                 f"{_retried(call.requests)}: {_short(exc.message)}") from exc
+            except openai.APIConnectionError as exc:
+                raise _Transport("llm_error", f"cannot reach {where}{_retried(call.requests)}: "
+                                 f"{exc}") from exc
+            except openai.OpenAIError as exc:
+                raise _Transport("llm_error", f"{type(exc).__name__}: {_short(str(exc))}") \
+                    from exc
+        self.log.append(f"[reply {self.attempts}] {answer.text[:LOG_CHARS]}")
+        return answer
+
+    def _complete(self, client: openai.OpenAI, kwargs: dict) -> _Answer:
+        resp = client.chat.completions.create(**kwargs)
+        self._count(getattr(resp, "usage", None))
         choices = getattr(resp, "choices", None) or []
         if not choices:
-            self.log.append("[reply] (no choices)")
-            return "", None
-        text = choices[0].message.content or ""
-        self.log.append(f"[reply {self.attempts}] {text}")
-        return text, choices[0].finish_reason
+            return _Answer("", None)
+        return _Answer(choices[0].message.content or "", choices[0].finish_reason)
+
+    def _stream(self, client: openai.OpenAI, kwargs: dict) -> _Answer:
+        limit = self.m.config.max_reply_chars
+        parts: list[str] = []
+        size, finish, cut = 0, None, False
+        with client.chat.completions.create(**kwargs, stream=True,
+                                            stream_options={"include_usage": True}) as stream:
+            for chunk in stream:
+                self._count(getattr(chunk, "usage", None))
+                for choice in chunk.choices or []:
+                    if choice.index:
+                        continue
+                    piece = choice.delta.content if choice.delta else None
+                    if piece:
+                        parts.append(piece)
+                        size += len(piece)
+                    finish = choice.finish_reason or finish
+                if size > limit:
+                    cut = True  # leaving the block closes the connection: no more is read
+                    break
+        return _Answer("".join(parts), finish, cut)
+
+    def _count(self, usage) -> None:
+        if usage is None:
+            return
+        p, c = usage.prompt_tokens or 0, usage.completion_tokens or 0
+        self.tokens["prompt"] += p
+        self.tokens["completion"] += c
+        self.tokens["total"] += usage.total_tokens or p + c
 
     def failure(self, cause: str, detail: str, operator: str) -> MutationFailure:
         return MutationFailure(cause=cause, detail=detail, operator=operator,
                                mutator=self.m.label, model=self.m.config.model,
                                tokens=dict(self.tokens), attempts=max(self.attempts, 1),
                                log="\n".join(self.log)[-LOG_CHARS:] or None)
+
+
+def _retried(requests: int) -> str:
+    """The SDK retries that really happened in a call (its HTTP requests, less the first)."""
+    n = max(requests - 1, 0)
+    return f" after {n} SDK retr{'y' if n == 1 else 'ies'}" if n else ""
 
 
 def _short(text: str, n: int = 300) -> str:

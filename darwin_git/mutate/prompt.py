@@ -11,7 +11,8 @@ from string import Template
 from .base import MemoryEntry, MutationContext
 
 DEFAULTS_DIR = Path(__file__).with_name("prompts")
-TEMPLATES = ("system", "mutate", "retry_diff", "retry_reply", "crossover", "retry_merge")
+TEMPLATES = ("system", "mutate", "retry_diff", "retry_reply", "retry_duplicate",
+             "retry_preflight", "crossover", "retry_merge")
 MEMORY_SHOWN = 3  # best and worst entries each; the prompt must stay small
 TOP_DIFFS_SHOWN = 3
 DIFF_CHARS = 3000

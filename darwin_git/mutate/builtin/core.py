@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ...contract import Contract
+from ..policy import model_path, train_script
 from .choose import Track
 from .settings import Setting, find_setting
 
@@ -20,12 +21,11 @@ class Code:
 
     @property
     def model_path(self) -> str:
-        return self.contract.model_module.replace(".", "/") + ".py"
+        return model_path(self.contract)
 
     @property
     def train_path(self) -> str:
-        scripts = [a for a in self.contract.train_command if a.endswith(".py")]
-        return scripts[0] if scripts else "train.py"
+        return train_script(self.contract) or "train.py"
 
     def text(self, path: str) -> str | None:
         return self.files.get(path)
