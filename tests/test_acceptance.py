@@ -257,3 +257,45 @@ def test_resume_in_the_middle_of_a_childs_seeds_runs_only_what_is_not_noted(tmp_
         assert seeds_of(pop, commit) == [0, 1, 2]  # one result per seed, none twice
     (note,) = pop.records(child, "verdict")
     assert note["action"] == "promote" and note["n"] == 3
+
+
+@pytest.mark.slow
+def test_end_to_end_a_comment_only_change_is_never_promoted(tmp_path, seed):
+    """`darwin-git evolve` as a user runs it, 2 generations, every child a comment-only change:
+    each trains to exactly its parent's loss on seed 0 and is rejected after that one run."""
+    repo = tmp_path / "run" / "population"
+    comments = ["count steps, not seconds", "the same run at any load", "fixed step count",
+                "steps: a constant"]
+    replies = [mutation_reply(f"--- a/train.py\n+++ b/train.py\n@@ -8,1 +8,1 @@\n"
+                              f"-{STEPS_LINE}\n+STEPS = 30  # {text}\n",
+                              "A clearer comment.", f"Reword the STEPS comment ({i})")
+               for i, text in enumerate(comments)]
+    with LLMServer() as srv:
+        srv.push(*replies)
+        env = {**os.environ, "OPENAI_BASE_URL": srv.base_url, "OPENAI_API_KEY": "sk-test"}
+        proc = subprocess.run(
+            [sys.executable, "-m", "darwin_git.cli", "evolve", "--repo", str(repo), "--seed",
+             str(seed), "--runner", "local", "--json", "--population", "2", "--slots", "2",
+             "--noise-repeats", "2", "--clock", "wall", "--generations", "2", "--mutator",
+             "llm", "--model", "test-model"], capture_output=True, text=True, env=env,
+            timeout=900)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert len(srv.requests) == 4
+    events = [json.loads(l) for l in proc.stdout.splitlines() if l.startswith("{")]
+    root = run_git("-C", repo, "rev-parse", "seed").strip()
+    pop = Population(repo)
+    assert not [e for e in events if e["event"] == "accepted"]
+    assert {str(t) for t in pop.agents().values()} == {root}
+    verdicts = [v for r in Journal(pop.repo).records() if r["phase"] == "done"
+                for v in r["verdicts"]]
+    assert len(verdicts) == 4
+    for v in verdicts:
+        assert (v["action"], v["n"], v["advanced"]) == ("reject", 1, False)
+        assert v["reason"] == "rejected after 1 seed: no better on seed 0"
+        assert seeds_of(pop, v["commit"]) == [0]  # one run each
+    summary = events[-1]
+    assert summary["event"] == "summary" and summary["rule"]["max_seeds"] == 3
+    # the leader, the seed's code on its 2 noise runs, was measured on seed 2 once (gen 1)
+    assert [r["seeds"] for r in summary["leaderboard"]] == [3, 3]
+    assert [(e["commit"], e["seeds"]) for e in events if e["event"] == "remeasure"] == [
+        (root, [2])]
