@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Events, run_git
-from llm_server import LLMServer, mutation_reply
+from llm_server import LLMServer, mutation_reply, reply
 
 from darwin_git.evolve.journal import Journal
 from darwin_git.evolve.loop import Evolution
@@ -271,7 +271,7 @@ def test_end_to_end_a_comment_only_change_is_never_promoted(tmp_path, seed):
                               "A clearer comment.", f"Reword the STEPS comment ({i})")
                for i, text in enumerate(comments)]
     with LLMServer() as srv:
-        srv.push(*replies)
+        srv.push(reply("Sure! Here is my idea, in prose."), *replies)  # one retry turn
         env = {**os.environ, "OPENAI_BASE_URL": srv.base_url, "OPENAI_API_KEY": "sk-test"}
         proc = subprocess.run(
             [sys.executable, "-m", "darwin_git.cli", "evolve", "--repo", str(repo), "--seed",
@@ -280,14 +280,17 @@ def test_end_to_end_a_comment_only_change_is_never_promoted(tmp_path, seed):
              "llm", "--model", "test-model"], capture_output=True, text=True, env=env,
             timeout=900)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        assert len(srv.requests) == 4
+        assert len(srv.requests) == 5
     events = [json.loads(l) for l in proc.stdout.splitlines() if l.startswith("{")]
     root = run_git("-C", repo, "rev-parse", "seed").strip()
     pop = Population(repo)
     assert not [e for e in events if e["event"] == "accepted"]
     assert {str(t) for t in pop.agents().values()} == {root}
-    verdicts = [v for r in Journal(pop.repo).records() if r["phase"] == "done"
-                for v in r["verdicts"]]
+    done = [r for r in Journal(pop.repo).records() if r["phase"] == "done"]
+    assert [(r["proposed"], r["failed"]) for r in done] == [(2, 0), (2, 0)]
+    assert sum(r["retries"] for r in done) == 1  # the reply in prose, asked again
+    assert [r["evaluations_run"] for r in done] == [2 + 1, 2]  # + the leader's seed 2
+    verdicts = [v for r in done for v in r["verdicts"]]
     assert len(verdicts) == 4
     for v in verdicts:
         assert (v["action"], v["n"], v["advanced"]) == ("reject", 1, False)
