@@ -140,10 +140,9 @@ class Evolution:
 
     def _store_settings(self) -> None:
         stored = runconfig.read_stored(self.pop.repo).get("evolve", {})
-        # the clock resolved: a later default cannot change the conditions of this run
-        settings = {**self.s.to_config(), "clock": self.conditions.clock}
-        if runconfig.merged(stored, settings) != stored:
-            runconfig.write_config(self.pop.repo, {"evolve": settings}, "evolve settings")
+        if runconfig.merged(stored, self.s.to_config()) != stored:
+            runconfig.write_config(self.pop.repo, {"evolve": self.s.to_config()},
+                                   "evolve settings")
 
     def _root(self) -> pygit2.Oid:
         tip = next(iter(self.pop.agents().values()))
