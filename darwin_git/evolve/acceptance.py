@@ -25,7 +25,6 @@ class Acceptance:
         self.seeds = rule.seeds(first_seed)
         self._gen: Generation | None = None
         self._open: list[str] = []  # children without a final verdict, in the order made
-        self._asked: set[tuple[str, int]] = set()  # (commit, seed) this object requested
 
     def watch(self, gen: Generation, child: str) -> None:
         """Start comparing ``child`` (a candidate of ``gen``) with its parent."""
@@ -45,13 +44,11 @@ class Acceptance:
 
     def values(self, commit: str) -> dict:
         """seed -> the mean ok val_loss there, or None when evaluated without an ok result
-        (or requested here and finished without a result under the run's conditions)."""
+        (or evaluated here with a result that does not count under the run's conditions)."""
         results = self.evaluations.results(commit)
-        out = {r.get("seed"): None for r in results}
+        out = {s: None for c, s in self.evaluations.finished if c == commit}
+        out.update({r.get("seed"): None for r in results})
         out.update(summarize(results).seeds)
-        for c, s in self._asked:
-            if c == commit and s not in out and not self.evaluations.pending(commit, s):
-                out[s] = None
         return out
 
     def _step(self, child: str) -> None:
@@ -62,8 +59,9 @@ class Acceptance:
         gen.verdicts[child] = verdict
         if verdict.action == MORE:
             seed = self.seeds[verdict.n]
-            self._ask(child, seed, gen.labels.get(child, ""))
-            self._ask(cand.parent, seed, f"{cand.agent} tip (paired with its children)")
+            self.evaluations.request(child, seed, gen.labels.get(child, ""))
+            self.evaluations.request(cand.parent, seed,
+                                     f"{cand.agent} tip (paired with its children)")
             if verdict.n and (before is None or before.n != verdict.n):
                 self._emit(child, verdict)
             return
@@ -73,10 +71,6 @@ class Acceptance:
         stage = self._failed_stage(child)
         if stage:
             gen.stats.fail(stage)
-
-    def _ask(self, commit: str, seed: int, label: str) -> None:
-        self._asked.add((commit, seed))
-        self.evaluations.request(commit, seed, label)
 
     def _failed_stage(self, child: str) -> str | None:
         for r in self.evaluations.results(child):

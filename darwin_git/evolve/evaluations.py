@@ -5,7 +5,9 @@ A request is skipped when the commit already has a result at that seed under the
 conditions. A tree evaluated before at that seed under those conditions (by any commit) is not
 trained again: its result is copied with ``cached_from``; the cache key is (tree, seed,
 conditions). A tree that is training right now is not started twice: the twin waits for that
-result and gets a copy.
+result and gets a copy. A (commit, seed) evaluated once by this object is not started again
+even when its result does not count under the run's conditions (an engine failure that does
+not say its clock, a worker of another harness version): asking again would only repeat it.
 
 Whoever must react to a result as soon as it is in (acceptance asks for the next seed) passes
 ``on_result(commit, seed)`` to :meth:`Evaluations.collect` or :meth:`Evaluations.poll`; it may
@@ -34,6 +36,7 @@ class Evaluations:
         self._twins: dict[tuple[str, int], list[str]] = {}  # (tree, seed) -> commits waiting
         self._labels: dict[str, str] = {}  # commit -> what it is, for the events
         self._arrived: deque[tuple[str, int]] = deque()  # noted, not yet handed to on_result
+        self.finished: set[tuple[str, int]] = set()  # (commit, seed) noted by this object
         self.counts = {"run": 0, "cached": 0}  # trainings started, results copied
 
     def results(self, commit) -> list[dict]:
@@ -53,7 +56,8 @@ class Evaluations:
         """Have ``commit`` evaluated at ``seed`` (once: a repeated request changes nothing)."""
         if label:
             self._labels[commit] = label
-        if seed in self.seeds(commit) or self.pending(commit, seed):
+        if (commit, seed) in self.finished or seed in self.seeds(commit) or \
+                self.pending(commit, seed):
             return
         key = (str(self.pop.commit(commit).tree_id), seed)
         cached = self.cached(*key)
@@ -121,6 +125,7 @@ class Evaluations:
         agent = self.pop.message(commit)[2].get("Darwin-Agent")
         if agent and agent in self.pop.agents():
             memory.update(self.pop, [agent])
+        self.finished.add((commit, seed))
         self._arrived.append((commit, seed))
         self.sink.emit({"event": "evaluated", "commit": commit, "seed": seed,
                         "label": self._labels.get(commit, ""), "status": result.get("status"),

@@ -75,10 +75,9 @@ class Selection:
 
     def remeasure(self, tips: dict[str, str], margin: float) -> list[dict]:
         """Evaluate the leader, and every agent pruning would remove, on the rule's seeds it
-        lacks, until the agents that decide are all measured on every seed (each seed is asked
-        for once: one that brings no result is not asked again)."""
+        lacks, until the agents that decide are all measured on every seed (a seed evaluated
+        once is not asked for again, even when its result does not count)."""
         done: list[dict] = []
-        asked: set[tuple[str, int]] = set()
         while True:
             fit = {a: self.loss(t) for a, t in tips.items()}
             ranked = rank(fit)
@@ -89,8 +88,8 @@ class Selection:
                 if fit[agent] is None:
                     continue  # no ok run: nothing a luckier seed would change
                 have = self.evaluations.seeds(tips[agent])
-                missing = [s for s in self.seeds
-                           if s not in have and (tips[agent], s) not in asked]
+                missing = [s for s in self.seeds if s not in have
+                           and (tips[agent], s) not in self.evaluations.finished]
                 if missing:
                     todo.append((agent, missing))
             if not todo:
@@ -108,7 +107,6 @@ class Selection:
                 self.sink.emit({"event": "remeasure", "agent": agent, "commit": tips[agent],
                                 "seeds": missing, "reason": reason})
                 for seed in missing:
-                    asked.add((tips[agent], seed))
                     self.evaluations.request(tips[agent], seed, f"{agent} tip (re-measured)")
             self.evaluations.collect()
 
