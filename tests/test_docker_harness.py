@@ -56,12 +56,11 @@ def test_training_past_the_budget_is_a_timeout_in_containers(sandbox, tmp_path, 
 
 
 def test_the_validation_text_is_out_of_reach_in_containers(sandbox, tmp_path, data_root):
-    """Needs the sandbox branch's container view (no package mounted for a step that does not
-    run darwin_git, host folders masked)."""
+    """The container view: no step gets the package (an installed copy is masked), nor the
+    corpus or the cached validation split."""
     val = data.prepare("char", data_root).val_dir / "val.bin"
     r = run(tmp_path, data_root, "reader", sandbox=sandbox,
-            extra={"targets.txt": f"{data.CORPUS_PATH} {val} /darwin/pkg/darwin_git/assets/"
-                                  "shakespeare.txt.gz"}, **SMALL)
+            extra={"targets.txt": f"{data.CORPUS_PATH} {val}"}, **SMALL)
     assert (r["status"], r["cause"]) == ("eval_failed", "model_error"), r["log_tail"]
     assert "train package: denied" in r["log_tail"] and "eval package: denied" in r["log_tail"]
     assert "READ" not in r["log_tail"], r["log_tail"]
