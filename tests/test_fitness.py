@@ -14,8 +14,9 @@ from darwin_git import runconfig
 from darwin_git.cli import cli
 from darwin_git.evolve.loop import Evolution
 from darwin_git.evolve.settings import EvolveSettings
-from darwin_git.fitness import (Conditions, comparable, default_clock, fitness,
-                                installed_harness, leaderboard, summarize, too_short)
+from darwin_git.fitness import (Conditions, comparable, fitness, installed_harness, leaderboard,
+                                summarize, too_short)
+from darwin_git.harness.spec import default_clock, resolve_clock
 from darwin_git.mutate.base import Mutation
 from darwin_git.result import make_result
 from darwin_git.run.executor import LocalExecutor
@@ -68,10 +69,11 @@ def test_failed_means_evaluated_and_never_ok():
     assert nothing.loss is None and not nothing.failed and nothing.n == 0
 
 
-def test_the_default_clock_follows_the_device_and_what_the_harness_measures():
-    assert default_clock("cpu", supported=("cpu", "wall")) == "cpu"
-    assert default_clock("cuda", supported=("cpu", "wall")) == "wall"
-    assert default_clock("cpu", supported=("wall",)) == "wall"
+def test_the_default_clock_follows_the_device_as_the_harness_resolves_it():
+    assert default_clock("cpu") == "cpu" and default_clock("cuda") == "wall"
+    for device in ("cpu", "cuda"):
+        run = Conditions.of(EvolveSettings(budget_s=5, device=device))
+        assert run.clock == resolve_clock(None, None, device) == default_clock(device)
 
 
 def test_conditions_of_a_run_config(population):
