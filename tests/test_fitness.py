@@ -19,7 +19,7 @@ from darwin_git.fitness import (Conditions, comparable, fitness, installed_harne
 from darwin_git.harness.spec import default_clock, resolve_clock
 from darwin_git.mutate.base import Mutation
 from darwin_git.result import make_result
-from darwin_git.run.executor import LocalExecutor
+from darwin_git.run.executor import Job, LocalExecutor
 from darwin_git.run.local import LocalSandbox
 
 RUN = Conditions(budget_s=5.0, clock="wall", device="cpu", harness=installed_harness())
@@ -107,6 +107,24 @@ def test_fitness_of_a_commit_ignores_results_of_other_conditions(population):
     pop.add_result(tip, result(val_loss=2.2, seed=1))
     f = fitness(pop, tip, RUN)
     assert f.loss == pytest.approx(2.1) and f.seeds == {0: 2.0, 1: 2.2}
+
+
+def test_an_engine_failure_counts_for_the_run_like_any_failed_seed(population):
+    """The executor's own failure (here: a commit it cannot export) is measured under the
+    job's conditions: its clock, or the device's default, and this harness."""
+    executor = LocalExecutor(population.path, LocalSandbox(),
+                             work_root=population.state_dir / "work")
+    try:
+        default = executor.submit(Job("0" * 40, 5.0, seed=3)).result()
+        wall = executor.submit(Job("0" * 40, 5.0, seed=4, clock="wall")).result()
+    finally:
+        executor.shutdown()
+    assert (default["status"], default["cause"]) == ("eval_failed", "engine_error")
+    assert (default["clock"], default["device"], default["seed"]) == ("cpu", "cpu", 3)
+    assert default["harness"] == installed_harness()
+    assert Conditions.of(EvolveSettings(budget_s=5.0, device="cpu")).matches(default)
+    assert wall["clock"] == "wall" and replace(RUN, budget_s=5.0).matches(wall)
+    assert summarize([default]).failed
 
 
 def test_leaderboard_ranks_by_fitness_and_marks_pending_and_failed_tips(population, git):

@@ -30,7 +30,6 @@ import time
 from concurrent.futures import Future, InvalidStateError
 from pathlib import Path
 
-from ..result import make_result
 from .executor import Executor, Job
 from .local import LocalSandbox
 from .runner import RUNNERS, make_sandbox
@@ -163,10 +162,8 @@ def evaluate_packed(archive: bytes, job: dict, runner: str, work_root: str | Non
             data_root=Path(data_root) if data_root else None))
         result.update(commit=job["commit"], tree=job["tree"], runner=sandbox.name)
     except Exception as exc:  # the engine's own failure on this worker: a verdict, not a crash
-        result = make_result("eval_failed", cause="engine_error", commit=job["commit"],
-                             tree=job["tree"], runner=runner, budget_s=job["budget_s"],
-                             seed=job["seed"], device=job["device"],
-                             log_tail=f"{type(exc).__name__}: {exc}")
+        result = _job(job).failure("engine_error", f"{type(exc).__name__}: {exc}",
+                                   tree=job["tree"], runner=runner)
     finally:
         if guard is not None:
             guard.kill()
@@ -174,6 +171,12 @@ def evaluate_packed(archive: bytes, job: dict, runner: str, work_root: str | Non
         shutil.rmtree(scratch, ignore_errors=True)
         shutil.rmtree(workspace, ignore_errors=True)
     return result, time.monotonic() - t0
+
+
+def _job(spec: dict) -> Job:
+    """The job a task's spec was made from (what its results are measured under)."""
+    return Job(spec["commit"], spec["budget_s"], seed=spec["seed"], device=spec["device"],
+               clock=spec.get("clock"))
 
 
 # ----- the coordinator side ----------------------------------------------------------------
@@ -291,9 +294,7 @@ class RayExecutor(Executor):
             pass  # cancelled by the caller meanwhile
 
     def _failure(self, job: Job, tree_id: str | None, cause: str, log: str) -> dict:
-        return make_result("eval_failed", cause=cause, commit=job.commit, tree=tree_id,
-                           runner=self.sandbox_runner, budget_s=job.budget_s, seed=job.seed,
-                           device=job.device, log_tail=log)
+        return job.failure(cause, log, tree=tree_id, runner=self.sandbox_runner)
 
     def cancel(self, future: Future) -> bool:
         with self._lock:
