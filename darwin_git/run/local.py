@@ -84,13 +84,19 @@ ETC_READ = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "alternati
 DEVICES = ("null", "zero", "full", "random", "urandom")
 
 
+def default_workspace() -> Path:
+    """Where steps are staged when no workspace is given: DARWIN_SANDBOX_DIR, else
+    <tmp>/darwin-sandbox."""
+    return Path(os.environ.get("DARWIN_SANDBOX_DIR")
+                or Path(tempfile.gettempdir()) / "darwin-sandbox")
+
+
 class LocalSandbox(Sandbox):
     name = "local"
 
     def __init__(self, workspace: Path | None = None, poll_s: float = 0.1):
         self.root = os.geteuid() == 0
-        self.workspace = Path(workspace or os.environ.get("DARWIN_SANDBOX_DIR")
-                              or Path(tempfile.gettempdir()) / "darwin-sandbox")
+        self.workspace = Path(workspace or default_workspace())
         self.poll_s = poll_s
         self.uids_used: list[int] = []  # one per run, for audits and tests
         self.reaped = reap_orphans(self.workspace)

@@ -31,7 +31,7 @@ from concurrent.futures import Future, InvalidStateError
 from pathlib import Path
 
 from .executor import Executor, Job
-from .local import LocalSandbox
+from .local import default_workspace
 from .runner import RUNNERS, make_sandbox
 # Ray exceptions that mean "the process or machine running the task went away".
 _LOST = ("WorkerCrashedError", "NodeDiedError", "OutOfMemoryError", "ActorDiedError",
@@ -141,14 +141,13 @@ def evaluate_packed(archive: bytes, job: dict, runner: str, work_root: str | Non
                     data_root: str | None) -> tuple[dict, float]:
     """The Ray task body: unpack, evaluate, clean up. Returns (result, seconds spent)."""
     from ..harness import EvalSpec, evaluate
-    from .local import LocalSandbox
 
     t0 = time.monotonic()
     if work_root:
         Path(work_root).mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f"ray-job-{job['commit'][:10]}-", dir=work_root))
     # The local sandbox needs a workspace its step's uid can traverse: beside the usual one.
-    workspace = LocalSandbox().workspace / f"ray-{scratch.name}"
+    workspace = default_workspace() / f"ray-{scratch.name}"
     guard = None
     try:
         tree_dir = scratch / "tree"
