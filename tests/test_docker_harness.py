@@ -3,28 +3,17 @@ the harness-side attacks of test_harness_attacks.py / test_harness_clock.py hold
 from __future__ import annotations
 
 import math
-import shutil
-import tempfile
-from pathlib import Path
 
 import pytest
 
 from darwin_git import data
-from harness_fixtures import run
+from harness_fixtures import data_root, run  # noqa: F401 (fixture)
 
 # Same daemon/skip policy, image fixture and leftover-container check as the sandbox tests.
 from test_docker_sandbox import docker_client, no_container_left, sandbox  # noqa: F401
 
 pytestmark = pytest.mark.docker
 SMALL = dict(windows=32, cuts=4, probes=1, bench=False)  # a quicker protocol, same rules
-
-
-@pytest.fixture(scope="module")
-def data_root():
-    root = Path(tempfile.mkdtemp(prefix="darwin-data-"))
-    data.prepare("char", root)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
 
 
 def test_a_tiny_tree_trains_and_scores_in_containers(sandbox, tmp_path, data_root):
