@@ -110,9 +110,9 @@ def describe(e: dict) -> str | None:
 
 def rule_words(rule: dict) -> str:
     """The acceptance rule of a run (select.AcceptanceRule.to_dict()) in one line."""
-    return (f"{rule.get('test')}, better on every one of up to {rule.get('max_seeds')} seeds, "
-            f"{rule.get('confidence', 0):.0%} confidence, mean gain >= "
-            f"{rule.get('min_effect')} nats")
+    from .select import AcceptanceRule
+
+    return AcceptanceRule.from_dict(rule).describe()
 
 
 def fitness_words(row: dict) -> str:
