@@ -74,8 +74,8 @@ def pop(tmp_path) -> Population:
 
 
 def run_loop(pop, mutator, generations, stall=0):
-    # The loop trains 0.4 s; the budget only sets the kill deadline (budget + 10 s grace),
-    # which must cover importing torch on a busy machine.
+    # The seed trains 0.4 s; the budget only sets the kill limit (on the run's clock, cpu by
+    # default, plus the 2 s save window), which must cover importing torch on a busy machine.
     settings = EvolveSettings(generations=generations, budget_s=30.0, noise_repeats=1,
                               pairing="self", prune_per_generation=0, stall_generations=stall)
     executor = LocalExecutor(pop.path, LocalSandbox(), slots=1, work_root=pop.state_dir / "work")
