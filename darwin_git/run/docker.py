@@ -23,6 +23,8 @@ Output is read through an attach socket, not from a log driver: the daemon keeps
 disk however much a step prints, the engine keeps the last ``log_bytes`` and counts the rest,
 and a slow reader slows the writer instead of filling memory. Docker multiplexes stdout and
 stderr on that socket (8-byte frame headers when there is no tty); :class:`_Demux` splits them.
+
+What this does not stop is listed with the harness's residual risks (harness/evaluate.py).
 """
 from __future__ import annotations
 

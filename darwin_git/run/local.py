@@ -43,6 +43,8 @@ closes (the engine exited or was killed with -9; see launcher.py). As a backstop
 that could not act, say) every step records its owner (this engine's pid and start time), its
 launcher and its cgroup in its stage folder; :func:`reap_orphans`, run when a LocalSandbox is
 made, ends the steps whose engine is gone and removes their stages and cgroups.
+
+What this does not stop is listed with the harness's residual risks (harness/evaluate.py).
 """
 from __future__ import annotations
 
