@@ -347,8 +347,9 @@ def run_tree(pop: Population) -> dict:
     # The rule the run judged by, as its last generation recorded it (else as configured).
     rule = next((r["rule"] for r in reversed(done) if isinstance(r.get("rule"), dict)),
                 None) or EvolveSettings.from_config(config).acceptance().to_dict()
-    verdicts = [v for r in done for v in r.get("verdicts") or [] if isinstance(v, dict)]
-    verdict_of = {v.get("commit"): v for v in verdicts}  # a child's latest
+    verdict_of = {v.get("commit"): v for r in done for v in r.get("verdicts") or []
+                  if isinstance(v, dict)}  # a child's latest, if it was decided twice
+    verdicts = list(verdict_of.values())
     conditions = run_conditions(pop)
     labels = ref_labels(pop)
     kept = _kept_members(pop)
