@@ -13,6 +13,12 @@ differences child - seed, the verdict and its reason, and the optimizer steps re
 - planted: NAME=VALUE settings of train.py (e.g. "LEARNING_RATE=3e-3") believed to help at
   this budget; most should be promoted.
 
+- before: the rule this replaced, on the same runs: a child was promoted when its one run (seed
+  0) beat the parent's mean over the noise-floor seeds by k·σ (σ: their standard deviation).
+- truth (--truth-seeds N): the seed and each planted variant trained on N further seeds
+  (100, 101, ...) that the rule never sees; a planted change is a known improvement when its
+  mean difference there is below zero by more than two standard errors.
+
 --load N starts N CPU-bound background processes for the whole measurement (the "loaded"
 condition). Run it on a quiet machine, once idle and once loaded, per clock:
 
@@ -23,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import re
 import statistics
 import sys
@@ -41,16 +46,9 @@ from darwin_git.run.executor import Job, LocalExecutor  # noqa: E402
 from darwin_git.run.local import LocalSandbox  # noqa: E402
 from darwin_git.select import AcceptanceRule, decide  # noqa: E402
 
+from load import background_load, load_avg  # noqa: E402  (benchmarks/load.py)
+
 RENAMES = ("last_loss", "step_s", "tokens", "train_start", "deadline")
-
-
-def load_avg() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
-def hog() -> None:
-    while True:
-        pass
 
 
 def neutral(train: str, i: int) -> tuple[str, str]:
@@ -83,6 +81,10 @@ def main() -> None:
     ap.add_argument("--planted", action="append", default=[], metavar="NAME=VALUE")
     ap.add_argument("--slots", type=int, default=1)
     ap.add_argument("--load", type=int, default=0, help="CPU-bound background processes")
+    ap.add_argument("--old-k", type=float, default=1.0,
+                    help="k of the rule this replaced (one run vs the parent's mean - k sigma)")
+    ap.add_argument("--truth-seeds", type=int, default=0,
+                    help="further seeds (100, 101, ...) for the seed and the planted variants")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     rule = AcceptanceRule(args.seeds, args.confidence, args.min_effect)
@@ -100,37 +102,52 @@ def main() -> None:
                      operator="benchmark", mutator="benchmark")
         commits[name] = str(pop.commit_mutation(root, m, "agent-00", 1))
 
-    hogs = [multiprocessing.Process(target=hog, daemon=True) for _ in range(args.load)]
-    for p in hogs:
-        p.start()
+    truth = [100 + i for i in range(args.truth_seeds)]
+    wanted = [(name, s) for name, c in commits.items() for s in seeds]
+    wanted += [(name, s) for name in commits if name == "seed" or name.startswith("planted")
+               for s in truth]
     executor = LocalExecutor(pop.path, LocalSandbox(), slots=args.slots, work_root=work / "jobs")
     started, load_before = time.time(), load_avg()
-    try:
-        futures = {(name, s): executor.submit(Job(c, args.budget, seed=s, clock=args.clock))
-                   for name, c in commits.items() for s in seeds}
-        results = {key: f.result() for key, f in futures.items()}
-    finally:
-        executor.shutdown()
-        for p in hogs:
-            p.terminate()
+    with background_load(args.load):
+        try:
+            futures = {(name, s): executor.submit(Job(commits[name], args.budget, seed=s,
+                                                      clock=args.clock))
+                       for name, s in wanted}
+            results = {key: f.result() for key, f in futures.items()}
+        finally:
+            executor.shutdown()
 
-    def values(name):
+    def values(name, which=seeds):
         return {s: results[(name, s)].get("val_loss")
-                if results[(name, s)].get("status") == "ok" else None for s in seeds}
+                if results[(name, s)].get("status") == "ok" else None for s in which}
 
     def steps(name):
         return [(results[(name, s)].get("train") or {}).get("steps") for s in seeds]
 
     parent = values("seed")
+    ok_parent = [v for v in parent.values() if v is not None]
+    old_bar = (statistics.fmean(ok_parent) - args.old_k * statistics.stdev(ok_parent)
+               if len(ok_parent) > 1 else None)
     rows = []
     for name, _ in variants:
         child = values(name)
         v = decide(child, parent, seeds, rule)
         diffs = [child[s] - parent[s] for s in seeds if None not in (child[s], parent[s])]
-        rows.append({"variant": name, "kind": name.split()[0], "diffs": diffs,
-                     "verdict": v.action, "reason": v.reason, "runs_the_loop_needs": v.n,
-                     "steps": steps(name), "statuses": [results[(name, s)].get("status")
-                                                        for s in seeds]})
+        first = child[seeds[0]]
+        row = {"variant": name, "kind": name.split()[0], "diffs": diffs,
+               "verdict": v.action, "reason": v.reason, "runs_the_loop_needs": v.n,
+               "old_verdict": "promote" if None not in (first, old_bar) and first < old_bar
+               else "reject",
+               "steps": steps(name), "statuses": [results[(name, s)].get("status")
+                                                  for s in seeds]}
+        if truth and row["kind"] == "planted":
+            c, p = values(name, truth), values("seed", truth)
+            d = [c[s] - p[s] for s in truth if None not in (c[s], p[s])]
+            mean = statistics.fmean(d) if d else None
+            se = statistics.stdev(d) / len(d) ** 0.5 if len(d) > 1 else None
+            row["truth"] = {"diffs": d, "mean": mean, "se": se,
+                            "improvement": None not in (mean, se) and mean + 2 * se < 0}
+        rows.append(row)
     neutral_d = [d for r in rows if r["kind"] != "planted" for d in r["diffs"]]
     out = {"budget_s": args.budget, "clock": args.clock, "rule": rule.to_dict(),
            "load": args.load, "load_before": load_before, "load_after": load_avg(),
@@ -142,14 +159,28 @@ def main() -> None:
                                    if r["kind"] != "planted"),
            "planted_promoted": sum(r["verdict"] == "promote" for r in rows
                                    if r["kind"] == "planted"),
+           "old_rule": {"k": args.old_k, "bar": old_bar,
+                        "neutral_promoted": sum(r["old_verdict"] == "promote" for r in rows
+                                                if r["kind"] != "planted"),
+                        "planted_promoted": sum(r["old_verdict"] == "promote" for r in rows
+                                                if r["kind"] == "planted")},
+           "known_improvements": [r["variant"] for r in rows
+                                  if (r.get("truth") or {}).get("improvement")],
            "variants": rows}
     for r in rows:
-        print(f"{r['variant']:<28} {r['verdict']:<8} steps {r['steps']}  {r['reason']}")
+        t = r.get("truth")
+        truth_txt = (f"  truth {t['mean']:+.4f} ± {t['se']:.4f}"
+                     f"{' (known improvement)' if t['improvement'] else ''}"
+                     if t and t["mean"] is not None and t["se"] is not None else "")
+        print(f"{r['variant']:<28} {r['verdict']:<8} (before: {r['old_verdict']}) "
+              f"steps {r['steps']}  {r['reason']}{truth_txt}")
     print(f"seed: {parent} steps {out['seed']['steps']}")
     print(f"neutral per-seed differences: sd {out['neutral_sd_d']}; promoted "
           f"{out['neutral_promoted']} of {sum(r['kind'] != 'planted' for r in rows)}; planted "
-          f"promoted {out['planted_promoted']} of {len(args.planted)}; load {load_before} -> "
-          f"{out['load_after']}")
+          f"promoted {out['planted_promoted']} of {len(args.planted)} (known improvements: "
+          f"{len(out['known_improvements'])}); before: neutral promoted "
+          f"{out['old_rule']['neutral_promoted']}, planted {out['old_rule']['planted_promoted']}; "
+          f"load {load_before} -> {out['load_after']}; {out['wall_s']} s")
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -34,6 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from darwin_git.run.base import ClockLimit, Limits, Step  # noqa: E402
+
+from load import background_load  # noqa: E402  (benchmarks/load.py)
 
 MiB = 1 << 20
 LOOP = "n = 0\nfor i in range({iterations}):\n    n += i\nprint(n)\n"
@@ -85,8 +86,7 @@ def stats(values):
 
 def measure(runner: str, hogs: int, args, work: Path) -> dict:
     sandbox = sandbox_for(runner)
-    load = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(hogs)]
-    try:
+    with background_load(hogs):
         row = {"runner": runner, "hogs": hogs}
         for name, script in (("loop", LOOP.format(iterations=args.loop)),
                              ("torch2", TORCH.format(iterations=args.torch))):
@@ -115,10 +115,6 @@ def measure(runner: str, hogs: int, args, work: Path) -> dict:
             past.append((written - 256 * MiB) / MiB)
         row["disk_past_cap_mib"] = {**stats(past), "max": round(max(past), 1)}
         return row
-    finally:
-        for p in load:
-            p.kill()
-            p.wait()
 
 
 def main() -> None:
