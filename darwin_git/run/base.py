@@ -17,6 +17,7 @@ import abc
 import os
 import sys
 import sysconfig
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -153,6 +154,9 @@ def base_env(step: Step, paths: dict[str, str]) -> dict[str, str]:
     env.update(paths)
     env.update(step.env)
     env.update(THREAD_WAIT_ENV)
+    # When the step's wall clock starts, in epoch seconds: taken before the step is started,
+    # so a step that counts from it never thinks it has more wall time than the sandbox gives.
+    env["DARWIN_BUDGET_START"] = f"{time.time():.3f}"
     return env
 
 
