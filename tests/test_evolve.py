@@ -131,25 +131,31 @@ def test_evolve_through_an_openai_compatible_server(tmp_path, tiny_seed):
             "-LEARNING_RATE = 2e-3  # small models tolerate, and need, a high peak rate\n"
             "+LEARNING_RATE = 3e-3  # a little hotter: the tiny model is far from diverging\n")
     with LLMServer(model="scripted-model") as srv:
+        # both agents start from the seed: the second identical change is no news, it goes back
+        # to its model as a retry turn, and the model's next idea is trained instead
         srv.push(mutation_reply(diff, "Higher LR trains faster in a short budget.",
                                 "Raise the learning rate to 3e-3"),
-                 mutation_reply(diff, "Same idea for the other agent.", "Raise LR to 3e-3"))
+                 mutation_reply(diff, "Same idea for the other agent.", "Raise LR to 3e-3"),
+                 mutation_reply(diff.replace("3e-3", "4e-3"), "Then hotter still.",
+                                "Raise LR to 4e-3"))
         env = {"OPENAI_BASE_URL": srv.base_url, "OPENAI_API_KEY": "sk-test-not-real"}
         repo = tmp_path / "run" / "population"
         proc = evolve(repo, tiny_seed, "--generations", "1", "--budget", "6",
                       "--mutator", "llm", "--model", "scripted-model", env=env)
-        assert len(srv.requests) == 2
+        assert len(srv.requests) == 3
         first_prompt = json.dumps(srv.bodies()[0])
+        retry = srv.bodies()[2]["messages"][-1]["content"]
     assert "LEARNING_RATE" in first_prompt  # the target's code went into the prompt
+    assert "already proposed exactly this code" in retry
     ev = events(proc)
     proposed = [e for e in ev if e["event"] == "proposed"]
     assert len(proposed) == 2
     log = run_git("-C", repo, "log", "--all", "--format=%(trailers:key=Darwin-Model)")
     assert "Darwin-Model: scripted-model" in log
-    # identical trees: the second child is never trained, it reuses the first one's result
+    # two different trees, each trained once
     evaluated = [e for e in ev if e["event"] == "evaluated" and e["commit"] in
                  {p["commit"] for p in proposed}]
-    assert sorted(e["cached"] for e in evaluated) == [False, True]
+    assert sorted(e["cached"] for e in evaluated) == [False, False]
     assert_consistent(repo, generations=1)
 
 

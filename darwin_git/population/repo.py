@@ -270,7 +270,8 @@ class Population:
             "v": 1, "kind": "attempt", "agent": agent, "generation": generation, **where,
             "cause": failure.cause, "detail": failure.detail, "operator": failure.operator,
             "mutator": failure.mutator, "model": failure.model,
-            "tokens": dict(failure.tokens or {}), "attempts": failure.attempts})
+            "tokens": dict(failure.tokens or {}), "attempts": failure.attempts,
+            **({"summary": failure.summary} if failure.summary else {})})
 
     def records(self, commit, kind: str | None = None) -> list[dict]:
         return self.notes.records(self.commit(commit).id, kind)
