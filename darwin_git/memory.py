@@ -49,6 +49,7 @@ ATTEMPT_KEYS = ("cause", "detail", "operator", "mutator", "model", "generation",
                 "tokens")
 # the line of a log tail that names the error: "ValueError: ...", "torch.OutOfMemoryError: ..."
 ERROR_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*)$")
+FRAME_LINE = re.compile(r'^File "(?:.*/)?([^/"]+)", line (\d+)')
 
 
 def _agent_refs(pop: Population) -> dict[str, list[str]]:
@@ -68,12 +69,21 @@ def _num(value):
 
 
 def error_line(log_tail: str | None) -> str | None:
-    """The line of a log that says what went wrong: the last exception line, else the last
-    non-empty line; bounded."""
+    """The line of a log that says what went wrong: the last exception line (with the code
+    line that raised it when the exception carries no message, e.g. a bare AssertionError),
+    else the last non-empty line; bounded."""
     lines = [ln.strip() for ln in (log_tail or "").splitlines() if ln.strip()]
     if not lines:
         return None
-    found = next((m.group(1) for m in map(ERROR_LINE.match, reversed(lines)) if m), lines[-1])
+    at = next((i for i in range(len(lines) - 1, -1, -1) if ERROR_LINE.match(lines[i])), None)
+    if at is None:
+        return lines[-1][:REASON_CHARS]
+    found = ERROR_LINE.match(lines[at]).group(1)
+    where = next((i for i in range(at - 1, -1, -1) if FRAME_LINE.match(lines[i])), None)
+    if ":" not in found and where is not None:
+        frame = FRAME_LINE.match(lines[where])
+        code = lines[where + 1] if where + 1 < at else ""
+        found += f" at {frame.group(1)}, line {frame.group(2)}" + (f": {code}" if code else "")
     return found[:REASON_CHARS]
 
 
@@ -171,10 +181,7 @@ class _Index:
             return "kept", None
         if not results:
             return "pending", "not evaluated yet"
-        if change is None:
-            return "rejected", "not promoted"
-        over = f"{paired} seed{'s' if paired != 1 else ''}" if paired else "unpaired seeds"
-        return "rejected", f"not promoted: {change:+.4f} nats vs its parent over {over}"
+        return "rejected", None  # its delta says by how much
 
     def on_branch(self, commit: pygit2.Oid, owner: str) -> bool:
         """On the owner's branch, live or pruned: the change was kept."""
@@ -226,7 +233,7 @@ def _delta(after, before) -> tuple[float | None, int]:
     return after.loss - before.loss, 0
 
 
-PROPOSAL_KEYS = ("commit", "target", "generation", "summary", "reasoning", "operator", "mutator",
+PROPOSAL_KEYS = ("commit", "time", "target", "generation", "summary", "reasoning", "operator", "mutator",
                  "model", "fitness_before", "fitness_after", "seeds", "delta", "paired_seeds",
                  "outcome", "reason")
 
@@ -239,7 +246,7 @@ def _proposal(entry: dict) -> dict:
 def _attempt(parent: str, rec: dict) -> dict:
     """A proposal that made no commit (an attempt note), as a failed proposal."""
     detail = " ".join(str(rec.get("detail") or "").split())
-    return {"commit": None, "parent": parent, "target": rec.get("agent"),
+    return {"commit": None, "time": None, "parent": parent, "target": rec.get("agent"),
             "generation": rec.get("generation"),
             "summary": rec.get("summary") or "(no commit made)", "reasoning": "",
             "operator": rec.get("operator"), "mutator": rec.get("mutator"),
@@ -249,8 +256,9 @@ def _attempt(parent: str, rec: dict) -> dict:
 
 
 def _proposal_order(p: dict):
+    """Oldest generation first; in one, commits by time, then attempts (they have no time)."""
     gen = p["generation"] if isinstance(p["generation"], int) else -1
-    return (gen, p["commit"] is None, p["commit"] or "", p["parent"],
+    return (gen, p["commit"] is None, p["time"] or 0, p["commit"] or "", p["parent"],
             json.dumps(p, sort_keys=True))
 
 

@@ -31,6 +31,7 @@ from ..harness.export import export_tree
 from ..hitl import LoopHooks
 from ..mutate.base import Changes, MutationContext, RunInfo, TargetRun
 from ..population import trees
+from ..population.errors import PopulationError
 from ..population.repo import Population
 from ..run.executor import threads_per_slot
 from .generation import seed_of
@@ -207,7 +208,7 @@ def describe_tree(pop: Population, tree: str, conditions: Conditions) -> str | N
                   and not r.get("cached_from")), None) or results[0].get("commit")
     try:
         change = memory.describe_change(pop, first)
-    except Exception:  # noqa: BLE001 - no commit, or one gone from the repo: the score alone
+    except PopulationError:  # no commit named, or one gone from the repo: the score alone
         return score
     if not change["parents"]:
         return f"{score}: it is the seed's code"

@@ -164,21 +164,27 @@ def render_target(ctx: MutationContext) -> str:
 def _dynamics(r: dict) -> list[str]:
     """The training behind one result: steps, speed, the loss curve, val_loss vs ln(vocab)."""
     train = r.get("train") if isinstance(r.get("train"), dict) else {}
+    said = r.get("reported") if isinstance(r.get("reported"), dict) else {}  # its summary lines
+    steps = train.get("steps", said.get("steps"))
+    tps = train.get("tokens_per_s", said.get("tokens_per_s"))
+    final = train.get("final_loss", said.get("train_loss"))
     facts = []
-    if _num(train.get("steps")):
-        facts.append(f"{train['steps']:,.0f} optimizer steps")
+    if _num(steps):
+        facts.append(f"{steps:,.0f} optimizer step{'s' if steps != 1 else ''}")
     if _num(train.get("ms_per_step")):
         facts.append(f"{train['ms_per_step']:.1f} ms per step")
-    if _num(train.get("tokens_per_s")):
-        facts.append(f"{train['tokens_per_s']:,.0f} tokens/s")
+    if _num(tps):
+        facts.append(f"{tps:,.0f} tokens/s")
+    if _num(final):
+        facts.append(f"final training loss {final:.3f}")
     if _num(r.get("params")):
         facts.append(f"{r['params'] / 1e6:.2f}M parameters")
     spent = r.get("train_cpu_s") if r.get("clock") == "cpu" else r.get("train_wall_s")
     if _num(spent):
         facts.append(f"{spent:.1f} s of training ({r.get('clock') or 'wall'} clock)")
     seed = f" (seed {r['seed']})" if r.get("seed") is not None else ""
-    lines = [f"Latest run{seed}: " + ", ".join(facts) + "." if facts else
-             f"Latest run{seed}: the training log reported no step statistics."]
+    lines = [f"Latest run{seed}, as its training log reports it: " + ", ".join(facts) + "."
+             if facts else f"Latest run{seed}: the training log reported no step statistics."]
     curve = [p for p in train.get("loss_curve") or []
              if isinstance(p, (list, tuple)) and len(p) == 2 and _num(p[0]) and _num(p[1])]
     if curve:
@@ -247,8 +253,8 @@ def _memory_line(m: MemoryEntry, own: bool) -> str:
     return text
 
 
-def _effect(m: MemoryEntry) -> str:
-    """'; delta -0.0480 over 3 seeds; rejected after 1 seed: ...' as far as it is known."""
+def _effect(m: MemoryEntry, why: bool = True) -> str:
+    """'; delta -0.0480 over 3 seeds; <the reason>' as far as it is known."""
     parts = []
     if m.delta is not None:
         paired = f" over {m.seeds} seed{'s' if m.seeds != 1 else ''}" if m.seeds \
@@ -256,9 +262,19 @@ def _effect(m: MemoryEntry) -> str:
         parts.append(f"delta {m.delta:+.4f}{paired}")
     elif m.fitness is not None:
         parts.append(f"val_loss {m.fitness:.4f}")
-    if m.reason:
+    if why and m.reason:
         parts.append(_short(m.reason, REASON_CHARS))
     return "; " + "; ".join(parts) if parts else ""
+
+
+def _verdict(m: MemoryEntry) -> str:
+    """What happened, in words: the reason when it says the outcome itself ("rejected after
+    1 seed: ..."), else the outcome and the reason."""
+    outcome = _outcome(m)
+    if not m.reason:
+        return outcome
+    reason = _short(m.reason, REASON_CHARS)
+    return reason if reason.lower().startswith(outcome[:6]) else f"{outcome}: {reason}"
 
 
 def render_population(attempts: list[MemoryEntry]) -> str:
@@ -270,7 +286,7 @@ def render_population(attempts: list[MemoryEntry]) -> str:
         who = f"{m.speaker or 'a human'} -> {m.target or '?'}"
         gen = f"g{m.generation} " if m.generation is not None else ""
         out.append(f"- {gen}{who}: {_short(m.summary, SUMMARY_CHARS)} ({m.operator}): "
-                   f"{_outcome(m)}{_effect(m)}")
+                   f"{_verdict(m)}{_effect(m, why=False)}")
     return "\n".join(out)
 
 

@@ -255,7 +255,8 @@ class Population:
         """Append an evaluation result (darwin_git.result.make_result) to the commit's note."""
         c = self.commit(commit)
         rec = {"kind": "result", **result}
-        rec.setdefault("commit", str(c.id))
+        if not rec.get("commit"):
+            rec["commit"] = str(c.id)
         if not rec.get("tree"):
             rec["tree"] = str(c.tree_id)
         self.notes.append(c.id, rec)
