@@ -21,9 +21,9 @@ from .population.message import parse_message
 from .population.repo import Population
 from .result import fitness as result_loss
 from .result import make_result
+from .run.base import CLOCKS
 from .select import rank
 
-CLOCKS = ("cpu", "wall")
 # The clocks the installed harness can hold a run to. The harness measures wall time only until
 # it owns a CPU clock (issue 11); a run never asks for a clock its harness cannot measure.
 HARNESS_CLOCKS = ("wall",)

@@ -1,110 +1,69 @@
 """`darwin-git report`: what a run achieved, from the repo alone (journal, candidate refs,
-notes, commit messages). Writes <run>/reports/report.md, fitness.png and mfu.png, and returns
-the same numbers as a dict for --json."""
+notes, commit messages). Writes <run>/reports/report.html (the evolutionary tree, one
+self-contained page), report.md with fitness.png and mfu.png, and returns the same numbers as
+a dict for --json. The counts come from darwin_git/report_tree.py."""
 from __future__ import annotations
 
-import collections
 import statistics
 from pathlib import Path
 
-import pygit2
-
 from .evolve.journal import Journal
 from .fitness import fitness, leaderboard, run_conditions
-from .population.notes import Notes
-from .population.refs import ref_target
-from .population.repo import CANDIDATE_PREFIX, Population
+from .population.repo import Population
+from .report_html import render_html
+from .report_tree import (best_mfu_text, delta_words, failure_words, flat_note, fmt,
+                          lineage_note, run_tree, summary_lines)
 
 
 def collect(pop: Population) -> dict:
     journal = Journal(pop.repo)
     records = journal.records()
     noise = next((r for r in records if r.get("phase") == "noise"), None)
-    done = {r["generation"]: r for r in records if r.get("phase") == "done"}
-    gens = [done[g] for g in sorted(done)]
     run = run_conditions(pop)
 
     def fit(commit) -> float | None:
         return fitness(pop, commit, run).loss
 
-    per_gen = []
-    for r in gens:
-        board = r.get("leaderboard") or []
-        mfus = [a["mfu"] for a in board if isinstance(a.get("mfu"), (int, float))]
-        per_gen.append({"generation": r["generation"],
-                        "best": (r.get("best") or {}).get("val_loss"),
-                        "best_agent": (r.get("best") or {}).get("agent"),
-                        "median": r.get("median"),
-                        "best_mfu": (r.get("best") or {}).get("mfu"),
-                        "median_mfu": statistics.median(mfus) if mfus else None,
-                        "proposed": r.get("proposed"), "failed": r.get("failed"),
-                        "advanced": r.get("advanced"), "tokens": r.get("tokens")})
-
-    # every candidate of the run, with its operator, model, outcome and whether it was kept
-    on_branches = _first_parent_members(pop)
-    candidates = []
-    for name in sorted(pop.repo.references):
-        if not name.startswith(CANDIDATE_PREFIX):
-            continue
-        commit = pop.commit(ref_target(pop.repo, name))
-        _, _, trailers = pop.message(commit.id)
-        results = pop.records(commit.id, "result")
-        last = results[-1] if results else {}
-        parent_fit = fit(commit.parent_ids[0]) if commit.parent_ids else None
-        child_fit = fit(commit.id)
-        candidates.append({
-            "ref": name, "commit": str(commit.id), "operator": trailers.get("Darwin-Operator"),
-            "model": trailers.get("Darwin-Model"), "status": last.get("status", "pending"),
-            "cause": last.get("cause"), "kept": str(commit.id) in on_branches,
-            "delta": (child_fit - parent_fit) if None not in (child_fit, parent_fit) else None})
-    attempts = [rec for _, blob in pop.notes.annotated().items()
-                for rec in Notes.parse_text(pop.repo[blob].data.decode("utf-8", "replace"))
-                if rec.get("kind") == "attempt"]
-
-    total = len(candidates) + len(attempts)
-    causes = collections.Counter(f"proposal: {a.get('cause')}" for a in attempts)
-    causes.update(f"{c['status']}: {c['cause']}" for c in candidates
-                  if c["status"] not in ("ok", "pending"))
-    failed = sum(causes.values())
+    # Every count below comes from the run's tree, so a failure, a retry or a cached result
+    # is counted once, the same way in every section and in the HTML page.
+    tree = run_tree(pop)
+    per_gen = tree["generations"]
     by_op: dict[str, dict] = {}
-    for c in candidates:
-        key = c["operator"] or "?"
-        if c["model"]:
-            key += f" ({c['model']})"
+    for n in tree["nodes"]:
+        if n["origin"] in ("seed", "human", "request", "revert"):
+            continue
+        key = (n["operator"] or "?") + (f" ({n['model']})" if n["model"] else "")
         row = by_op.setdefault(key, {"tried": 0, "trained": 0, "kept": 0, "deltas": []})
         row["tried"] += 1
-        row["trained"] += c["status"] == "ok"
-        row["kept"] += c["kept"]
-        if c["delta"] is not None:
-            row["deltas"].append(c["delta"])
-    for a in attempts:
-        key = (a.get("operator") or "?") + (f" ({a['model']})" if a.get("model") else "")
-        by_op.setdefault(key, {"tried": 0, "trained": 0, "kept": 0, "deltas": []})["tried"] += 1
+        row["trained"] += n["kind"] == "commit" and n["outcome"] in ("kept", "rejected")
+        row["kept"] += n["outcome"] == "kept"
+        if n["delta"] is not None:
+            row["deltas"].append(n["delta"])
     for row in by_op.values():
-        row["mean_delta"] = statistics.fmean(row.pop("deltas")) if row.get("deltas") else None
-        row.pop("deltas", None)
+        deltas = row.pop("deltas")
+        row["mean_delta"] = statistics.fmean(deltas) if deltas else None
 
-    best = gens[-1]["best"] if gens and gens[-1].get("best") else None
-    lineage = _lineage(pop, best["agent"], fit) if best and best["agent"] in pop.agents() else []
-    return {"noise": noise, "generations": per_gen, "best": best, "lineage": lineage,
-            "leaderboard": leaderboard(pop, run),
-            "mutations": total, "failed": failed,
-            "failure_rate": failed / total if total else None,
-            "failures_by_cause": dict(causes.most_common()), "by_operator": by_op}
-
-
-def _first_parent_members(pop: Population, depth: int = 10000) -> set[str]:
-    seen: set[str] = set()
-    for tip in pop.agents().values():
-        c = pop.repo[tip]
-        for _ in range(depth):
-            if str(c.id) in seen:
-                break
-            seen.add(str(c.id))
-            if not c.parent_ids:
-                break
-            c = pop.repo[c.parent_ids[0]]
-    return seen
+    winner = tree["winner"]
+    best = {"agent": winner["agent"], "commit": winner["commit"],
+            "val_loss": winner["fitness"], "perplexity": winner["perplexity"],
+            "mfu": winner["mfu"], "cached": winner["cached"]} if winner else None
+    lineage = _lineage(pop, best["agent"], fit) if best else []
+    nodes = {n["id"]: n for n in tree["nodes"]}
+    for step in lineage:  # the numbers of the tree: one fitness on the whole page
+        node = nodes.get(step["commit"])
+        if node:
+            step.update(val_loss=node["fitness"], delta=node["delta"])
+    totals = tree["totals"]
+    return {"noise": noise, "sigma": tree["sigma"], "accept_k": tree["accept_k"],
+            "bar": tree["bar"], "generations": per_gen, "best": best, "winner": winner,
+            "lineage": lineage, "lineage_note": lineage_note(tree) if not lineage else None,
+            "summary": summary_lines(tree), "flat_note": flat_note(tree), "totals": totals,
+            "mutations": totals["decided"], "failed": totals["failed"],
+            "failure_rate": totals["failure_rate"],
+            "failures_by_cause": {f"{f['stage']}: {f['cause']}": f["count"]
+                                  for f in tree["failures"]["by_cause"]},
+            "failures": tree["failures"], "models": tree["models"], "by_operator": by_op,
+            "nodes": tree["nodes"], "repo": tree["repo"], "leaderboard": leaderboard(pop, run)}
 
 
 def _lineage(pop: Population, agent: str, fit) -> list[dict]:
@@ -124,7 +83,9 @@ def _lineage(pop: Population, agent: str, fit) -> list[dict]:
 
 
 def _plot(path: Path, gens: list[dict], keys: list[tuple[str, str]], ylabel: str,
-          baseline: float | None = None) -> None:
+          baseline: float | None = None, hollow: dict[str, str] | None = None) -> None:
+    """One line per key; where ``hollow[key]`` names a true field, the point is drawn hollow
+    (not a new measurement: a cached result, or one from an earlier generation)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -136,7 +97,13 @@ def _plot(path: Path, gens: list[dict], keys: list[tuple[str, str]], ylabel: str
     xs = [g["generation"] for g in gens]
     for key, label in keys:
         ys = [g[key] if isinstance(g[key], (int, float)) else float("nan") for g in gens]
-        ax.plot(xs, ys, marker="o", label=label)
+        line, = ax.plot(xs, ys, marker="o", label=label)
+        flag = (hollow or {}).get(key)
+        if flag:
+            cached = [(x, y) for x, y, g in zip(xs, ys, gens) if g.get(flag)]
+            if cached:
+                ax.plot(*zip(*cached), linestyle="none", marker="o", markerfacecolor="white",
+                        markeredgecolor=line.get_color(), label=f"{label} (not new)")
     if baseline is not None:
         ax.axhline(baseline, color="grey", linestyle="--", label="seed")
     ax.set_xlabel("generation")
@@ -149,6 +116,8 @@ def _plot(path: Path, gens: list[dict], keys: list[tuple[str, str]], ylabel: str
 
 
 def write_report(pop: Population, out_dir: Path | None = None) -> Path:
+    """report.html, and report.md with its PNGs, in ``out_dir``; returns report.html's path
+    (the page to open)."""
     data = collect(pop)
     out_dir = Path(out_dir or pop.path.parent / "reports")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -157,57 +126,87 @@ def write_report(pop: Population, out_dir: Path | None = None) -> Path:
     if gens:
         _plot(out_dir / "fitness.png", gens, [("best", "best"), ("median", "median")],
               "val_loss (lower is better)", seed_loss)
-        _plot(out_dir / "mfu.png", gens, [("best_mfu", "best agent"), ("median_mfu", "median")],
-              "MFU")
-    md = out_dir / "report.md"
-    md.write_text(render_markdown(data, has_plots=bool(gens)))
-    return md
+        reused = [{**g, "best_mfu_reused": not g["best_mfu_new"]} for g in gens]
+        _plot(out_dir / "mfu.png", reused, [("best_mfu", "best agent"),
+                                            ("median_new_mfu", "median of new measurements")],
+              "MFU", hollow={"best_mfu": "best_mfu_reused"})
+    (out_dir / "report.md").write_text(render_markdown(data, has_plots=bool(gens)))
+    page = out_dir / "report.html"
+    page.write_text(render_html(_tree_of(data), data["lineage"]))
+    return page
 
 
-def _f(v, spec=".4f") -> str:
-    return format(v, spec) if isinstance(v, (int, float)) else "-"
+def _tree_of(data: dict) -> dict:
+    """collect()'s dict in the shape report_html reads (run_tree's)."""
+    return {"repo": data["repo"], "noise": data["noise"], "sigma": data["sigma"],
+            "accept_k": data["accept_k"], "bar": data["bar"], "nodes": data["nodes"],
+            "winner": data["winner"], "generations": data["generations"],
+            "failures": data["failures"], "models": data["models"], "totals": data["totals"]}
+
+
+def _mfu(v) -> str:
+    return f"{v:.2%}" if isinstance(v, (int, float)) else "-"
 
 
 def render_markdown(d: dict, has_plots: bool = True) -> str:
     lines = ["# darwin-git run report", ""]
-    n = d["noise"]
-    if n:
-        lines += [f"Seed: val_loss {_f(n.get('mean'))} ± {_f(n.get('sigma'))} (σ over "
-                  f"{n.get('repeats')} runs, {n.get('budget_s')} s budget each).", ""]
-    best = d["best"]
-    if best and n and n.get("mean"):
-        import math
-        gain = (math.exp(n["mean"]) - math.exp(best["val_loss"])) / math.exp(n["mean"])
-        lines += [f"Best agent: **{best['agent']}** at `{best['commit'][:10]}`, val_loss "
-                  f"{_f(best['val_loss'])} (perplexity {_f(best.get('perplexity'), '.2f')}, "
-                  f"{gain:+.2%} perplexity vs the seed; MFU {_f(best.get('mfu'), '.2%')}).", ""]
+    for sentence in d["summary"]:
+        lines += [sentence, ""]
+    t = d["totals"]
+    lines += [f"{t['candidates']} candidates: {t['kept']} kept, {t['rejected']} rejected, "
+              f"{t['failed']} failed, {t['pending']} not evaluated; {t['cached']} scored from "
+              f"a cached result (an identical tree), not measured again; {t['retries']} "
+              f"retries. The evolutionary tree, with every candidate's reasoning, is in "
+              f"report.html.", ""]
     if has_plots:
         lines += ["![fitness per generation](fitness.png) ![MFU per generation](mfu.png)", ""]
-    lines += ["## Per generation", "",
-              "| gen | best val_loss | median | best MFU | median MFU | proposed | failed proposals | advanced |",
-              "|---|---|---|---|---|---|---|---|"]
-    for g in d["generations"]:
-        lines.append(f"| {g['generation']} | {_f(g['best'])} | {_f(g['median'])} | "
-                     f"{_f(g['best_mfu'], '.2%')} | {_f(g['median_mfu'], '.2%')} | "
-                     f"{g['proposed'] if g['proposed'] is not None else '-'} | "
-                     f"{g['failed'] if g['failed'] is not None else '-'} | "
-                     f"{g['advanced'] if g['advanced'] is not None else '-'} |")
+    lines += ["## Per generation", ""]
+    if not d["generations"]:
+        lines += ["No generation has finished yet.", ""]
+    else:
+        if len(d["generations"]) == 1:
+            lines += ["Only one generation so far: each plot has a single point.", ""]
+        elif d["flat_note"]:
+            lines += [d["flat_note"], ""]
+        lines += ["| gen | best val_loss | median | best agent | best agent's MFU | "
+                  "median MFU of new measurements | proposed | failed: no commit | "
+                  "failed: did not train or score | kept | retries | tokens |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for g in d["generations"]:
+            lines.append(f"| {g['generation']} | {fmt(g['best'])} | {fmt(g['median'])} | "
+                         f"{g['best_agent'] or '-'} | "
+                         f"{best_mfu_text(g, lambda sha: f'`{sha[:10]}`')} | "
+                         f"{_mfu(g['median_new_mfu'])} | {g['proposed']} | "
+                         f"{g['failed_proposals']} | {g['failed_evaluations']} | {g['kept']} | "
+                         f"{g['retries']} | {g['tokens']} |")
     lines += ["", "## Lineage of the best agent", ""]
+    if not d["lineage"]:
+        lines += [d["lineage_note"] or "The best agent has no changes of its own.", ""]
     for step in d["lineage"]:
         lines += [f"- `{step['commit'][:10]}` (gen {step['generation']}, {step['operator']}): "
-                  f"**{step['summary']}** — val_loss {_f(step['val_loss'])}, "
-                  f"delta {_f(step['delta'], '+.4f')}"]
+                  f"**{step['summary']}** — val_loss {fmt(step['val_loss'])}, "
+                  f"{delta_words(step['delta'])} than its parent"]
         if step["reasoning"]:
             lines += ["  > " + step["reasoning"].strip().replace("\n", "\n  > ")]
-    rate = d["failure_rate"]
-    lines += ["", "## Mutation failures", "",
-              f"{d['failed']} of {d['mutations']} mutations failed "
-              f"({_f(rate, '.1%') if rate is not None else '-'}).", ""]
-    for cause, count in d["failures_by_cause"].items():
-        lines.append(f"- {cause}: {count}")
-    lines += ["", "## Operators and models", "",
-              "| operator | tried | trained ok | kept | mean delta |", "|---|---|---|---|---|"]
+    lines += ["", "## Failures", "", failure_words(t), ""]
+    for f in d["failures"]["by_cause"]:
+        lines.append(f"- {f['stage_words']}: {f['cause']}: {f['count']}")
+    lines += ["", "## Models: retries, tokens and cost", ""]
+    if not d["models"]:
+        lines += ["No proposals yet."]
+    else:
+        lines += ["| model / mutator | proposals | committed | no commit | did not train or "
+                  "score | kept | attempts | retries | tokens | cost $ |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for m in d["models"]:
+            lines.append(f"| {m['model']} | {m['proposals']} | {m['committed']} | "
+                         f"{m['failed_proposals']} | {m['failed_evaluations']} | {m['kept']} | "
+                         f"{m['attempts']} | {m['retries']} | {m['tokens']} | "
+                         f"{fmt(m['cost_usd'], '.4f')} |")
+    lines += ["", "## Operators", "",
+              "| operator | tried | trained ok | kept | mean change of val_loss |",
+              "|---|---|---|---|---|"]
     for op, r in sorted(d["by_operator"].items()):
         lines.append(f"| {op} | {r['tried']} | {r['trained']} | {r['kept']} | "
-                     f"{_f(r['mean_delta'], '+.4f')} |")
+                     f"{delta_words(r['mean_delta'])} |")
     return "\n".join(lines) + "\n"

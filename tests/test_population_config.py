@@ -5,6 +5,7 @@ import pygit2
 import pytest
 
 from darwin_git import runconfig
+from darwin_git.mutate.config import LLMConfig
 from darwin_git.population import init_population
 
 
@@ -13,12 +14,14 @@ def test_defaults_and_overrides_round_trip(tmp_path, seed_dir):
                           config={"evolve": {"accept_k": 2.0}, "mutator": {"model": "x"}})
     cfg = runconfig.read_config(pop.repo)
     assert cfg["evolve"]["accept_k"] == 2.0
-    assert cfg["mutator"]["temperature"] == runconfig.DEFAULTS["mutator"]["temperature"]
+    assert cfg["mutator"]["temperature"] == LLMConfig.temperature  # the dataclass default
     assert cfg["mutator"]["model"] == "x" and cfg["agents"] == ["agent-00", "agent-01"]
     first = pop.repo.references["refs/darwin/config"].target
-    runconfig.write_config(pop.repo, {"generations": 30, "note": 'quote " and \\ ok'})
+    runconfig.write_config(pop.repo, {"evolve": {"generations": 30},
+                                      "mutator": {"templates_dir": 'quote " and \\ ok'}})
     cfg = runconfig.read_config(pop.repo)
-    assert cfg["generations"] == 30 and cfg["note"] == 'quote " and \\ ok'
+    assert cfg["evolve"]["generations"] == 30
+    assert cfg["mutator"]["templates_dir"] == 'quote " and \\ ok'
     assert cfg["evolve"]["accept_k"] == 2.0  # earlier values kept
     head = pop.repo[pop.repo.references["refs/darwin/config"].target]
     assert head.parent_ids == [first]  # config changes form a history
@@ -35,10 +38,12 @@ def test_clone_reads_the_same_config(tmp_path, seed_dir, git):
 
 def test_unstorable_values_and_bad_toml_are_clear_errors(tmp_path, seed_dir):
     pop = init_population(tmp_path / "p", seed=seed_dir, agents=1)
-    with pytest.raises(runconfig.ConfigError, match="non-finite"):
-        runconfig.write_config(pop.repo, {"budget_s": float("nan")})
+    with pytest.raises(runconfig.ConfigError, match="finite number"):
+        runconfig.write_config(pop.repo, {"evolve": {"budget_s": float("nan")}})
     with pytest.raises(runconfig.ConfigError, match="cannot store"):
-        runconfig.write_config(pop.repo, {"x": object()})
+        runconfig.store(pop.repo, {"x": object()}, "unstorable")
+    with pytest.raises(runconfig.ConfigError, match="unknown run setting evolve.acept_k"):
+        runconfig.write_config(pop.repo, {"evolve": {"acept_k": 5.0}})
     repo = pop.repo
     tb = repo.TreeBuilder()
     tb.insert("run.toml", repo.create_blob(b"not = = toml"), pygit2.GIT_FILEMODE_BLOB)

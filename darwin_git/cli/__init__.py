@@ -23,6 +23,7 @@ COMMANDS = {
     "push": "darwin_git.cli.hitl_cmds:push",
     "pull": "darwin_git.cli.hitl_cmds:pull",
     "image": "darwin_git.cli.image_cmds:image",
+    "config": "darwin_git.cli.config_cmds:config",
 }
 
 SHORT_HELP = {
@@ -38,6 +39,7 @@ SHORT_HELP = {
     "push": "Push the population (branches, notes, refs/darwin) to a remote.",
     "pull": "Fetch the population from a remote.",
     "image": "Build the offline Docker image for the docker runner.",
+    "config": "Show or change the run's settings (run.toml).",
 }
 
 

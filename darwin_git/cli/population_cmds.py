@@ -90,7 +90,12 @@ def status(repo, as_json):
 @json_option
 @user_errors
 def log(agent, max_count, repo, as_json):
-    """Lineage graph of all agents (pruned ones included), or of one AGENT."""
+    """Lineage graph of all agents (pruned ones included), or of one AGENT.
+
+    Every parent edge is drawn: each line of descent keeps its column until it reaches its
+    parent ("*" a commit, "*-." a merge opening a lane for its other parent, "/" and "_" a
+    lane joining the one to its left). [val_loss over N seeds] is the commit's fitness,
+    the same number status and the report show."""
     from ..population.graph import lineage, render
 
     pop = open_population(repo)

@@ -1,15 +1,55 @@
-"""`darwin-git log`: the lineage of agents (pruned ones included) as a text graph."""
+"""The population's commit graph as the views draw it: `darwin-git log` (text, here) and the
+report's evolutionary tree (darwin_git/report_html.py). One walk, every parent edge (merges
+included), and the fitness of each commit from the one fitness definition.
+
+The text drawing keeps each line of descent in its own column (a lane) until it reaches its
+parent, so siblings stand side by side and never look like parent and child:
+
+    *  commit            |  a line passes       /  a lane joins the one to its left
+    *-.  merge: the      +  crossing a lane     _  ... running along the row to it
+         new lane below  .  a parent's new lane
+"""
 from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
 
 import pygit2
 
-from .lineage import agent_of_ref
+from .lineage import NON_AGENT_REFS, agent_of_ref
 from .message import parse_message
 from .repo import AGENT_PREFIX, PRUNED_PREFIX, SEED_REF, Population
-from ..result import fitness
+from ..fitness import comparable, run_conditions, summarize
+
+CANDIDATES_PREFIX = "refs/darwin/candidates/"
+# Branches that hold no lineage: human guidance is a separate orphan history.
+NON_LINEAGE_BRANCHES = ("refs/heads/guidance",)
 
 
-def _labels(pop: Population, names=None) -> dict[pygit2.Oid, list[str]]:
+@dataclass
+class Score:
+    """A commit's fitness (darwin_git.fitness, the one definition) as the views show it:
+    the mean over seeds of its comparable ok val_loss, the seeds behind it and their spread."""
+    value: float | None
+    seeds: list = field(default_factory=list)
+    per_seed: list = field(default_factory=list)  # one loss per seed, in seed order
+
+    @property
+    def spread(self) -> float | None:
+        """Standard deviation over seeds (None below two seeds)."""
+        return statistics.stdev(self.per_seed) if len(self.per_seed) > 1 else None
+
+
+def fitness_of(results: list[dict], conditions) -> Score:
+    """One commit's results through the one fitness definition."""
+    fit = summarize([r for r in results if comparable(r, conditions)])
+    seeds = sorted(fit.seeds, key=lambda s: (s is None, s if s is not None else 0))
+    return Score(fit.loss, seeds, [fit.seeds[s] for s in seeds])
+
+
+def ref_labels(pop: Population, names=None) -> dict[pygit2.Oid, list[str]]:
+    """commit -> short names of the refs that point at it (agents, pruned, seed, candidates,
+    request and other branches); the refs without lineage (config, journal) are left out."""
     out: dict[pygit2.Oid, list[str]] = {}
     for name in sorted(pop.repo.references if names is None else names):
         if name.startswith(AGENT_PREFIX):
@@ -18,43 +58,55 @@ def _labels(pop: Population, names=None) -> dict[pygit2.Oid, list[str]]:
             label = f"pruned:{agent_of_ref(name)}"
         elif name == SEED_REF:
             label = "seed"
-        elif name.startswith("refs/darwin/candidates/"):
+        elif name.startswith(CANDIDATES_PREFIX):
+            label = name[len("refs/darwin/"):]
+        elif name.startswith("refs/heads/") and name not in NON_LINEAGE_BRANCHES:
+            label = name[len("refs/heads/"):]
+        elif name.startswith("refs/darwin/") and name not in NON_AGENT_REFS:
             label = name[len("refs/darwin/"):]
         else:
             continue
-        out.setdefault(pop.repo.references[name].resolve().target, []).append(label)
+        try:
+            target = pop.repo.references[name].peel(pygit2.Commit).id
+        except (pygit2.InvalidSpecError, ValueError, KeyError):
+            continue
+        out.setdefault(target, []).append(label)
     return out
 
 
 def lineage(pop: Population, agent: str | None = None, limit: int | None = 200) -> list[dict]:
-    """Commits newest first with parents, refs and latest result: the graph's data."""
+    """Commits newest first (children before parents) with their parents, refs, operator and
+    fitness: the graph's data, as `log --json` prints it."""
     if agent is not None:
         # Only this agent's own refs (and the seed) label its graph, so the cost follows its
         # history, not the number of agents.
         names = [AGENT_PREFIX + agent] if (AGENT_PREFIX + agent) in pop.repo.references else []
         names += [n for n in pop.pruned() if agent_of_ref(n) == agent]
-        labels = _labels(pop, names + [SEED_REF])
+        labels = ref_labels(pop, names + [SEED_REF])
         tips = [pop.repo.references[n].resolve().target for n in names] or \
             [pop.commit(agent).id]
     else:
-        labels = _labels(pop)
+        labels = ref_labels(pop)
         tips = list(labels)
     walker = pop.repo.walk(None, pygit2.GIT_SORT_TOPOLOGICAL | pygit2.GIT_SORT_TIME)
     for t in dict.fromkeys(tips):
         walker.push(t)
     notes_tree = pop.notes._tree()[1]
+    conditions = run_conditions(pop)
     rows = []
     for c in walker:
         summary, _, trailers = parse_message(c.message)
         results = [r for r in pop.notes.records(c.id, "result", notes_tree) if r.get("v") == 1]
-        res = results[-1] if results else None
+        last = results[-1] if results else None
+        fit = fitness_of(results, conditions)
         rows.append({
             "commit": str(c.id), "parents": [str(p) for p in c.parent_ids],
             "refs": labels.get(c.id, []), "summary": summary,
-            "agent": trailers.get("Darwin-Agent"), "operator": trailers.get("Darwin-Operator",
-                                                                           "human"),
+            "agent": trailers.get("Darwin-Agent"),
+            "operator": trailers.get("Darwin-Operator", "human"),
             "generation": trailers.get("Darwin-Generation"),
-            "status": res.get("status") if res else None, "fitness": fitness(res),
+            "status": last.get("status") if last else None,
+            "fitness": fit.value, "seeds": fit.seeds,
         })
         if limit is not None and len(rows) >= limit:
             break
@@ -62,28 +114,75 @@ def lineage(pop: Population, agent: str | None = None, limit: int | None = 200) 
 
 
 def render(rows: list[dict]) -> list[str]:
-    """One line per commit; a column per open line of descent (like `git log --graph`)."""
-    lanes: list[str] = []
+    """The text graph: a commit row per commit, and a join row above a commit that more than
+    one line of descent leads to. Rows must come children first (as lineage() gives them)."""
+    lanes: list[str | None] = []  # lane -> the commit its line leads down to
     lines = []
     for row in rows:
         sha = row["commit"]
-        if sha not in lanes:
-            lanes.append(sha)
-        col = lanes.index(sha)
-        cells = ["*" if i == col else "|" for i in range(len(lanes))]
-        refs = f" ({', '.join(row['refs'])})" if row["refs"] else ""
-        fit = f" [{row['fitness']:.4f}]" if row["fitness"] is not None else (
-            f" [{row['status']}]" if row["status"] else "")
-        who = f" <{row['operator']}>" if row["operator"] else ""
-        lines.append(f"{' '.join(cells)}  {sha[:10]}{refs}{fit}{who} {row['summary']}")
+        expecting = [i for i, l in enumerate(lanes) if l == sha]
+        if expecting:
+            col = expecting[0]
+            if len(expecting) > 1:
+                lines.append(_join_row(lanes, col, expecting[1:]))
+                for i in expecting[1:]:
+                    lanes[i] = None
+        else:  # a tip: the first free lane
+            col = lanes.index(None) if None in lanes else len(lanes)
+            if col == len(lanes):
+                lanes.append(sha)
         parents = row["parents"]
-        new = lanes[:col] + [p for p in parents[:1] if p not in lanes] + lanes[col + 1:]
-        for p in parents[1:]:
-            if p not in new:
-                new.append(p)
-        if len(parents) > 1 and len(new) > len(lanes):
-            lines.append(" ".join("|" for _ in range(col + 1)) + "\\")  # a lane opens
-        elif len(new) < len(lanes) and col < len(new):
-            lines.append(" ".join(["|"] * col + ["/"] * (len(new) - col)))  # lanes shift left
-        lanes = new
+        lanes[col] = parents[0] if parents else None
+        targets = []
+        for p in parents[1:]:  # each further parent opens a lane to the right
+            free = [i for i in range(col + 1, len(lanes)) if lanes[i] is None]
+            t = free[0] if free else len(lanes)
+            if t == len(lanes):
+                lanes.append(None)
+            lanes[t] = p
+            targets.append(t)
+        lines.append(_commit_row(lanes, col, targets) + "  " + _describe(row))
+        while lanes and lanes[-1] is None:
+            lanes.pop()
     return lines
+
+
+def _commit_row(lanes: list, col: int, targets: list[int]) -> str:
+    cells = [" "] * (2 * len(lanes) - 1)
+    for i, lane in enumerate(lanes):
+        if lane is not None and i not in targets:
+            cells[2 * i] = "|"
+    cells[2 * col] = "*"
+    if targets:
+        for pos in range(2 * col + 1, 2 * max(targets)):
+            cells[pos] = "+" if cells[pos] == "|" else "-"
+        for t in targets:
+            cells[2 * t] = "."
+    return "".join(cells)
+
+
+def _join_row(lanes: list, col: int, joining: list[int]) -> str:
+    cells = [" "] * (2 * len(lanes) - 1)
+    for i, lane in enumerate(lanes):
+        if lane is not None:
+            cells[2 * i] = "|"
+    for e in joining:
+        cells[2 * e] = " "
+    for pos in range(2 * col + 1, 2 * max(joining) - 1):
+        if cells[pos] == " ":
+            cells[pos] = "_"
+    for e in joining:
+        cells[2 * e - 1] = "/"
+    return "".join(cells).rstrip()
+
+
+def _describe(row: dict) -> str:
+    sha = row["commit"]
+    refs = f" ({', '.join(row['refs'])})" if row["refs"] else ""
+    if row["fitness"] is not None:
+        seeds = len(row.get("seeds") or [])
+        fit = f" [{row['fitness']:.4f}" + (f" over {seeds} seeds]" if seeds > 1 else "]")
+    else:
+        fit = f" [{row['status']}]" if row["status"] else ""
+    who = f" <{row['operator']}>" if row["operator"] else ""
+    return f"{sha[:10]}{refs}{fit}{who} {row['summary']}"
