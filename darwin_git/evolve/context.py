@@ -57,6 +57,7 @@ class Contexts:
         self._claims: dict[str, str] = {}  # tree -> the slot whose proposal made it (this g)
         self._kept: set[str] = set()  # trees of this generation's children
         self._cache: dict[str, object] = {}  # per generation: run info, population attempts
+        self._verdicts: dict[str, list] = {}  # slot -> its pre-flight verdicts, not yet told
 
     # ----- one generation ---------------------------------------------------------------------
     def start(self, g: int) -> None:
@@ -105,7 +106,8 @@ class Contexts:
             guidance=self.hitl.guidance(), answers=self.hitl.answers(speaker, parent),
             seed=seed_of(self.s.seed, g, speaker, target),
             known_result=self._known_check(slot, parent) if checks else None,
-            preflight=self._preflight_check(parent) if checks and self.preflight else None)
+            preflight=self._preflight_check(slot, parent) if checks and self.preflight
+            else None)
 
     def code(self, commit: str) -> tuple[Contract, dict[str, str]] | None:
         """The contract and the mutable text files of ``commit``'s tree; None without a
@@ -182,17 +184,25 @@ class Contexts:
             return describe_tree(own, tree, self.conditions)
         return known_result
 
-    def _preflight_check(self, parent: str):
+    def _preflight_check(self, slot: str, parent: str):
         def preflight(changes: Changes) -> str | None:
             work = Path(tempfile.mkdtemp(prefix="darwin-preflight-"))
             try:
                 own = Population(self.pop.path)
                 tree = own.tree_with(own.commit(parent).tree, changes)
                 export_tree(own.repo, str(tree), work / "tree")
-                return self.preflight.check(work / "tree").error
+                verdict = self.preflight.check(work / "tree")
             finally:
                 shutil.rmtree(work, ignore_errors=True)
+            with self._lock:
+                self._verdicts.setdefault(slot, []).append(verdict)
+            return verdict.error
         return preflight
+
+    def preflights(self, slot: str) -> list:
+        """The pre-flight verdicts of ``slot``'s proposal so far (and forget them)."""
+        with self._lock:
+            return self._verdicts.pop(slot, [])
 
 
 def describe_tree(pop: Population, tree: str, conditions: Conditions) -> str | None:

@@ -130,6 +130,9 @@ class Proposals:
     def _commit(self, gen: Generation, slot, speaker, target, outcome) -> str | None:
         """Commit one mutator outcome (or record its failure); the candidate ref last."""
         parent = gen.tips[target]
+        for verdict in self.contexts.preflights(slot):
+            self.sink.emit({"event": "preflight", "generation": gen.g, "mutator": speaker,
+                            "target": target, **verdict.to_event()})
         gen.stats.spend(outcome.tokens,
                         outcome.cost_usd if isinstance(outcome, Mutation) else None)
         if isinstance(outcome, MutationFailure):

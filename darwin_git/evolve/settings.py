@@ -28,6 +28,7 @@ class EvolveSettings:
     max_tokens: int | None = None  # stop once the run's LLM tokens reach this
     max_cost_usd: float | None = None  # stop once the run's LLM cost reaches this
     stall_generations: int = 3  # generations without improvement before an agent asks a human
+    preflight_s: float = 20.0  # CPU seconds a child's pre-flight may take (import, build, one step); 0: none
 
     def selection(self) -> SelectionSettings:
         return SelectionSettings(accept_k=self.accept_k, elites=self.elites,
