@@ -33,12 +33,13 @@ from pathlib import Path
 
 import pygit2
 
-from .fitness import Conditions, comparable_results, fitness, latest, leaderboard, \
-    nearest_evaluated, run_conditions, summarize
+from .fitness import Conditions, comparable, fitness, latest, leaderboard, nearest_evaluated, \
+    run_conditions, summarize
 from .mutate.base import MemoryEntry
 from .population.errors import PopulationError
 from .population.lineage import NON_AGENT_REFS, agent_refs, generation
 from .population.message import is_human, parse_message
+from .population.notes import parse_records
 from .population.repo import AGENT_PREFIX, CONFIG_REF, PRUNED_PREFIX, Population, is_agent_name
 
 MEMORY_VERSION = 2
@@ -105,6 +106,7 @@ class _Index:
         self.digest = population_digest(pop)
         self._entries: dict[tuple[pygit2.Oid, str], dict] = {}
         self._proposals: dict[str, list[dict]] | None = None
+        self._branches: dict[str, set] = {}  # owner -> the commits of its branches
 
     # ----- one change ---------------------------------------------------------------------
     def entry(self, commit: pygit2.Commit, owner: str) -> dict:
@@ -127,13 +129,16 @@ class _Index:
             files.append({"path": delta.new_file.path or delta.old_file.path,
                           "status": delta.status_char(), "added": a, "deleted": d})
             ins, dels = ins + a, dels + d
-        results = comparable_results(pop, commit.id, run)
+        notes = pop.notes.records(commit.id, None, self.notes_tree)  # read once: results, verdicts
+        results = [r for r in notes if comparable(r, run)]
+        verdicts = [r for r in notes if r.get("kind") == "verdict"
+                    and r.get("action") in ("promote", "reject")]
         after, shown = summarize(results), latest(results)
         before_id = nearest_evaluated(pop, parent.id, run)[0] if parent else None
         before = fitness(pop, before_id, run) if before_id is not None else None
         change, paired = _delta(after, before)
         gen = generation(pop, commit.id)
-        outcome, reason = self._outcome(commit.id, owner, results, change, paired)
+        outcome, reason = self._outcome(commit.id, owner, results, verdicts)
         return {
             "commit": str(commit.id),
             "parents": [str(p) for p in commit.parent_ids],
@@ -166,32 +171,35 @@ class _Index:
         }
 
     def _outcome(self, commit: pygit2.Oid, owner: str, results: list[dict],
-                 change: float | None, paired: int) -> tuple[str, str | None]:
+                 verdicts: list[dict]) -> tuple[str, str | None]:
         """kept | rejected | failed | pending, and why in words. A final verdict note (the
         loop's acceptance) says it; without one (older runs, human commits) a change on its
-        owner's branch was kept, one evaluated beside it was not."""
+        owner's branch was kept, one evaluated beside it was not (its delta says by how much)."""
         if results and not any(r.get("status") == "ok" for r in results):
             return "failed", failure_reason(latest(results))
-        verdicts = [v for v in self.pop.notes.records(commit, "verdict", self.notes_tree)
-                    if v.get("action") in ("promote", "reject")]
         if verdicts:
             last = verdicts[-1]
             return ("kept" if last["action"] == "promote" else "rejected"), last.get("reason")
-        if self.on_branch(commit, owner):
+        if commit in self.branch_commits(owner):
             return "kept", None
         if not results:
             return "pending", "not evaluated yet"
-        return "rejected", None  # its delta says by how much
+        return "rejected", None
 
-    def on_branch(self, commit: pygit2.Oid, owner: str) -> bool:
-        """On the owner's branch, live or pruned: the change was kept."""
-        repo = self.pop.repo
-        for name in self.refmap.get(owner, []):
-            if name.startswith(AGENT_PREFIX) or name.startswith(PRUNED_PREFIX):
-                tip = repo.references[name].resolve().target
-                if tip == commit or repo.descendant_of(tip, commit):
-                    return True
-        return False
+    def branch_commits(self, owner: str) -> set:
+        """Every commit of the owner's branches, live and pruned: the changes it kept."""
+        if owner not in self._branches:
+            tips = [self.pop.repo.references[n].resolve().target
+                    for n in self.refmap.get(owner, [])
+                    if n.startswith(AGENT_PREFIX) or n.startswith(PRUNED_PREFIX)]
+            found: set = set()
+            if tips:
+                walker = self.pop.repo.walk(None, pygit2.GIT_SORT_NONE)
+                for t in dict.fromkeys(tips):
+                    walker.push(t)
+                found = {c.id for c in walker}
+            self._branches[owner] = found
+        return self._branches[owner]
 
     # ----- who said what ------------------------------------------------------------------
     def proposals(self, speaker: str) -> list[dict]:
@@ -211,16 +219,43 @@ class _Index:
         for t in dict.fromkeys(tips):
             walker.push(t)
         for c in walker:
+            if SPEAKER_TRAILER not in c.raw_message:  # most commits: no need to parse
+                continue
             _, _, trailers = parse_message(c.message)
             speaker, owner = trailers.get("Darwin-Mutator-Agent"), trailers.get("Darwin-Agent")
             if speaker and owner and c.parent_ids:
                 out.setdefault(speaker, []).append(_proposal(self.entry(c, owner)))
-            for rec in self.pop.notes.records(c.id, "attempt", self.notes_tree):
+        for commit, records in _attempt_notes(self.pop, self.notes_tree).items():
+            for rec in records:
                 if rec.get("mutator_agent"):
-                    out.setdefault(rec["mutator_agent"], []).append(_attempt(str(c.id), rec))
+                    out.setdefault(rec["mutator_agent"], []).append(_attempt(commit, rec))
         for rows in out.values():
             rows.sort(key=_proposal_order)
         return out
+
+
+SPEAKER_TRAILER = b"\nDarwin-Mutator-Agent:"
+_ATTEMPTS: dict[pygit2.Oid, list[dict]] = {}  # note blob -> its attempt records
+_ATTEMPTS_KEPT = 1 << 18
+
+
+def _attempt_notes(pop: Population, notes_tree) -> dict[str, list[dict]]:
+    """commit -> its "attempt" note records, for every noted commit. A note blob never changes
+    (an appended line makes a new blob), so each is read once per process: the loop updates
+    memory after every result without re-reading the whole history."""
+    if len(_ATTEMPTS) > _ATTEMPTS_KEPT:
+        _ATTEMPTS.clear()
+    out = {}
+    for commit, blob in pop.notes.annotated(notes_tree).items():
+        records = _ATTEMPTS.get(blob)
+        if records is None:
+            text = pop.repo[blob].data.decode("utf-8", "replace")
+            records = _ATTEMPTS[blob] = [r for r in parse_records(text)
+                                         if r.get("kind") == "attempt"] if "attempt" in text \
+                else []
+        if records:
+            out[commit] = records
+    return out
 
 
 def _delta(after, before) -> tuple[float | None, int]:
