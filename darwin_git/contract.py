@@ -103,7 +103,7 @@ def parse_contract(text: str) -> Contract:
     if not isinstance(entry, str) or entry.count(":") != 1 or not all(entry.split(":")):
         raise ContractError(f"{CONTRACT_FILE}: [model] entry must look like 'module:function'")
     try:
-        return Contract(
+        contract = Contract(
             train_command=tuple(command),
             model_entry=entry,
             checkpoint=str(model.get("checkpoint", "ckpt.pt")),
@@ -115,6 +115,10 @@ def parse_contract(text: str) -> Contract:
         )
     except (TypeError, ValueError) as exc:
         raise ContractError(f"{CONTRACT_FILE}: {exc}") from exc
+    problem = _field_problem(contract, evals, paths)
+    if problem:
+        raise ContractError(f"{CONTRACT_FILE}: {problem}")
+    return contract
 
 
 def load_contract(tree_dir: Path) -> Contract:
@@ -122,3 +126,36 @@ def load_contract(tree_dir: Path) -> Contract:
     if not path.is_file():
         raise ContractError(f"the tree has no {CONTRACT_FILE}; see README 'Bring your own seed'")
     return parse_contract(path.read_text())
+
+
+MAX_CONTEXT = 65536
+
+
+def _field_problem(contract: Contract, evals: dict, paths: dict) -> str | None:
+    """What is wrong with a field's value (the types parse_contract cannot see), or None."""
+    from .data import TOKENIZERS  # numpy: loaded only when a contract is parsed
+
+    module, function = contract.model_entry.split(":")
+    if not all(p.isidentifier() for p in module.split(".")) or not function.isidentifier():
+        return (f"[model] entry {contract.model_entry!r} must be 'module:function' with "
+                "Python names (e.g. 'model:build_model')")
+    if not (0 < contract.budget_s < float("inf")):
+        return f"[train] budget_s must be a positive number of seconds, not {contract.budget_s}"
+    if contract.tokenizer not in TOKENIZERS:
+        return (f"[eval] tokenizer {contract.tokenizer!r} is unknown; choose one of "
+                f"{', '.join(TOKENIZERS)}")
+    context = evals.get("context", 256)
+    if isinstance(context, bool) or not isinstance(context, int) or \
+            not 1 <= context <= MAX_CONTEXT:
+        return f"[eval] context must be a whole number from 1 to {MAX_CONTEXT}, not {context!r}"
+    for key in ("mutable", "protected"):
+        value = paths.get(key)
+        if value is not None and (not isinstance(value, list) or
+                                  not all(isinstance(v, str) and v for v in value)):
+            return f"[paths] {key} must be a list of path globs, not {value!r}"
+    if not contract.mutable:
+        return "[paths] mutable is empty: a mutation could change nothing"
+    ck = contract.checkpoint
+    if not ck or ck.startswith("/") or ".." in Path(ck).parts:
+        return f"[model] checkpoint {ck!r} must be a relative path inside DARWIN_OUT"
+    return None

@@ -1,4 +1,5 @@
-"""One `evolve` per population repo: an flock on state/evolve.lock, holder written inside.
+"""One `evolve` per population repo: an flock on <run>/state/evolve.lock (the population's own
+run folder, population/layout.py), holder written inside.
 
 flock (not a pid file) because the kernel drops it when the holder dies, SIGKILL included, so a
 crashed run never leaves a stale lock that a human must delete.
@@ -14,15 +15,17 @@ from pathlib import Path
 
 
 class LockBusy(Exception):
-    def __init__(self, path: Path, holder: dict):
+    def __init__(self, path: Path, holder: dict, subject: str | None = None):
         self.path, self.holder = path, holder
         who = ", ".join(f"{k} {v}" for k, v in holder.items()) or "unknown holder"
-        super().__init__(f"another darwin-git evolve holds {path} ({who})")
+        where = f" on {subject}" if subject else ""
+        super().__init__(f"another darwin-git evolve is running{where} ({who}); it holds {path}")
 
 
 class RunLock:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, subject: str | None = None):
         self.path = Path(path)
+        self.subject = subject  # what the lock guards, for the message a contender gets
         self._fd: int | None = None
 
     def acquire(self, command: str = "evolve") -> "RunLock":
@@ -33,7 +36,7 @@ class RunLock:
         except BlockingIOError:
             holder = _read_holder(fd)
             os.close(fd)
-            raise LockBusy(self.path, holder) from None
+            raise LockBusy(self.path, holder, self.subject) from None
         info = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
                 "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         os.ftruncate(fd, 0)
@@ -53,6 +56,15 @@ class RunLock:
 
     def __exit__(self, *exc):
         self.release()
+
+
+def population_lock(repo_path) -> RunLock:
+    """The lock one evolve holds on a population: keyed to that repo, so an evolve on a
+    population beside it never waits for this one."""
+    from .population.layout import state_dir
+
+    repo = Path(repo_path).resolve()
+    return RunLock(state_dir(repo) / "evolve.lock", subject=f"population {repo}")
 
 
 def _read_holder(fd: int) -> dict:

@@ -83,8 +83,12 @@ def describe(e: dict) -> str | None:
     if kind == "reverted":
         return (f"  {e['agent']}: human change {str(e.get('failed'))[:10]} failed to train; "
                 f"reverted in {str(e.get('commit'))[:10]}")
-    if kind == "synced":
-        return f"  synced with {e.get('remote')}"
+    if kind == "synced":  # what a human must know about a pull and a push, in words
+        from .hitl.sync import messages
+        lines = e.get("messages")
+        if lines is None:
+            lines = messages(e.get("pulled"), e.get("pushed"))
+        return "\n".join([f"  synced with {e.get('remote')}"] + [f"    {m}" for m in lines])
     if kind == "hitl_error":
         return f"  human-in-the-loop step {e.get('step')} failed: {e.get('detail', '')}"
     return None

@@ -119,7 +119,7 @@ def write_report(pop: Population, out_dir: Path | None = None) -> Path:
     """report.html, and report.md with its PNGs, in ``out_dir``; returns report.html's path
     (the page to open)."""
     data = collect(pop)
-    out_dir = Path(out_dir or pop.path.parent / "reports")
+    out_dir = Path(out_dir or pop.reports_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     gens = data["generations"]
     seed_loss = (data["noise"] or {}).get("mean")

@@ -51,13 +51,16 @@ from .options import repo_option, user_errors
 @click.option("--max-tokens", type=click.IntRange(1), help="Stop once LLM tokens reach this.")
 @click.option("--max-cost", "max_cost_usd", type=click.FloatRange(0),
               help="Stop once the LLM cost (USD, needs prices in config) reaches this.")
+@click.option("--check/--no-check", default=True, show_default=True,
+              help="A new population's seed must pass the seed check first (its files, then one "
+                   "short training run through the harness).")
 @click.option("--json", "json_events", is_flag=True, help="JSON-lines events on stdout.")
 @click.option("--report/--no-report", default=True, show_default=True,
               help="Write the report at the end.")
 @user_errors
 def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, executor_kind,
            ray_address, device, mutator, model, pairing, crossovers, accept_k, noise_repeats,
-           max_wall_s, max_tokens, max_cost_usd, json_events, report):
+           max_wall_s, max_tokens, max_cost_usd, check, json_events, report):
     """Run the evolutionary loop (the main job); run it again to resume.
 
     Each generation every agent proposes a mutation to another agent's training code; all
@@ -67,9 +70,10 @@ def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, exe
     from .. import runconfig
     from ..evolve.loop import Evolution
     from ..evolve.settings import EvolveSettings
-    from ..lock import LockBusy, RunLock
+    from ..lock import LockBusy, population_lock
     from ..population import Population
     from ..population.create import init_population
+    from ..population.graph import LINEAGE_GIT_ARGS
     from ..population.layout import resolve_repo
     from ..progress import make_sink
     from ..report import write_report
@@ -79,7 +83,8 @@ def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, exe
 
     path = resolve_repo(repo)
     if not (path.exists() and any(path.iterdir())):
-        init_population(path, seed=seed_dir, agents=population or 4)
+        init_population(path, seed=seed_dir, agents=population or 4,
+                        check="train" if check else "none", device=device or _default_device())
     pop = Population(path)
     if population and population != len(pop.agents()) and not json_events:
         click.echo(f"note: the population already has {len(pop.agents())} agents; "
@@ -92,7 +97,7 @@ def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, exe
         noise_repeats=noise_repeats, max_wall_s=max_wall_s, max_tokens=max_tokens,
         max_cost_usd=max_cost_usd)
 
-    lock = RunLock(pop.state_dir / "evolve.lock")
+    lock = population_lock(pop.path)
     try:
         lock.acquire()
     except LockBusy as exc:
@@ -121,7 +126,8 @@ def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, exe
                               default=str))
         return
     _print_leaderboard(summary["leaderboard"])
-    click.echo(f"{summary['stopped']}. Inspect with: git -C {pop.path} log --graph --all")
+    click.echo(f"{summary['stopped']}. Inspect with: darwin-git log, or "
+               f"git -C {pop.path} {LINEAGE_GIT_ARGS}")
     if report_path:
         click.echo(f"Report: {report_path}")
 

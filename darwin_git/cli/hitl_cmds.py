@@ -30,11 +30,12 @@ def requests(ctx, repo, as_json):
 @json_option
 @user_errors
 def list_cmd(show_all, agent, repo, as_json):
-    """Open requests (merged ones wait for their evaluation)."""
+    """Open requests (merged ones wait for their evaluation; orphaned ones belong to a pruned
+    agent)."""
     from ..hitl import list_requests
 
     pop = open_population(repo)
-    states = None if show_all else ("open", "merged")
+    states = None if show_all else ("open", "merged", "orphaned")
     rows = [r.to_dict() for r in list_requests(pop, agent=agent, states=states)]
     if as_json:
         emit_json({"requests": rows})
@@ -44,8 +45,9 @@ def list_cmd(show_all, agent, repo, as_json):
         return
     for r in rows:
         where = r["branch"] or f"refs/darwin/requests/{r['id']}"
+        gone = " (agent pruned)" if r["state"] == "orphaned" else ""
         click.echo(f"{r['id']:<20} {r['state']:<9} g{r['generation']:<4} {where:<28} "
-                   f"{r['what']}")
+                   f"{r['what']}{gone}")
 
 
 @requests.command("show")
@@ -70,7 +72,7 @@ def show_cmd(request_id, repo, as_json):
     click.echo(f"  request commit: {req.commit}")
     click.echo(f"  branch: {info['branch'] or '(gone)'}")
     if info.get("reason"):
-        click.echo(f"  closed: {info['reason']}")
+        click.echo(f"  {req.state}: {info['reason']}")
     if info.get("answer"):
         click.echo(f"  answer: {info['answer']}")
     if req.state == "open":
@@ -110,16 +112,18 @@ def _remote_errors(fn):
 
 @click.command()
 @click.argument("remote", envvar="DARWIN_REMOTE")
-@click.option("--force", is_flag=True, help="Overwrite remote refs that moved (REFSPECS' '+').")
+@click.option("--force", is_flag=True, help="Overwrite remote refs that moved.")
 @repo_option
 @json_option
 @user_errors
 @_remote_errors
 def push(remote, force, repo, as_json):
-    """Push branches, notes and refs/darwin/* to REMOTE (a name, path or URL) with git.
+    """Push the population (agents/*, seed, requests/*, guidance, refs/notes/darwin,
+    refs/darwin/*) to REMOTE (a name, path or URL) with git; other refs stay here.
 
     Refs that moved on the remote are not overwritten (pull first) unless --force."""
     from ..hitl import push as do_push
+    from ..hitl.sync import messages
 
     out = do_push(open_population(repo), remote, force=force)
     if as_json:
@@ -127,10 +131,11 @@ def push(remote, force, repo, as_json):
     else:
         click.echo(f"Pushed to {remote}: {len(out['updated'])} updated, "
                    f"{len(out['deleted'])} deleted, {out['up_to_date']} up to date.")
-        for r in out["rejected"]:
-            click.echo(f"  rejected {r['ref']}: {r['reason']} (run `darwin-git pull` first)")
+        for line in messages(None, out):
+            click.echo(f"  {line}")
     if out["rejected"]:
-        raise RemoteFailed(f"{len(out['rejected'])} ref(s) rejected by {remote}")
+        raise RemoteFailed(f"{len(out['rejected'])} ref(s) rejected by {remote}; run "
+                           "`darwin-git pull` first")
 
 
 @click.command()
@@ -142,17 +147,19 @@ def push(remote, force, repo, as_json):
 def pull(remote, repo, as_json):
     """Fetch the population from REMOTE and move local refs forward only.
 
-    Diverged notes are merged; any other diverged ref is reported and left as it is."""
+    An agent that moved on both sides (the engine advanced it here, a human pushed there) is
+    merged: the human's tip onto the engine's, the merge becoming the agent's tip, evaluated by
+    the next generation. Diverged notes are merged; any other diverged ref is reported and
+    left as it is."""
     from ..hitl import pull as do_pull
+    from ..hitl.sync import messages
 
     out = do_pull(open_population(repo), remote)
     if as_json:
         emit_json(out)
         return
     click.echo(f"Pulled from {remote}: {len(out['created'])} new, {len(out['updated'])} "
-               f"moved forward, {len(out['ahead'])} ahead here, {len(out['notes'])} notes "
-               "merged.")
-    for d in out["diverged"]:
-        click.echo(f"  diverged {d['ref']}: {d['reason']}")
-    for s in out["skipped"]:
-        click.echo(f"  skipped {s['ref']}: {s['reason']}")
+               f"moved forward, {len(out['integrated'])} merged, {len(out['ahead'])} ahead "
+               f"here, {len(out['notes'])} notes merged.")
+    for line in messages(out, None):
+        click.echo(f"  {line}")

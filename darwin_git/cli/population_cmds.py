@@ -29,14 +29,25 @@ def _fmt(value, spec: str) -> str:
               envvar="DARWIN_AGENTS", help="Number of agent branches [env DARWIN_AGENTS].")
 @click.option("--bare", is_flag=True, help="Create a bare population repo.")
 @click.option("--no-hooks", is_flag=True, help="Do not install the git hooks.")
+@click.option("--no-check", is_flag=True,
+              help="Create the population without checking the seed's files and without "
+                   "its trial training run (darwin.toml's fields are always checked).")
 @repo_option
 @json_option
 @user_errors
-def init(seed, agents, bare, no_hooks, repo, as_json):
-    """Create a population repo from a seed, with N agent branches."""
+def init(seed, agents, bare, no_hooks, no_check, repo, as_json):
+    """Create a population repo from a seed, with N agent branches.
+
+    The seed is checked first, and nothing is created if it fails: its files against
+    darwin.toml (entry module and function, mutable paths, the train script), then one short
+    training run through the harness on the CPU (about half a minute)."""
     from ..population.create import init_population
 
-    pop = init_population(repo, seed=seed, agents=agents, bare=bare, hooks=not no_hooks)
+    if not no_check and not as_json:
+        click.echo("Checking the seed: one short training run (--no-check skips it)...",
+                   err=True)
+    pop = init_population(repo, seed=seed, agents=agents, bare=bare, hooks=not no_hooks,
+                          check="none" if no_check else "train")
     info = {"repo": str(pop.path), "memory": str(pop.memory_dir), "bare": bare,
             "agents": list(pop.agents()), "seed": str(pop.commit("seed").id)}
     if as_json:
@@ -45,8 +56,7 @@ def init(seed, agents, bare, no_hooks, repo, as_json):
     click.echo(f"Created population at {pop.path} with {len(info['agents'])} agents "
                f"({info['agents'][0]} .. {info['agents'][-1]}).")
     click.echo(f"Memory: {pop.memory_dir}")
-    click.echo("Push everything with: git push <remote> 'refs/heads/*:refs/heads/*' "
-               "'refs/notes/*:refs/notes/*' 'refs/darwin/*:refs/darwin/*'")
+    click.echo("Publish it with: darwin-git push REMOTE")
 
 
 @click.command()

@@ -20,9 +20,10 @@ from .. import memory
 from ..fitness import Conditions, fitness
 from ..population.repo import Population
 from .answers import answers_for as _answers_for
-from .answers import detect_merged, finalize
+from .answers import answer_texts_for_tree, detect_merged, finalize
 from .guidance import GUIDANCE_FILE, GUIDANCE_REF, guidance_text as _guidance_text, set_guidance
 from .remote import RemoteError, pull, push
+from .sync import sync
 from .requests import (ARCHIVE_PREFIX, BRANCH_PREFIX, Request, RequestError, close_request,
                        get_request, list_requests)
 from .requests import open_request as _open_request
@@ -31,10 +32,10 @@ from .revert import revert_failed
 __all__ = ["ARCHIVE_PREFIX", "BRANCH_PREFIX", "GUIDANCE_FILE", "GUIDANCE_REF", "Hitl",
            "LoopHooks", "RemoteError", "Request", "RequestError", "answers_for", "close_request",
            "get_request", "guidance_text", "list_requests", "open_request", "pull", "push",
-           "set_guidance", "sync_remote"]
+           "set_guidance", "sync"]
 
 log = logging.getLogger(__name__)
-REMOTE_CONFIG = "darwin.remote"  # git config: the loop pulls from / pushes to it each generation
+
 
 
 def open_request(pop: Population, request, speaker: str, target: str, commit: str | None,
@@ -112,7 +113,7 @@ class Hitl(LoopHooks):
 
     def before_generation(self, gen) -> None:
         """Sync with the configured remote, take in merged answers, let stalled agents ask."""
-        self._guarded("sync", lambda: sync_remote(self.pop, self.sink))
+        self._sync(gen.g, "generation")
         merged = self._guarded("answers", lambda: detect_merged(self.pop, gen.g)) or []
         for req in merged:
             self.sink.emit({"event": "request_merged", "id": req.id, "agent": req.agent,
@@ -143,6 +144,19 @@ class Hitl(LoopHooks):
             self._guarded("memory", lambda: memory.update(pop, [a for a in touched
                                                                 if a in pop.agents()]))
 
+    def after_selection(self, gen) -> None:
+        """What selection decided and the requests of this generation go to the remote now."""
+        self._sync(gen.g, "selection")
+
+    def end_of_run(self, summary: dict) -> None:
+        """The last generation's requests and selection are on the remote when evolve returns."""
+        self._sync(None, "end")
+
+    def _sync(self, g: int | None, when: str) -> None:
+        event = self._guarded("sync", lambda: sync(self.pop, generation=g, when=when))
+        if event is not None:
+            self.sink.emit(event)
+
     def on_request(self, request, speaker, target, commit, g) -> None:
         open_request(self.pop, request, speaker, target, commit, g)
 
@@ -150,7 +164,7 @@ class Hitl(LoopHooks):
         return guidance_text(self.pop)
 
     def answers(self, agent: str, commit: str) -> list[str]:
-        return answers_for(self.pop, agent)  # by agent for now, whatever tree it is about
+        return answer_texts_for_tree(self.pop, commit)  # the answers whose files it holds
 
     def _stalled_requests(self, g: int) -> None:
         """An agent whose tip stayed the same through the last stall_generations generations
@@ -191,15 +205,3 @@ class Hitl(LoopHooks):
             self.sink.emit({"event": "hitl_error", "step": step,
                             "detail": f"{type(exc).__name__}: {exc}"})
             return None
-
-
-def sync_remote(pop: Population, sink) -> dict | None:
-    """Pull from, then push to, the remote named in git config darwin.remote (if any)."""
-    try:
-        remote = pop.repo.config[REMOTE_CONFIG]
-    except KeyError:
-        return None
-    pulled = pull(pop, remote)
-    pushed = push(pop, remote)
-    sink.emit({"event": "synced", "remote": remote, "pulled": pulled, "pushed": pushed})
-    return {"pulled": pulled, "pushed": pushed}

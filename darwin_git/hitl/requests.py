@@ -30,6 +30,9 @@ TREE_DIR = "requests"
 LIMITS = {"what": 300, "why": 2000, "use": 2000}
 MAX_OPEN_PER_AGENT = 3  # a model that asks every generation does not flood the human
 STATES = ("open", "merged", "answered", "closed")
+# Not a note line but what an open request of a pruned agent is: nobody will evaluate an
+# answer merged into a branch that is gone.
+ORPHANED = "orphaned"
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -61,12 +64,19 @@ class Request:
     def last(self) -> dict:
         return self.history[-1] if self.history else {}
 
+    @property
+    def reason(self) -> str | None:
+        if self.state == ORPHANED:
+            return (f"agent {self.agent} was pruned: an answer merged now would never be "
+                    f"evaluated; close it (darwin-git requests close {self.id} -m ...)")
+        return self.last.get("reason")
+
     def to_dict(self) -> dict:
         return {"id": self.id, "agent": self.agent, "n": self.n, "commit": self.commit,
                 "base": self.base, "what": self.what, "why": self.why, "use": self.use,
                 "speaker": self.speaker, "generation": self.generation, "state": self.state,
                 "branch": self.branch if self.branch_tip else None,
-                "branch_tip": self.branch_tip, "reason": self.last.get("reason"),
+                "branch_tip": self.branch_tip, "reason": self.reason,
                 "answer": self.last.get("answer")}
 
 
@@ -204,6 +214,9 @@ def get_request(pop: Population, rid: str) -> Request:
     opened = next((h for h in history if h.get("state") == "open"), {})
     _, body, trailers = parse_message(commit.message)
     state = history[-1].get("state") if history else "open"
+    state = state if state in STATES else "open"
+    if state == "open" and not agent_alive(pop, agent):
+        state = ORPHANED
     return Request(
         id=rid, agent=agent, n=int(n), commit=str(commit.id),
         base=str(commit.parent_ids[0]) if commit.parent_ids else "",
@@ -211,7 +224,7 @@ def get_request(pop: Population, rid: str) -> Request:
         why=opened.get("why", ""), use=opened.get("use", ""),
         speaker=opened.get("speaker") or trailers.get("Darwin-Mutator-Agent") or agent,
         generation=int(opened.get("generation") or trailers.get("Darwin-Generation") or 0),
-        state=state if state in STATES else "open",
+        state=state,
         branch_tip=str(branch_tip) if branch_tip is not None else None, history=history)
 
 

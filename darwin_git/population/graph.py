@@ -22,6 +22,10 @@ from .repo import AGENT_PREFIX, PRUNED_PREFIX, SEED_REF, Population
 from ..fitness import comparable, run_conditions, summarize
 
 CANDIDATES_PREFIX = "refs/darwin/candidates/"
+# The lineage with stock git, without the bookkeeping refs (notes, journal, config): the
+# README's audit command, and what `evolve` prints at the end.
+LINEAGE_GIT_ARGS = ("log --graph --oneline --exclude='refs/notes/*' --exclude=refs/darwin/journal "
+                    "--exclude=refs/darwin/config --all")
 # Branches that hold no lineage: human guidance is a separate orphan history.
 NON_LINEAGE_BRANCHES = ("refs/heads/guidance",)
 

@@ -24,9 +24,17 @@ CANDIDATE_PREFIX = "refs/darwin/candidates/"  # every child evolve proposed: g<G
 CONFIG_REF = "refs/darwin/config"  # the run config, run.toml (darwin_git.runconfig)
 JOURNAL_REF = "refs/darwin/journal"  # the run's diary (darwin_git.evolve.journal)
 SEED_REF = "refs/heads/seed"
-# Refs that carry a whole population between clones.
-REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/notes/*:refs/notes/*",
-            "+refs/darwin/*:refs/darwin/*")
+# The refs that make a population, and so the only ones push/pull carry between clones (a
+# stray `master` or a human's own notes stay where they are). A pattern ending in "/*" is a
+# namespace; anything else one ref.
+POPULATION_REFS = ("refs/heads/agents/*", "refs/heads/seed", "refs/heads/requests/*",
+                   "refs/heads/guidance", "refs/notes/darwin", "refs/darwin/*")
+REFSPECS = tuple(f"+{r}:{r}" for r in POPULATION_REFS)
+
+
+def is_population_ref(name: str) -> bool:
+    return any(name.startswith(p[:-1]) if p.endswith("/*") else name == p
+               for p in POPULATION_REFS)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -86,6 +94,10 @@ class Population:
     @property
     def state_dir(self) -> Path:
         return layout.state_dir(self.path)
+
+    @property
+    def reports_dir(self) -> Path:
+        return layout.reports_dir(self.path)
 
     # ----- reading ----------------------------------------------------------------------
     def agents(self) -> dict[str, pygit2.Oid]:
