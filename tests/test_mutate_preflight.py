@@ -61,14 +61,15 @@ def test_a_model_the_server_cannot_build_is_caught(tmp_path, preflight):
         "model = build_model(config)", "from model import Bigram\nmodel = Bigram(vocab, N_EMBD)")
     v = preflight.check(tree(tmp_path, model=model, train=train))
     assert (v.ok, v.stage) == (False, "model")
-    assert "build the model with build_model(model_config)" in v.error and "'width'" in v.error
+    assert "could not build the model: build_model(model_config)" in v.error
+    assert "KeyError: 'width'" in v.error and 'File "model.py", line' in v.error  # short names
 
 
 def test_a_checkpoint_that_does_not_match_its_model_is_caught(tmp_path, preflight):
     settings = (TREES / "mismatch" / "settings.py").read_text()  # saved n_embd 48, trained 64
     v = preflight.check(tree(tmp_path, settings=settings))
     assert (v.ok, v.stage) == (False, "model")
-    assert "checkpoint_mismatch" in v.error and "size mismatch" in v.error
+    assert "the checkpoint's weights do not fit it" in v.error and "size mismatch" in v.error
 
 
 def test_training_that_never_ends_is_inconclusive_not_blamed(tmp_path):

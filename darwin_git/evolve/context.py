@@ -40,7 +40,7 @@ from .settings import EvolveSettings
 
 # What a prompt shows of the target's latest result (never its log unless it failed).
 RESULT_SHOWN = ("status", "cause", "seed", "val_loss", "params", "vocab_size", "clock",
-                "train_wall_s", "train_cpu_s", "train", "tokens_per_s")
+                "train_wall_s", "train_cpu_s", "train", "reported", "tokens_per_s")
 POPULATION_SHOWN = 12
 
 
@@ -234,7 +234,8 @@ def too_short(result: dict | None) -> str | None:
     if not isinstance(result, dict) or result.get("status") != "ok":
         return None
     train = result.get("train") if isinstance(result.get("train"), dict) else {}
-    steps = train.get("steps")
+    said = result.get("reported") if isinstance(result.get("reported"), dict) else {}
+    steps = train.get("steps", said.get("steps"))
     if isinstance(steps, (int, float)) and steps < 50:
         return (f"too short to learn: {steps:g} optimizer steps; differences between agents "
                 "are mostly noise until a run gets past warm-up")

@@ -132,7 +132,8 @@ class Proposals:
         parent = gen.tips[target]
         for verdict in self.contexts.preflights(slot):
             self.sink.emit({"event": "preflight", "generation": gen.g, "mutator": speaker,
-                            "target": target, **verdict.to_event()})
+                            "target": target, **verdict.to_event(),
+                            "error_line": memory.error_line(verdict.error or verdict.note)})
         gen.stats.spend(outcome.tokens,
                         outcome.cost_usd if isinstance(outcome, Mutation) else None)
         if isinstance(outcome, MutationFailure):

@@ -19,6 +19,7 @@ worth queuing; the harness's evaluation stays the judge.
 """
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import time
@@ -54,8 +55,7 @@ class Verdict:
     note: str | None = None  # why it is inconclusive, for people
 
     def to_event(self) -> dict:
-        return {"ok": self.ok, "stage": self.stage, "seconds": round(self.seconds, 3),
-                "error_line": _last_line(self.error or self.note)}
+        return {"ok": self.ok, "stage": self.stage, "seconds": round(self.seconds, 3)}
 
 
 class Preflight:
@@ -109,12 +109,12 @@ class Preflight:
             return "train", (f"`{command}` with {PREFLIGHT_ENV}=1 (import, build the model, one "
                              f"optimizer step on a tiny batch, save the checkpoint) exited with "
                              f"status {outcome.returncode}. The end of its log:\n"
-                             f"{log[-LOG_CHARS:]}")
+                             f"{tidy(log)}")
         ckpt = out / contract.checkpoint
         if not ckpt.is_file():
             return "checkpoint", (f"`{command}` with {PREFLIGHT_ENV}=1 exited 0 but wrote no "
                                   f"{contract.checkpoint} in $DARWIN_OUT. The end of its log:\n"
-                                  f"{log[-LOG_CHARS:]}")
+                                  f"{tidy(log)}")
         try:
             load_checkpoint(ckpt)
         except CheckpointError as exc:
@@ -168,21 +168,31 @@ def serve_probe(tree_dir: Path, sandbox: Sandbox, contract: Contract, work: Path
         exc = problem[1]
         if exc.cause == "eval_timeout":  # a slow machine as much as a slow model
             return INCONCLUSIVE, f"the model server did not answer within {SERVE_TIMEOUT_S:g} s"
-        what = {"model_error": "build the model with build_model(model_config)",
-                "checkpoint_mismatch": "load the checkpoint's weights into the model it built "
-                                       "(load_state_dict, strict)",
-                "bad_checkpoint": "read the checkpoint",
-                "forward_failed": "run forward(idx) on a small batch"}.get(
-                    exc.cause, f"answer ({exc.cause})")
-        detail = (exc.detail or outcome.log_tail or "")[-LOG_CHARS:]
-        problem = ("model", f"the model server could not {what} from the checkpoint the "
-                            f"pre-flight training wrote ({exc.cause}):\n{detail}")
+        what = {
+            "model_error": "could not build the model: build_model(model_config), with the "
+                           "model_config the checkpoint holds, raised",
+            "checkpoint_mismatch": "built the model from the checkpoint's model_config, but "
+                                   "the checkpoint's weights do not fit it (load_state_dict, "
+                                   "strict)",
+            "bad_checkpoint": "could not read the checkpoint",
+            "forward_failed": f"could not run forward(idx) on a (1, {PROBE_TOKENS}) batch of "
+                              "token ids"}.get(exc.cause, f"failed ({exc.cause})")
+        detail = tidy(exc.detail or outcome.log_tail or "")
+        problem = ("model", f"The pre-flight's training ran and saved a checkpoint; the model "
+                            f"server then {what}:\n{detail}")
     return problem
 
 
-def _last_line(text: str | None) -> str:
-    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
-    return lines[-1][:200] if lines else ""
+# A traceback's file names as the model knows them: its tree's files relative to the tree, the
+# libraries' without the machine's install path.
+TREE_PATH = re.compile(r'File "[^"]*/tree/')
+LIBRARY_PATH = re.compile(r'File "[^"]*/(site-packages|dist-packages|lib/python3\.\d+|darwin_git)/')
+
+
+def tidy(log: str) -> str:
+    """The end of a log for the model: at most LOG_CHARS, with short file names."""
+    log = TREE_PATH.sub('File "', log)
+    return LIBRARY_PATH.sub(lambda m: f'File "<{m.group(1)}>/', log)[-LOG_CHARS:]
 
 
 def make_preflight(settings, executor, pop, sink=None) -> Preflight | None:

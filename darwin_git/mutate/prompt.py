@@ -168,23 +168,24 @@ def _dynamics(r: dict) -> list[str]:
     steps = train.get("steps", said.get("steps"))
     tps = train.get("tokens_per_s", said.get("tokens_per_s"))
     final = train.get("final_loss", said.get("train_loss"))
-    facts = []
-    if _num(steps):
-        facts.append(f"{steps:,.0f} optimizer step{'s' if steps != 1 else ''}")
-    if _num(train.get("ms_per_step")):
-        facts.append(f"{train['ms_per_step']:.1f} ms per step")
-    if _num(tps):
-        facts.append(f"{tps:,.0f} tokens/s")
-    if _num(final):
-        facts.append(f"final training loss {final:.3f}")
+    measured, logged = [], []
     if _num(r.get("params")):
-        facts.append(f"{r['params'] / 1e6:.2f}M parameters")
+        measured.append(f"{r['params'] / 1e6:.2f}M parameters")
     spent = r.get("train_cpu_s") if r.get("clock") == "cpu" else r.get("train_wall_s")
     if _num(spent):
-        facts.append(f"{spent:.1f} s of training ({r.get('clock') or 'wall'} clock)")
+        measured.append(f"{spent:.1f} s of training ({r.get('clock') or 'wall'} clock)")
+    if _num(steps):
+        logged.append(f"{steps:,.0f} optimizer step{'s' if steps != 1 else ''}")
+    if _num(train.get("ms_per_step")):
+        logged.append(f"{train['ms_per_step']:.1f} ms per step")
+    if _num(tps):
+        logged.append(f"{tps:,.0f} tokens/s")
+    if _num(final):
+        logged.append(f"final training loss {final:.3f}")
     seed = f" (seed {r['seed']})" if r.get("seed") is not None else ""
-    lines = [f"Latest run{seed}, as its training log reports it: " + ", ".join(facts) + "."
-             if facts else f"Latest run{seed}: the training log reported no step statistics."]
+    head = f"Latest run{seed}: " + (", ".join(measured) if measured else "no measurements")
+    lines = [head + (f"; its training log reports {', '.join(logged)}." if logged else
+                     "; its training log reports no step statistics.")]
     curve = [p for p in train.get("loss_curve") or []
              if isinstance(p, (list, tuple)) and len(p) == 2 and _num(p[0]) and _num(p[1])]
     if curve:
