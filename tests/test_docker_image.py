@@ -51,13 +51,46 @@ def test_the_container_spec_locks_the_step_down():
     mounts = {m["Target"]: (m["Source"], m["ReadOnly"]) for m in host["mounts"]}
     assert mounts["/darwin/tree"] == ("/t", True) and mounts["/darwin/in/data"] == ("/d", True)
     assert mounts["/darwin/out"] == ("/o", False) and mounts["/venv"] == ("/venv", True)
-    assert mounts["/darwin/pkg/darwin_git"][1] is True
+    assert mounts["/darwin/pkg/darwin_git"][1] is True  # TEMPORARY: the model server's import
+    assert mounts["/darwin/pkg/darwin_git/assets"] == (None, True)  # the corpus: masked
     assert all(ro for target, (_, ro) in mounts.items() if target != "/darwin/out")
     assert create["command"][0] == "/venv/bin/python" and create["user"] == "10001:10001"
     env = create["environment"]
     assert env["DARWIN_DATA"] == "/darwin/in/data" and env["PYTHONPATH"] == "/darwin/pkg"
     assert env["PYTHONSAFEPATH"] == "1" and env["PATH"].startswith("/venv/bin:")
     assert create["labels"][f"{LABEL}.sandbox"] == "1" and f"{LABEL}.owner" in create["labels"]
+
+
+def test_a_training_step_gets_no_package_and_hidden_paths_are_masked(tmp_path, monkeypatch):
+    from darwin_git.run.base import PACKAGE_DIR
+    from darwin_git.run.docker import container_spec
+
+    cache = tmp_path / "cache" / "darwin-git" / "data"
+    cache.mkdir(parents=True)
+    monkeypatch.setenv("DARWIN_DATA_CACHE", str(cache))
+    # An interpreter folder that happens to hold the package and the data cache.
+    info = ImageInfo(tag="t", kind="host", python="/venv/bin/python",
+                     mounts=(str(PACKAGE_DIR.parent), str(tmp_path)), uid=10001)
+    step = Step(argv=["python", "train.py"], tree=Path("/t"), out_dir=Path("/o"), timeout_s=5)
+    spec = container_spec(step, info, "10001:10001")
+    mounts = {m["Target"]: m for m in spec["host"]["mounts"]}
+    assert not any(t.startswith("/darwin/pkg") for t in mounts)
+    assert "PYTHONPATH" not in spec["create"]["environment"]
+    for hidden in (str(PACKAGE_DIR), str(tmp_path / "cache" / "darwin-git")):
+        assert mounts[hidden]["Type"] == "tmpfs" and mounts[hidden]["ReadOnly"], hidden
+
+
+def test_the_image_tag_names_the_build_and_the_interpreter(monkeypatch, tmp_path):
+    from darwin_git.run.image import build_id, default_tag, ensure_default_image, local_tag
+
+    assert local_tag().startswith("darwin-git:local-") and local_tag() == default_tag()
+    assert local_tag("/a/venv/bin/python") != local_tag("/b/venv/bin/python")
+    link = tmp_path / "venv-link"
+    link.symlink_to(Path(sys.executable).parent.parent)  # the same venv, reached by a link
+    assert build_id(str(link / "bin" / Path(sys.executable).name)) == build_id(sys.executable)
+    monkeypatch.setenv("DARWIN_DOCKER_IMAGE", "someone:else")
+    assert default_tag() == "someone:else"
+    assert ensure_default_image() is None  # a tag the user chose is never built for them
 
 
 def test_gpus_are_requested_through_device_requests():
@@ -145,3 +178,44 @@ def test_without_a_daemon_docker_tests_fail_when_docker_is_required(tmp_path):
                            f"{test}::test_a_missing_image_says_how_to_make_it"],
                           capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 1 and "docker is required here" in proc.stdout, proc.stdout
+
+
+def test_the_gpu_image_keeps_darwin_gits_dependencies_but_not_the_package():
+    text = DOCKERFILE_GPU.read_text()
+    assert "pip install ." in text and "pip uninstall -y darwin-git" in text
+    assert '! python -c "import darwin_git"' in text
+
+
+def test_an_installed_darwin_git_in_the_mounted_python_is_masked(docker_client, tmp_path):
+    """A regular install puts the package (and its corpus) in site-packages, which the offline
+    image mounts: the image records it and every container covers it."""
+    import subprocess
+    import sysconfig
+
+    from darwin_git.run.docker import DockerSandbox
+    from darwin_git.run.image import build_host_image
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = Path(sysconfig.get_path("purelib", vars={"base": str(venv)}))
+    (site / "darwin_git" / "assets").mkdir(parents=True)
+    (site / "darwin_git" / "__init__.py").write_text("")
+    (site / "darwin_git" / "data.py").write_text("CORPUS = 'assets/shakespeare.txt.gz'\n")
+    (site / "darwin_git" / "assets" / "shakespeare.txt.gz").write_bytes(b"the corpus")
+    tag = f"darwin-git:test-{uuid.uuid4().hex[:8]}"
+    try:
+        info = build_host_image(tag, python=str(venv / "bin" / "python"), client=docker_client)
+        assert info.hidden == (os.path.realpath(site / "darwin_git"),)
+        tree = tmp_path / "tree"
+        tree.mkdir()
+        (tree / "t.py").write_text(
+            "import os\n"
+            f"print(os.listdir({str(site / 'darwin_git')!r}))\n"
+            "try:\n    from darwin_git import data\n    print('IMPORTED')\n"
+            "except ImportError:\n    print('no darwin_git')\n")  # (an empty folder is left)
+        out = DockerSandbox(tag, client=docker_client).run(
+            Step(argv=["python", "t.py"], tree=tree, out_dir=tmp_path / "out", timeout_s=60))
+        assert out.returncode == 0, out.log_tail
+        assert out.log_tail == "[]\nno darwin_git\n"
+    finally:
+        docker_client.images.remove(tag, force=True)

@@ -144,13 +144,14 @@ def test_writes_outside_the_output_folder_fail(sandbox, tree, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     (data / "train.bin").write_bytes(b"\x01\x00" * 8)
-    out = sandbox.run(_step(tree, tmp_path / "out", """
+    import darwin_git
+
+    package = os.path.dirname(darwin_git.__file__)
+    out = sandbox.run(_step(tree, tmp_path / "out", f"""
         import os
-        import darwin_git
         targets = ["README", "new.py", os.environ["DARWIN_DATA"] + "/train.bin",
-                   os.path.dirname(darwin_git.__file__) + "/harness/__init__.py",
-                   os.path.dirname(darwin_git.__file__) + "/evil.py", "/etc/passwd",
-                   os.path.dirname(os.__file__) + "/evil.py"]
+                   {package!r} + "/harness/__init__.py", {package!r} + "/evil.py",
+                   "/etc/passwd", os.path.dirname(os.__file__) + "/evil.py"]
         for t in targets:
             try:
                 with open(t, "a") as f:
@@ -164,9 +165,7 @@ def test_writes_outside_the_output_folder_fail(sandbox, tree, tmp_path):
     assert "WROTE" not in out.log_tail and out.log_tail.count("refused") == 7
     assert (tree / "README").read_text() == "the agent's tree\n" and not (tree / "new.py").exists()
     assert (data / "train.bin").read_bytes() == b"\x01\x00" * 8
-    import darwin_git
-
-    assert not (Path(darwin_git.__file__).parent / "evil.py").exists()
+    assert not (Path(package) / "evil.py").exists()
     assert (tmp_path / "out" / "ok.txt").read_text() == "ok"
 
 
@@ -209,11 +208,9 @@ def test_a_fork_bomb_is_contained_by_the_pids_limit(sandbox, tree, tmp_path, doc
             except OSError as exc:
                 print("fork refused after", n, exc.__class__.__name__, flush=True)
                 time.sleep(60)
-    """, timeout_s=2.5, limits=Limits(max_procs=32)))
-    assert out.timed_out and out.returncode is None
-    assert "fork refused after" in out.log_tail
-    n = int(out.log_tail.split("fork refused after ")[1].split()[0])
-    assert n < 32
+    """, timeout_s=30, limits=Limits(max_procs=32)))
+    assert (out.limit, out.timed_out, out.returncode) == ("pids", False, None), out.log_tail
+    assert "a fork was refused at 32 processes" in out.log_tail
     _healthy(sandbox, tree, tmp_path)
 
 
@@ -224,7 +221,9 @@ def test_memory_over_the_limit_is_an_oom(sandbox, tree, tmp_path):
             blocks.append(b"x" * (32 << 20))  # written, so resident
         print("ALLOCATED")
     """, limits=Limits(memory_bytes=128 * MiB)))
-    assert out.oom and out.returncode == 137 and not out.timed_out
+    # The kernel ends it (137), unless the watchdog saw the OOM kill first and ended it (None).
+    assert out.oom and out.limit == "memory" and out.returncode in (137, None)
+    assert not out.timed_out
     assert "ALLOCATED" not in out.log_tail and "OOM killer" in out.log_tail
     _healthy(sandbox, tree, tmp_path)
 

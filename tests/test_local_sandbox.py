@@ -116,8 +116,7 @@ def test_validation_split_is_unreadable(tmp_path, sandbox, data_root):
 def test_fork_bomb_is_bounded_and_nothing_survives(tmp_path, sandbox, data_root):
     r = _attack(tmp_path, sandbox, data_root, "forkbomb", limits=Limits(max_procs=64))
     assert r["status"] == "train_failed"
-    made = int(r["log_tail"].split("fork: stopped after ")[1].split()[0])
-    assert made < 64
+    assert "a fork was refused at 64 processes" in r["log_tail"], r["log_tail"]
     # the sandbox fixture then checks that none of the setsid()-ed children is left
 
 

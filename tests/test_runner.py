@@ -33,6 +33,6 @@ def test_commands_report_a_missing_daemon_with_one_exit_code(tmp_path, seed_dir,
     bench = CliRunner().invoke(cli, ["bench", str(seed_dir), "--runner", "docker"])
     evolve = CliRunner().invoke(cli, ["evolve", "--repo", str(tmp_path / "run" / "population"),
                                       "--seed", str(seed_dir), "--runner", "docker",
-                                      "--generations", "1", "--json"])
+                                      "--generations", "1", "--no-check", "--json"])
     for res in (bench, evolve):
         assert res.exit_code == 5 and "no Docker daemon" in res.output, res.output

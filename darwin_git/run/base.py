@@ -1,29 +1,36 @@
 """The sandbox interface: run one untrusted step (training, or the model server of evaluation)
-in isolation. The local sandbox uses a process group with rlimits; the docker sandbox a
-locked-down container. The harness is written against this interface only.
+in isolation. The local sandbox uses a supervised process tree in its own namespaces and
+cgroup; the docker sandbox a locked-down container. The harness is written against this
+interface only.
 
-Layout a step sees (host paths for the local sandbox, mount points for docker):
+Layout a step sees (host paths of its stage for the local sandbox, mount points
+/darwin/{tree,in/<name>,out} for docker):
 - cwd: the exported tree, read-only where the sandbox can enforce it;
 - ``inputs``: read-only folders, each announced as env ``DARWIN_<NAME>`` (e.g. DARWIN_DATA);
 - ``out_dir``: the only writable place, announced as ``DARWIN_OUT``.
 The environment is built from scratch (:func:`base_env`): nothing of the engine's leaks in.
+A step never sees :func:`hidden_paths` (the darwin_git package, its corpus, the data cache).
 """
 from __future__ import annotations
 
 import abc
 import os
 import sys
+import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 GiB = 1 << 30
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # .../darwin_git
+PACKAGE_PARENT = str(PACKAGE_DIR.parent)
 
 
 @dataclass(frozen=True)
 class Limits:
-    memory_bytes: int = 4 * GiB  # address space (local) / cgroup memory (docker)
-    max_procs: int = 256  # processes+threads of the step's user; stops fork bombs
+    memory_bytes: int = 4 * GiB  # summed over the step's processes (cgroup); local: also per
+    # process as address space (RLIMIT_AS) for CPU steps
+    max_procs: int = 256  # processes+threads of the step (pids.max; RLIMIT_NPROC locally)
     max_file_bytes: int = 2 * GiB  # largest file the step may write
     cpu_seconds: int | None = None  # CPU time; None = derived from the timeout
     log_bytes: int = 8 << 20  # captured output kept; the rest is counted and dropped
@@ -119,6 +126,17 @@ class SandboxUnavailable(Exception):
 # Variables a step may inherit; everything else (API keys, tokens, proxies, HOME) is dropped.
 _PASS_THROUGH = ("LANG", "LC_ALL", "TZ", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
+# Thread pools that wait by spinning burn a CPU budget whenever their work pauses, and far more
+# under contention (measured: a 2-thread torch run on a loaded box got 9 optimizer steps from a
+# CPU budget with spinning OpenMP threads, 52 with PASSIVE). Fixed for every step; step.env
+# cannot override them (the step's own code can, at its own cost).
+THREAD_WAIT_ENV = {
+    "OMP_WAIT_POLICY": "PASSIVE",  # OpenMP (libgomp: torch, MKL's GNU threading): sleep
+    "GOMP_SPINCOUNT": "0",  # libgomp: no spinning before sleeping
+    "KMP_BLOCKTIME": "0",  # Intel OpenMP (libiomp5, MKL's Intel threading): sleep at once
+    "OPENBLAS_THREAD_TIMEOUT": "4",  # OpenBLAS: spin 2^4 cycles (the least) before sleeping
+}
+
 
 def base_env(step: Step, paths: dict[str, str]) -> dict[str, str]:
     """Scrubbed environment; ``paths`` maps DARWIN_* names to the paths the step sees."""
@@ -135,8 +153,45 @@ def base_env(step: Step, paths: dict[str, str]) -> dict[str, str]:
     )
     env.update(paths)
     env.update(step.env)
+    env.update(THREAD_WAIT_ENV)
     return env
 
 
 def host_python() -> str:
     return sys.executable
+
+
+def stable_python(exe: str | None = None, prefix: str | None = None) -> str:
+    """An interpreter by a path that works where only its installation folders are visible: a
+    venv is found from the path of its executable (so the link to the base interpreter is
+    never followed), but the venv's own folder is resolved (it may be reached by a link)."""
+    exe, prefix = exe or sys.executable, prefix or sys.prefix
+    if exe.startswith(prefix.rstrip("/") + "/"):
+        return os.path.join(os.path.realpath(prefix), os.path.relpath(exe, prefix))
+    return exe
+
+
+def hidden_paths() -> list[str]:
+    """Host paths no step may see, even inside a folder it is given (the interpreter's):
+    the darwin_git package (its assets hold the validation text; its functions rebuild the
+    split), wherever this interpreter could import it from, and the data cache."""
+    from ..data import default_data_root
+
+    paths = {str(PACKAGE_DIR)}
+    scheme = sysconfig.get_paths()
+    for site in {scheme["purelib"], scheme["platlib"]}:
+        if os.path.isdir(os.path.join(site, "darwin_git")):
+            paths.add(os.path.realpath(os.path.join(site, "darwin_git")))
+    cache = Path(os.path.realpath(default_data_root()))
+    paths.add(str(cache))
+    if cache.name == "data" and cache.parent.name == "darwin-git":  # ~/.cache/darwin-git
+        paths.add(str(cache.parent))
+    return sorted(paths)
+
+
+def needs_engine_package(argv: list[str]) -> bool:
+    """TEMPORARY, until the harness's model server runs from an input folder without importing
+    darwin_git: a ``python -m darwin_git...`` step gets the package (read-only, its assets
+    masked) on PYTHONPATH. Every other step never sees the package. Remove this function and
+    its two callers (local._spawn/_view, docker.container_spec) when the harness change lands."""
+    return any(a.startswith("darwin_git") for a in argv[1:3])

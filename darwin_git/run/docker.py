@@ -2,11 +2,22 @@
 
 Every container gets: no network (``network_mode=none``), a read-only root filesystem, the tree
 read-only at /darwin/tree (the cwd), each input read-only at /darwin/in/<name> (announced as
-DARWIN_<NAME>), ``step.out_dir`` as the only writable bind mount (/darwin/out, DARWIN_OUT), the
-darwin_git package read-only on PYTHONPATH, memory / pids / CPU / file-size limits from
-``step.limits``, all capabilities dropped, no-new-privileges, a non-root user, GPUs through device
-requests when ``step.gpus > 0``, and labels naming this process as its owner so that containers
-left by a crashed engine are found and removed (:func:`cleanup_orphans`, run at sandbox start).
+DARWIN_<NAME>), ``step.out_dir`` as the only writable bind mount (/darwin/out, DARWIN_OUT),
+memory / pids / CPU / file-size limits from ``step.limits``, all capabilities dropped,
+no-new-privileges, a non-root user, GPUs through device requests when ``step.gpus > 0``, and
+labels naming this process as its owner so that containers left by a crashed engine are found
+and removed (:func:`cleanup_orphans`, run at sandbox start). Nothing else of the host is
+mounted but the offline image's host-Python folders, and inside those the paths of
+:func:`.base.hidden_paths` (an installed darwin_git, the data cache) are covered by empty
+read-only tmpfs mounts.
+
+The step's clock and its limits are watched from the host (:class:`.watch.Watch`): CPU time
+from the container's cgroup (with the cgroupfs driver each step's container is put below a
+per-step parent cgroup, darwin-git/<owner>-<id>, which keeps the count after the container's
+own cgroup is gone; otherwise the container's cgroup found through its first process, or the
+daemon's stats API where the host's cgroups are out of sight), memory and process limits from
+the kernel's counts there (the first OOM kill or refused fork ends the whole step), and the
+bytes written to the out folder and the container's scratch.
 
 Output is read through an attach socket, not from a log driver: the daemon keeps nothing on
 disk however much a step prints, the engine keeps the last ``log_bytes`` and counts the rest,
@@ -26,49 +37,40 @@ import time
 import uuid
 from pathlib import Path
 
-from .base import Interactive, Outcome, Sandbox, SandboxUnavailable, Step, base_env
+from . import cgroup as cgroups
+from . import procs
+from .base import (PACKAGE_DIR, Interactive, Outcome, Sandbox, SandboxUnavailable, Step, base_env,
+                   hidden_paths, needs_engine_package)
 from .image import LABEL, ImageInfo, default_tag, docker_client, read_image
+from .watch import Probe, Watch, scratch_bytes
 
-PACKAGE_DIR = Path(__file__).resolve().parents[1]  # .../darwin_git
 TREE, OUT, INPUTS, PKG = "/darwin/tree", "/darwin/out", "/darwin/in", "/darwin/pkg"
+SCRATCH = ("/tmp", "/dev/shm")  # the container's own writable places besides /darwin/out
 NOTE = "[darwin docker] "
 _HEADER = struct.Struct(">BxxxI")  # stream (1 stdout, 2 stderr), 3 pad bytes, payload size
 
 
 def _owner() -> str:
     """This process, in a form that survives pid reuse: host:pid:start-time-in-ticks."""
-    pid = os.getpid()
-    return f"{socket.gethostname()}:{pid}:{_start_ticks(pid)}"
-
-
-def _start_ticks(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return "?"
-
-
-def _owner_alive(owner: str) -> bool:
-    host, _, rest = owner.partition(":")
-    pid, _, ticks = rest.partition(":")
-    if host != socket.gethostname():
-        return True  # another machine's engine on a shared daemon: not ours to judge
-    return pid.isdigit() and _start_ticks(int(pid)) == ticks
+    return procs.owner_id()
 
 
 def cleanup_orphans(client=None, everything: bool = False) -> list[str]:
-    """Remove darwin containers whose engine process is gone (or all of them); their names."""
+    """Remove darwin containers whose engine process is gone (or all of them), and the per-step
+    cgroups of dead engines; return the containers' names."""
     client = client or docker_client()
     removed = []
     for c in client.containers.list(all=True, filters={"label": f"{LABEL}.sandbox"}):
-        owner = (c.labels or {}).get(f"{LABEL}.owner", "")
-        if everything or not _owner_alive(owner):
+        labels = c.labels or {}
+        if everything or not procs.owner_alive(labels.get(f"{LABEL}.owner", "")):
             try:
                 c.remove(force=True)
                 removed.append(c.name)
             except Exception:  # already gone, or being removed by its owner right now
                 pass
+            if labels.get(f"{LABEL}.cgroup"):
+                cgroups.remove_everywhere(labels[f"{LABEL}.cgroup"])
+    cgroups.reap_dead()  # per-step parents whose container went before their engine's cleanup
     return removed
 
 
@@ -97,11 +99,13 @@ class StepNotStarted(SandboxUnavailable):
 class DockerSandbox(Sandbox):
     name = "docker"
 
-    def __init__(self, image: str | None = None, client=None):
+    def __init__(self, image: str | None = None, client=None, poll_s: float = 0.1):
         self.image = image or default_tag()
         self._client = client
         self._info: ImageInfo | None = None
         self._lock = threading.Lock()
+        self.poll_s = poll_s
+        self.cgroup_driver: str | None = None  # the daemon's, when its host is this machine
 
     def check(self) -> None:
         self._ready()
@@ -112,6 +116,7 @@ class DockerSandbox(Sandbox):
                 self._client = self._client or docker_client()
                 info = read_image(self._client, self.image)
                 cleanup_orphans(self._client)
+                self.cgroup_driver = _local_cgroup_driver(self._client)
                 if os.getpid() not in _EXIT_HOOKED:
                     _EXIT_HOOKED.add(os.getpid())
                     atexit.register(_remove_own)
@@ -132,7 +137,21 @@ class DockerSandbox(Sandbox):
         return _Container(self, step, interactive=True)
 
 
-def container_spec(step: Step, info: ImageInfo, user: str) -> dict:
+def _local_cgroup_driver(client) -> str | None:
+    """The daemon's cgroup driver when it runs on this machine (a unix socket) and we can read
+    the host's cgroups (as root: a rootless daemon does not manage them), else None."""
+    host = os.environ.get("DOCKER_HOST", "unix://")
+    m = cgroups.mounts()
+    if not host.startswith("unix://") or os.geteuid() != 0 or not (m.v1 or m.v2):
+        return None
+    try:
+        return client.info().get("CgroupDriver")
+    except Exception:  # an old or odd daemon: no per-step parent then
+        return None
+
+
+def container_spec(step: Step, info: ImageInfo, user: str, cgroup_parent: str | None = None
+                   ) -> dict:
     """Arguments of ``create_container`` + ``create_host_config`` for a step (no side effects)."""
     import docker.types
 
@@ -144,18 +163,24 @@ def container_spec(step: Step, info: ImageInfo, user: str) -> dict:
         argv[0] = info.python
     if os.path.isabs(info.python):  # its bin first, so a step's own `python` is the same one
         env["PATH"] = f"{os.path.dirname(info.python)}:{env['PATH']}"
-    env["PYTHONPATH"] = PKG + (f":{step.env['PYTHONPATH']}" if "PYTHONPATH" in step.env else "")
-    if any(a.startswith("darwin_git") for a in argv[1:3]):
-        env["PYTHONSAFEPATH"] = "1"  # the tree (cwd) may not shadow the package
     env.setdefault("MALLOC_ARENA_MAX", "2")
     src = lambda p: str(Path(p).resolve())  # docker wants absolute sources  # noqa: E731
     mounts = [docker.types.Mount(TREE, src(step.tree), type="bind", read_only=True),
-              docker.types.Mount(OUT, src(step.out_dir), type="bind", read_only=False),
-              docker.types.Mount(f"{PKG}/darwin_git", str(PACKAGE_DIR), type="bind",
-                                 read_only=True)]
+              docker.types.Mount(OUT, src(step.out_dir), type="bind", read_only=False)]
     mounts += [docker.types.Mount(f"{INPUTS}/{k}", src(v), type="bind", read_only=True)
                for k, v in step.inputs.items()]
     mounts += [docker.types.Mount(m, m, type="bind", read_only=True) for m in info.mounts]
+    masks = sorted(h for h in set(hidden_paths()) | set(info.hidden)
+                   if any(h.startswith(m.rstrip("/") + "/") for m in info.mounts))
+    if needs_engine_package(argv):  # TEMPORARY: see base.needs_engine_package
+        env["PYTHONPATH"] = PKG + (f":{step.env['PYTHONPATH']}" if "PYTHONPATH" in step.env
+                                   else "")
+        env["PYTHONSAFEPATH"] = "1"  # the tree (cwd) may not shadow the package
+        mounts.append(docker.types.Mount(f"{PKG}/darwin_git", str(PACKAGE_DIR), type="bind",
+                                         read_only=True))
+        masks.append(f"{PKG}/darwin_git/assets")  # the corpus: never in a step's view
+    mounts += [docker.types.Mount(m, None, type="tmpfs", read_only=True, tmpfs_size=4096)
+               for m in masks if m.startswith(PKG) or os.path.isdir(m)]
     lim = step.limits
     ulimits = [docker.types.Ulimit(name="fsize", soft=lim.max_file_bytes, hard=lim.max_file_bytes),
                docker.types.Ulimit(name="core", soft=0, hard=0)]
@@ -168,21 +193,51 @@ def container_spec(step: Step, info: ImageInfo, user: str) -> dict:
         pids_limit=lim.max_procs, ulimits=ulimits, ipc_mode="private",
         tmpfs={"/tmp": "rw,nosuid,nodev,size=64m"}, log_config={"type": "none"},
     )
+    if cgroup_parent:
+        host["cgroup_parent"] = "/" + cgroup_parent
     if lim.cpus:
         host["nano_cpus"] = int(lim.cpus * 1e9)
     if step.gpus > 0:
         host["device_requests"] = [docker.types.DeviceRequest(count=step.gpus,
                                                               capabilities=[["gpu"]])]
     name = "darwin-" + re.sub(r"[^a-zA-Z0-9_.-]", "-", step.label)[:40] + "-" + uuid.uuid4().hex[:8]
+    labels = {f"{LABEL}.sandbox": "1", f"{LABEL}.owner": _owner(), f"{LABEL}.label": step.label}
+    if cgroup_parent:
+        labels[f"{LABEL}.cgroup"] = cgroup_parent
     create = dict(image=info.tag, command=argv, working_dir=TREE, environment=env, user=user,
-                  name=name, network_disabled=True, hostname="sandbox",
-                  labels={f"{LABEL}.sandbox": "1", f"{LABEL}.owner": _owner(),
-                          f"{LABEL}.label": step.label})
+                  name=name, network_disabled=True, hostname="sandbox", labels=labels)
     return {"create": create, "host": host}
 
 
+class _DockerProbe(Probe):
+    """The container as the host sees it: its cgroup where visible, else the stats API."""
+
+    def __init__(self, api, cid: str, cgroup: cgroups.StepCgroup | None, pid: int | None):
+        self.api, self.cid, self.cgroup, self.pid = api, cid, cgroup, pid
+
+    def cpu_s(self):
+        if self.cgroup is not None:
+            return self.cgroup.cpu_s()
+        try:
+            stats = self.api.stats(self.cid, stream=False, one_shot=True)
+            return stats["cpu_stats"]["cpu_usage"]["total_usage"] / 1e9
+        except Exception:  # not running (yet, or any more): no new sample
+            return None
+
+    def oom_kills(self):
+        return self.cgroup.oom_kills() if self.cgroup is not None else 0
+
+    def pids_refused(self):
+        return self.cgroup.pids_refused() if self.cgroup is not None else 0
+
+    def scratch_bytes(self):
+        if not self.pid:
+            return 0
+        return scratch_bytes(f"/proc/{self.pid}/root{p}" for p in SCRATCH)
+
+
 class _Container(Interactive):
-    """A started container: its attach socket, the demultiplexer, the deadline, the cleanup."""
+    """A started container: its attach socket, the demultiplexer, the watchdog, the cleanup."""
 
     def __init__(self, sandbox: DockerSandbox, step: Step, interactive: bool):
         import docker.errors
@@ -190,15 +245,20 @@ class _Container(Interactive):
         info = sandbox._ready()
         self.api, self.step, self.interactive = sandbox._client.api, step, interactive
         self.uid = os.getuid() if os.getuid() != 0 else info.uid
-        self.timed_out = False
         self.cid = None
+        self.cgroup: cgroups.StepCgroup | None = None
         self._closed: Outcome | None = None
         self.stdin = self.stdout = None
+        # With the cgroupfs driver a per-step parent keeps the CPU count after the container's
+        # own cgroup is gone (named after its owner, for the orphan reaper).
+        self.parent = (f"{cgroups.DOCKER_PARENT}/{cgroups.step_name(uuid.uuid4().hex[:8])}"
+                       if sandbox.cgroup_driver == "cgroupfs" else None)
         try:
             _prepare_mounts(step, self.uid)
         except OSError as exc:
             raise SandboxUnavailable(f"cannot prepare the mounts: {exc}") from exc
-        spec = container_spec(step, info, f"{self.uid}:{os.getgid() if os.getuid() else self.uid}")
+        spec = container_spec(step, info, f"{self.uid}:{os.getgid() if os.getuid() else self.uid}",
+                              cgroup_parent=self.parent)
         spec["create"].update(stdin_open=interactive, tty=False)  # StdinOnce follows
         try:
             host_config = self.api.create_host_config(**spec["host"])
@@ -226,15 +286,25 @@ class _Container(Interactive):
                 raise StepNotStarted(f"cannot start {step.argv[:1]}: {text}") from exc
             raise SandboxUnavailable(f"docker could not start the step: {text}") from exc
         self.demux.start()
-        self._deadline = threading.Timer(step.timeout_s, self._on_deadline)
-        self._deadline.daemon = True
-        self._deadline.start()
+        pid = self._first_pid()
+        if sandbox.cgroup_driver is not None:
+            self.cgroup = cgroups.container_cgroup(sandbox.cgroup_driver, self.parent, self.cid, pid)
+        self.probe = _DockerProbe(self.api, self.cid, self.cgroup, pid)
+        self.watch = Watch(step, self.probe, self._kill, [str(Path(step.out_dir).resolve())],
+                           self.start, sandbox.poll_s)
+        self.watch.begin()
 
-    def _on_deadline(self) -> None:
-        self.timed_out = True
-        self._kill()
+    def _first_pid(self) -> int | None:
+        """The host pid of the container's first process, when it is this machine's."""
+        try:
+            pid = int(self.api.inspect_container(self.cid)["State"].get("Pid") or 0)
+        except Exception:  # gone already
+            return None
+        return pid if pid > 0 and os.path.exists(f"/proc/{pid}") else None
 
     def _kill(self) -> None:
+        if self.cgroup is not None:  # at once, from the host: no API round trip in between
+            self.cgroup.kill()
         try:
             self.api.kill(self.cid)
         except Exception:  # already stopped
@@ -246,6 +316,8 @@ class _Container(Interactive):
                 self.api.remove_container(self.cid, force=True)
             except Exception:  # already removed; cleanup_orphans is the backstop
                 pass
+        if self.parent is not None:
+            cgroups.remove_everywhere(self.parent)
 
     def close(self, timeout_s: float | None = 5.0) -> Outcome:
         if self._closed is not None:
@@ -256,9 +328,10 @@ class _Container(Interactive):
             self.stdout.close()  # unread output no longer matters; a blocked demux moves on
         self.demux.join(timeout_s)
         if self.demux.is_alive():
+            self.watch.end()
             self._kill()
             self.demux.join(10)
-        self._deadline.cancel()
+        self.watch.end()
         wall = time.monotonic() - self.start
         rc, oom, error = None, False, None
         try:
@@ -267,23 +340,31 @@ class _Container(Interactive):
             oom = bool(self.api.inspect_container(self.cid)["State"].get("OOMKilled"))
         except Exception as exc:  # the daemon failed us, not the step
             error = f"docker lost the container: {exc}"
+        cpu_s = self.watch.cpu_s
+        if self.cgroup is not None and self.parent is not None:
+            cpu_s = self.cgroup.cpu_s() or cpu_s  # the parent: exact, exited processes included
         self._remove()
         try:
             self.raw.close()
         except OSError:
             pass
         text = self.demux.tail.decode("utf-8", "replace")
-        if oom:
-            limit = self.step.limits.memory_bytes
-            text += f"\n{NOTE}killed by the OOM killer: over {limit} bytes\n"
-        if self.timed_out:
-            text += f"\n{NOTE}killed after the {self.step.timeout_s:.1f} s timeout\n"
+        reason = self.watch.reason
+        limit = reason if reason in ("memory", "pids", "disk") else None
+        if oom and limit is None:
+            limit = "memory"
+            text += f"\n{NOTE}killed by the OOM killer: over {self.step.limits.memory_bytes} bytes\n"
+        if reason:
+            text += f"\n{NOTE}killed: {self.watch.detail}\n"
         try:
             _settle_out(Path(self.step.out_dir))
         except OSError as exc:
             text += f"\n{NOTE}could not take back the outputs: {exc}\n"
-        self._closed = Outcome(None if self.timed_out else rc, self.timed_out, wall, text,
-                               self.demux.nbytes, oom=oom, error=error)
+        self._closed = Outcome(None if reason else rc, reason == "timeout", wall, text,
+                               self.demux.nbytes, oom=oom or limit == "memory", error=error,
+                               cpu_s=None if cpu_s is None else round(cpu_s, 3),
+                               cpu_source="cgroup" if cpu_s is not None else None,
+                               over_budget=reason == "over_budget", limit=limit)
         return self._closed
 
 

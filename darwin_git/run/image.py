@@ -2,17 +2,20 @@
 
 Two kinds, told apart by labels the runner reads (:func:`read_image`):
 
-- ``host`` (``darwin-git image build``, the default ``darwin-git:local``): a tiny root filesystem
-  built ``FROM scratch`` out of this machine's own files: the shared libraries the host Python and
-  every extension module in its environment need, a shell, ``/etc/passwd`` with the sandbox user.
-  Python itself is not copied: the runner bind-mounts the host interpreter and its environment
-  read-only at their own paths (recorded in the labels). No registry is contacted, so this works
-  offline and in CI, and builds in seconds.
+- ``host`` (``darwin-git image build``, the default ``darwin-git:local-<build id>``): a tiny root
+  filesystem built ``FROM scratch`` out of this machine's own files: the shared libraries the
+  host Python and every extension module in its environment need, a shell, ``/etc/passwd`` with
+  the sandbox user. Python itself is not copied: the runner bind-mounts the host interpreter and
+  its environment read-only at their own paths (recorded in the labels). No registry is
+  contacted, so this works offline and in CI, and builds in seconds. The tag names the build it
+  belongs to (:func:`build_id`: darwin-git's version, this recipe, the interpreter), so two
+  checkouts or environments on one machine never run each other's image.
 - ``self-contained`` (``Dockerfile.gpu``, for GPU machines): a CUDA PyTorch base with darwin-git
   installed; ``python`` on PATH is the interpreter and nothing of the host is mounted.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -27,12 +30,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .base import SandboxUnavailable
+from .base import SandboxUnavailable, stable_python
 
-DEFAULT_TAG = "darwin-git:local"
+LOCAL_REPO = "darwin-git"
 LABEL = "org.darwin-git"  # label prefix on images and containers
 IMAGE_FORMAT = "1"
-HOST_BUILD = "2"  # bump when write_rootfs changes: older host images are rebuilt
+HOST_BUILD = "3"  # bump when write_rootfs or the labels change: older host images are rebuilt
 SANDBOX_UID = 10001  # the non-root user steps run as (when the engine itself runs as root)
 DOCKERFILE_GPU = Path(__file__).with_name("Dockerfile.gpu")
 # Small tools a training script may shell out to; all are optional.
@@ -56,10 +59,35 @@ class ImageInfo:
     python: str  # the interpreter a step's "python" means inside the container
     mounts: tuple[str, ...]  # host folders bind-mounted read-only at the same path (host kind)
     uid: int
+    build: str | None = None  # build_id() of the darwin-git that made it (host kind)
+    hidden: tuple[str, ...] = ()  # darwin_git folders of the mounted Python: masked (host kind)
+
+
+def build_id(python: str | None = None) -> str:
+    """What a host image is made from: darwin-git's version, this module (the recipe) and the
+    interpreter it mounts (its path, resolved). Two checkouts or venvs get different ids."""
+    from .. import __version__
+
+    h = hashlib.sha256()
+    h.update(f"{__version__}\0{HOST_BUILD}\0".encode())
+    h.update(Path(__file__).read_bytes())
+    exe = python or sys.executable  # its folder resolved, not the file: a venv's python is a
+    h.update(os.path.join(os.path.realpath(os.path.dirname(exe)),  # link to the base one
+                          os.path.basename(exe)).encode())
+    return h.hexdigest()[:12]
+
+
+def local_tag(python: str | None = None) -> str:
+    """The offline image of this build for ``python`` (default: this interpreter)."""
+    return f"{LOCAL_REPO}:local-{build_id(python)}"
+
+
+DEFAULT_TAG = local_tag()  # this checkout's offline image for this interpreter
 
 
 def default_tag() -> str:
-    return os.environ.get("DARWIN_DOCKER_IMAGE", DEFAULT_TAG)
+    """The image the docker runner uses: $DARWIN_DOCKER_IMAGE, else this build's offline one."""
+    return os.environ.get("DARWIN_DOCKER_IMAGE") or DEFAULT_TAG
 
 
 def read_image(client, tag: str) -> ImageInfo:
@@ -80,6 +108,8 @@ def read_image(client, tag: str) -> ImageInfo:
         python=labels.get(f"{LABEL}.python", "python"),
         mounts=tuple(json.loads(labels.get(f"{LABEL}.mounts", "[]"))),
         uid=int(labels.get(f"{LABEL}.uid", SANDBOX_UID)),
+        build=labels.get(f"{LABEL}.build"),
+        hidden=tuple(json.loads(labels.get(f"{LABEL}.hidden", "[]"))),
     )
     if info.kind == "host" and labels.get(f"{LABEL}.host-build") != HOST_BUILD:
         raise SandboxUnavailable(f"docker image {tag!r} was built by an older darwin-git; "
@@ -92,19 +122,24 @@ def read_image(client, tag: str) -> ImageInfo:
     return info
 
 
-def python_layout(python: str) -> tuple[str, list[str], list[str]]:
-    """(executable, folders to mount, folders whose shared objects it loads) of a host
-    interpreter: it is mounted whole (venv + base install), but only its library folders are
-    scanned, so a base install at /usr does not mean running ldd on all of /usr."""
-    probe = ("import sys, json, sysconfig; p = sysconfig.get_paths(); print(json.dumps("
+def python_layout(python: str) -> tuple[str, list[str], list[str], list[str]]:
+    """(executable, folders to mount, folders whose shared objects it loads, darwin_git package
+    folders it would import) of a host interpreter: it is mounted whole (venv + base install),
+    but only its library folders are scanned, so a base install at /usr does not mean running
+    ldd on all of /usr. The package folders are masked in every container (they hold the
+    corpus); they are found as a step would look (-I: no PYTHONPATH, no cwd), not imported."""
+    probe = ("import sys, json, sysconfig, importlib.util; p = sysconfig.get_paths(); "
+             "s = importlib.util.find_spec('darwin_git'); print(json.dumps("
              "[sys.executable, sys.prefix, sys.base_prefix, [p['stdlib'], p['platstdlib'], "
-             "p['purelib'], p['platlib'], sysconfig.get_config_var('LIBDIR') or '']]))")
+             "p['purelib'], p['platlib'], sysconfig.get_config_var('LIBDIR') or ''], "
+             "list(s.submodule_search_locations or []) if s else []]))")
     try:
-        out = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=60,
-                             check=True).stdout
+        out = subprocess.run([python, "-I", "-c", probe], capture_output=True, text=True,
+                             timeout=60, check=True).stdout
     except (OSError, subprocess.SubprocessError) as exc:
         raise SandboxUnavailable(f"cannot run {python!r} to find its installation: {exc}") from exc
-    exe, prefix, base, libdirs = json.loads(out)
+    exe, prefix, base, libdirs, package = json.loads(out)
+    exe = stable_python(exe, prefix)  # inside the mounted folders, whatever links led to it
     mounts = sorted({os.path.realpath(prefix), os.path.realpath(base)})
     # Nested mounts would shadow each other; keep the outermost folder only.
     mounts = [m for m in mounts if not any(m != o and m.startswith(o + "/") for o in mounts)]
@@ -113,7 +148,7 @@ def python_layout(python: str) -> tuple[str, list[str], list[str]]:
     scan = {d for d in scan if not any(d.startswith(o + "/") for o in scan)}
     if libdir and os.path.isdir(libdir):  # libpython only: LIBDIR may be all of /usr/lib
         scan |= {str(p) for p in Path(libdir).glob("libpython*.so*")}
-    return exe, mounts, sorted(scan)
+    return exe, mounts, sorted(scan), sorted({os.path.realpath(p) for p in package})
 
 
 def _elf_files(folders: list[str], python: str) -> list[str]:
@@ -238,13 +273,16 @@ def write_rootfs(fileobj, python: str, mounts: list[str], scan: list[str] | None
     return len(libs)
 
 
-def _dockerfile(tag: str, python: str, mounts: list[str], uid: int) -> str:
+def _dockerfile(tag: str, python: str, mounts: list[str], uid: int,
+                hidden: list[str] = ()) -> str:
     labels = {
         f"{LABEL}.image-format": IMAGE_FORMAT,
         f"{LABEL}.kind": "host",
         f"{LABEL}.host-build": HOST_BUILD,
+        f"{LABEL}.build": build_id(python),
         f"{LABEL}.python": python,
         f"{LABEL}.mounts": json.dumps(mounts),
+        f"{LABEL}.hidden": json.dumps(list(hidden)),
         f"{LABEL}.uid": str(uid),
     }
     label_lines = " \\\n      ".join(f"{k}={json.dumps(v)}" for k, v in labels.items())
@@ -253,15 +291,18 @@ def _dockerfile(tag: str, python: str, mounts: list[str], uid: int) -> str:
             f"USER {uid}:{uid}\nWORKDIR /darwin/tree\nLABEL {label_lines}\n")
 
 
-def build_host_image(tag: str = DEFAULT_TAG, python: str | None = None, client=None,
+def build_host_image(tag: str | None = None, python: str | None = None, client=None,
                      uid: int = SANDBOX_UID, log=lambda msg: None) -> ImageInfo:
-    """Assemble and build the offline ``host`` image; no registry is contacted."""
+    """Assemble and build the offline ``host`` image (tag: this build's, :func:`local_tag`);
+    no registry is contacted."""
     import docker
     import docker.errors
 
     client = client or docker_client()
-    exe, mounts, scan = python_layout(python or sys.executable)
-    log(f"python {exe}; mounted read-only from the host: {', '.join(mounts)}")
+    tag = tag or local_tag(python)
+    exe, mounts, scan, hidden = python_layout(python or sys.executable)
+    log(f"python {exe}; mounted read-only from the host: {', '.join(mounts)}"
+        + (f"; masked: {', '.join(hidden)}" if hidden else ""))
     with tempfile.TemporaryDirectory(prefix="darwin-image-") as tmp:
         rootfs = Path(tmp) / "rootfs.tar"
         with open(rootfs, "wb") as f:
@@ -269,7 +310,7 @@ def build_host_image(tag: str = DEFAULT_TAG, python: str | None = None, client=N
         log(f"root filesystem: {n_libs} host libraries, {rootfs.stat().st_size >> 20} MiB")
         context = Path(tmp) / "context.tar"
         with tarfile.open(context, "w") as tar:
-            data = _dockerfile(tag, exe, mounts, uid).encode()
+            data = _dockerfile(tag, exe, mounts, uid, hidden).encode()
             info = tarfile.TarInfo("Dockerfile")
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
@@ -329,19 +370,29 @@ def build_gpu_image(tag: str = "darwin-git:gpu", base: str | None = None, client
     return read_image(client, tag)
 
 
-def ensure_host_image(tag: str = DEFAULT_TAG, client=None, log=lambda msg: None) -> ImageInfo:
+def ensure_host_image(tag: str | None = None, client=None, log=lambda msg: None) -> ImageInfo:
     """The image if it is usable with this interpreter, else build it (tests and CI call this
-    once). A host image made from another environment (another checkout's venv) is rebuilt."""
+    once). A host image made from another environment or build is rebuilt."""
     client = client or docker_client()
+    tag = tag or local_tag()
     try:
         info = read_image(client, tag)
     except SandboxUnavailable:
         return build_host_image(tag, client=client, log=log)
     bin_dir = lambda exe: os.path.realpath(os.path.dirname(exe))  # noqa: E731
-    if info.kind == "host" and bin_dir(info.python) != bin_dir(sys.executable):
-        log(f"{tag} mounts {info.python}, not {sys.executable}: rebuilding")
+    if info.kind == "host" and (bin_dir(info.python) != bin_dir(sys.executable)
+                                or info.build != build_id()):
+        log(f"{tag} was made by another build or for {info.python}: rebuilding")
         return build_host_image(tag, client=client, log=log)
     return info
+
+
+def ensure_default_image(client=None, log=lambda msg: None) -> ImageInfo | None:
+    """What the docker runner needs before its first step: this build's offline image, built
+    if missing; a tag the user chose ($DARWIN_DOCKER_IMAGE) is never built here (None)."""
+    if os.environ.get("DARWIN_DOCKER_IMAGE"):
+        return None
+    return ensure_host_image(local_tag(), client=client, log=log)
 
 
 def docker_client():

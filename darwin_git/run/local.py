@@ -1,35 +1,52 @@
-"""LocalSandbox: one untrusted step as a child process group on this machine.
+"""LocalSandbox: one untrusted step as a supervised process tree on this machine.
 
-What the child gets (when the engine runs as root, as in CI):
+What the step gets when the engine runs as root (as in CI):
 - a fresh unprivileged uid/gid for this run alone (not a shared one such as nobody's), so
-  RLIMIT_NPROC counts only this run and, afterwards, every process of that uid is SIGKILLed:
-  a child that escapes the process group with setsid() still dies;
-- its own network namespace (``unshare(CLONE_NEWNET)``): only a loopback that is down, so any
-  connect fails;
-- its own mount namespace: private, size-capped tmpfs over /tmp, /var/tmp, /dev/shm and
-  /run/lock, so nothing one run leaves there (say, validation windows seen by a model server)
-  reaches a later run; folders closed to other uids but holding the interpreter (/root/.pyenv
-  under a 0700 /root) are covered by an empty tmpfs with just the needed path bound back;
+  RLIMIT_NPROC counts only this run and, afterwards, every process of that uid is SIGKILLed;
+- a cgroup of its own (:mod:`.cgroup`) that the launcher joins before anything of the step
+  runs: the kernel's count of its CPU time (every thread and child, whatever they do), a
+  memory limit over all its processes together and a process limit (pids.max);
+- its own PID, mount, network, IPC and UTS namespaces. The network has only a loopback that
+  is down, so any connect fails. The filesystem is a minimal view (:func:`_view`): a tmpfs
+  root holding, read-only, the interpreter's folders and the system's (/usr, /lib...), a few
+  files of /etc (no /etc/shadow; a passwd naming the run's uid), its stage's tree (the cwd)
+  and inputs at their host paths, and writable only its out folder and private, size-capped
+  tmpfs scratch (/tmp, /var/tmp, /dev/shm); a /dev of null, zero, full, random, urandom (and
+  the NVIDIA devices for GPU steps); a /proc of its own PID namespace, whose other uids'
+  processes (the launcher) are hidden. Nothing else of the host exists there: not /root,
+  /home, /work, the population, other runs' stages, the data cache, nor the darwin_git
+  package (:func:`.base.hidden_paths` are masked even inside a bound folder);
 - a staging folder of its own: a root-owned read-only copy of the tree (0555/0444), the inputs
   as root-owned read-only hardlinks or copies, and an out folder owned by the run's uid; after
   the step, the regular files of out (never symlinks) are moved to ``step.out_dir``;
-- rlimits: RLIMIT_AS (memory), RLIMIT_NPROC, RLIMIT_FSIZE, RLIMIT_CPU, RLIMIT_CORE 0. Measured
-  with torch 2.13 CPU on a 2-core box: importing torch and training the tiny test model fits in
-  768 MiB of address space and fails at 640 MiB; every extra thread adds its 8 MiB stack, so
-  the 4 GiB default leaves room for real models and many-core hosts. Address space is unworkable with CUDA (its context reserves tens of GiB), so for
-  steps with ``gpus > 0`` a watchdog sums the resident memory of the run's processes and kills
-  them over the limit (sampled; it reports oom);
+- rlimits: RLIMIT_AS (memory, per process), RLIMIT_NPROC, RLIMIT_FSIZE, RLIMIT_CPU,
+  RLIMIT_CORE 0. Measured with torch 2.13 CPU on a 2-core box: importing torch and training the
+  tiny test model fits in 768 MiB of address space and fails at 640 MiB; every extra thread
+  adds its 8 MiB stack, so the 4 GiB default leaves room for real models and many-core hosts.
+  Address space is unworkable with CUDA (its context reserves tens of GiB): GPU steps rely on
+  the cgroup (or, without one, the resident-memory watchdog) alone;
 - the environment of :func:`base_env` only, plus MALLOC_ARENA_MAX=2 (glibc's per-thread arenas
   would otherwise eat the address-space limit on many-core hosts).
 
-Not root: the child runs as our own user; we try a user+network namespace and otherwise say in
-the log that the network is not isolated. The tree copy is read-only by mode only there.
+The clock, the memory/pids/disk limits and the timeout are enforced by :class:`.watch.Watch`.
+CPU time comes from the cgroup; without one (no root, no cgroup support) from per-process
+accounting of the launcher's tree (:func:`.procs.tree_cpu_s`, whose docstring says what it
+can miss), and memory from a resident-memory watchdog over that tree.
 
-The unshare/rlimit/setuid sequence runs in a tiny launcher (``python -I -S -c``) that then
-execs the step, rather than in a ``preexec_fn``, which is unsafe in a threaded parent.
+Not root: the child runs as our own user, with no view, no PID namespace and no cgroup; we
+try a user + network namespace and otherwise say in the log that the network is not
+isolated. The tree copy is read-only by mode only there. The launcher is then a child
+subreaper, so the step's orphans stay in its tree (counted, and killed at the end).
+
+A step dies with its engine: the launcher ends it when the engine's end of a lifeline pipe
+closes (the engine exited or was killed with -9; see launcher.py). As a backstop (a launcher
+that could not act, say) every step records its owner (this engine's pid and start time), its
+launcher and its cgroup in its stage folder; :func:`reap_orphans`, run when a LocalSandbox is
+made, ends the steps whose engine is gone and removes their stages and cgroups.
 """
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
@@ -37,80 +54,47 @@ import random
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-from .base import Interactive, Outcome, Sandbox, Step, base_env, host_python
+from . import procs
+from .base import (PACKAGE_DIR, PACKAGE_PARENT, Interactive, Outcome, Sandbox, Step, base_env,
+                   hidden_paths, host_python, needs_engine_package, stable_python)
+from .cgroup import StepCgroup, reap_dead, step_name
+from .launcher import CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUSER, \
+    CLONE_NEWUTS
+from .watch import Probe, Watch, scratch_bytes
 
-PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWNET = 0x40000000
+LAUNCHER = str(Path(__file__).with_name("launcher.py"))
 UID_BASE, UID_SPAN = 1_200_000, 500_000  # far above any account on a normal machine
 OOM_MARKERS = ("MemoryError", "std::bad_alloc", "can't allocate memory",
                "Cannot allocate memory", "CUDA out of memory", "OutOfMemoryError")
 NOTE = "[darwin sandbox] "
+LAUNCHER_PROCS = 2  # the launcher and the namespace's init, in the step's cgroup too
+OWNER_FILE = "owner.json"  # in a stage folder: which engine runs it (for reap_orphans)
 
-_LAUNCHER = r"""
-import ctypes, json, os, resource, sys
-cfg = json.loads(sys.argv[1])
-if cfg["unshare"]:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(cfg["unshare"]) != 0:
-        err = os.strerror(ctypes.get_errno())
-        if cfg["uid"] is not None:
-            sys.stderr.write("[darwin sandbox] cannot isolate the network: " + err + "\n")
-            os._exit(125)
-        sys.stderr.write("[darwin sandbox] network not isolated (unshare: " + err + ")\n")
-if cfg["mounts"]:
-    # A private mount namespace: fresh small tmpfs over the shared scratch folders (nothing
-    # left there by one run can reach another) and over folders the run's uid cannot enter
-    # but whose insides it needs (the interpreter under /root); what the step needs inside a
-    # covered folder is bound back through a descriptor opened before covering.
-    libc = ctypes.CDLL(None, use_errno=True)
-    def _mount(src, dst, fstype, flags, data):
-        if libc.mount(src, dst.encode(), fstype, flags, data) != 0:
-            err = os.strerror(ctypes.get_errno())
-            sys.stderr.write("[darwin sandbox] cannot isolate the network: mount %r: %s\n"
-                             % (dst, err))
-            os._exit(125)
-    if libc.unshare(0x00020000) != 0:
-        sys.stderr.write("[darwin sandbox] cannot isolate the network: mount namespace\n")
-        os._exit(125)
-    _mount(b"none", "/", None, 16384 | (1 << 18), None)  # MS_REC|MS_PRIVATE
-    covers, keep = cfg["mounts"]
-    fds = [os.open(path, os.O_PATH | os.O_DIRECTORY) for path in keep]
-    for path, options in covers:
-        _mount(b"tmpfs", path, b"tmpfs", 2 | 8, options.encode())  # MS_NOSUID|MS_NODEV
-    for path, fd in zip(keep, fds):
-        os.makedirs(path, exist_ok=True)
-        _mount(("/proc/self/fd/%d" % fd).encode(), path, None, 4096 | 16384, None)  # BIND|REC
-        os.close(fd)
-for name, value in cfg["rlimits"]:
-    resource.setrlimit(getattr(resource, name), (value, value))
-if cfg["uid"] is not None:
-    os.setgroups([])
-    os.setgid(cfg["uid"])
-    os.setuid(cfg["uid"])
-os.chdir(cfg["cwd"])
-try:
-    os.execve(cfg["argv"][0], cfg["argv"], cfg["env"])
-except OSError as exc:
-    sys.stderr.write("[darwin sandbox] cannot start %r: %s\n" % (cfg["argv"][0], exc))
-    os._exit(127)
-"""
+PKG = "/darwin/pkg"  # TEMPORARY (see base.needs_engine_package): the package, in the view
+# Private, size-capped scratch (RAM-backed, so also charged to the step's memory cgroup).
+PRIVATE_SCRATCH = (("/tmp", "256m"), ("/var/tmp", "64m"), ("/dev/shm", "512m"))
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+ETC_READ = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "alternatives", "ssl",
+            "ca-certificates", "nsswitch.conf", "host.conf", "os-release", "mime.types")
+DEVICES = ("null", "zero", "full", "random", "urandom")
 
 
 class LocalSandbox(Sandbox):
     name = "local"
 
-    def __init__(self, workspace: Path | None = None, poll_s: float = 0.25):
+    def __init__(self, workspace: Path | None = None, poll_s: float = 0.1):
         self.root = os.geteuid() == 0
         self.workspace = Path(workspace or os.environ.get("DARWIN_SANDBOX_DIR")
                               or Path(tempfile.gettempdir()) / "darwin-sandbox")
         self.poll_s = poll_s
         self.uids_used: list[int] = []  # one per run, for audits and tests
+        self.reaped = reap_orphans(self.workspace)
 
     def run(self, step: Step) -> Outcome:
         try:
@@ -124,65 +108,156 @@ class LocalSandbox(Sandbox):
         return _Process(self, step, interactive=True)
 
 
+class _LocalProbe(Probe):
+    def __init__(self, launcher: int, cgroup: StepCgroup | None, scratch: bool):
+        self.launcher, self.cgroup, self.scratch = launcher, cgroup, scratch
+        self._init: int | None = None
+
+    def cpu_s(self):
+        if self.cgroup is not None:
+            return self.cgroup.cpu_s()
+        return procs.tree_cpu_s(self.launcher)
+
+    def oom_kills(self):
+        return self.cgroup.oom_kills() if self.cgroup is not None else 0
+
+    def rss_bytes(self):
+        if self.cgroup is not None and self.cgroup.memory_dir is not None:
+            return None
+        return procs.rss_bytes([self.launcher] + procs.descendants(self.launcher))
+
+    def pids_refused(self):
+        return self.cgroup.pids_refused() if self.cgroup is not None else 0
+
+    def scratch_bytes(self):
+        """The step's private tmpfs mounts, seen through its init's root."""
+        if not self.scratch:
+            return 0
+        if self._init is None:
+            kids = procs.children(self.launcher)
+            if not kids:
+                return 0
+            self._init = kids[0]  # the launcher's only child: the namespace's init
+        return scratch_bytes(f"/proc/{self._init}/root{p}" for p, _ in PRIVATE_SCRATCH)
+
+
 class _Process(Interactive):
-    """A started step: staging, the child, its log reader, its watchdogs and its cleanup."""
+    """A started step: staging, the launcher, its log reader, its watchdog and its cleanup."""
 
     def __init__(self, sandbox: LocalSandbox, step: Step, interactive: bool):
         self.sb, self.step = sandbox, step
+        _retry_busy_cgroups()
         self.uid = _free_uid() if sandbox.root else None
         if self.uid is not None:
             sandbox.uids_used.append(self.uid)
-        self.stage = _stage(sandbox.workspace, step, self.uid)
-        self.killed_for_time = self.killed_for_memory = False
+        self.stage = _new_stage(sandbox.workspace, step)
+        self.cgroup: StepCgroup | None = None
+        self._lifeline: int | None = None  # our end of the pipe whose EOF ends the step
         self.tail, self.nbytes = bytearray(), 0
-        self._done = threading.Event()
+        self._closed: Outcome | None = None
+        self.notes: list[str] = []
         try:
+            _record_owner(self.stage, uid=self.uid)
+            _fill_stage(self.stage, step, self.uid)
+            if sandbox.root:
+                self.cgroup, why = StepCgroup.create(step_name(self.stage.name),
+                                                     step.limits.memory_bytes,
+                                                     step.limits.max_procs + LAUNCHER_PROCS)
+                if self.cgroup is None:
+                    self.notes.append(f"no cgroup ({why}): CPU time from per-process accounting")
+                _record_owner(self.stage, uid=self.uid, cgroup=self.cgroup)
             self.proc = self._spawn(interactive)
         except BaseException:
-            _rmtree(self.stage)
+            self._discard()
             raise
         self.start = time.monotonic()
+        _record_owner(self.stage, uid=self.uid, cgroup=self.cgroup, launcher=self.proc.pid)
+        self.exited = threading.Event()
+        self.rusage = None
+        threading.Thread(target=self._reap, daemon=True).start()
         log_pipe = self.proc.stderr if interactive else self.proc.stdout
         self.stdin = self.proc.stdin if interactive else None
         self.stdout = self.proc.stdout if interactive else None
         self._reader = threading.Thread(target=self._read_log, args=(log_pipe,), daemon=True)
         self._reader.start()
-        threading.Thread(target=self._watch, daemon=True).start()
-        self._closed = None
+        self.probe = _LocalProbe(self.proc.pid, self.cgroup, scratch=sandbox.root)
+        self.watch = Watch(step, self.probe, self._kill, [str(self.stage / "out")], self.start,
+                           sandbox.poll_s)
+        self.watch.begin()
 
     def _spawn(self, interactive: bool) -> subprocess.Popen:
-        step, stage = self.step, self.stage
-        out = str(stage / "out")
-        paths = {"DARWIN_OUT": out}
-        paths.update({f"DARWIN_{k.upper()}": str(stage / "in" / k) for k in step.inputs})
+        step, stage, root = self.step, self.stage, self.sb.root
+        # Host paths, as root too (there the view binds the stage at its own path): tools that
+        # find a workspace's steps by their DARWIN_OUT (the Ray worker's guard) keep working.
+        where = {"tree": str(stage / "tree"), "in": str(stage / "in"), "out": str(stage / "out")}
+        paths = {"DARWIN_OUT": where["out"]}
+        paths.update({f"DARWIN_{k.upper()}": f"{where['in']}/{k}" for k in step.inputs})
         env = base_env(step, paths)
         env["MALLOC_ARENA_MAX"] = "2"
         env.setdefault("CUDA_VISIBLE_DEVICES", _visible_gpus(step.gpus))
+        python = stable_python()
+        env["PATH"] = f"{os.path.dirname(python)}:{env['PATH']}"  # a step's `python` is ours
         argv = list(step.argv)
+        legacy = needs_engine_package(argv)
         if argv and argv[0] == "python":
-            argv[0] = host_python()
-            if any(a.startswith("darwin_git") for a in argv[1:3]):
-                env["PYTHONPATH"] = PACKAGE_PARENT
+            argv[0] = python
+            if legacy:
+                env["PYTHONPATH"] = PKG if root else PACKAGE_PARENT
                 env["PYTHONSAFEPATH"] = "1"  # the tree (cwd) may not shadow the package
         elif argv and "/" not in argv[0]:
             argv[0] = shutil.which(argv[0], path=env["PATH"]) or argv[0]
         lim = step.limits
         cpu = lim.cpu_seconds or math.ceil(step.timeout_s * (os.cpu_count() or 1)) + 10
-        rlimits = [("RLIMIT_NPROC", lim.max_procs), ("RLIMIT_FSIZE", lim.max_file_bytes),
+        # With pids.max in place (it counts the launcher and init too) RLIMIT_NPROC is only a
+        # backstop, set above it, so that the cgroup refuses first and the step ends as "pids".
+        pids_cgroup = self.cgroup is not None and self.cgroup.pids_dir is not None
+        nproc = lim.max_procs + LAUNCHER_PROCS + 1 if pids_cgroup else lim.max_procs
+        rlimits = [("RLIMIT_NPROC", nproc), ("RLIMIT_FSIZE", lim.max_file_bytes),
                    ("RLIMIT_CPU", cpu), ("RLIMIT_CORE", 0)]
         if not step.gpus:
             rlimits.append(("RLIMIT_AS", lim.memory_bytes))
-        if not self.sb.root:
+        if not root:
             rlimits = [r for r in rlimits if r[0] != "RLIMIT_NPROC"]  # would count all our procs
-        cfg = {"unshare": CLONE_NEWNET if self.sb.root else CLONE_NEWUSER | CLONE_NEWNET,
-               "uid": self.uid, "rlimits": rlimits, "argv": argv, "env": env,
-               "cwd": str(stage / "tree"), "mounts": _mount_plan(stage) if self.sb.root else []}
+        flags = (CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS) if root \
+            else CLONE_NEWUSER | CLONE_NEWNET
+        cfg = {"cgroup_procs": self.cgroup.procs_files() if self.cgroup else [],
+               "unshare": flags, "uid": self.uid, "rlimits": rlimits, "argv": argv, "env": env,
+               "cwd": where["tree"], "hostname": "sandbox" if root else None,
+               "view": _view(stage, step, self.uid, legacy) if root else None}
+        # The lifeline: its write end stays with this process alone (not inheritable, and every
+        # later Popen closes other fds), so the launcher reads EOF exactly when we are gone.
+        lifeline, self._lifeline = os.pipe()
+        cfg["lifeline"] = lifeline
+        config = stage / "launch.json"
+        config.write_text(json.dumps(cfg))
+        config.chmod(0o600)
+        if not root:
+            self.notes.append("not root: no cgroup, PID namespace or filesystem view; the step "
+                              "runs as this user")
         pipe = subprocess.PIPE
-        return subprocess.Popen(
-            [host_python(), "-I", "-S", "-c", _LAUNCHER, json.dumps(cfg)],
-            stdin=pipe if interactive else subprocess.DEVNULL, stdout=pipe,
-            stderr=pipe if interactive else subprocess.STDOUT,
-            start_new_session=True, close_fds=True, env={}, cwd="/")
+        try:
+            return subprocess.Popen(
+                [host_python(), "-I", "-S", LAUNCHER, str(config)],
+                stdin=pipe if interactive else subprocess.DEVNULL, stdout=pipe,
+                stderr=pipe if interactive else subprocess.STDOUT, pass_fds=(lifeline,),
+                start_new_session=True, close_fds=True, env={}, cwd="/")
+        finally:
+            os.close(lifeline)
+
+    def _reap(self) -> None:
+        """wait4 rather than Popen.wait: its rusage holds the CPU of everything the launcher
+        reaped, the per-process count's final value."""
+        while True:
+            try:
+                _, status, self.rusage = os.wait4(self.proc.pid, 0)
+                break
+            except InterruptedError:
+                continue
+            except ChildProcessError:
+                status = 0
+                break
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        self.exited.set()
 
     def _read_log(self, pipe) -> None:
         keep = self.step.limits.log_bytes
@@ -196,41 +271,20 @@ class _Process(Interactive):
                 del self.tail[:-keep]
         del self.tail[:-keep]
 
-    def _watch(self) -> None:
-        """Kill at the deadline; with GPUs, also over the memory limit (resident, sampled)."""
-        deadline = self.start + self.step.timeout_s
-        while not self._done.wait(min(self.sb.poll_s, max(0.0, deadline - time.monotonic()))):
-            if self.proc.poll() is not None:
-                return
-            if time.monotonic() >= deadline:
-                self.killed_for_time = True
-                self._kill()
-                return
-            if self.step.gpus and _rss(self._pids()) > self.step.limits.memory_bytes:
-                self.killed_for_memory = True
-                self._kill()
-                return
-
-    def _pids(self) -> list[int]:
-        return _pids_of_uid(self.uid, live_only=True) if self.uid is not None else [self.proc.pid]
-
     def _kill(self) -> None:
+        """The launcher's group (its init takes the PID namespace with it), the cgroup, the uid.
+        Without root, the launcher's tree first: the launcher is a subreaper that exits once
+        its tree is gone, whereas killing it first would hand the step's orphans to init."""
+        if not self.sb.root:
+            procs.kill_until_gone(lambda: procs.descendants(self.proc.pid))
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-        if self.uid is not None:  # also whatever left the group with setsid()
-            end = time.monotonic() + 5
-            while time.monotonic() < end:
-                pids = _pids_of_uid(self.uid, live_only=True)
-                if not pids:
-                    break
-                for pid in pids:
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except (ProcessLookupError, PermissionError):
-                        pass
-                time.sleep(0.01)
+        if self.cgroup is not None:
+            self.cgroup.kill()
+        if self.uid is not None:
+            procs.kill_until_gone(lambda: procs.pids_of_uid(self.uid, live_only=True))
 
     def wait(self) -> Outcome:
         return self.close(timeout_s=None)
@@ -243,41 +297,182 @@ class _Process(Interactive):
                 self.stdin.close()
             except OSError:
                 pass
-        closed_by_us = False
-        try:
-            self.proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            closed_by_us = True
-        self._done.set()
-        self._kill()  # the group and the uid: nothing outlives the step
-        rc = self.proc.wait()
+        closed_by_us = not self.exited.wait(timeout_s)
+        self.watch.end()
+        self._kill()  # the group, the cgroup and the uid: nothing outlives the step
+        self.exited.wait()
         self._reader.join(timeout=5)
-        for f in (self.proc.stdout, self.proc.stderr):
-            if f is not None:
-                f.close()
+        if self._reader.is_alive():  # closing under a blocked reader would block us too
+            self.notes.append("a process outside the step's tree still holds its output")
+        else:
+            for f in (self.proc.stdout, self.proc.stderr):
+                if f is not None:
+                    f.close()
+        rc = self.proc.returncode
         wall = time.monotonic() - self.start
+        cpu_s, source = self._cpu()
         text = self.tail.decode("utf-8", "replace")
-        killed = self.killed_for_time or self.killed_for_memory
+        reason, limit = self.watch.reason, None
+        if reason in ("memory", "pids", "disk"):
+            limit = reason
+        # A limit the kernel enforced in the last moments, before the watchdog's next look.
+        if limit is None and self.cgroup is not None and self.cgroup.oom_kills():
+            limit = "memory"
+            text += f"\n{NOTE}the kernel's OOM killer ended a process: over " \
+                    f"{self.step.limits.memory_bytes} bytes of memory\n"
+        elif limit is None and self.cgroup is not None and self.cgroup.pids_refused():
+            limit = "pids"
+            text += f"\n{NOTE}a fork was refused at {self.step.limits.max_procs} processes\n"
+        killed = reason is not None
         # SIGKILL that we did not send is almost always the kernel's OOM killer.
         unexplained_kill = rc == -signal.SIGKILL and not killed and not closed_by_us
-        oom = (self.killed_for_memory or unexplained_kill
+        oom = (limit == "memory" or unexplained_kill
                or any(m in text[-20000:] for m in OOM_MARKERS))
-        if self.killed_for_memory:
-            text += f"\n{NOTE}killed: resident memory over {self.step.limits.memory_bytes} bytes\n"
-        if self.killed_for_time:
-            text += f"\n{NOTE}killed after the {self.step.timeout_s:.1f} s timeout\n"
+        if reason:
+            text += f"\n{NOTE}killed: {self.watch.detail}\n"
+        for note in self.notes:
+            text += f"\n{NOTE}{note}\n"
         error = None
         if rc == 125 and NOTE + "cannot isolate" in text:
-            error = "cannot create a network namespace"
+            error = "cannot isolate the step (namespaces or mounts)"
         try:
             _collect(self.stage / "out", Path(self.step.out_dir), self.uid)
         except OSError as exc:
             text += f"\n{NOTE}could not collect outputs: {exc}\n"
         finally:
-            _rmtree(self.stage)
-        self._closed = Outcome(None if killed else rc, self.killed_for_time, wall, text,
-                               self.nbytes, oom=oom, error=error)
+            self._discard()
+        self._closed = Outcome(None if killed else rc, reason == "timeout", wall, text,
+                               self.nbytes, oom=oom, error=error, cpu_s=cpu_s, cpu_source=source,
+                               over_budget=reason == "over_budget", limit=limit)
         return self._closed
+
+    def _cpu(self) -> tuple[float | None, str]:
+        """The final CPU count: exact from a cgroup; else the larger of the last sample and what
+        the launcher's rusage holds (a kill can cut a subtree off before it is reaped)."""
+        if self.cgroup is not None:
+            value = self.cgroup.cpu_s()
+            if value is not None:
+                return round(value, 3), "cgroup"
+        reaped = (self.rusage.ru_utime + self.rusage.ru_stime) if self.rusage else 0.0
+        return round(max(reaped, self.watch.cpu_s or 0.0), 3), "proc"
+
+    def _discard(self) -> None:
+        if self._lifeline is not None:
+            os.close(self._lifeline)
+            self._lifeline = None
+        if self.cgroup is not None:
+            self.cgroup.kill()
+            if not self.cgroup.remove():
+                _BUSY_CGROUPS.append(self.cgroup)  # retried when the next step starts
+        _rmtree(self.stage)
+
+
+_BUSY_CGROUPS: list[StepCgroup] = []  # of finished steps, not removable yet
+
+
+def _retry_busy_cgroups() -> None:
+    for cgroup in list(_BUSY_CGROUPS):
+        if cgroup.remove(wait_s=0):
+            _BUSY_CGROUPS.remove(cgroup)
+
+
+def reap_orphans(workspace: Path) -> list[str]:
+    """End the steps whose engine is gone (killed with -9, say), remove their cgroups and
+    stages; return the stage names. Only stages with an owner record are touched; the step
+    cgroups of dead engines are reaped wherever their stages went (:func:`.cgroup.reap_dead`)."""
+    reaped = []
+    if os.geteuid() == 0:
+        reap_dead()
+    try:
+        stages = [p for p in Path(workspace).iterdir() if (p / OWNER_FILE).is_file()]
+    except OSError:
+        return reaped
+    for stage in stages:
+        try:
+            record = json.loads((stage / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if procs.owner_alive(record.get("owner", "")):
+            continue
+        launcher = record.get("launcher")
+        if launcher and procs.is_same_process(launcher[0], launcher[1]):
+            pid = launcher[0]  # its tree first: the launcher keeps the tree's orphans in it
+            procs.kill_until_gone(lambda: procs.descendants(pid), 2.0)
+            procs.kill_until_gone(lambda: [pid] if procs.is_same_process(*launcher) else [], 2.0)
+        if record.get("cgroup"):
+            cgroup = StepCgroup.from_record(record["cgroup"])
+            cgroup.kill()
+            cgroup.remove()
+        uid = record.get("uid")
+        if uid is not None and os.geteuid() == 0:
+            procs.kill_until_gone(lambda: procs.pids_of_uid(uid, live_only=True))
+        _rmtree(stage)
+        reaped.append(stage.name)
+    return reaped
+
+
+def _record_owner(stage: Path, uid: int | None, cgroup: StepCgroup | None = None,
+                  launcher: int | None = None) -> None:
+    record = {"owner": procs.owner_id(), "uid": uid,
+              "cgroup": cgroup.record() if cgroup else None,
+              "launcher": [launcher, procs.start_ticks(launcher)] if launcher else None}
+    tmp = stage / (OWNER_FILE + ".tmp")
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, stage / OWNER_FILE)
+
+
+def _python_dirs() -> list[str]:
+    """Folders the step's interpreter is read from: the venv and its base installation."""
+    return sorted({os.path.realpath(p) for p in (sys.prefix, sys.base_prefix)}
+                  | {os.path.dirname(os.path.realpath(host_python()))})
+
+
+def _outermost(paths: list[str]) -> list[str]:
+    paths = sorted(set(paths))
+    return [p for p in paths if not any(p.startswith(o.rstrip("/") + "/") for o in paths
+                                        if o != p)]
+
+
+def _view(stage: Path, step: Step, uid: int | None, legacy: bool) -> dict:
+    """The launcher's plan of the step's filesystem (see the module docstring)."""
+    hidden = hidden_paths()
+    symlinks, host = [], []
+    for path in SYSTEM_DIRS:
+        if os.path.islink(path):
+            symlinks.append((path, os.readlink(path)))
+        elif os.path.isdir(path):
+            host.append(path)
+    host = _outermost(host + _python_dirs())
+    host = [p for p in host if not any(p == h or p.startswith(h + "/") for h in hidden)]
+    binds = [(p, p, False) for p in host]
+    for name in ETC_READ:
+        path = f"/etc/{name}"
+        if os.path.islink(path):
+            symlinks.append((path, os.readlink(path)))
+        elif os.path.exists(path):
+            binds.append((path, path, False))
+    binds += [(f"/dev/{d}", f"/dev/{d}", True) for d in DEVICES if os.path.exists(f"/dev/{d}")]
+    if step.gpus > 0:
+        binds += [(d, d, True) for d in sorted(glob.glob("/dev/nvidia*"))]
+    binds.append((str(stage / "tree"), str(stage / "tree"), False))
+    binds += [(str(stage / "in" / k), str(stage / "in" / k), False) for k in step.inputs]
+    binds.append((str(stage / "out"), str(stage / "out"), True))
+    masks = [h for h in hidden if any(h.startswith(p + "/") for p in host)]
+    if legacy:  # TEMPORARY: see base.needs_engine_package
+        binds.append((str(PACKAGE_DIR), f"{PKG}/darwin_git", False))
+        masks.append(f"{PKG}/darwin_git/assets")  # the corpus: never in a step's view
+    symlinks += [("/dev/fd", "/proc/self/fd"), ("/dev/stdin", "/proc/self/fd/0"),
+                 ("/dev/stdout", "/proc/self/fd/1"), ("/dev/stderr", "/proc/self/fd/2")]
+    who = uid if uid is not None else 65534
+    files = [("/etc/passwd", f"root:x:0:0:root:/root:/bin/sh\n"
+                             f"darwin:x:{who}:{who}:darwin sandbox:{stage / 'out'}:/bin/sh\n"
+                             "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"),
+             ("/etc/group", f"root:x:0:\ndarwin:x:{who}:\nnogroup:x:65534:\n"),
+             ("/etc/hosts", "127.0.0.1 localhost sandbox\n::1 localhost\n"),
+             ("/etc/hostname", "sandbox\n"), ("/etc/resolv.conf", "")]
+    tmpfs = [(p, f"mode=1777,size={size}") for p, size in PRIVATE_SCRATCH]
+    return {"root": str(stage / "root"), "symlinks": symlinks, "binds": binds, "tmpfs": tmpfs,
+            "masks": masks, "files": files}
 
 
 def _visible_gpus(n: int) -> str:
@@ -289,101 +484,35 @@ def _visible_gpus(n: int) -> str:
     return ",".join(ids[:n])
 
 
-def _needed_dirs() -> list[str]:
-    """Folders the step's interpreter and the engine package must be readable from."""
-    import sys
-
-    dirs = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, PACKAGE_PARENT)}
-    dirs.add(os.path.dirname(os.path.realpath(host_python())))
-    return sorted(dirs)
-
-
-# Shared scratch folders each step gets a private, small, empty tmpfs of (RAM-backed: sized).
-PRIVATE_SCRATCH = (("/tmp", "256m"), ("/var/tmp", "64m"), ("/dev/shm", "512m"), ("/run/lock", "1m"))
-
-
-def _mount_plan(stage: Path) -> list:
-    """[[(folder, tmpfs options)], [paths bound back]] for the launcher's mount namespace."""
-    covers = [(p, f"mode=1777,size={size}") for p, size in PRIVATE_SCRATCH if os.path.isdir(p)]
-    for path in _needed_dirs():
-        parts = Path(path).parts
-        for i in range(2, len(parts)):
-            anc = os.path.join(*parts[:i])
-            if not os.stat(anc).st_mode & 0o001:  # closed to other uids: cover it
-                covers.append((anc, "mode=0755,size=1m"))
-                break
-    covers = sorted(set(covers))
-    wanted = _needed_dirs() + [str(stage.resolve())]
-    keep = [p for p in wanted if any(p.startswith(c.rstrip("/") + "/") for c, _ in covers)]
-    keep = [p for p in keep if not any(p.startswith(k + "/") for k in keep)]  # outermost only
-    return [covers, keep]
-
-
 def _free_uid() -> int:
     while True:
         uid = UID_BASE + random.randrange(UID_SPAN)
-        if not _pids_of_uid(uid):
+        if not procs.pids_of_uid(uid):
             return uid
 
 
-def _pids_of_uid(uid: int, live_only: bool = False) -> list[int]:
-    """Processes of ``uid``; with live_only, zombies (dead, waiting to be reaped) are left out."""
-    pids = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                if entry.stat().st_uid == uid and not (live_only and _is_zombie(entry.path)):
-                    pids.append(int(entry.name))
-            except OSError:
-                pass
-    return pids
-
-
-def _is_zombie(proc_path: str) -> bool:
-    try:
-        with open(proc_path + "/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except (OSError, IndexError):
-        return True  # gone already
-
-
-def _rss(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/statm") as f:
-                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError, IndexError):
-            pass
-    return total
-
-
-def _stage(workspace: Path, step: Step, uid: int | None) -> Path:
-    """Build tree/ (read-only copy), in/<name>/ (read-only) and out/ (the child's) for one run."""
+def _new_stage(workspace: Path, step: Step) -> Path:
     workspace.mkdir(parents=True, exist_ok=True)
     os.chmod(workspace, 0o711)  # traversable, not listable: runs cannot see each other's names
-    if uid is not None:
-        closed = [a for a in workspace.resolve().parents if not os.stat(a).st_mode & 0o001]
-        if closed:
-            raise OSError(f"the sandbox workspace {workspace} is inside {closed[0]}, which the "
-                          "step's uid cannot enter; set DARWIN_SANDBOX_DIR elsewhere (e.g. /tmp)")
     stage = Path(tempfile.mkdtemp(prefix=f"{step.label}-", dir=workspace))
-    try:
-        os.chmod(stage, 0o711)
-        shutil.copytree(step.tree, stage / "tree", symlinks=True)
-        (stage / "in").mkdir()
-        for name, src in step.inputs.items():
-            _link_or_copy(Path(src), stage / "in" / name)
-        _seal(stage / "tree")
-        _seal(stage / "in")
-        out = stage / "out"
-        out.mkdir(mode=0o700)
-        if uid is not None:
-            os.chown(out, uid, uid)
-        return stage
-    except BaseException:
-        _rmtree(stage)
-        raise
+    os.chmod(stage, 0o711)
+    return stage
+
+
+def _fill_stage(stage: Path, step: Step, uid: int | None) -> None:
+    """tree/ (read-only copy), in/<name>/ (read-only), out/ (the child's), root/ (the view's
+    mount point) of one run."""
+    shutil.copytree(step.tree, stage / "tree", symlinks=True)
+    (stage / "in").mkdir()
+    for name, src in step.inputs.items():
+        _link_or_copy(Path(src), stage / "in" / name)
+    _seal(stage / "tree")
+    _seal(stage / "in")
+    out = stage / "out"
+    out.mkdir(mode=0o700)
+    if uid is not None:
+        os.chown(out, uid, uid)
+    (stage / "root").mkdir(mode=0o755)
 
 
 def _rmtree(path: Path) -> None:

@@ -1,8 +1,8 @@
 """The runner choice, written once: which sandbox trains and scores a tree (README "Runners").
 
 - ``local``: the local sandbox (a process group, its own namespaces where root).
-- ``docker``: the docker sandbox; the offline image (``darwin-git:local``) is built if it is
-  missing. A daemon that does not answer is an error.
+- ``docker``: the docker sandbox; this build's offline image (``darwin-git:local-<build>``) is
+  built if it is missing. A daemon that does not answer is an error.
 - ``auto``: docker when a daemon answers (building the offline image if missing), else local.
 
 `evolve`, `bench` and every Ray worker ask here.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .base import Sandbox, SandboxUnavailable
 from .docker import DockerSandbox
-from .image import DEFAULT_TAG, default_tag, docker_client, ensure_host_image
+from .image import docker_client, ensure_default_image
 from .local import LocalSandbox
 
 RUNNERS = ("auto", "local", "docker")
@@ -36,8 +36,7 @@ def make_sandbox(runner: str, workspace: Path | None = None,
 
 def _docker(log) -> DockerSandbox:
     client = docker_client()
-    if default_tag() == DEFAULT_TAG:  # the offline image is ours to build; another is not
-        ensure_host_image(client=client, log=log)
+    ensure_default_image(client, log=log)  # ours to build; a tag the user chose is not
     sandbox = DockerSandbox(client=client)
     sandbox.check()
     return sandbox

@@ -1,0 +1,166 @@
+"""The watchdog both sandboxes run beside a step: it samples the step's clock and its per-run
+limits from the kernel's counts, never from anything the step reports, and ends it once one
+is passed.
+
+Reasons a step is ended, first one wins: ``timeout`` (the wall-clock safety net
+``Step.timeout_s``), ``over_budget`` (its ``clock_limit``), ``memory``, ``pids``, ``disk``.
+
+Bounds (what a step can get past a limit before it is stopped):
+- clock: one sampling interval (``poll_s``, 0.1 s by default) of its clock, so at most
+  ``poll_s`` x the CPUs it can use of CPU time (``poll_s`` on the wall clock), plus the time a
+  SIGKILL takes to land (microseconds locally; a docker API round trip where the host cannot
+  see the container's processes);
+- disk: what it writes while one walk of its writable folders runs plus one interval; walks
+  are spaced by four times their own duration (at least ``poll_s``), so a writer at W bytes/s
+  overshoots by at most W x (poll_s + 5 x walk time): 0.15 GB at 1 GB/s with a 10 ms walk (a
+  walk costs about a microsecond per file; a step can slow it by writing many small files);
+- memory and pids: the kernel enforces them (cgroup); the watchdog only ends the step at the
+  first refusal, within one interval. Without a memory cgroup, resident memory is summed and
+  checked each interval: a step can be over by what it allocates in one interval.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+from .base import Step
+
+REASONS = ("timeout", "over_budget", "memory", "pids", "disk")
+MIN_ENTRY_BYTES = 4096  # every file, folder or link costs at least a block (and an inode)
+
+
+def disk_bytes(top: str) -> int:
+    """Bytes on disk under ``top`` (allocated blocks, never apparent sizes: sparse files count
+    what they use), at least a block per entry; links are not followed."""
+    total, todo = 0, [top]
+    while todo:
+        try:
+            entries = list(os.scandir(todo.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            total += max(st.st_blocks * 512, MIN_ENTRY_BYTES)
+            if entry.is_dir(follow_symlinks=False):
+                todo.append(entry.path)
+    return total
+
+
+def scratch_bytes(paths) -> int:
+    """Bytes used on the step's private scratch file systems (tmpfs), via statvfs."""
+    total = 0
+    for path in paths:
+        try:
+            st = os.statvfs(path)
+            total += (st.f_blocks - st.f_bfree) * st.f_frsize
+        except OSError:
+            pass
+    return total
+
+
+class Probe:
+    """What a runner can read about a running step (defaults: nothing)."""
+
+    def cpu_s(self) -> float | None:
+        return None
+
+    def oom_kills(self) -> int:
+        return 0
+
+    def rss_bytes(self) -> int | None:
+        """Resident memory of the step's processes, only where no cgroup limits it."""
+        return None
+
+    def pids_refused(self) -> int:
+        return 0
+
+    def scratch_bytes(self) -> int:
+        return 0
+
+
+class Watch:
+    """Two threads: the clock and the kernel's limits every ``poll_s``, and the disk walk."""
+
+    def __init__(self, step: Step, probe: Probe, kill, out_dirs: list[str], start: float,
+                 poll_s: float):
+        self.step, self.probe, self._kill, self.out_dirs = step, probe, kill, out_dirs
+        self.start, self.poll_s = start, poll_s
+        self.reason: str | None = None
+        self.detail = ""
+        self.cpu_s: float | None = None  # the last CPU sample
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._clock, daemon=True),
+                         threading.Thread(target=self._disk, daemon=True)]
+
+    def begin(self) -> None:
+        for t in self._threads:
+            t.start()
+
+    def end(self) -> None:
+        """The step is over: stop watching (a reason found so far stays)."""
+        self._done.set()
+
+    def sample_cpu(self) -> float | None:
+        value = self.probe.cpu_s()
+        if value is not None:
+            self.cpu_s = max(self.cpu_s or 0.0, value)
+        return self.cpu_s
+
+    def stop(self, reason: str, detail: str) -> None:
+        with self._lock:
+            if self.reason is not None or self._done.is_set():
+                return
+            self.sample_cpu()  # what it had used when it was stopped
+            self.reason, self.detail = reason, detail
+        self._kill()
+
+    def _deadline(self) -> float:
+        limit = self.step.clock_limit
+        ends = [self.start + self.step.timeout_s]
+        if limit is not None and limit.clock == "wall":
+            ends.append(self.start + limit.seconds)
+        return min(ends)
+
+    def _clock(self) -> None:
+        step, limits = self.step, self.step.limits
+        limit = step.clock_limit
+        deadline = self._deadline()
+        while not self._done.wait(max(0.0, min(self.poll_s, deadline - time.monotonic()))):
+            now = time.monotonic()
+            cpu = self.sample_cpu()
+            reason = detail = None
+            if self.probe.oom_kills() > 0:
+                reason, detail = "memory", f"the kernel's OOM killer ended a process: over " \
+                                           f"{limits.memory_bytes} bytes of memory"
+            elif (rss := self.probe.rss_bytes()) is not None and rss > limits.memory_bytes:
+                reason, detail = "memory", f"resident memory {rss} over {limits.memory_bytes} bytes"
+            elif self.probe.pids_refused() > 0:
+                reason, detail = "pids", f"a fork was refused at {limits.max_procs} processes"
+            elif limit is not None and limit.clock == "cpu" and cpu is not None \
+                    and cpu > limit.seconds:
+                reason, detail = "over_budget", f"{cpu:.2f} CPU seconds passed the " \
+                                                f"{limit.seconds:g} s budget (cpu clock)"
+            elif limit is not None and limit.clock == "wall" and now - self.start >= limit.seconds:
+                reason, detail = "over_budget", f"{now - self.start:.2f} s passed the " \
+                                                f"{limit.seconds:g} s budget (wall clock)"
+            elif now - self.start >= step.timeout_s:
+                reason, detail = "timeout", f"killed after the {step.timeout_s:.1f} s timeout"
+            if reason:
+                self.stop(reason, detail)
+                return
+
+    def _disk(self) -> None:
+        cap = self.step.limits.out_bytes
+        wait = self.poll_s
+        while not self._done.wait(wait):
+            t0 = time.monotonic()
+            used = sum(disk_bytes(d) for d in self.out_dirs) + self.probe.scratch_bytes()
+            wait = max(self.poll_s, 4 * (time.monotonic() - t0))
+            if used > cap:
+                self.stop("disk", f"wrote {used} bytes, over the {cap} bytes a run may write")
+                return
