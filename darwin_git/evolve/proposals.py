@@ -119,9 +119,17 @@ class Proposals:
                 except Exception as exc:  # a mutator that broke its never-raise promise
                     outcome = MutationFailure("mutator_error", f"{type(exc).__name__}: {exc}",
                                               "?", getattr(self.mutator, "name", "?"))
+                self._tell_preflights(gen, slot, speaker, target)
                 commit = self._commit(gen, slot, speaker, target, outcome)
                 if commit:
                     yield speaker, target, commit
+
+    def _tell_preflights(self, gen: Generation, slot, speaker, target) -> None:
+        """One event per pre-flight the slot's proposal went through (its failed tries too)."""
+        for verdict in self.contexts.preflights(slot):
+            self.sink.emit({"event": "preflight", "generation": gen.g, "mutator": speaker,
+                            "target": target, **verdict.to_event(),
+                            "error_line": memory.error_line(verdict.error or verdict.note)})
 
     def _attempted(self, g: int, slot: str, parent: str) -> bool:
         return any(r.get("generation") == g and r.get("slot") == slot
@@ -130,14 +138,9 @@ class Proposals:
     def _commit(self, gen: Generation, slot, speaker, target, outcome) -> str | None:
         """Commit one mutator outcome (or record its failure); the candidate ref last."""
         parent = gen.tips[target]
-        for verdict in self.contexts.preflights(slot):
-            self.sink.emit({"event": "preflight", "generation": gen.g, "mutator": speaker,
-                            "target": target, **verdict.to_event(),
-                            "error_line": memory.error_line(verdict.error or verdict.note)})
         gen.stats.spend(outcome.tokens,
                         outcome.cost_usd if isinstance(outcome, Mutation) else None)
         if isinstance(outcome, MutationFailure):
-            self.contexts.release(slot)
             self.record_failure(gen, parent, outcome, target, slot, speaker)
             if outcome.request:  # asked a human instead of changing code
                 self.hitl.on_request(outcome.request, speaker, target, parent, gen.g)
@@ -149,7 +152,6 @@ class Proposals:
             fail = MutationFailure("commit_failed", f"{type(exc).__name__}: {exc}",
                                    outcome.operator, outcome.mutator, outcome.model,
                                    outcome.tokens, outcome.attempts)
-            self.contexts.release(slot)
             self.record_failure(gen, parent, fail, target, slot, speaker)
             return None
         crashpoint("commit_written")  # the commit exists, its candidate ref does not yet
@@ -175,6 +177,7 @@ class Proposals:
         memory.update(self.pop, [target])
         self.sink.emit({"event": "proposal_failed", "generation": gen.g, "mutator": speaker,
                         "target": target, "cause": failure.cause, "detail": failure.detail})
+        self.contexts.release(slot)  # the tree it claimed (Contexts) is free again
 
     # ----- what a mutator sees -------------------------------------------------------------
     def context(self, g: int, speaker: str, target: str, parent: str,
