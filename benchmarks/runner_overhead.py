@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from darwin_git.harness import evaluate, export_tree  # noqa: E402
+from darwin_git.harness import EvalSpec, evaluate, export_tree  # noqa: E402
 from darwin_git.run.base import Step, host_python  # noqa: E402
 from darwin_git.run.local import LocalSandbox  # noqa: E402
 
@@ -61,8 +61,8 @@ def main() -> None:
                for _ in range(min(3, args.runs))]
     evals = []
     for i in range(args.evals):
-        wall, r = timed(lambda: evaluate(tree, sb, budget_s=args.budget, grace_s=args.grace,
-                                         seed=i))
+        wall, r = timed(lambda: evaluate(tree, sb, EvalSpec(
+            budget_s=args.budget, wall_timeout_s=args.budget + args.grace, seed=i)))
         if r["status"] != "ok":
             sys.exit(f"evaluation failed: {r['status']} {r['cause']}\n{r['log_tail']}")
         evals.append({"total": wall, "train": r["train_wall_s"], "eval": r["eval_wall_s"]})

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from darwin_git.contract import load_contract  # noqa: E402
-from darwin_git.harness import evaluate  # noqa: E402
+from darwin_git.harness import EvalSpec, evaluate  # noqa: E402
 from darwin_git.run.local import LocalSandbox  # noqa: E402
 
 SEED_REPO = REPO / "seed_repo"
@@ -32,12 +32,13 @@ def load_avg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def one_run(tree: Path, budget_s: float, seed: int, grace_s: float | None, data_root) -> dict:
+def one_run(tree: Path, budget_s: float, seed: int, grace_s: float | None, data_root,
+            clock: str | None = None) -> dict:
     before = load_avg()
     t0 = time.monotonic()
-    extra = {} if grace_s is None else {"grace_s": grace_s}
-    result = evaluate(tree, LocalSandbox(), budget_s=budget_s, seed=seed, data_root=data_root,
-                      **extra)
+    extra = {} if grace_s is None else {"wall_timeout_s": budget_s + grace_s}
+    result = evaluate(tree, LocalSandbox(), EvalSpec(budget_s=budget_s, seed=seed, clock=clock,
+                                                     data_root=data_root, **extra))
     reported = result.get("reported") or {}
     return {
         "seed": seed, "status": result["status"], "cause": result.get("cause"),
@@ -78,7 +79,9 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--first-seed", type=int, default=0, help="repeats use seeds n, n+1, ...")
     ap.add_argument("--grace", type=float, default=None,
-                    help="seconds the harness allows after the budget (default: its own)")
+                    help="wall seconds the harness allows after the budget (default: its own)")
+    ap.add_argument("--clock", choices=("cpu", "wall"), default=None,
+                    help="the budget's clock (default: the tree's, else cpu on CPU)")
     ap.add_argument("--data-root", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -86,7 +89,8 @@ def main(argv=None) -> int:
 
     runs = []
     for i in range(args.repeats):
-        run = one_run(args.tree, budget, args.first_seed + i, args.grace, args.data_root)
+        run = one_run(args.tree, budget, args.first_seed + i, args.grace, args.data_root,
+                      args.clock)
         runs.append(run)
         print(json.dumps({k: v for k, v in run.items() if k != "log_tail"}), flush=True)
         if run["log_tail"]:

@@ -298,12 +298,13 @@ def harness_figures(tree: Path, budget_s: float, seed: int, data_root: Path) -> 
     """Our seed once more through the engine's own harness (its own training run, its own
     validation scoring in a sandboxed model server), where that exists yet."""
     try:
+        from darwin_git.harness import EvalSpec
         from darwin_git.harness import evaluate as harness_evaluate
         from darwin_git.run.local import LocalSandbox
     except ImportError as exc:
         return {"skipped": f"darwin_git.harness.evaluate not available: {exc}"}
-    result = harness_evaluate(tree, LocalSandbox(), budget_s=budget_s, seed=seed,
-                              data_root=data_root)
+    result = harness_evaluate(tree, LocalSandbox(), EvalSpec(budget_s=budget_s, seed=seed,
+                                                             data_root=data_root))
     keys = ("status", "cause", "val_loss", "perplexity", "tokens_per_s", "mfu", "params",
             "train_wall_s", "reported")
     return {k: result.get(k) for k in keys} | {"load_after": load_avg()}

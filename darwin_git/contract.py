@@ -2,7 +2,8 @@
 
     [train]
     command = ["python", "train.py"]   # run with the tree as cwd (read-only)
-    budget_s = 60                      # default wall-clock budget; the harness enforces it
+    budget_s = 60                      # default budget, seconds of `clock`; the harness enforces it
+    clock = "cpu"                      # optional: cpu | wall; default cpu on CPU, wall on CUDA
 
     [model]
     entry = "model:build_model"        # build_model(config: dict) -> torch.nn.Module
@@ -10,19 +11,35 @@
 
     [eval]
     tokenizer = "char"                 # char | gpt2
-    context = 256                      # the model must accept (B, context) token ids
+    context = 256                      # the model must accept (B, t) ids for every t <= context
 
     [paths]
     mutable = ["train.py", "model.py"] # globs a mutation may change
     protected = ["darwin.toml"]        # globs a mutation may never touch (the contract always is)
 
 What training sees (environment): DARWIN_DATA (folder with train.bin + meta.json),
-DARWIN_OUT (writable), DARWIN_BUDGET_S, DARWIN_DEVICE (cpu | cuda), DARWIN_SEED.
+DARWIN_OUT (writable), DARWIN_BUDGET_S, DARWIN_BUDGET_CLOCK, DARWIN_DEVICE (cpu | cuda),
+DARWIN_SEED.
+
+The budget (README "The evaluation boundary"): DARWIN_BUDGET_S seconds on the clock named by
+DARWIN_BUDGET_CLOCK, counted from the start of the step's first process (interpreter start and
+imports count), saving and exit included:
+- ``cpu``: CPU seconds (user + system) of every process and thread of the run, summed: two busy
+  threads spend it twice as fast as one. ``time.process_time()`` is this process's share.
+- ``wall``: seconds since the run started.
+The harness stops the run at the budget plus a short save window (harness/spec.py
+SAVE_WINDOW_S); a run stopped there is ``timeout``, whatever it wrote.
 
 The checkpoint is ``torch.save({"darwin_ckpt": 1, "model_config": {...plain values...},
 "model": state_dict, "train": {"batch_size": int, "block_size": int}})``; the harness loads it
 with ``weights_only=True`` and calls ``build_model(model_config)``. The model's forward maps
-``idx`` (B, T) int64 to logits (B, T, vocab), or a tuple whose first item is those logits.
+``idx`` (B, T) int64 to logits (B, T, vocab), or a tuple whose first item is those logits, for
+every T up to the eval context (scoring sends rows only as long as the text it reveals).
+
+The training log (a convention the harness reads, untrusted, into the result's ``train``):
+one metric line per optimizer step (or per logged step), ``step N`` followed by ``|``-separated
+fields, each ``name value`` or ``value unit`` (``loss 2.31``, ``185.2 ms``, ``11071 tok/s``),
+and a final block of ``key: value`` lines (``steps: 322``, ``tokens_per_s: 12374``).
 """
 from __future__ import annotations
 
@@ -30,6 +47,8 @@ import fnmatch
 import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .run.base import CLOCKS
 
 try:
     import tomllib
@@ -50,6 +69,7 @@ class Contract:
     model_entry: str
     checkpoint: str = "ckpt.pt"
     budget_s: float = 60.0
+    clock: str | None = None  # None: chosen by device (harness/spec.py resolve_clock)
     tokenizer: str = "char"
     eval_context: int = 256
     mutable: tuple[str, ...] = ("*.py",)
@@ -99,6 +119,10 @@ def parse_contract(text: str) -> Contract:
         command = command.split()
     if not command or not all(isinstance(c, str) for c in command):
         raise ContractError(f"{CONTRACT_FILE}: [train] command must be a list of strings")
+    clock = train.get("clock")
+    if clock is not None and clock not in CLOCKS:
+        raise ContractError(f"{CONTRACT_FILE}: [train] clock must be one of {', '.join(CLOCKS)}, "
+                            f"not {clock!r}")
     entry = model.get("entry", "")
     if not isinstance(entry, str) or entry.count(":") != 1 or not all(entry.split(":")):
         raise ContractError(f"{CONTRACT_FILE}: [model] entry must look like 'module:function'")
@@ -108,6 +132,7 @@ def parse_contract(text: str) -> Contract:
             model_entry=entry,
             checkpoint=str(model.get("checkpoint", "ckpt.pt")),
             budget_s=float(train.get("budget_s", 60)),
+            clock=clock,
             tokenizer=str(evals.get("tokenizer", "char")),
             eval_context=int(evals.get("context", 256)),
             mutable=tuple(paths.get("mutable", ["*.py"])),

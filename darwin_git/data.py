@@ -187,13 +187,29 @@ def load_meta(directory: Path) -> dict:
 
 
 def val_windows(val_tokens: np.ndarray, n_windows: int, context: int) -> np.ndarray:
-    """A fixed set of evenly spaced windows of ``context + 1`` tokens (inputs + next token).
+    """A fixed set of evenly spaced, disjoint windows of ``context + 1`` tokens (inputs + next
+    token), shape (n_windows, context + 1).
 
-    Evenly spaced rather than random so that the set depends on nothing but the split.
+    Evenly spaced rather than random so that the set depends on nothing but the split; disjoint
+    so that revealing one window's text (scoring.py) never reveals another's.
     """
     span = context + 1
-    if val_tokens.size < span:
-        raise DataError(f"validation split has {val_tokens.size} tokens, fewer than {span}")
+    if val_tokens.size < span * n_windows:
+        raise DataError(f"validation split has {val_tokens.size} tokens, fewer than {n_windows} "
+                        f"disjoint windows of {span}")
     last = val_tokens.size - span
     starts = np.linspace(0, last, num=n_windows).astype(np.int64)
     return np.stack([val_tokens[s : s + span] for s in starts]).astype(np.int64)
+
+
+def cut_points(n_windows: int, n_cuts: int, context: int) -> np.ndarray:
+    """The scored positions of each window, shape (n_windows, n_cuts): strictly increasing in
+    [0, context), one per stretch of context / n_cuts positions, shifted from window to window
+    by golden-ratio steps so that together they cover every position about equally (the mean
+    over them estimates the mean over all positions, as scoring every token would)."""
+    if not 1 <= n_cuts <= context:
+        raise DataError(f"need 1 to {context} cut points per window, not {n_cuts}")
+    stretch = context / n_cuts
+    phase = (np.arange(n_windows) * 0.6180339887498949) % 1.0
+    cuts = np.floor((np.arange(n_cuts)[None, :] + phase[:, None]) * stretch).astype(np.int64)
+    return np.minimum(cuts, context - 1)

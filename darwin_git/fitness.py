@@ -6,10 +6,12 @@ training budget, on the same clock, on the same device, scored by the same harne
 A commit's fitness is the mean over training seeds of its comparable ok validation losses; a
 seed evaluated more than once is averaged first, so it does not weigh double. The per-seed
 values are kept, so two commits can be compared seed by seed (paired), and every view can say
-how many seeds stand behind a number.
+how many seeds stand behind a number. :func:`too_short` says when a run was too short to learn
+anything (every view shows it beside the number).
 """
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass, field
 
@@ -24,11 +26,16 @@ from .result import make_result
 from .run.base import CLOCKS
 from .select import rank
 
-# The clocks the installed harness can hold a run to. The harness measures wall time only until
-# it owns a CPU clock (issue 11); a run never asks for a clock its harness cannot measure.
-HARNESS_CLOCKS = ("wall",)
+# The clocks the installed harness can hold a run to (the sandbox measures and enforces both).
+HARNESS_CLOCKS = ("cpu", "wall")
 DEFAULT_BUDGET_S = 60.0  # a config without any budget (runconfig.DEFAULTS has one)
 PENDING_DEPTH = 200  # how far below a tip the leaderboard looks for the last evaluated commit
+# A run too short to learn (too_short): fewer optimizer steps than this (as the training code
+# reports them) leaves most recipes still warming up, so agents differ mostly by noise ...
+MIN_STEPS = 50
+# ... or a val_loss above this fraction of ln(vocab_size), the loss of a uniform guess: the
+# model has learned little more than which tokens exist.
+UNTRAINED_FRACTION = 0.9
 
 
 def default_clock(device: str, supported: tuple[str, ...] = HARNESS_CLOCKS) -> str:
@@ -114,6 +121,11 @@ class Fitness:
         """Evaluated under the conditions, and no run of it was ok."""
         return self.runs > 0 and self.loss is None
 
+    @property
+    def spread(self) -> float | None:
+        """Standard deviation of the per-seed values (None below two seeds)."""
+        return statistics.stdev(self.seeds.values()) if self.n >= 2 else None
+
 
 def summarize(results: list[dict]) -> Fitness:
     """The fitness that comparable ``results`` (of one commit or tree) make."""
@@ -133,6 +145,29 @@ def comparable_results(pop: Population, commit, conditions: Conditions) -> list[
 
 def fitness(pop: Population, commit, conditions: Conditions) -> Fitness:
     return summarize(comparable_results(pop, commit, conditions))
+
+
+def too_short(result: dict | None) -> str | None:
+    """Why an ok run was too short to learn, in words, or None: few optimizer steps (``train.
+    steps``, reported by the training code: untrusted, fine for a warning) or a val_loss near
+    ln(vocab_size), the loss of guessing uniformly (measured by the harness)."""
+    if not isinstance(result, dict) or result.get("status") != "ok":
+        return None
+    why = []
+    train = result.get("train") if isinstance(result.get("train"), dict) else {}
+    steps = train.get("steps")
+    if _number(steps) and steps < MIN_STEPS:
+        why.append(f"{steps:g} optimizer steps (fewer than {MIN_STEPS})")
+    vocab, loss = result.get("vocab_size"), result.get("val_loss")
+    if _number(vocab) and vocab > 1 and _number(loss) and \
+            loss >= UNTRAINED_FRACTION * math.log(vocab):
+        why.append(f"val_loss {loss:.2f} near ln({vocab:g}) = {math.log(vocab):.2f}, "
+                   "an untrained model's")
+    return ("too short to learn: " + "; ".join(why) + "; raise the budget") if why else None
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def latest(results: list[dict]) -> dict | None:
@@ -173,6 +208,7 @@ def leaderboard(pop: Population, conditions: Conditions) -> list[dict]:
                   else "pending" if evaluated is not None else "unevaluated")
         rows.append({
             "agent": agent, "commit": str(tip), "val_loss": fit.loss, "seeds": fit.n,
+            "spread": fit.spread, "too_short": too_short(shown),
             "status": status, "cause": None if fit.loss is not None else shown.get("cause"),
             "pending": pending, "evaluated": str(evaluated) if evaluated else None,
             "generation": gen, "perplexity": shown.get("perplexity"),

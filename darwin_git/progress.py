@@ -39,8 +39,10 @@ def describe(e: dict) -> str | None:
     kind = e.get("event")
     if kind == "run_started":
         return (f"evolve {e.get('repo')}: {e.get('population')} agents, up to "
-                f"{e.get('generations')} generations, {e.get('budget_s')} s per run, "
-                f"mutator {e.get('mutator')}, runner {e.get('runner')} x{e.get('slots')}")
+                f"{e.get('generations')} generations, {e.get('budget_s')} s of "
+                f"{e.get('clock', 'wall')} time per run, mutator {e.get('mutator')}, runner "
+                f"{e.get('runner')} x{e.get('slots')}" +
+                (f"\nacceptance: {rule_words(e['rule'])}" if e.get("rule") else ""))
     if kind == "noise_floor":
         return (f"noise floor: seed val_loss {e.get('mean'):.4f} +/- {e.get('sigma'):.4f} "
                 f"over {e.get('repeats')} runs")
@@ -62,12 +64,25 @@ def describe(e: dict) -> str | None:
         loss = e.get("val_loss")
         val = f"val_loss {loss:.4f}" if isinstance(loss, (int, float)) else e.get("cause") or ""
         cached = " (cached)" if e.get("cached") else ""
-        return f"  {e['commit'][:10]} {e.get('label', '')}: {e['status']} {val}{cached}"
+        seed = f" seed {e['seed']}" if e.get("seed") is not None else ""
+        short = f"\n    warning: {e['too_short']}" if e.get("too_short") else ""
+        return (f"  {e['commit'][:10]} {e.get('label', '')}{seed}: {e['status']} {val}{cached}"
+                f"{short}")
+    if kind == "verdict":
+        return f"  {e['commit'][:10]} {e.get('label', '')}: {e['reason']}"
+    if kind == "remeasure":
+        return f"  {e['reason']}"
+    if kind == "warning":
+        return f"warning: {e.get('detail')}"
     if kind == "accepted":
         before = "unscored" if e.get("before") is None else f"{e['before']:.4f}"
-        return f"  {e['agent']} advances to {e['commit'][:10]} ({before} -> {e['after']:.4f})"
+        after = "-" if e.get("after") is None else f"{e['after']:.4f}"
+        why = f": {e['reason']}" if e.get("reason") else ""
+        return f"  {e['agent']} advances to {e['commit'][:10]} ({before} -> {after}){why}"
     if kind == "pruned":
-        return f"  {e['agent']} pruned; {e['replacement']} branches from {e['parent']}"
+        why = f" ({e['reason']})" if e.get("reason") else ""
+        return (f"  {e['agent']} pruned; {e['replacement']} branches from "
+                f"{e['parent']}{why}")
     if kind == "generation_done":
         best = e.get("best")
         return f"generation {e['generation']} done: best val_loss {best:.4f}" if best else \
@@ -94,6 +109,24 @@ def describe(e: dict) -> str | None:
     return None
 
 
+def rule_words(rule: dict) -> str:
+    """The acceptance rule of a run (select.AcceptanceRule.to_dict()) in one line."""
+    return (f"{rule.get('test')}, better on every one of up to {rule.get('max_seeds')} seeds, "
+            f"{rule.get('confidence', 0):.0%} confidence, mean gain >= "
+            f"{rule.get('min_effect')} nats")
+
+
+def fitness_words(row: dict) -> str:
+    """A leaderboard row's fitness with the seeds behind it: '2.3456 ± 0.0120 (3 seeds)'."""
+    loss = row.get("val_loss")
+    if not isinstance(loss, (int, float)):
+        return "-"
+    spread = row.get("spread")
+    n = row.get("seeds") or 0
+    sd = f" ± {spread:.4f}" if isinstance(spread, (int, float)) else ""
+    return f"{loss:.4f}{sd} ({n} seed{'s' if n != 1 else ''})"
+
+
 class LineSink(Sink):
     def __init__(self, stream=None):
         self.stream = stream or sys.stdout
@@ -117,20 +150,30 @@ class LiveSink(Sink):
         self.leaderboard: list[dict] = []
         self.deadline: float | None = None
         self.recent: list[str] = []
+        self.sigma: float | None = None
+        self.rule: dict | None = None
+        self.warning: str | None = None  # the latest "too short to learn"
         self._live = Live(self._render(), console=self.console, refresh_per_second=2,
                           transient=False)
         self._live.start()
 
     def emit(self, event: dict) -> None:
         kind = event.get("event")
-        if kind == "run_started" and event.get("deadline"):
-            self.deadline = event["deadline"]
+        if kind == "run_started":
+            self.deadline = event.get("deadline")
+            self.rule = event.get("rule")
+        elif kind == "noise_floor":
+            self.sigma = event.get("sigma")
+        elif kind == "warning":
+            self.warning = event.get("detail")
         elif kind == "generation_started":
             self.generation = event["generation"]
         elif kind == "eval_started":  # a commit may train at several seeds at once
             self.in_flight[(event["commit"], event.get("seed"))] = event.get("label", "")
         elif kind == "evaluated":
             self.in_flight.pop((event["commit"], event.get("seed")), None)
+            if event.get("too_short"):
+                self.warning = f"{event['commit'][:10]}: {event['too_short']}"
         elif kind == "leaderboard":
             self.leaderboard = event["agents"]
         line = describe(event)
@@ -144,16 +187,22 @@ class LiveSink(Sink):
             left = f" | time left {max(0, self.deadline - time.time()) / 60:.1f} min"
         head = Text(f"generation {self.generation} | runs in flight {len(self.in_flight)}{left}",
                     style="bold")
-        table = Table(title="leaderboard", expand=False)
-        for col in ("agent", "val_loss", "ppl", "tok/s", "MFU", "commit"):
+        sigma = f"noise σ {self.sigma:.4f}" if self.sigma is not None else "noise σ not measured"
+        rule = f"; acceptance: {rule_words(self.rule)}" if self.rule else ""
+        table = Table(title="leaderboard (val_loss: mean ± sd over seeds)",
+                      caption=sigma + rule, expand=False)
+        for col in ("agent", "val_loss", "ppl", "tok/s", "MFU", "commit", ""):
             table.add_column(col)
         for a in self.leaderboard[:10]:
-            table.add_row(a["agent"], _fmt(a.get("val_loss"), ".4f"), _fmt(a.get("perplexity"), ".2f"),
+            table.add_row(a["agent"], fitness_words(a), _fmt(a.get("perplexity"), ".2f"),
                           _fmt(a.get("tokens_per_s"), ".0f"), _fmt(a.get("mfu"), ".2%"),
-                          (a.get("commit") or "")[:10])
-        flight = Text("\n".join(f"  training {c[:10]} {l}"
-                                 for (c, _), l in self.in_flight.items()))
-        return Group(head, table, flight, Text("\n".join(self.recent), style="dim"))
+                          (a.get("commit") or "")[:10], "too short" if a.get("too_short") else "")
+        flight = Text("\n".join(f"  training {c[:10]} {l} (seed {s})"
+                                 for (c, s), l in self.in_flight.items()))
+        parts = [head, table, flight]
+        if self.warning:
+            parts.append(Text(f"warning: {self.warning}", style="bold yellow"))
+        return Group(*parts, Text("\n".join(self.recent), style="dim"))
 
     def close(self) -> None:
         self._live.stop()

@@ -1,8 +1,31 @@
 """The one result format (README "The evaluation boundary"): a versioned JSON object per evaluation.
 
 Stored as one line in git notes ``refs/notes/darwin`` on the evaluated commit. ``status`` is one
-of STATUSES; ``cause`` names the precise reason when it is not ``ok`` (e.g. ``no_checkpoint``,
-``nan_loss``, ``out_of_memory``, ``noncausal``, ``checkpoint_mismatch``, ``no_contract``).
+of STATUSES; ``cause`` names the precise reason when it is not ``ok``:
+
+- ``rejected``: ``no_contract``, ``bad_contract`` (darwin.toml unusable, a symlink, or asking
+  for what the harness cannot do).
+- ``timeout``: ``budget_exceeded`` (the run's clock passed budget + save window: not scored,
+  whatever it wrote), ``wall_timeout`` (a cpu-clock run still going at the wall-clock safety
+  net: blocked, sleeping or an overloaded machine).
+- ``train_failed``: ``exception`` (non-zero exit), ``out_of_memory``, ``disk_limit``,
+  ``process_limit``, ``resource_limit`` (a per-run limit of the sandbox), ``no_checkpoint``,
+  ``sandbox_error`` (the sandbox could not run or measure the step).
+- ``eval_failed``, the checkpoint: ``bad_checkpoint``, ``checkpoint_mismatch`` (weights do not
+  load into ``build_model(config)``), ``model_error`` (``build_model`` raised).
+- ``eval_failed``, scoring: ``nan_logits``, ``noncausal``, ``test_time_learning``,
+  ``bad_output`` (logits of the wrong shape or type), ``forward_failed``, ``out_of_memory``,
+  ``eval_timeout``, ``server_died``, ``unsolicited_output`` (an answer nobody asked for),
+  ``oversized_output`` (a frame larger than the answer asked for), ``sandbox_error``,
+  ``harness_error``; from the executors: ``engine_error``, ``worker_lost``, ``cancelled``.
+
+Throughput is not the fitness: when its check fails, or MFU comes out above 1, tokens_per_s and
+mfu are None and ``throughput_untrusted`` holds the reason and the raw numbers; val_loss stays.
+``train`` holds training dynamics parsed from the log (untrusted, as reported: steps,
+ms_per_step, tokens_per_s, final_loss, loss_curve). ``harness`` is HARNESS_VERSION (with the
+scored set's size appended when an evaluation used a non-default one, "2:32x4"): results with
+two different values are not comparable. ``clock`` is the budget's clock ("cpu" | "wall"; old
+results without one were "wall").
 """
 from __future__ import annotations
 
@@ -10,18 +33,20 @@ import json
 import math
 import time
 
-from . import __version__
-
 RESULT_VERSION = 1
+# Bump whenever what a result measures changes (scoring protocol, clock rules, what counts).
+# 2: scoring reveals text cut by cut; the budget is a sandbox-enforced clock limit.
+HARNESS_VERSION = "2"
 STATUSES = ("ok", "train_failed", "eval_failed", "timeout", "rejected")
 LOG_TAIL_CHARS = 4000
 
 # Fields every result carries (None when not measured), in the order they are written.
 FIELDS = (
     "v", "status", "cause", "commit", "tree", "val_loss", "perplexity", "bpb",
-    "tokens_per_s", "mfu", "flops_per_token", "peak_flops", "params",
-    "train_wall_s", "eval_wall_s", "budget_s", "device", "seed", "tokenizer",
-    "eval_tokens", "runner", "harness", "created", "log_tail", "reported",
+    "tokens_per_s", "mfu", "flops_per_token", "peak_flops", "params", "throughput_untrusted",
+    "train_wall_s", "train_cpu_s", "eval_wall_s", "budget_s", "clock", "device", "device_name",
+    "seed", "tokenizer", "vocab_size", "eval_tokens", "runner", "harness", "created", "train",
+    "log_tail", "reported",
 )
 
 
@@ -30,7 +55,7 @@ def make_result(status: str, **fields) -> dict:
         raise ValueError(f"unknown status {status!r}")
     out = {k: None for k in FIELDS}
     out.update(fields)
-    out.update(v=RESULT_VERSION, status=status, harness=f"darwin-git {__version__}")
+    out.update(v=RESULT_VERSION, status=status, harness=fields.get("harness") or HARNESS_VERSION)
     out.setdefault("created", None)
     if out["created"] is None:
         out["created"] = round(time.time(), 3)

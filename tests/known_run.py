@@ -43,6 +43,7 @@ def result(val_loss=None, status="ok", seed=0, mfu=0.02, tokens_per_s=1000.0, ge
     ppl = math.exp(val_loss) if val_loss is not None else None
     return make_result(status, val_loss=val_loss, perplexity=ppl, tokens_per_s=tokens_per_s,
                        mfu=mfu if status == "ok" else None, budget_s=BUDGET, device="cpu",
+                       clock="cpu",
                        seed=seed, params=1000, generation=generation, **kw)
 
 

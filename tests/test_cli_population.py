@@ -18,14 +18,14 @@ def invoke(*args, env=None):
 
 def evolve(pop):
     for i, agent in enumerate(pop.agents()):
-        pop.add_result(pop.tip(agent), make_result("ok", val_loss=2.0, perplexity=7.39,
+        pop.add_result(pop.tip(agent), make_result("ok", val_loss=2.0, perplexity=7.39, clock="cpu",
                                                   tokens_per_s=900.0, mfu=0.02))
         m = Mutation(summary=f"Tune {agent}", reasoning="Because.",
                      changes={"train.py": f"lr = {i}\n"}, operator="llm", mutator="llm:m",
                      model="m")
         oid = pop.commit_mutation(pop.tip(agent), m, agent, 1,
                                   ref=f"refs/heads/agents/{agent}")
-        pop.add_result(oid, make_result("ok", val_loss=1.5 + i / 10, perplexity=4.5,
+        pop.add_result(oid, make_result("ok", val_loss=1.5 + i / 10, perplexity=4.5, clock="cpu",
                                         tokens_per_s=1000.0 + i, mfu=0.03))
 
 

@@ -15,7 +15,7 @@ from darwin_git.cli import cli
 from darwin_git.evolve.loop import Evolution
 from darwin_git.evolve.settings import EvolveSettings
 from darwin_git.fitness import (Conditions, comparable, default_clock, fitness,
-                                installed_harness, leaderboard, summarize)
+                                installed_harness, leaderboard, summarize, too_short)
 from darwin_git.mutate.base import Mutation
 from darwin_git.result import make_result
 from darwin_git.run.executor import LocalExecutor
@@ -169,3 +169,48 @@ def test_status_the_end_of_run_table_and_the_report_rank_alike(population, git):
     shown = json.loads(CliRunner().invoke(cli, ["show", "agent-01", "--repo", str(pop.path),
                                                  "--json", "--no-diff"]).output)
     assert shown["fitness"] == {"val_loss": status[0]["val_loss"], "seeds": 2, "failed": False}
+
+
+def test_a_run_too_short_to_learn_is_flagged_from_its_steps_and_its_loss():
+    assert too_short(result(val_loss=2.1, vocab_size=84, train={"steps": 400})) is None
+    assert too_short(result(val_loss=2.1, vocab_size=84, train={"steps": 4})) == \
+        "too short to learn: 4 optimizer steps (fewer than 50); raise the budget"
+    flat = too_short(result(val_loss=4.40, vocab_size=84, train={"steps": 400}))
+    assert flat == ("too short to learn: val_loss 4.40 near ln(84) = 4.43, an untrained "
+                    "model's; raise the budget")
+    both = too_short(result(val_loss=4.40, vocab_size=84, train={"steps": 3}))
+    assert "3 optimizer steps" in both and "ln(84)" in both
+    # nothing reported, a failed run, reported garbage: nothing to say
+    assert too_short(result(val_loss=4.4)) is None
+    assert too_short(result("timeout", vocab_size=84, train={"steps": 1})) is None
+    assert too_short(result(val_loss=4.4, train={"steps": "many"}, vocab_size=True)) is None
+
+
+def test_status_shows_sigma_the_rule_the_seeds_and_runs_too_short(population):
+    from darwin_git.evolve.journal import Journal
+
+    pop = population
+    run = Conditions.from_config(runconfig.read_config(pop.repo))
+    root = pop.tip("agent-00")
+    for seed, loss in ((0, 2.0), (1, 2.1), (2, 2.2)):
+        pop.add_result(root, result(val_loss=loss, seed=seed, conditions=run, vocab_size=84,
+                                    train={"steps": 300}))
+    Journal(pop.repo).append({"phase": "noise", "generation": 0, "sigma": 0.1, "mean": 2.1,
+                              "repeats": 3, **vars(run)}, "noise floor")
+    short = _child(pop, "agent-01", "lr = 1\n")
+    pop.add_result(short, result(val_loss=4.41, seed=0, conditions=run, vocab_size=84,
+                                 train={"steps": 3}))
+
+    data = json.loads(CliRunner().invoke(cli, ["status", "--repo", str(pop.path),
+                                               "--json"]).output)
+    assert data["sigma"] == 0.1 and data["rule"]["test"] == "one-sided paired t-test"
+    rows = {r["agent"]: r for r in data["agents"]}
+    assert rows["agent-00"]["seeds"] == 3 and rows["agent-00"]["spread"] == pytest.approx(0.1)
+    assert rows["agent-00"]["too_short"] is None
+    assert rows["agent-01"]["spread"] is None and rows["agent-01"]["too_short"].startswith(
+        "too short to learn: 3 optimizer steps")
+    text = CliRunner().invoke(cli, ["status", "--repo", str(pop.path)]).output
+    assert "± sd" in text and "0.1000" in text  # the spread over agent-00's 3 seeds
+    assert "noise σ 0.1000 (the seed over 3 seeds)" in text
+    assert "one-sided paired t-test" in text and "(too short)" in text
+    assert "warning: agent-01: too short to learn: 3 optimizer steps" in text

@@ -16,7 +16,8 @@ TREES = Path(__file__).parent / "trees"
 def isolated(monkeypatch):
     # HOME and the shared data cache come from conftest's isolated_env.
     monkeypatch.setenv("DARWIN_PEAK_FLOPS", "1e11")
-    for var in ("DARWIN_REPO", "DARWIN_BUDGET", "DARWIN_RUNNER", "DARWIN_BENCH_DEVICE"):
+    for var in ("DARWIN_REPO", "DARWIN_BUDGET", "DARWIN_RUNNER", "DARWIN_BENCH_DEVICE",
+                "DARWIN_CLOCK"):
         monkeypatch.delenv(var, raising=False)
 
 
@@ -59,6 +60,18 @@ def test_bench_a_folder_with_json_only(tmp_path):
     assert res.exit_code == 0, res.output
     (line,) = res.stdout.splitlines()
     assert json.loads(line)["cause"] == "no_checkpoint" and res.stderr == ""
+    assert json.loads(line)["clock"] == "cpu"  # the default on a CPU device
+
+
+def test_bench_clock_option_sets_the_budget_clock(tmp_path, monkeypatch):
+    tree = tree_of(tmp_path, "silent")
+    res = CliRunner().invoke(cli, ["bench", str(tree), "--json", "--device", "cpu",
+                                   "--clock", "wall"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["clock"] == "wall"
+    monkeypatch.setenv("DARWIN_CLOCK", "sundial")
+    res = CliRunner().invoke(cli, ["bench", str(tree), "--json"])
+    assert res.exit_code == 2 and "sundial" in res.output
 
 
 def test_bench_user_errors_exit_non_zero(tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ import pytest
 
 import darwin_git
 from darwin_git import data
-from darwin_git.harness import evaluate
+from darwin_git.harness import EvalSpec, evaluate
 from darwin_git.run.base import GiB, Limits, Step
 from darwin_git.run.local import UID_BASE, UID_SPAN, LocalSandbox
 
@@ -66,7 +66,7 @@ def _attack(tmp_path, sandbox, data_root, line, **kw):
     tree = tmp_path / "tree"
     shutil.copytree(TREES / "hostile", tree)
     (tree / "attack.txt").write_text(line)
-    return evaluate(tree, sandbox, data_root=data_root, grace_s=kw.pop("grace_s", 20), **kw)
+    return evaluate(tree, sandbox, EvalSpec(data_root=data_root, **kw))
 
 
 def test_network_is_unreachable(tmp_path, sandbox, data_root):
@@ -124,7 +124,7 @@ def test_memory_hog_is_stopped_as_out_of_memory(tmp_path, sandbox, data_root):
     tree = tmp_path / "tree"
     shutil.copytree(TREES / "tiny", tree)
     shutil.copy(TREES / "memory_hog" / "train.py", tree / "train.py")
-    r = evaluate(tree, sandbox, data_root=data_root, limits=Limits(memory_bytes=1 * GiB))
+    r = evaluate(tree, sandbox, EvalSpec(data_root=data_root, limits=Limits(memory_bytes=1 * GiB)))
     assert (r["status"], r["cause"]) == ("train_failed", "out_of_memory")
     assert "MemoryError" in r["log_tail"]
 
@@ -133,7 +133,7 @@ def test_endless_sleep_times_out(tmp_path, sandbox, data_root):
     tree = tmp_path / "tree"
     shutil.copytree(TREES / "tiny", tree)
     shutil.copy(TREES / "hang" / "train.py", tree / "train.py")
-    r = evaluate(tree, sandbox, data_root=data_root, budget_s=0.5, grace_s=0.5)
+    r = evaluate(tree, sandbox, EvalSpec(data_root=data_root, budget_s=0.5, wall_timeout_s=1.0))
     assert (r["status"], r["budget_s"]) == ("timeout", 0.5)
     assert r["train_wall_s"] < 5
     assert "warming up the cache" in r["log_tail"] and "timeout" in r["log_tail"]

@@ -7,7 +7,12 @@ import pytest
 
 from darwin_git import memory
 from darwin_git.mutate.base import MemoryEntry, Mutation, MutationFailure
-from darwin_git.result import make_result
+from darwin_git.result import make_result as harness_result
+
+
+def make_result(status, **fields):
+    """A result as the harness writes it: measured on the CPU clock (the run's default)."""
+    return harness_result(status, clock="cpu", **fields)
 
 
 def evolve_a_little(pop):

@@ -20,8 +20,11 @@ from .errors import DarwinError, RunnerUnavailable
 @click.option("--repo", envvar="DARWIN_REPO", default=None, metavar="DIR",
               help="Git repo for REV [env DARWIN_REPO; default: the repo containing cwd].")
 @click.option("--budget", type=float, envvar="DARWIN_BUDGET", default=None,
-              help="Training wall-clock budget in seconds [env DARWIN_BUDGET; default: "
+              help="Training budget in seconds of --clock [env DARWIN_BUDGET; default: "
                    "darwin.toml's].")
+@click.option("--clock", type=click.Choice(["cpu", "wall"]), envvar="DARWIN_CLOCK", default=None,
+              help="What the budget counts: CPU seconds of the whole run, or wall seconds "
+                   "[env DARWIN_CLOCK; default: darwin.toml's, else cpu on CPU, wall on CUDA].")
 @click.option("--runner", type=click.Choice(["auto", "local", "docker"]), envvar="DARWIN_RUNNER",
               default="local", show_default=True,
               help="Sandbox; auto: docker when a daemon answers (the offline image is built if "
@@ -32,9 +35,9 @@ from .errors import DarwinError, RunnerUnavailable
 @click.option("--repeats", type=click.IntRange(1, 100), default=1, show_default=True,
               help="Evaluate the same tree N times (to see the noise floor).")
 @click.option("--json", "as_json", is_flag=True, help="Only the JSON lines, no summary.")
-def bench(target, repo, budget, runner, device, seed, repeats, as_json):
+def bench(target, repo, budget, clock, runner, device, seed, repeats, as_json):
     """Train and evaluate PATH (a folder with darwin.toml) or REV (a git revision)."""
-    from ..harness import evaluate
+    from ..harness import EvalSpec, evaluate
     from ..result import dumps
     from ..run.base import SandboxUnavailable
     from ..run.runner import make_sandbox
@@ -51,8 +54,8 @@ def bench(target, repo, budget, runner, device, seed, repeats, as_json):
         tree_dir, commit, tree_id = _resolve(target, repo, work)
         results = []
         for i in range(repeats):
-            r = evaluate(tree_dir, sandbox, budget_s=budget, device=device, seed=seed + i,
-                         commit=commit, tree=tree_id)
+            r = evaluate(tree_dir, sandbox, EvalSpec(budget_s=budget, clock=clock, device=device,
+                                                     seed=seed + i, commit=commit, tree=tree_id))
             results.append(r)
             click.echo(dumps(r))
     finally:
@@ -85,6 +88,12 @@ def _resolve(target: str, repo: str | None, work: Path):
     return work / "tree", commit, tree_id
 
 
+def _train_time(r: dict) -> str:
+    if r.get("clock") == "cpu" and r.get("train_cpu_s") is not None:
+        return f"{r['train_cpu_s']:.1f} cpu-s ({r['train_wall_s']:.1f}s wall)"
+    return f"{r['train_wall_s']:.1f}s"
+
+
 def _summary(results: list[dict]) -> str:
     lines = []
     for r in results:
@@ -93,7 +102,7 @@ def _summary(results: list[dict]) -> str:
             mfu = f"MFU {100 * r['mfu']:.2f}%" if r.get("mfu") is not None else "MFU n/a"
             lines.append(f"ok  val_loss {r['val_loss']:.4f}  ppl {r['perplexity']:.2f}  "
                          f"bpb {r['bpb']:.3f}  params {r['params']:,}  {tps}  {mfu}  "
-                         f"train {r['train_wall_s']:.1f}s  eval {r['eval_wall_s']:.1f}s")
+                         f"train {_train_time(r)}  eval {r['eval_wall_s']:.1f}s")
         else:
             last = (r.get("log_tail") or "").strip().splitlines()[-1:] or [""]
             lines.append(f"{r['status']} ({r['cause']})  {last[0][:120]}")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from ..select import AcceptanceRule
 from .errors import DarwinError, LockHeld, RunnerUnavailable
 from .options import repo_option, user_errors
 
@@ -44,8 +45,25 @@ from .options import repo_option, user_errors
 @click.option("--pairing", type=click.Choice(["ring", "self", "random"]),
               help="Who rewrites whom [default ring: agent i rewrites agent i+1].")
 @click.option("--crossovers", type=click.IntRange(0), help="Crossover children per generation.")
-@click.option("--accept-k", type=click.FloatRange(0), help="Noise sigmas an improvement must clear.")
-@click.option("--noise-repeats", type=click.IntRange(1), help="Seed runs measuring the noise floor.")
+@click.option("--clock", type=click.Choice(["cpu", "wall"]), envvar="DARWIN_CLOCK",
+              help="The clock --budget is measured on: cpu (CPU seconds of the whole training "
+                   "process tree; it does not shrink when other work shares the machine) or "
+                   "wall [env DARWIN_CLOCK; default: cpu on CPU devices, wall on CUDA].")
+@click.option("--max-seeds", type=click.IntRange(2), envvar="DARWIN_MAX_SEEDS",
+              help="Seeds a child that keeps beating its parent is evaluated on, paired with "
+                   "the parent's, before the paired t-test decides [env DARWIN_MAX_SEEDS; "
+                   f"default {AcceptanceRule.max_seeds}].")
+@click.option("--confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Confidence of the one-sided paired t-test that promotes a child "
+                   f"[default {AcceptanceRule.confidence}].")
+@click.option("--min-effect", type=click.FloatRange(0),
+              help="Mean gain in nats (val_loss) a promoted child must reach "
+                   f"[default {AcceptanceRule.min_effect}].")
+@click.option("--accept-k", type=click.FloatRange(0),
+              help="Pruning's noise bar: an agent within k noise sigmas of the best is never "
+                   "pruned [default 1.0].")
+@click.option("--noise-repeats", type=click.IntRange(1),
+              help="Seed runs (seeds seed, seed+1, ...) measuring the noise floor [default 3].")
 @click.option("--max-wall", "max_wall_s", type=click.FloatRange(1), envvar="DARWIN_MAX_WALL",
               help="Stop after this many seconds (at a consistent state).")
 @click.option("--max-tokens", type=click.IntRange(1), help="Stop once LLM tokens reach this.")
@@ -59,13 +77,17 @@ from .options import repo_option, user_errors
               help="Write the report at the end.")
 @user_errors
 def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, executor_kind,
-           ray_address, device, mutator, model, pairing, crossovers, accept_k, noise_repeats,
-           max_wall_s, max_tokens, max_cost_usd, check, json_events, report):
+           ray_address, device, mutator, model, pairing, crossovers, clock, max_seeds,
+           confidence, min_effect, accept_k, noise_repeats, max_wall_s, max_tokens,
+           max_cost_usd, check, json_events, report):
     """Run the evolutionary loop (the main job); run it again to resume.
 
     Each generation every agent proposes a mutation to another agent's training code; all
-    children train in isolation and the harness scores them; agents fast-forward to children
-    that beat them by more than the noise floor; the worst agents are pruned and replaced.
+    children train in isolation and the harness scores them. A child is compared with its
+    parent on the same training seeds: rejected after one run unless better on the first seed,
+    else evaluated on more seeds (the parent too) and promoted when a one-sided paired t-test
+    and a minimum gain say so; its agent fast-forwards to it. The worst agents are pruned and
+    replaced.
     """
     from .. import runconfig
     from ..evolve.loop import Evolution
@@ -91,11 +113,15 @@ def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, exe
                    "--population only applies to a new one", err=True)
     config = runconfig.read_config(pop.repo)
     device = device or config.get("evolve", {}).get("device") or _default_device()
-    settings = EvolveSettings.from_config(
-        config, generations=generations, budget_s=budget_s, slots=slots or _default_slots(device),
-        device=device, pairing=pairing, crossovers=crossovers, accept_k=accept_k,
-        noise_repeats=noise_repeats, max_wall_s=max_wall_s, max_tokens=max_tokens,
-        max_cost_usd=max_cost_usd)
+    try:
+        settings = EvolveSettings.from_config(
+            config, generations=generations, budget_s=budget_s,
+            slots=slots or _default_slots(device), device=device, pairing=pairing,
+            crossovers=crossovers, clock=clock, max_seeds=max_seeds, confidence=confidence,
+            min_effect=min_effect, accept_k=accept_k, noise_repeats=noise_repeats,
+            max_wall_s=max_wall_s, max_tokens=max_tokens, max_cost_usd=max_cost_usd)
+    except ValueError as exc:  # a stored [evolve] value the rules refuse
+        raise DarwinError(f"run settings: {exc}")
 
     lock = population_lock(pop.path)
     try:
@@ -125,7 +151,7 @@ def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, exe
         click.echo(json.dumps({"event": "summary", **summary, "report": report_path},
                               default=str))
         return
-    _print_leaderboard(summary["leaderboard"])
+    _print_leaderboard(summary)
     click.echo(f"{summary['stopped']}. Inspect with: darwin-git log, or "
                f"git -C {pop.path} {LINEAGE_GIT_ARGS}")
     if report_path:
@@ -166,16 +192,26 @@ def _mutator(kind: str, model: str | None, config: dict):
     return llm, llm
 
 
-def _print_leaderboard(rows: list[dict]) -> None:
+def _print_leaderboard(summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="leaderboard (val_loss: mean over seeds, lower is better)")
-    for col in ("agent", "val_loss", "seeds", "perplexity", "tokens/s", "MFU", "commit"):
+    from ..progress import rule_words
+
+    sigma = summary.get("sigma")
+    caption = (f"noise σ {sigma:.4f} (the seed over seeds)" if sigma is not None
+               else "noise σ not measured")
+    if summary.get("rule"):
+        caption += f"; acceptance: {rule_words(summary['rule'])}"
+    table = Table(title="leaderboard (val_loss: mean over seeds, lower is better)",
+                  caption=caption)
+    for col in ("agent", "val_loss", "± sd", "seeds", "perplexity", "tokens/s", "MFU",
+                "commit", "warning"):
         table.add_column(col)
     fmt = lambda v, s: "-" if not isinstance(v, (int, float)) else format(v, s)
-    for r in rows:
-        table.add_row(r["agent"], fmt(r["val_loss"], ".4f"), str(r["seeds"]),
-                      fmt(r["perplexity"], ".2f"), fmt(r["tokens_per_s"], ".0f"),
-                      fmt(r["mfu"], ".2%"), r["commit"][:10])
+    for r in summary["leaderboard"]:
+        table.add_row(r["agent"], fmt(r["val_loss"], ".4f"), fmt(r.get("spread"), ".4f"),
+                      str(r["seeds"]), fmt(r["perplexity"], ".2f"),
+                      fmt(r["tokens_per_s"], ".0f"), fmt(r["mfu"], ".2%"), r["commit"][:10],
+                      r.get("too_short") or "")
     Console().print(table)

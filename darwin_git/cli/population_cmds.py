@@ -65,31 +65,55 @@ def init(seed, agents, bare, no_hooks, no_check, repo, as_json):
 @user_errors
 def status(repo, as_json):
     """Leaderboard of live agents (fitness = mean val_loss over seeds under the run's budget,
-    clock, device and harness; lower is better). A tip with commits nobody evaluated yet shows
-    them as +N."""
+    clock, device and harness; lower is better), with the spread over its seeds (± sd), how
+    many seeds stand behind it, the run's noise σ and acceptance rule, and a warning when runs
+    were too short to learn. A tip with commits nobody evaluated yet shows them as +N."""
+    from ..evolve.journal import Journal
+    from ..evolve.settings import EvolveSettings
     from ..fitness import leaderboard, run_conditions
+    from ..progress import rule_words
+    from ..runconfig import read_config
 
     pop = open_population(repo)
-    rows = leaderboard(pop, run_conditions(pop))
+    run = run_conditions(pop)
+    rows = leaderboard(pop, run)
+    noise = Journal(pop.repo).find("noise")
+    noise = noise if noise and run.matches(noise) else None
+    try:
+        rule = EvolveSettings.from_config(read_config(pop.repo)).acceptance().to_dict()
+    except ValueError:  # a stored setting the rules refuse: evolve says so; status still shows
+        rule = None
+    sigma = noise.get("sigma") if noise else None
     if as_json:
-        emit_json({"repo": str(pop.path), "agents": rows})
+        emit_json({"repo": str(pop.path), "agents": rows, "sigma": sigma, "rule": rule,
+                   "conditions": vars(run)})
         return
     from rich.table import Table
 
-    table = Table(title=f"darwin-git population: {pop.path}")
+    table = Table(title=f"darwin-git population: {pop.path}",
+                  caption=f"{run.budget_s:g} s of {run.clock} time per run on {run.device}; "
+                          + (f"noise σ {sigma:.4f} (the seed over {noise.get('repeats')} "
+                             "seeds)" if sigma is not None else "noise σ not measured yet")
+                          + (f"; acceptance: {rule_words(rule)}" if rule else ""))
     for col, just in (("#", "right"), ("agent", "left"), ("val_loss", "right"),
-                      ("seeds", "right"), ("ppl", "right"), ("tok/s", "right"),
-                      ("MFU", "right"), ("status", "left"), ("gen", "right"), ("tip", "left"),
-                      ("summary", "left")):
+                      ("± sd", "right"), ("seeds", "right"), ("ppl", "right"),
+                      ("tok/s", "right"), ("MFU", "right"), ("status", "left"),
+                      ("gen", "right"), ("tip", "left"), ("summary", "left")):
         table.add_column(col, justify=just)
     for r in rows:
         tip = r["commit"][:10] + (f" +{r['pending']}" if r["pending"] else "")
         mfu = None if r["mfu"] is None else r["mfu"] * 100
-        table.add_row(str(r["rank"]), r["agent"], _fmt(r["val_loss"], ".4f"), str(r["seeds"]),
+        status = r["status"] + (" (too short)" if r.get("too_short") else "")
+        table.add_row(str(r["rank"]), r["agent"], _fmt(r["val_loss"], ".4f"),
+                      _fmt(r.get("spread"), ".4f"), str(r["seeds"]),
                       _fmt(r["perplexity"], ".2f"), _fmt(r["tokens_per_s"], ",.0f"),
-                      "-" if mfu is None else f"{mfu:.1f}%", r["status"], str(r["generation"]),
+                      "-" if mfu is None else f"{mfu:.1f}%", status, str(r["generation"]),
                       tip, r["summary"][:60])
-    _console().print(table)
+    con = _console()
+    con.print(table)
+    for r in rows:
+        if r.get("too_short"):
+            con.print(f"warning: {r['agent']}: {r['too_short']}", markup=False)
 
 
 @click.command()

@@ -7,17 +7,35 @@ import time
 from dataclasses import dataclass, field
 
 
+# The stage a failed candidate is counted at, once: its proposal made no commit ("proposal",
+# or "preflight" when the loop's check of the tree refused it), or its first failed evaluation
+# (by result status: the harness refusing the tree or training failing or running out of time
+# is "training"; a checkpoint that cannot be scored is "scoring").
+STAGES = ("proposal", "preflight", "training", "scoring")
+STAGE_OF_STATUS = {"rejected": "training", "train_failed": "training", "timeout": "training",
+                   "eval_failed": "scoring"}
+
+
 @dataclass
 class Stats:
-    """What a generation's proposals cost and gave; journaled with the generation."""
-    proposed: int = 0
-    failed: int = 0
+    """What a generation's proposals and evaluations cost and gave; journaled with it."""
+    proposed: int = 0  # children committed
+    failed: int = 0  # proposals that made no commit (failures["proposal"] + ["preflight"])
     tokens: int = 0
     cost_usd: float = 0.0
+    retries: int = 0  # LLM round trips beyond the first, over all proposals
+    failures: dict = field(default_factory=lambda: dict.fromkeys(STAGES, 0))  # stage -> count
+    evaluations_run: int = 0  # trainings started in this generation (this invocation)
+    evaluations_cached: int = 0  # results copied from an identical tree (cache or twin)
 
-    def spend(self, tokens: dict | None, cost_usd: float | None = None) -> None:
+    def spend(self, tokens: dict | None, cost_usd: float | None = None,
+              attempts: int = 1) -> None:
         self.tokens += (tokens or {}).get("total", 0)
         self.cost_usd += cost_usd or 0.0
+        self.retries += max(0, (attempts or 1) - 1)
+
+    def fail(self, stage: str) -> None:
+        self.failures[stage] = self.failures.get(stage, 0) + 1
 
 
 @dataclass(frozen=True)
@@ -33,6 +51,7 @@ class Generation:
     tips: dict[str, str] = field(default_factory=dict)  # agent -> tip commit
     candidates: dict[str, Candidate] = field(default_factory=dict)  # commit -> candidate
     labels: dict[str, str] = field(default_factory=dict)  # commit -> what it is, for people
+    verdicts: dict = field(default_factory=dict)  # child commit -> select.Verdict (acceptance)
     stats: Stats = field(default_factory=Stats)
     started: float = field(default_factory=time.time)
 

@@ -4,30 +4,36 @@
      agent's code, plus optional crossovers; each child is queued for evaluation the moment it
      exists, so mutating (LLM calls) overlaps with training. Agent tips nobody evaluated yet
      (human commits) are queued too.
-  2. evaluation (evaluations.py) — executor slots train and score; each result becomes a note
-     at once and the agents' memory follows. An identical tree is never trained twice.
-  3. selection (selection.py) — planned, journaled, applied: agents fast-forward to children
-     that beat them by the noise bar, the worst are replaced; a "done" record closes it.
+  2. evaluation (evaluations.py) and acceptance (acceptance.py) — executor slots train and
+     score; each result becomes a note at once and the agents' memory follows. Each child is
+     compared with its parent on the same seeds while it trains: rejected after its first seed
+     unless better there, else evaluated on the next seed (its parent too) until the paired
+     test decides. An identical tree is never trained twice.
+  3. selection (selection.py) — planned, journaled, applied: agents fast-forward to promoted
+     children; a leader (or a loser) measured on fewer seeds than the rule's is re-measured;
+     the worst are replaced; a "done" record closes it.
 
 Human-in-the-loop steps plug in through hitl.LoopHooks at fixed points. Fitness is
 darwin_git.fitness under the run's conditions (budget, clock, device, harness).
 
 Resume after SIGKILL: slots with a candidate ref or a failure note are not proposed again;
-commits without a result are re-evaluated; a planned selection without "done" is re-applied
-(each step checks the ref it moves); memory is regenerated from git.
+verdicts are decided again from the notes, so only the (commit, seed) evaluations without a
+result run; a planned selection without "done" is re-applied (each step checks the ref it
+moves); memory is regenerated from git.
 """
 from __future__ import annotations
 
 import pygit2
 
 from .. import memory, runconfig
-from ..fitness import Conditions, fitness, leaderboard
+from ..fitness import Conditions, fitness, leaderboard, too_short
 from ..harness.preflight import make_preflight
 from ..hitl import Hitl, LoopHooks
 from ..population.refs import ref_target
 from ..population.repo import SEED_REF, Population
 from ..run.executor import Executor
 from ..select import noise_sigma
+from .acceptance import Acceptance
 from .budgets import Budgets
 from .evaluations import Evaluations
 from .generation import Generation
@@ -53,13 +59,17 @@ class Evolution:
         self.proposals = Proposals(pop, settings, mutator, sink, self.conditions, self.hitl,
                                    self.budgets, resolver, slots=executor.slots,
                                    preflight=make_preflight(settings, executor, pop, sink))
-        self.selection = Selection(pop, self.journal, sink, settings, self.conditions)
+        self.acceptance = Acceptance(pop, self.evaluations, settings.acceptance(), settings.seed,
+                                     sink)
+        self.selection = Selection(pop, self.journal, sink, settings, self.conditions,
+                                   self.evaluations)
         self.sigma: float | None = None
 
     def run(self) -> dict:
         self.sink.emit({"event": "run_started", "repo": str(self.pop.path),
                         "population": len(self.pop.agents()), "generations": self.s.generations,
                         "budget_s": self.s.budget_s, "clock": self.conditions.clock,
+                        "rule": self.s.acceptance().to_dict(),
                         "mutator": getattr(self.mutator, "name", "?"),
                         "runner": self.executor.runner, "slots": self.executor.slots,
                         "deadline": self.budgets.deadline})
@@ -75,12 +85,14 @@ class Evolution:
             f"completed {self.journal.last_done()} of {self.s.generations} generations"
         self.sink.emit({"event": "stopped", "reason": stopped})
         summary = {"stopped": stopped, "generations_done": self.journal.last_done(),
-                   "leaderboard": leaderboard(self.pop, self.conditions)}
+                   "leaderboard": leaderboard(self.pop, self.conditions), "sigma": self.sigma,
+                   "rule": self.s.acceptance().to_dict(), "clock": self.conditions.clock}
         self.hitl.end_of_run(summary)
         return summary
 
     def generation(self, g: int) -> None:
         gen = Generation(g)
+        self.evaluations.counts.update(run=0, cached=0)  # the generation's own, for the journal
         self.sink.emit({"event": "generation_started", "generation": g})
         self.hitl.before_generation(gen)  # merged answers, stalled agents asking for help
         gen.read_tips(self.pop.agents())
@@ -88,18 +100,22 @@ class Evolution:
             if not self.evaluations.results(tip):
                 gen.labels[tip] = f"{agent} tip"
                 self.evaluations.request(tip, self.s.seed, gen.labels[tip])
+        accept = self.acceptance.on_result  # asks for the next seed the moment one is in
         for child in self.proposals.make(gen):  # a slot starts on each child as it is made
-            self.evaluations.request(child, self.s.seed, gen.labels[child])
-        self.evaluations.collect()
+            self.acceptance.watch(gen, child)
+            self.evaluations.poll(accept)
+        self.evaluations.collect(accept)
         self.hitl.after_evaluation(gen)  # e.g. revert a human answer that failed to train
         gen.read_tips(self.pop.agents())
         self.budgets.spend(gen.stats)
-        self.selection.run(gen, self.sigma)
+        self.selection.run(gen, self.sigma)  # re-measures a leader on one lucky seed first
         self.hitl.after_selection(gen)
 
     def noise_floor(self) -> float:
-        """σ of the seed's validation loss over noise_repeats training seeds, measured once
-        per run conditions and journaled (README "Noise-aware acceptance")."""
+        """σ of the seed's validation loss over noise_repeats training seeds (seed, seed+1, ...,
+        the seeds acceptance compares on: they double as the seed's per-seed values), measured
+        once per run conditions and journaled (README "Noise-aware acceptance"). σ is shown
+        beside every fitness and sets pruning's noise bar; acceptance is the paired test."""
         rec = self.journal.find("noise")
         if rec and self.conditions.matches(rec):
             return rec["sigma"]
@@ -118,6 +134,10 @@ class Evolution:
                             f" +/- {sigma:.4f} over {len(losses)} runs")
         self.sink.emit({"event": "noise_floor", "mean": fit.loss or float("nan"),
                         "sigma": sigma, "repeats": len(losses)})
+        short = [w for w in map(too_short, self.evaluations.results(root)) if w]
+        if short:  # every later number would be noise too: say so before the first generation
+            self.sink.emit({"event": "warning", "kind": "too_short",
+                            "detail": f"the seed's runs are {short[0]}"})
         return sigma
 
     def _store_settings(self) -> None:

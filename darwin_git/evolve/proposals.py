@@ -139,7 +139,8 @@ class Proposals:
         """Commit one mutator outcome (or record its failure); the candidate ref last."""
         parent = gen.tips[target]
         gen.stats.spend(outcome.tokens,
-                        outcome.cost_usd if isinstance(outcome, Mutation) else None)
+                        outcome.cost_usd if isinstance(outcome, Mutation) else None,
+                        outcome.attempts)
         if isinstance(outcome, MutationFailure):
             self.record_failure(gen, parent, outcome, target, slot, speaker)
             if outcome.request:  # asked a human instead of changing code
@@ -173,6 +174,7 @@ class Proposals:
                        slot: str, speaker: str) -> None:
         """A proposal that made no commit: an "attempt" note on the parent, with its cause."""
         gen.stats.failed += 1
+        gen.stats.fail("preflight" if failure.cause == "preflight_failed" else "proposal")
         self.pop.add_attempt(parent, failure, target, gen.g, mutator_agent=speaker, slot=slot)
         memory.update(self.pop, [target])
         self.sink.emit({"event": "proposal_failed", "generation": gen.g, "mutator": speaker,
@@ -230,7 +232,7 @@ class Proposals:
         _, ra, _ = self.pop.message(tips[a])
         _, rb, _ = self.pop.message(tips[b])
         fix = self.resolver.resolve_conflicts(ctx, out.conflicts, ra, rb)
-        gen.stats.spend(fix.tokens)
+        gen.stats.spend(fix.tokens, None, fix.attempts)
         if isinstance(fix, Mutation):
             trailers = {**trailers, "Darwin-Mutator": fix.mutator, "Darwin-Model": fix.model}
             return self.pop.merge(tips[a], tips[b], summary, reasoning +

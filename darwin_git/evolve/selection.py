@@ -1,7 +1,8 @@
-"""Selection applied to the repo: plan (which agents advance to which child, which are pruned
-and replaced by whom), journal the plan, then apply it step by step, each step checking the
-ref it moves, so a plan interrupted by a crash is finished on resume. The rules themselves are
-the pure functions of darwin_git.select."""
+"""Selection applied to the repo: plan (which agents advance to which promoted child, which
+agents are re-measured before they decide anything, which are pruned and replaced by whom),
+journal the plan, then apply it step by step, each step checking the ref it moves, so a plan
+interrupted by a crash is finished on resume. The rules themselves are the pure functions of
+darwin_git.select; the verdicts on children come from evolve/acceptance.py."""
 from __future__ import annotations
 
 import random
@@ -12,7 +13,8 @@ from .. import memory
 from ..failpoints import crashpoint
 from ..fitness import Conditions, fitness, leaderboard
 from ..population.repo import Population
-from ..select import best_child, plan_replacements
+from ..select import best_promoted, plan_replacements, prune_reason, rank
+from .evaluations import Evaluations
 from .generation import Generation, seed_of
 from .journal import Journal
 from .settings import EvolveSettings
@@ -20,52 +22,118 @@ from .settings import EvolveSettings
 
 class Selection:
     def __init__(self, pop: Population, journal: Journal, sink, settings: EvolveSettings,
-                 conditions: Conditions):
+                 conditions: Conditions, evaluations: Evaluations):
         self.pop, self.journal, self.sink = pop, journal, sink
-        self.s, self.conditions = settings, conditions
+        self.s, self.conditions, self.evaluations = settings, conditions, evaluations
+        self.seeds = settings.acceptance().seeds(settings.seed)
 
     def run(self, gen: Generation, sigma: float | None) -> None:
-        """Plan, journal, apply, and close the generation."""
+        """Plan (re-measuring where a single run would decide), journal, apply, close."""
         plan = self.plan(gen, sigma)
-        self.journal.append({"phase": "selecting", "generation": gen.g, "plan": plan},
+        facts = self.facts(gen, plan)
+        self.journal.append({"phase": "selecting", "generation": gen.g, "plan": plan,
+                             "facts": facts, "sigma": sigma},
                             f"Generation {gen.g}: selection planned")
         crashpoint("selection_planned")
-        self.apply(gen.g, plan, asdict(gen.stats), gen.elapsed(), sigma)
+        self.apply(gen.g, plan, facts, gen.elapsed(), sigma)
+
+    def loss(self, commit) -> float | None:
+        return fitness(self.pop, commit, self.conditions).loss
 
     def plan(self, gen: Generation, sigma: float | None) -> dict:
-        """Each agent fast-forwards to its best child that beats it by the noise bar; then the
-        worst agents (never an elite, never one within the bar of the best) are replaced by new
-        agents branched from tournament winners."""
-        loss = lambda commit: fitness(self.pop, commit, self.conditions).loss  # noqa: E731
-        fit = {a: loss(t) for a, t in gen.tips.items()}
+        """Each agent fast-forwards to its best promoted child. Then the leader and the agents
+        pruning would remove are measured on every seed of the rule if they are not yet (a
+        single lucky run never makes the best, nor an unlucky one a loser), and the worst agents
+        (never an elite, never one within the noise bar of the best) are replaced by new agents
+        branched from tournament winners."""
         advance = []
         for agent, tip in gen.tips.items():
-            children = {c: loss(c) for c in gen.children(agent)}
-            win = best_child(fit[agent], children, sigma or 0.0, self.s.accept_k)
+            kids = {c: gen.verdicts[c] for c in gen.children(agent) if c in gen.verdicts}
+            win = best_promoted(kids, {c: self.loss(c) for c in kids})
             if win:
                 advance.append({"agent": agent, "from": tip, "to": win,
-                                "before": fit[agent], "after": children[win]})
-        after, new_tips = dict(fit), dict(gen.tips)
+                                "before": self.loss(tip), "after": self.loss(win),
+                                "reason": kids[win].reason})
+        new_tips = dict(gen.tips)
         for step in advance:
-            after[step["agent"]], new_tips[step["agent"]] = step["after"], step["to"]
+            new_tips[step["agent"]] = step["to"]
+        margin = self.s.accept_k * (sigma or 0.0)
+        remeasured = self.remeasure(new_tips, margin)
+        fit = {a: self.loss(t) for a, t in new_tips.items()}
+        for step in advance:  # after re-measuring, the numbers selection decided on
+            step["after"] = fit[step["agent"]]
         rng = random.Random(seed_of(self.s.seed, gen.g, "select"))
         used = set(self.pop.agents()) | {n.split("/")[3] for n in self.pop.pruned()}
         replace = []
-        margin = self.s.accept_k * (sigma or 0.0)
-        for loser, parent in plan_replacements(after, self.s.selection(), rng, margin):
+        for loser, parent in plan_replacements(fit, self.s.selection(), rng, margin):
             name = _new_name(used)
             used.add(name)
             replace.append({"loser": loser, "loser_tip": new_tips[loser], "name": name,
-                            "parent": parent, "parent_tip": new_tips[parent]})
-        return {"advance": advance, "replace": replace}
+                            "parent": parent, "parent_tip": new_tips[parent],
+                            "reason": prune_reason(loser, fit, margin)})
+        return {"advance": advance, "replace": replace, "remeasured": remeasured}
+
+    def remeasure(self, tips: dict[str, str], margin: float) -> list[dict]:
+        """Evaluate the leader, and every agent pruning would remove, on the rule's seeds it
+        lacks, until the agents that decide are all measured on every seed (a seed evaluated
+        once is not asked for again, even when its result does not count)."""
+        done: list[dict] = []
+        while True:
+            fit = {a: self.loss(t) for a, t in tips.items()}
+            ranked = rank(fit)
+            doomed = [loser for loser, _ in
+                      plan_replacements(fit, self.s.selection(), random.Random(0), margin)]
+            todo = []
+            for agent in dict.fromkeys(ranked[:1] + doomed):
+                if fit[agent] is None:
+                    continue  # no ok run: nothing a luckier seed would change
+                have = self.evaluations.seeds(tips[agent])
+                missing = [s for s in self.seeds if s not in have
+                           and (tips[agent], s) not in self.evaluations.finished]
+                if missing:
+                    todo.append((agent, missing))
+            if not todo:
+                for entry in done:
+                    entry["loss_after"] = self.loss(entry["commit"])
+                return done
+            for agent, missing in todo:
+                role = "leads" if agent == ranked[0] else "would be pruned"
+                n = len(self.evaluations.seeds(tips[agent]))
+                reason = (f"{agent} {role} on {n} seed{'s' if n != 1 else ''}: evaluating "
+                          f"seed{'s' if len(missing) > 1 else ''} "
+                          f"{', '.join(map(str, missing))} before it decides")
+                done.append({"agent": agent, "commit": tips[agent], "seeds": missing,
+                             "loss_before": fit[agent], "reason": reason})
+                self.sink.emit({"event": "remeasure", "agent": agent, "commit": tips[agent],
+                                "seeds": missing, "reason": reason})
+                for seed in missing:
+                    self.evaluations.request(tips[agent], seed, f"{agent} tip (re-measured)")
+            self.evaluations.collect()
+
+    def facts(self, gen: Generation, plan: dict) -> dict:
+        """What the generation did, for the journal and the report: proposals, failures by
+        stage (each candidate once), verdicts, evaluations run and cached, retries."""
+        advanced = {step["to"] for step in plan["advance"]}
+        verdicts = []
+        for commit, v in gen.verdicts.items():
+            cand = gen.candidates[commit]
+            verdicts.append({"commit": commit, "agent": cand.agent, "parent": cand.parent,
+                             "label": gen.labels.get(commit, ""), **v.to_dict(),
+                             "advanced": commit in advanced})
+        stats = gen.stats
+        stats.evaluations_run = self.evaluations.counts["run"]
+        stats.evaluations_cached = self.evaluations.counts["cached"]
+        return {**asdict(stats), "verdicts": verdicts,
+                "rule": self.s.acceptance().to_dict(), "clock": self.conditions.clock}
 
     def finish_pending(self) -> None:
         """A plan journaled before a crash, not yet closed: apply it and close its generation."""
         last = self.journal.latest()
         if last and last.get("phase") == "selecting":
-            self.apply(last["generation"], last["plan"], {}, None, None)
+            self.apply(last["generation"], last["plan"], last.get("facts") or {}, None,
+                       last.get("sigma"))
 
-    def apply(self, g: int, plan: dict, stats: dict, wall: float | None,
+    def apply(self, g: int, plan: dict, facts: dict, wall: float | None,
               sigma: float | None) -> None:
         agents = self.pop.agents()
         for step in plan["advance"]:
@@ -80,20 +148,25 @@ class Selection:
             if step["name"] not in self.pop.agents():
                 self.pop.spawn(step["name"], step["parent_tip"])
                 self.sink.emit({"event": "pruned", "agent": step["loser"],
-                                "replacement": step["name"], "parent": step["parent"]})
+                                "replacement": step["name"], "parent": step["parent"],
+                                "reason": step.get("reason")})
         memory.update(self.pop)
-        self._close(g, plan, stats, wall, sigma)
+        self._close(g, plan, facts, wall, sigma)
 
-    def _close(self, g: int, plan: dict, stats: dict, wall: float | None,
+    def _close(self, g: int, plan: dict, facts: dict, wall: float | None,
                sigma: float | None) -> None:
-        """The "done" record: the leaderboard after selection, best and median."""
+        """The "done" record: the leaderboard after selection, best and median, and what the
+        generation did (``facts``: proposals, failures by stage, verdicts, evaluations)."""
         board = leaderboard(self.pop, self.conditions)
         losses = [r["val_loss"] for r in board if r["val_loss"] is not None]
         best = board[0] if board and board[0]["val_loss"] is not None else None
+        pruned = [{"agent": s["loser"], "replacement": s["name"], "parent": s["parent"],
+                   "reason": s.get("reason")} for s in plan["replace"]]
         record = {"phase": "done", "generation": g, "best": best,
                   "median": statistics.median(losses) if losses else None,
                   "leaderboard": board, "advanced": len(plan["advance"]),
-                  "replaced": len(plan["replace"]), "wall_s": wall, "sigma": sigma, **stats}
+                  "replaced": len(plan["replace"]), "wall_s": wall, "sigma": sigma,
+                  "pruned": pruned, "remeasured": plan.get("remeasured", []), **facts}
         self.journal.append(record, f"Generation {g} done: best "
                             f"{best['agent'] + ' ' + format(best['val_loss'], '.4f') if best else 'none'}")
         self.sink.emit({"event": "leaderboard", "agents": board})

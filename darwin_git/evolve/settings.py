@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from ..select import SelectionSettings
+from ..run.base import CLOCKS
+from ..select import AcceptanceRule, SelectionSettings
 
 PAIRINGS = ("ring", "self", "random")
 
@@ -14,8 +15,11 @@ class EvolveSettings:
     generations: int = 5  # total generations of the run (a resumed run continues up to it)
     budget_s: float = 60.0  # training budget per evaluation, in seconds of ``clock``
     clock: str | None = None  # "cpu" | "wall"; None: the device's default (fitness.default_clock)
-    noise_repeats: int = 3  # seed evaluations (different seeds) that measure the noise floor
-    accept_k: float = 1.0  # an improvement must clear accept_k * sigma (select.py)
+    noise_repeats: int = 3  # seed evaluations (seeds seed, seed+1, ...) that measure the noise floor
+    max_seeds: int = AcceptanceRule.max_seeds  # seeds a child that keeps beating its parent is evaluated on (paired with the parent's)
+    confidence: float = AcceptanceRule.confidence  # of the one-sided paired t-test that promotes a child
+    min_effect: float = AcceptanceRule.min_effect  # mean gain (nats) a promoted child must reach: 2% perplexity, above the per-seed jitter a neutral change shows, below what a good change gains (0.1+)
+    accept_k: float = 1.0  # pruning's noise bar: an agent within accept_k * sigma of the best is never pruned
     elites: int = 1
     prune_per_generation: int = 1
     tournament_size: int = 2
@@ -23,12 +27,16 @@ class EvolveSettings:
     crossovers: int = 0  # crossover children per generation
     device: str = "cpu"
     slots: int = 1  # evaluations at once
-    seed: int = 0  # training seed of every candidate (common random numbers across agents)
+    seed: int = 0  # first training seed: candidates are compared on seed, seed+1, ... (paired)
     max_wall_s: float | None = None  # stop after this long (this invocation)
     max_tokens: int | None = None  # stop once the run's LLM tokens reach this
     max_cost_usd: float | None = None  # stop once the run's LLM cost reaches this
     stall_generations: int = 3  # generations without improvement before an agent asks a human
     preflight_s: float = 20.0  # CPU seconds a child's pre-flight may take (import, build, one step); 0: none
+
+    def acceptance(self) -> AcceptanceRule:
+        return AcceptanceRule(max_seeds=self.max_seeds, confidence=self.confidence,
+                              min_effect=self.min_effect)
 
     def selection(self) -> SelectionSettings:
         return SelectionSettings(accept_k=self.accept_k, elites=self.elites,
@@ -45,6 +53,9 @@ class EvolveSettings:
         settings = cls(**values)
         if settings.pairing not in PAIRINGS:
             raise ValueError(f"pairing must be one of {', '.join(PAIRINGS)}")
+        if settings.clock is not None and settings.clock not in CLOCKS:
+            raise ValueError(f"clock must be one of {', '.join(CLOCKS)}")
+        settings.acceptance()  # its own checks (max_seeds >= 2, 0 < confidence < 1, ...)
         return settings
 
     def to_config(self) -> dict:

@@ -17,17 +17,49 @@ class Checkpoint:
     train: dict
     tensors: dict  # name -> torch.Tensor (the state_dict)
 
-    def params(self, exclude: set[str] = frozenset()) -> int:
-        """Elements of the state_dict, each shared (tied) tensor counted once."""
-        seen, total = set(), 0
-        for name, t in self.tensors.items():
-            if name in exclude:
+    def params(self, bound: dict[str, list[int]]) -> tuple[int, list[str]]:
+        """Parameters the model really holds, and a note for every entry left out.
+
+        Only entries the model server says it bound as parameters after loading (same name,
+        same shape) are counted, and each from the checkpoint's own storage: an entry whose
+        elements overlap (stride 0 as from ``expand``, or an ``as_strided`` view) counts
+        nothing, and views of one storage together never count more than the storage holds
+        (tied weights once). So neither a huge expanded entry that the model's own
+        ``load_state_dict`` drops, nor a server that claims it, inflates params or MFU.
+        """
+        notes: list[str] = []
+        storages: dict[int, tuple[int, set]] = {}
+        for name, shape in bound.items():
+            t = self.tensors.get(name)
+            if t is None or list(t.shape) != list(shape):
+                notes.append(f"{name}: not in the checkpoint with shape {list(shape)}")
                 continue
-            key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape))
-            if key not in seen:
-                seen.add(key)
-                total += t.numel()
-        return total
+            if t.numel() == 0:
+                continue
+            if not _distinct_elements(t):
+                notes.append(f"{name}: elements share memory (stride {list(t.stride())})")
+                continue
+            storage = t.untyped_storage()
+            held = storage.nbytes() // t.element_size()
+            end = t.storage_offset() + sum(st * (n - 1) for st, n in zip(t.stride(), t.shape))
+            if end >= held:
+                notes.append(f"{name}: reaches past its storage")
+                continue
+            _, views = storages.setdefault(storage.data_ptr(), (held, set()))
+            views.add((t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.numel()))
+        total = sum(min(held, sum(v[3] for v in views)) for held, views in storages.values())
+        return total, notes
+
+
+def _distinct_elements(t) -> bool:
+    """True when no two indices of ``t`` address the same element: taking dimensions by
+    increasing stride, each stride must step past everything the smaller ones reach."""
+    reach = 0
+    for stride, size in sorted((st, n) for st, n in zip(t.stride(), t.shape) if n > 1):
+        if stride <= reach:
+            return False
+        reach += stride * (size - 1)
+    return True
 
 
 def load_checkpoint(path: Path) -> Checkpoint:

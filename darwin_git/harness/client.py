@@ -1,17 +1,25 @@
-"""The parent's side of the model-server conversation, with a deadline on every answer.
+"""The parent's side of the model-server conversation: one answer per request, of a known size.
 
-Frames are read by a thread into a queue, so a server that hangs (or an Interactive whose
-stdout has no usable fileno, as with docker) never blocks the harness past its deadline.
+Nothing is read ahead: the parent reads from the server's stdout only while it waits for the
+answer to its own request, and only as much as that answer may take (the header's size, the
+number of arrays, each array's bytes). Whatever else the server writes stays in the pipe (the
+kernel's buffer, then the server blocks), so unsolicited output costs the parent no memory. An
+answer with another request's id, an unexpected number of arrays or an oversized frame ends the
+session with its own cause; every read has the session's deadline (select on the pipe's fd).
 """
 from __future__ import annotations
 
-import queue
-import threading
+import os
+import select
 import time
 
 import numpy as np
 
-from . import protocol
+from .server import protocol
+
+# What the server may say went wrong (model_server.py); anything else is bad_output.
+SERVER_CAUSES = ("bad_checkpoint", "model_error", "checkpoint_mismatch", "forward_failed",
+                 "bad_request", "usage")
 
 
 class ServerError(Exception):
@@ -20,36 +28,61 @@ class ServerError(Exception):
         self.cause, self.detail = cause, detail
 
 
+class _DeadlineReader:
+    """read(n) on a raw fd that gives up at the deadline (no Python buffering in between)."""
+
+    def __init__(self, fd: int, deadline: float):
+        self.fd, self.deadline = fd, deadline
+
+    def read(self, n: int) -> bytes:
+        left = self.deadline - time.monotonic()
+        ready = select.select([self.fd], [], [], max(0.0, left))[0] if left > 0 else []
+        if not ready:
+            raise ServerError("eval_timeout", "the model server did not answer in time")
+        return os.read(self.fd, min(n, 1 << 20))
+
+
 class Client:
     def __init__(self, interactive, deadline: float):
         self.io, self.deadline = interactive, deadline
-        self._q: queue.Queue = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
+        self.reader = _DeadlineReader(interactive.stdout.fileno(), deadline)
+        self.next_id = 1
 
-    def _pump(self) -> None:
-        while True:
-            try:
-                self._q.put(protocol.receive(self.io.stdout))
-            except Exception as exc:  # noqa: BLE001 - any unreadable frame ends the session
-                self._q.put(exc)
-                return
+    def ready(self, max_header: int = protocol.MAX_HEADER) -> dict:
+        """The server's first message (id 0): what it bound after loading the checkpoint."""
+        header, _ = self._answer(0, 0, 0, max_header)
+        return header
 
-    def request(self, header: dict, arrays: tuple[np.ndarray, ...] = ()):
+    def request(self, header: dict, arrays: tuple[np.ndarray, ...] = (),
+                expect: tuple[int, ...] = ()) -> tuple[dict, list[np.ndarray]]:
+        """Send one request; its answer must carry len(expect) arrays, array i at most
+        expect[i] bytes of data."""
+        rid, self.next_id = self.next_id, self.next_id + 1
         try:
-            protocol.send(self.io.stdin, header, arrays)
+            protocol.send(self.io.stdin, {**header, "id": rid}, arrays)
         except (OSError, ValueError) as exc:
             raise ServerError("server_died", f"the model server stopped reading: {exc}") from exc
-        return self.answer()
+        limit = max(expect, default=0) + protocol.NPY_OVERHEAD
+        return self._answer(rid, len(expect), limit)
 
-    def answer(self):
-        left = self.deadline - time.monotonic()
+    def _answer(self, rid: int, n_arrays: int, max_array: int,
+                max_header: int = 1 << 16) -> tuple[dict, list[np.ndarray]]:
         try:
-            item = self._q.get(timeout=max(0.0, left))
-        except queue.Empty:
-            raise ServerError("eval_timeout", "the model server did not answer in time") from None
-        if isinstance(item, Exception):
-            raise ServerError("server_died", f"the model server went away: {item}")
-        header, arrays = item
-        if "error" in header:
-            raise ServerError(str(header["error"]), str(header.get("detail", "")))
+            header, arrays = protocol.receive(self.reader, max_header=max_header,
+                                              max_array=max_array, max_arrays=n_arrays)
+        except protocol.FrameTooLarge as exc:
+            raise ServerError("oversized_output", str(exc)) from exc
+        except protocol.TooManyArrays as exc:
+            raise ServerError("unsolicited_output", str(exc)) from exc
+        except protocol.ProtocolError as exc:
+            raise ServerError("server_died", f"the model server went away: {exc}") from exc
+        if header.get("id") != rid:
+            raise ServerError("unsolicited_output",
+                              f"answer for request {header.get('id')!r} while waiting for {rid}")
+        if "error" in header:  # the cause is ours to name: the server's word is only a hint
+            said = header["error"]
+            cause = said if said in SERVER_CAUSES else "bad_output"
+            raise ServerError(cause, str(header.get("detail", ""))[-3000:])
+        if len(arrays) != n_arrays:
+            raise ServerError("bad_output", f"{len(arrays)} arrays where {n_arrays} were expected")
         return header, arrays

@@ -1,41 +1,36 @@
-"""evaluate(): train one tree in a sandbox, then score it with a step the agent does not control.
+"""evaluate(): train one tree in a sandbox, then score it in a step the agent does not control.
 
-1. Train: the contract's command, with the train split only (DARWIN_DATA), a writable
-   DARWIN_OUT and a hard wall clock (budget + grace). Killed -> "timeout"; non-zero exit ->
-   "train_failed" (cause "exception" or "out_of_memory"); no checkpoint -> "no_checkpoint".
-2. Inspect: the parent loads the checkpoint with weights_only=True and counts its parameters.
-3. Score: the model server (model_server.py) runs in a second sandboxed step with the tree as cwd
-   and the checkpoint as its only input; the validation split never reaches it as a file. The
-   parent sends fixed validation windows over a pipe, gets logits back and computes the
-   cross-entropy, perplexity and bits per byte itself. Probe windows (a copy of a scored window
-   whose suffix from a random position p is replaced by another window's) are shuffled among
-   the scored ones, batched alike; the logits before p must match the original's.
-4. Throughput: see flops.py.
+1. Train (training.py): the contract's command with the train split only (DARWIN_DATA), a
+   writable DARWIN_OUT and a budget on the run's clock that the sandbox enforces (budget + a
+   short save window). Stopped by the clock -> "timeout", whatever it wrote.
+2. Inspect: the parent loads the checkpoint with weights_only=True (checkpoint.py).
+3. Serve: the model server (server/, a standalone folder: the step never imports darwin_git)
+   runs in a second sandboxed step with the tree as cwd, the checkpoint and the server's files
+   as its only inputs. The parent speaks to it one bounded answer at a time (client.py).
+4. Throughput (throughput.py, flops.py): a timed bench, checked against the harness's own loss.
+5. Score (scoring.py): validation text revealed cut by cut, each prediction recorded before its
+   target is shown; the parent computes the loss.
+
+The validation split and the corpus stay in harness-only places: the data cache's val folder
+is closed to other uids (sandboxed steps run as one when the engine is root; without root the
+steps run as our own uid and only the sandbox's filesystem view can hide it), the training step
+mounts only the train folder, and neither step is given darwin_git (whose package holds the
+corpus) by the harness.
 
 Residual risks (what this boundary does not stop):
-- The agent's forward runs in the server: it sees each window it is asked about, so it can
-  behave differently on inputs it recognises (e.g. memorised validation text baked into the
-  weights). Training never sees the split, so it can only learn it from elsewhere in the corpus.
-- Causality is sampled: probes cover a few windows, positions and logit columns, at a
-  tolerance (PROBE_ATOL/RTOL); a leak smaller than the tolerance, or one that only shows on
-  windows never probed, passes. Probes are indistinguishable only up to their statistics.
-- The server could keep state across requests (e.g. cache earlier windows and use them to
-  "predict" later ones); the windows are disjoint and their order shuffled, which limits but
-  does not rule out cross-window leakage.
-- Throughput comes from the agent's own forward/backward at the declared batch shape: code
-  that detects the bench request could cut work; tokens/s and MFU are not the fitness.
-- Training that ignores DARWIN_BUDGET_S gets up to budget + grace of wall clock before the
-  kill; train_wall_s is in every result so that selection can see (and refuse) an overrun.
-- params excludes what the server names as buffers; a model can hide learned state in buffers.
+- The validation text is public: a model may know Shakespeare from pre-training (scoring.py).
+- Test-time learning across windows below the detector's power (scoring.py).
+- A model that recognises the bench's check request can fake tokens/s and MFU up to MFU 1
+  (throughput.py); neither is the fitness.
+- Parameters a model uses without binding them as parameters (buffers, constants in code) are
+  not counted in params or FLOPs.
 - The local sandbox gives each step private /tmp, /var/tmp, /dev/shm and /run/lock only when
-  the engine runs as root; without root a step could leave data there for a later one. Other
-  folders writable by every uid (if a machine has any) are not covered either.
+  the engine runs as root; without root a step could leave data there for a later one, and it
+  runs as the engine's own uid (see above).
 """
 from __future__ import annotations
 
-import math
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -47,67 +42,54 @@ import numpy as np
 from .. import data as data_mod
 from ..contract import CONTRACT_FILE, Contract, ContractError, load_contract
 from ..result import make_result
-from ..run.base import Limits, Sandbox, Step
+from ..run.base import Sandbox, Step
 from . import flops as flops_mod
-from . import protocol
+from . import scoring, server, throughput, training
 from .checkpoint import CheckpointError, load_checkpoint
 from .client import Client, ServerError
+from .spec import EvalSpec, resolve_clock
 
-# Kill training at budget + GRACE_S. Generous: torch's import and exit alone take 3-10 s on an
-# oversubscribed CPU box; train_wall_s in the result shows any overrun.
-GRACE_S = 20.0
-N_WINDOWS = 128
-N_PROBES = 8
-PROBE_COLUMNS = 256
-PROBE_ATOL = PROBE_RTOL = 5e-3
-LOGIT_BYTES_PER_REQUEST = 32 << 20  # GPT-2 vocab at context 256: one window per request
-MAX_BENCH_TOKENS = 1 << 20
-SUMMARY_LINE = re.compile(r"^\s*([A-Za-z_][\w./-]{0,63})\s*:\s*(\S.{0,200})$")
+NOTE = "\n[darwin harness] "
 
 
-def evaluate(tree_dir: Path, sandbox: Sandbox, *, budget_s: float | None = None,
-             grace_s: float = GRACE_S, device: str = "cpu", seed: int = 0,
-             data_root: Path | None = None, n_windows: int = N_WINDOWS,
-             n_probes: int = N_PROBES, eval_timeout_s: float = 300.0,
-             limits: Limits | None = None, bench: bool = True, bench_s: float = 1.0,
-             commit: str | None = None, tree: str | None = None,
-             threads: int | None = None) -> dict:
+def evaluate(tree_dir: Path, sandbox: Sandbox, spec: EvalSpec | None = None) -> dict:
     """Train and score the tree at ``tree_dir``; always returns a result, never raises for
-    anything the tree does. ``threads`` caps the training step's CPU threads (OpenMP/MKL), so
-    that several slots on one machine do not oversubscribe its cores."""
+    anything the tree does."""
+    spec = spec or EvalSpec()
     tree_dir = Path(tree_dir)
-    device = _resolve_device(device)
-    common = dict(commit=commit, tree=tree, device=device, seed=seed, runner=sandbox.name)
+    device = _resolve_device(spec.device)
+    common = dict(commit=spec.commit, tree=spec.tree, device=device, seed=spec.seed,
+                  runner=sandbox.name, budget_s=spec.budget_s, clock=spec.clock,
+                  harness=spec.harness)
     if (tree_dir / CONTRACT_FILE).is_symlink():  # the parent reads it: never follow links
-        return make_result("rejected", cause="bad_contract", budget_s=budget_s,
+        return make_result("rejected", cause="bad_contract",
                            log_tail=f"{CONTRACT_FILE} must be a regular file, not a symlink",
                            **common)
     try:
         contract = load_contract(tree_dir)
     except ContractError as exc:
         cause = "bad_contract" if (tree_dir / CONTRACT_FILE).is_file() else "no_contract"
-        return make_result("rejected", cause=cause, log_tail=str(exc), budget_s=budget_s, **common)
-    budget = float(budget_s if budget_s is not None else contract.budget_s)
-    common.update(budget_s=budget, tokenizer=contract.tokenizer)
+        return make_result("rejected", cause=cause, log_tail=str(exc), **common)
+    common.update(budget_s=float(spec.budget_s or contract.budget_s),
+                  clock=resolve_clock(spec.clock, contract.clock, device),
+                  tokenizer=contract.tokenizer)
     problem = _contract_problem(contract)
     if problem:
         return make_result("rejected", cause="bad_contract", log_tail=problem, **common)
     try:
-        paths = data_mod.prepare(contract.tokenizer, data_root)
+        paths = data_mod.prepare(contract.tokenizer, spec.data_root)
     except (data_mod.DataError, OSError) as exc:
         return make_result("rejected", cause="bad_contract", log_tail=str(exc), **common)
     _close_val_split(paths.val_dir)
-    vocab = int(data_mod.load_meta(paths.val_dir)["vocab_size"])
-    if contract.eval_context * vocab * 4 > protocol.MAX_FRAME:
+    meta = data_mod.load_meta(paths.val_dir)
+    common["vocab_size"] = int(meta["vocab_size"])
+    if meta["n_tokens"] < 2 * (contract.eval_context + 1):
         return make_result("rejected", cause="bad_contract", **common,
-                           log_tail=f"{CONTRACT_FILE}: [eval] context {contract.eval_context} x "
-                                    f"vocab {vocab} logits exceed the {protocol.MAX_FRAME >> 20} "
-                                    "MiB the harness reads per window")
+                           log_tail=f"{CONTRACT_FILE}: [eval] context {contract.eval_context} is "
+                                    f"too long for the {meta['n_tokens']}-token validation split")
     work = Path(tempfile.mkdtemp(prefix="darwin-eval-"))
     try:
-        return _train_and_score(tree_dir, sandbox, contract, paths, work, budget, grace_s,
-                                device, seed, n_windows, n_probes, eval_timeout_s,
-                                limits or Limits(), bench, bench_s, common, threads)
+        return _train_and_score(tree_dir, sandbox, spec, contract, paths, work, common)
     except Exception:  # noqa: BLE001 - whatever went wrong, the engine gets a result
         return make_result("eval_failed", cause="harness_error",
                            log_tail=traceback.format_exc(), **common)
@@ -115,196 +97,154 @@ def evaluate(tree_dir: Path, sandbox: Sandbox, *, budget_s: float | None = None,
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _train_and_score(tree_dir, sandbox, contract, paths, work, budget, grace_s, device, seed,
-                     n_windows, n_probes, eval_timeout_s, limits, bench, bench_s, common,
-                     threads=None):
-    out = work / "out"
-    thread_env = {k: str(threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")} \
-        if threads else {}
-    train = Step(argv=list(contract.train_command), tree=tree_dir, out_dir=out,
-                 timeout_s=budget + grace_s, inputs={"DATA": paths.train_dir},
-                 env={"DARWIN_BUDGET_S": f"{budget:g}", "DARWIN_DEVICE": device,
-                      "DARWIN_SEED": str(seed), **thread_env},
-                 limits=limits, gpus=1 if device == "cuda" else 0, label="train")
-    outcome = sandbox.run(train)
+def _train_and_score(tree_dir: Path, sandbox: Sandbox, spec: EvalSpec, contract: Contract,
+                     paths: data_mod.DataPaths, work: Path, common: dict) -> dict:
+    budget, clock, device = common["budget_s"], common["clock"], common["device"]
+    step = training.train_step(contract, tree_dir, work / "out", paths.train_dir, budget, clock,
+                               device, spec)
+    outcome = sandbox.run(step)
     log = outcome.log_tail
-    common.update(train_wall_s=round(outcome.wall_s, 3), reported=parse_summary(log) or None)
-    if outcome.error:
-        return make_result("train_failed", cause="sandbox_error",
-                           log_tail=f"{log}\n{outcome.error}", **common)
-    if outcome.timed_out:
-        return make_result("timeout", cause="budget_exceeded", log_tail=log, **common)
-    if outcome.returncode != 0:
-        cause = "out_of_memory" if outcome.oom else "exception"
-        return make_result("train_failed", cause=cause, log_tail=log, **common)
-    ckpt_path = out / contract.checkpoint
+    common.update(train_wall_s=round(outcome.wall_s, 3),
+                  train_cpu_s=None if outcome.cpu_s is None else round(outcome.cpu_s, 3),
+                  reported=training.parse_summary(log) or None,
+                  train=training.parse_training(log) or None)
+    failed = training.verdict(outcome, step.clock_limit)
+    if failed:
+        status, cause, note = failed
+        return make_result(status, cause=cause, log_tail=log + NOTE + note, **common)
+    ckpt_path = work / "out" / contract.checkpoint
     if not ckpt_path.is_file():
-        note = f"\n[darwin harness] training exited 0 but wrote no {contract.checkpoint}"
-        return make_result("train_failed", cause="no_checkpoint", log_tail=log + note, **common)
+        return make_result("train_failed", cause="no_checkpoint", **common,
+                           log_tail=f"{log}{NOTE}training exited 0 but wrote no "
+                                    f"{contract.checkpoint}")
+    problem = training.unverified(outcome, step.clock_limit)
+    if problem:
+        return make_result("train_failed", cause="sandbox_error", log_tail=log + NOTE + problem,
+                           **common)
     try:
         ckpt = load_checkpoint(ckpt_path)
     except CheckpointError as exc:
-        return make_result("eval_failed", cause="bad_checkpoint",
-                           log_tail=f"{log}\n[darwin harness] {exc}", **common)
-    ckpt_dir = work / "ckpt"
-    ckpt_dir.mkdir()
-    shutil.move(str(ckpt_path), ckpt_dir / "ckpt.pt")
-    server = Step(argv=["python", "-m", "darwin_git.harness.model_server", "ckpt.pt",
-                        contract.model_entry],
-                  tree=tree_dir, out_dir=work / "eval_out", timeout_s=eval_timeout_s,
-                  inputs={"CKPT": ckpt_dir}, env={"DARWIN_DEVICE": device, "DARWIN_SEED": "0"},
-                  limits=limits, gpus=1 if device == "cuda" else 0, label="eval")
+        return make_result("eval_failed", cause="bad_checkpoint", log_tail=f"{log}{NOTE}{exc}",
+                           **common)
+    (work / "ckpt").mkdir()
+    shutil.move(str(ckpt_path), work / "ckpt" / "ckpt.pt")
+    metrics, eval_log = _serve(tree_dir, sandbox, spec, contract, paths, ckpt, work,
+                               common["vocab_size"], device)
+    common["eval_wall_s"] = metrics.pop("eval_wall_s")
+    if "cause" in metrics:
+        tail = (f"{log}\n== evaluation ==\n{eval_log}{NOTE}{metrics['cause']}: "
+                f"{metrics.get('detail', '')}")
+        return make_result("eval_failed", cause=metrics["cause"], log_tail=tail, **common)
+    params, notes = ckpt.params(metrics["bound"])
+    if notes:
+        log += NOTE + "parameters not counted: " + "; ".join(notes[:20])
+    return make_result("ok", val_loss=metrics["val_loss"], perplexity=metrics["perplexity"],
+                       bpb=metrics["bpb"], eval_tokens=metrics["eval_tokens"], params=params,
+                       **_throughput(metrics, params, ckpt, device), log_tail=log, **common)
+
+
+def _serve(tree_dir: Path, sandbox: Sandbox, spec: EvalSpec, contract: Contract,
+           paths: data_mod.DataPaths, ckpt, work: Path, vocab: int,
+           device: str) -> tuple[dict, str]:
+    """Start the model server on work/ckpt/ckpt.pt and hold the conversation: (the metrics or
+    {"cause", "detail"}, with eval_wall_s; the server's log)."""
+    serve = Step(argv=server.argv("ckpt.pt", contract.model_entry), tree=tree_dir,
+                 out_dir=work / "eval_out", timeout_s=spec.eval_timeout_s,
+                 inputs={"CKPT": work / "ckpt", "SERVER": server.ship(work / "server")},
+                 env={"DARWIN_DEVICE": device, "DARWIN_SEED": "0",
+                      "DARWIN_THREADS": str(flops_mod.eval_threads())},
+                 limits=spec.limits, gpus=1 if device == "cuda" else 0, label="eval")
     t0 = time.monotonic()
     try:
-        session = sandbox.open(server)
+        session = sandbox.open(serve)
     except Exception as exc:  # noqa: BLE001 - a sandbox that cannot start is a verdict
-        return make_result("eval_failed", cause="sandbox_error",
-                           log_tail=f"{log}\n[darwin harness] {exc}", **common)
-    verdict, metrics = "ok", {}
+        return {"cause": "sandbox_error", "detail": str(exc), "eval_wall_s": 0.0}, ""
+    rng = np.random.default_rng()  # filler, halves and probes must not be predictable
     try:
-        client = Client(session, time.monotonic() + eval_timeout_s)
-        buffers = set()
-        ready, _ = client.answer()
-        buffers = {b for b in ready.get("buffers", []) if isinstance(b, str)}
-        metrics = _score(client, paths.val_dir, contract, n_windows, n_probes)
-        if "cause" in metrics:
-            verdict = "train_failed" if metrics["cause"] == "nan_loss" else "eval_failed"
-        elif bench:
-            metrics.update(_bench(client, ckpt, metrics["vocab"], bench_s))
+        metrics = _converse(Client(session, time.monotonic() + spec.eval_timeout_s), spec,
+                            contract, paths, ckpt.train, vocab, rng)
+    except ServerError as exc:
+        metrics = {"cause": exc.cause, "detail": exc.detail}
+    except Exception:  # noqa: BLE001 - a harness bug must not kill the engine, nor leak the server
+        metrics = {"cause": "harness_error", "detail": traceback.format_exc()}
+    outcome = session.close()
+    metrics["eval_wall_s"] = round(time.monotonic() - t0, 3)
+    if metrics.get("cause") in ("forward_failed", "server_died") and (
+            outcome.oom or outcome.limit == "memory"):
+        metrics["cause"] = "out_of_memory"
+    return metrics, outcome.log_tail
+
+
+def score_checkpoint(tree_dir: Path, checkpoint: Path, sandbox: Sandbox,
+                     spec: EvalSpec | None = None) -> dict:
+    """Score an existing checkpoint of the tree at ``tree_dir``, without training: the scoring
+    metrics (``token_losses`` included, for paired comparisons), bench, bound parameters and
+    eval_wall_s, or {"cause", "detail"}. For benchmarks and re-scoring; only evaluate() makes
+    results."""
+    spec = spec or EvalSpec()
+    contract = load_contract(Path(tree_dir))
+    paths = data_mod.prepare(contract.tokenizer, spec.data_root)
+    _close_val_split(paths.val_dir)
+    vocab = int(data_mod.load_meta(paths.val_dir)["vocab_size"])
+    work = Path(tempfile.mkdtemp(prefix="darwin-score-"))
+    try:
+        (work / "ckpt").mkdir()
+        shutil.copyfile(checkpoint, work / "ckpt" / "ckpt.pt")
+        ckpt = load_checkpoint(work / "ckpt" / "ckpt.pt")
+        metrics, _ = _serve(Path(tree_dir), sandbox, spec, contract, paths, ckpt, work, vocab,
+                            _resolve_device(spec.device))
+        return metrics
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _converse(client: Client, spec: EvalSpec, contract: Contract, paths, train: dict,
+              vocab: int, rng: np.random.Generator) -> dict:
+    """ready -> bench (and its check) -> scoring -> quit; the metrics or {"cause", "detail"}."""
+    ready = client.ready()
+    bound = _bound(ready.get("params"))
+    bench = throughput.bench(client, train, paths.train_dir, vocab, spec.bench_s, rng) \
+        if spec.bench else {}
+    metrics = scoring.score(client, paths.val_dir, contract.tokenizer, contract.eval_context,
+                            vocab, spec.windows, spec.cuts, spec.probes, rng)
+    if "cause" not in metrics:
         try:
             client.request({"op": "quit"})
         except ServerError:
-            pass
-    except ServerError as exc:
-        verdict, metrics = "eval_failed", {"cause": exc.cause, "detail": exc.detail}
-    except Exception:  # noqa: BLE001 - a harness bug must not kill the engine, nor leak the server
-        verdict, metrics = "eval_failed", {"cause": "harness_error",
-                                           "detail": traceback.format_exc()}
-    eval_outcome = session.close()
-    common["eval_wall_s"] = round(time.monotonic() - t0, 3)
-    eval_log = eval_outcome.log_tail
-    if verdict != "ok":
-        if metrics.get("cause") == "forward_failed" and eval_outcome.oom:
-            metrics["cause"] = "out_of_memory"
-        detail = metrics.get("detail", "")
-        tail = f"{log}\n== evaluation ==\n{eval_log}\n[darwin harness] {metrics['cause']}: {detail}"
-        return make_result(verdict, cause=metrics["cause"], log_tail=tail, **common)
-    params = ckpt.params(exclude=buffers)
+            pass  # it quit without answering: fine
+    return {**metrics, "bench": bench, "bound": bound}
+
+
+def _bound(params) -> dict[str, list[int]]:
+    """The server's list of [name, shape] it bound as parameters (validated: it is untrusted)."""
+    bound = {}
+    for item in params if isinstance(params, list) else []:
+        if (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
+                and isinstance(item[1], list) and all(isinstance(n, int) for n in item[1])):
+            bound[item[0]] = item[1]
+    return bound
+
+
+def _throughput(metrics: dict, params: int, ckpt, device: str) -> dict:
+    """tokens_per_s, MFU and what they rest on; both None, with the reason and the raw numbers
+    under throughput_untrusted, when the bench's check failed or MFU came out above 1."""
+    bench = metrics["bench"]
+    tps = bench.get("tokens_per_s")
+    if not tps:
+        return {}
     block = ckpt.train.get("block_size") if isinstance(ckpt.train.get("block_size"), int) else None
     fpt = flops_mod.flops_per_token(params, ckpt.model_config, block)
     dev_name = _device_name(device)
     peak = flops_mod.peak_flops(device, dev_name)
-    tps = metrics.get("tokens_per_s")
-    return make_result(
-        "ok", val_loss=metrics["val_loss"], perplexity=metrics["perplexity"],
-        bpb=metrics["bpb"], eval_tokens=metrics["eval_tokens"], tokens_per_s=tps,
-        params=params, flops_per_token=fpt, peak_flops=peak,
-        mfu=(fpt * tps / peak) if tps and peak else None, device_name=dev_name,
-        log_tail=log, **common)
-
-
-def _score(client: Client, val_dir: Path, contract: Contract, n_windows: int,
-           n_probes: int) -> dict:
-    """Send scored and probe windows in one shuffled stream; compute the loss here."""
-    import torch
-    import torch.nn.functional as F
-
-    meta = data_mod.load_meta(val_dir)
-    vocab = int(meta["vocab_size"])
-    windows = data_mod.val_windows(data_mod.load_tokens(val_dir, "val"), n_windows,
-                                   contract.eval_context)
-    inputs, targets = windows[:, :-1], windows[:, 1:]
-    T = inputs.shape[1]
-    rng = np.random.default_rng()  # unpredictable on purpose: the probes must not be guessable
-    probed = rng.choice(len(inputs), size=min(n_probes, len(inputs)), replace=False)
-    probes = {}
-    for i in probed:
-        p = int(rng.integers(1, T)) if T > 1 else 0
-        donor = inputs[(i + 1 + int(rng.integers(len(inputs) - 1))) % len(inputs)]
-        row = inputs[i].copy()
-        row[p:] = donor[p:]
-        if row[p] == inputs[i][p]:
-            row[p] = (row[p] + 1) % vocab
-        probes[int(i)] = (p, row, np.sort(rng.choice(vocab, min(PROBE_COLUMNS, vocab), False)))
-    jobs = [("score", i) for i in range(len(inputs))] + [("probe", i) for i in probes]
-    order = rng.permutation(len(jobs))
-    per = max(1, min(8, LOGIT_BYTES_PER_REQUEST // max(1, T * vocab * 4)))
-    token_bytes = data_mod.get_tokenizer(contract.tokenizer).token_bytes()
-    nats, n_tok, n_bytes, seen = 0.0, 0, 0, {}
-    for start in range(0, len(order), per):
-        batch = [jobs[k] for k in order[start : start + per]]
-        x = np.stack([inputs[i] if kind == "score" else probes[i][1] for kind, i in batch])
-        _, arrays = client.request({"op": "logits"}, (x.astype(np.int64),))
-        if len(arrays) != 1:
-            return {"cause": "bad_output", "detail": "the server answered without logits"}
-        logits = arrays[0]
-        if logits.ndim != 3 or logits.shape[:2] != x.shape or logits.shape[2] < vocab:
-            return {"cause": "bad_output",
-                    "detail": f"logits of shape {logits.shape} for input {x.shape}, vocab {vocab}"}
-        if logits.dtype.kind not in "fiu":
-            return {"cause": "bad_output", "detail": f"logits of dtype {logits.dtype}"}
-        logits = logits.astype(np.float32, copy=False)
-        if not np.isfinite(logits).all():
-            return {"cause": "nan_loss", "detail": "the model returned NaN or inf logits"}
-        for row, (kind, i) in zip(logits, batch):
-            if kind == "score":
-                nats += float(F.cross_entropy(torch.from_numpy(row),
-                                              torch.from_numpy(targets[i]), reduction="sum"))
-                n_tok += targets[i].size
-                n_bytes += int(token_bytes[targets[i]].sum())
-            if i in probes:
-                p, _, cols = probes[i]
-                seen.setdefault(i, {})[kind] = row[:p][:, cols].copy()
-                pair = seen[i]
-                if len(pair) == 2 and not np.allclose(pair["probe"], pair["score"],
-                                                      rtol=PROBE_RTOL, atol=PROBE_ATOL):
-                    worst = float(np.abs(pair["probe"] - pair["score"]).max())
-                    return {"cause": "noncausal",
-                            "detail": f"changing tokens from position {p} on moved earlier "
-                                      f"logits by up to {worst:.3g}"}
-    loss = nats / n_tok
-    if not math.isfinite(loss):
-        return {"cause": "nan_loss", "detail": "validation loss is not finite"}
-    return {"val_loss": loss, "perplexity": math.exp(min(loss, 700.0)),
-            "bpb": nats / math.log(2) / max(1, n_bytes), "eval_tokens": n_tok, "vocab": vocab}
-
-
-def _bench(client: Client, ckpt, vocab: int, bench_s: float) -> dict:
-    """Time k forward+backward steps at the training batch shape (see flops.py)."""
-    b, t = ckpt.train.get("batch_size"), ckpt.train.get("block_size")
-    if not (isinstance(b, int) and isinstance(t, int) and 0 < b * t <= MAX_BENCH_TOKENS):
-        return {}
-    rng = np.random.default_rng(0)
-    x, y = (rng.integers(0, vocab, size=(b, t), dtype=np.int64) for _ in range(2))
-    try:
-        t0 = time.monotonic()
-        client.request({"op": "bench", "steps": 1}, (x, y))  # warm-up, also sizes k
-        k = max(1, min(50, round(bench_s / max(1e-6, time.monotonic() - t0))))
-        t0 = time.monotonic()
-        client.request({"op": "bench", "steps": k}, (x, y))
-        return {"tokens_per_s": k * b * t / (time.monotonic() - t0)}
-    except ServerError as exc:
-        if exc.cause in ("eval_timeout", "server_died"):
-            raise
-        return {}
-
-
-def parse_summary(log: str, limit: int = 64) -> dict:
-    """The final block of ``key: value`` lines the training printed (untrusted, as reported)."""
-    lines = [ln for ln in log.splitlines() if ln.strip() and not ln.startswith("[darwin ")]
-    found = {}
-    for line in reversed(lines):
-        m = SUMMARY_LINE.match(line)
-        if not m or len(found) >= limit:
-            break
-        key, value = m.group(1), m.group(2).strip()
-        if key in found:
-            continue
-        try:
-            found[key] = float(value) if value.lower() not in ("nan", "inf", "-inf") else value
-        except ValueError:
-            found[key] = value
-    return dict(reversed(list(found.items())))
+    mfu = fpt * tps / peak if peak else None
+    reason = bench.get("untrusted")
+    if reason is None and mfu is not None and mfu > 1:
+        reason = f"MFU {mfu:.3g} is above 1: the bench did less work than its FLOPs claim"
+    out = dict(flops_per_token=fpt, peak_flops=peak, device_name=dev_name)
+    if reason:
+        return {**out, "throughput_untrusted": {"reason": reason, "tokens_per_s": tps,
+                                                "mfu": mfu}}
+    return {**out, "tokens_per_s": tps, "mfu": mfu}
 
 
 def _contract_problem(contract: Contract) -> str | None:
@@ -318,11 +258,10 @@ def _contract_problem(contract: Contract) -> str | None:
 
 def _close_val_split(val_dir: Path) -> None:
     """The validation split is the harness's alone: no other uid may read it."""
-    if os.geteuid() == 0:
-        try:
-            os.chmod(val_dir, 0o700)
-        except OSError:
-            pass
+    try:
+        os.chmod(val_dir, 0o700)
+    except OSError:
+        pass
 
 
 def _resolve_device(device: str) -> str:

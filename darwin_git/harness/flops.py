@@ -1,16 +1,23 @@
 """How the harness measures throughput and MFU (the README quotes this docstring).
 
-- tokens_per_s: the parent sends the model server a "bench" request: k forward+backward steps
-  (cross-entropy on random token ids, gradients discarded) at the training batch shape that the
-  checkpoint's "train" dict declares (batch_size x block_size), under bf16 autocast on CUDA and
-  fp32 on CPU with eval_threads() intra-op threads (half the cores, at most 8: scoring leaves
-  room for other slots, and oversubscribed OpenMP threads slow a shared box tenfold). One untimed
-  warm-up step goes first; k is chosen so the timed request lasts about
-  ``bench_s`` seconds. tokens_per_s = k * batch_size * block_size / the wall time the *parent*
-  sees for the request (pipe round trip included, so it is a slight underestimate).
+- tokens_per_s: before scoring, the parent sends the model server a "bench" request: k
+  forward+backward steps (cross-entropy, gradients discarded, weights reloaded afterwards) on
+  fixed batches of the training split at the training batch shape that the checkpoint's
+  "train" dict declares (batch_size x block_size), under bf16 autocast on CUDA and fp32 on CPU
+  with eval_threads() intra-op threads (half the cores, at most 8: scoring leaves room for
+  other slots, and oversubscribed OpenMP threads slow a shared box tenfold). One untimed
+  warm-up step goes first; k is chosen so the timed request lasts about ``bench_s`` seconds.
+  tokens_per_s = k * batch_size * block_size / the wall time the *parent* sees for the request
+  (pipe round trip included, so it is a slight underestimate). The server returns each step's
+  loss, and throughput.py checks them against the harness's own cross-entropy on one of those
+  batches, asked for afterwards as ordinary logits: a forward that does less work when timed
+  is caught there, and tokens/s and MFU are then marked untrusted.
+- params: the parameters the server says it bound after loading, counted from the checkpoint's
+  own storage (checkpoint.py): an expanded or overlapping entry counts nothing.
 - flops_per_token = 6 * params + 12 * n_layer * n_embd * block_size, the second (attention)
   term only when model_config has n_layer and n_embd (the PaLM/nanoGPT estimate).
-- mfu = flops_per_token * tokens_per_s / peak_flops.
+- mfu = flops_per_token * tokens_per_s / peak_flops. Above 1 it is impossible: the result keeps
+  val_loss, and tokens_per_s and mfu move under throughput_untrusted with the reason.
 - peak_flops: on CUDA, the dense bf16 tensor-core peak of the device, looked up by its name in
   GPU_PEAK_BF16 (first matching pattern wins); an unknown GPU gives mfu None. On CPU, a measured
   fp32 matmul probe (512x512 matmuls in torch, best of many, the same eval_threads()); every

@@ -24,7 +24,7 @@ import shutil
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +32,10 @@ import numpy as np
 from .. import data as data_mod
 from ..contract import Contract, ContractError, load_contract
 from ..run.base import ClockLimit, Limits, Sandbox, Step
+from . import scoring, server, training
 from .checkpoint import CheckpointError, load_checkpoint
 from .client import Client, ServerError
+from .spec import EvalSpec, wall_net
 
 PREFLIGHT_ENV = "DARWIN_PREFLIGHT"
 PREFLIGHT_BUDGET_S = 2.0  # DARWIN_BUDGET_S during a pre-flight: a script that ignores
@@ -90,13 +92,14 @@ class Preflight:
         paths = data_mod.prepare(contract.tokenizer, self.data_root)
         vocab = int(data_mod.load_meta(paths.train_dir)["vocab_size"])
         out = work / "out"
-        step = Step(argv=list(contract.train_command), tree=tree_dir, out_dir=out,
-                    timeout_s=4 * self.limit_s + 30, inputs={"DATA": paths.train_dir},
-                    env={PREFLIGHT_ENV: "1", "DARWIN_BUDGET_S": f"{PREFLIGHT_BUDGET_S:g}",
-                         "DARWIN_BUDGET_CLOCK": "cpu", "DARWIN_DEVICE": self.device,
-                         "DARWIN_SEED": "0", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
-                    limits=self.limits, gpus=1 if self.device == "cuda" else 0,
-                    label="preflight", clock_limit=ClockLimit("cpu", self.limit_s))
+        # training's own step (environment, inputs, limits), with the pre-flight's flag, its
+        # small budget and its short CPU-clock limit
+        step = training.train_step(contract, tree_dir, out, paths.train_dir, PREFLIGHT_BUDGET_S,
+                                   "cpu", self.device,
+                                   EvalSpec(device=self.device, threads=1, limits=self.limits))
+        step = replace(step, env={**step.env, PREFLIGHT_ENV: "1"}, label="preflight",
+                       clock_limit=ClockLimit("cpu", self.limit_s),
+                       timeout_s=wall_net("cpu", self.limit_s))
         outcome = self.sandbox.run(step)
         command = " ".join(contract.train_command)
         log = outcome.log_tail or ""
@@ -128,39 +131,37 @@ class Preflight:
 
 def serve_probe(tree_dir: Path, sandbox: Sandbox, contract: Contract, work: Path, vocab: int,
                 device: str, limits: Limits) -> tuple[str, str] | None:
-    """Start the harness's model server on ``work/ckpt/ckpt.pt`` (it builds the model and
-    loads the weights strictly) and ask it for the logits of one small batch: None when they
-    come back with shape (1, T, >= vocab) and finite, else (stage, what went wrong)."""
-    server = Step(argv=["python", "-m", "darwin_git.harness.model_server", "ckpt.pt",
-                        contract.model_entry],
-                  tree=tree_dir, out_dir=work / "eval_out", timeout_s=SERVE_TIMEOUT_S,
-                  inputs={"CKPT": work / "ckpt"},
-                  env={"DARWIN_DEVICE": device, "DARWIN_SEED": "0", "OMP_NUM_THREADS": "1"},
-                  limits=limits, gpus=1 if device == "cuda" else 0, label="preflight-eval")
+    """Start the harness's model server (server/, as scoring starts it) on
+    ``work/ckpt/ckpt.pt``: it builds the model and loads the weights strictly; then ask it for
+    the logits of one small row at every position, checked as scoring checks them. None when
+    they pass, else (stage, what went wrong)."""
+    step = Step(argv=server.argv("ckpt.pt", contract.model_entry), tree=tree_dir,
+                out_dir=work / "eval_out", timeout_s=SERVE_TIMEOUT_S,
+                inputs={"CKPT": work / "ckpt", "SERVER": server.ship(work / "server")},
+                env={"DARWIN_DEVICE": device, "DARWIN_SEED": "0", "DARWIN_THREADS": "1"},
+                limits=limits, gpus=1 if device == "cuda" else 0, label="preflight-eval")
     try:
-        session = sandbox.open(server)
+        session = sandbox.open(step)
     except Exception as exc:  # noqa: BLE001 - a sandbox that cannot start: not the tree's fault
         return INCONCLUSIVE, f"the model server could not start: {exc}"
     problem = None
     try:
         client = Client(session, time.monotonic() + SERVE_TIMEOUT_S)
-        client.answer()  # "ready": the model is built and its weights loaded
+        client.ready()  # the model is built and its weights loaded
         t = max(1, min(PROBE_TOKENS, contract.eval_context))
-        x = np.random.default_rng(0).integers(0, vocab, size=(1, t), dtype=np.int64)
-        _, arrays = client.request({"op": "logits"}, (x,))
-        logits = arrays[0] if len(arrays) == 1 else None
-        if logits is None or logits.ndim != 3 or logits.shape[:2] != x.shape or \
-                logits.shape[2] < vocab:
-            shape = None if logits is None else tuple(logits.shape)
-            problem = ("output", f"forward(idx) for idx of shape {x.shape} returned logits of "
-                                 f"shape {shape}; the harness needs (1, {t}, >= {vocab})")
-        elif not np.isfinite(logits.astype(np.float32)).all():
-            problem = ("output", "forward(idx) returned NaN or infinite logits for a freshly "
-                                 "trained model")
+        idx = np.random.default_rng(0).integers(0, vocab, size=(1, t), dtype=np.int64)
+        at = np.arange(t, dtype=np.int64)[None, :]
+        _, (logits,) = client.request({"op": "logits"}, (idx, at),
+                                      expect=(t * (vocab + scoring.VOCAB_SLACK) * 8,))
+        checked = scoring.checked_logits(logits, (1, t), vocab)
+        if isinstance(checked, dict):
+            problem = ("output", f"forward(idx) for idx of shape (1, {t}) gave logits the "
+                                 f"harness cannot score ({checked['cause']}): "
+                                 f"{checked['detail']}")
         try:
             client.request({"op": "quit"})
         except ServerError:
-            pass
+            pass  # it quit without answering: fine
     except ServerError as exc:
         problem = ("model", exc)
     outcome = session.close()

@@ -83,7 +83,7 @@ def preflight(seed: Path, contract: Contract, budget_s: float | None = None,
               device: str = "cpu") -> dict:
     """One real harness run of the seed's files (a copy, as `init` would commit them); the
     harness result."""
-    from ..harness import evaluate
+    from ..harness import EvalSpec, evaluate
     from ..run.local import LocalSandbox
 
     budget = float(budget_s or min(contract.budget_s, PREFLIGHT_BUDGET_S))
@@ -94,8 +94,8 @@ def preflight(seed: Path, contract: Contract, budget_s: float | None = None,
             dest = tree / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(Path(seed) / rel, dest, follow_symlinks=False)
-        return evaluate(tree, LocalSandbox(), budget_s=budget, device=device,
-                        n_windows=PREFLIGHT_WINDOWS, n_probes=2, bench=False)
+        return evaluate(tree, LocalSandbox(), EvalSpec(
+            budget_s=budget, device=device, windows=PREFLIGHT_WINDOWS, bench=False))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -198,5 +198,7 @@ def _train_scripts(command: tuple[str, ...], files: set[str], problems: list[str
 
 
 def _last_line(text: str | None) -> str:
+    """The training's own last words (the error), not the harness's or sandbox's notes."""
     lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
-    return lines[-1][:300] if lines else "no output"
+    own = [ln for ln in lines if not ln.startswith("[darwin ")]
+    return (own or lines)[-1][:300] if lines else "no output"

@@ -57,7 +57,7 @@ def run_job(repo_path: Path, job: Job, sandbox, work_root: Path, data_root: Path
     """Export the job's tree and evaluate it; a result dict whatever happens."""
     import pygit2
 
-    from ..harness import evaluate, export_tree
+    from ..harness import EvalSpec, evaluate, export_tree
 
     scratch = Path(tempfile.mkdtemp(prefix=f"job-{job.commit[:10]}-", dir=work_root))
     try:
@@ -65,9 +65,10 @@ def run_job(repo_path: Path, job: Job, sandbox, work_root: Path, data_root: Path
         tree_dir = scratch / "tree"
         export_tree(repo, job.commit, tree_dir)
         tree_id = str(repo.get(job.commit).tree_id)
-        result = evaluate(tree_dir, sandbox, budget_s=job.budget_s, seed=job.seed,
-                          device=job.device, data_root=data_root, commit=job.commit,
-                          threads=threads if job.device == "cpu" else None)
+        result = evaluate(tree_dir, sandbox, EvalSpec(
+            budget_s=job.budget_s, seed=job.seed, device=job.device, clock=job.clock,
+            data_root=data_root, commit=job.commit,
+            threads=threads if job.device == "cpu" else None))
         result.update(commit=job.commit, tree=tree_id, runner=runner)
         return result
     except Exception as exc:  # the engine's own failure: recorded like any other

@@ -141,7 +141,8 @@ def _start_guard(workspace: Path, scratch: Path):
 def evaluate_packed(archive: bytes, job: dict, runner: str, work_root: str | None,
                     data_root: str | None) -> tuple[dict, float]:
     """The Ray task body: unpack, evaluate, clean up. Returns (result, seconds spent)."""
-    from ..harness import evaluate
+    from ..harness import EvalSpec, evaluate
+    from .local import LocalSandbox
 
     t0 = time.monotonic()
     if work_root:
@@ -156,9 +157,10 @@ def evaluate_packed(archive: bytes, job: dict, runner: str, work_root: str | Non
         sandbox = make_sandbox(runner, workspace)
         if sandbox.name == "local":
             guard = _start_guard(workspace, scratch)
-        result = evaluate(tree_dir, sandbox, budget_s=job["budget_s"], seed=job["seed"],
-                          device=job["device"], commit=job["commit"], tree=job["tree"],
-                          data_root=Path(data_root) if data_root else None)
+        result = evaluate(tree_dir, sandbox, EvalSpec(
+            budget_s=job["budget_s"], seed=job["seed"], device=job["device"],
+            clock=job.get("clock"), commit=job["commit"], tree=job["tree"],
+            data_root=Path(data_root) if data_root else None))
         result.update(commit=job["commit"], tree=job["tree"], runner=sandbox.name)
     except Exception as exc:  # the engine's own failure on this worker: a verdict, not a crash
         result = make_result("eval_failed", cause="engine_error", commit=job["commit"],

@@ -1,13 +1,15 @@
 """The framed byte protocol between the harness (parent) and the model server (sandboxed child).
 
-A message is a JSON header followed by the arrays it announces, each in its own frame:
+Standalone on purpose (numpy and the standard library only): this file and model_server.py are
+all of darwin-git that the evaluation step runs; it never imports darwin_git.
 
     frame   = length (4 bytes, big-endian) + payload
     message = frame(JSON header, with "arrays": n) + n * frame(.npy bytes)
 
 Arrays travel as ``.npy`` with ``allow_pickle=False`` on both ends, so neither side can make the
-other unpickle code. Frames over MAX_FRAME are refused: a hostile server cannot make the parent
-allocate without bound.
+other unpickle code. The reader states what it accepts (largest header, largest array, how many
+arrays) and a frame over its limit is refused from its length prefix, before any payload is
+read: a hostile server cannot make the parent allocate more than the answer it asked for.
 """
 from __future__ import annotations
 
@@ -17,12 +19,23 @@ import struct
 
 import numpy as np
 
-MAX_FRAME = 256 << 20  # one window of GPT-2 logits at context 1024 is 200 MiB
+MAX_HEADER = 1 << 20  # a header is a small JSON object (the ready message lists parameters)
+MAX_ARRAY = 1 << 30  # the server's own limit on what the parent sends it
+MAX_ARRAYS = 8
+NPY_OVERHEAD = 4096  # an .npy header is 128 bytes for plain arrays; generous margin
 _LEN = struct.Struct(">I")
 
 
 class ProtocolError(Exception):
     """The peer sent something that is not a valid message, or went away."""
+
+
+class FrameTooLarge(ProtocolError):
+    """A frame announced more bytes than the reader accepts; its payload was not read."""
+
+
+class TooManyArrays(ProtocolError):
+    """A header announced more arrays than the reader expects; none of them was read."""
 
 
 def _read_exact(stream, n: int) -> bytes:
@@ -36,10 +49,10 @@ def _read_exact(stream, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def _read_frame(stream) -> bytes:
+def _read_frame(stream, limit: int, what: str) -> bytes:
     (size,) = _LEN.unpack(_read_exact(stream, _LEN.size))
-    if size > MAX_FRAME:
-        raise ProtocolError(f"frame of {size} bytes is over the {MAX_FRAME} byte limit")
+    if size > limit:
+        raise FrameTooLarge(f"{what} frame of {size} bytes is over the {limit} bytes expected")
     return _read_exact(stream, size)
 
 
@@ -57,20 +70,25 @@ def send(stream, header: dict, arrays: tuple[np.ndarray, ...] = ()) -> None:
     stream.flush()
 
 
-def receive(stream) -> tuple[dict, list[np.ndarray]]:
+def receive(stream, max_header: int = MAX_HEADER, max_array: int = MAX_ARRAY,
+            max_arrays: int = MAX_ARRAYS) -> tuple[dict, list[np.ndarray]]:
+    """One message; ``max_array`` bounds each array's frame (.npy header included)."""
     try:
-        header = json.loads(_read_frame(stream))
+        header = json.loads(_read_frame(stream, max_header, "header"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"bad message header: {exc}") from exc
     if not isinstance(header, dict):
         raise ProtocolError("message header is not a JSON object")
     n = header.pop("arrays", 0)
-    if not isinstance(n, int) or not 0 <= n <= 8:
+    if not isinstance(n, int) or n < 0:
         raise ProtocolError(f"bad array count {n!r}")
+    if n > max_arrays:
+        raise TooManyArrays(f"{n} arrays announced, at most {max_arrays} expected")
     arrays = []
     for _ in range(n):
         try:
-            arrays.append(np.load(io.BytesIO(_read_frame(stream)), allow_pickle=False))
+            arrays.append(np.load(io.BytesIO(_read_frame(stream, max_array, "array")),
+                                  allow_pickle=False))
         except ValueError as exc:
             raise ProtocolError(f"bad array frame: {exc}") from exc
     return header, arrays

@@ -1,0 +1,146 @@
+"""The model server: the only part of evaluation that runs the agent's code, inside the sandbox.
+
+This folder (model_server.py + protocol.py) is copied into the evaluation step as an input; the
+step never imports darwin_git. The harness starts it as
+
+    python -I -c BOOTSTRAP CHECKPOINT MODULE:FUNCTION
+
+where BOOTSTRAP (harness/serve.py) runs this file from $DARWIN_SERVER; CHECKPOINT is a file name
+inside the read-only input folder $DARWIN_CKPT. It builds the model from the checkpoint
+(``weights_only=True``), loads the weights strictly and answers the parent over the framed
+protocol on its original stdout/stdin. Every request has an "id" that its answer repeats:
+
+    (ready, sent first, id 0)                         -> {"params": [[name, shape], ...]}
+    {"op": "logits"} + idx (B, T) + positions (B, P)  -> logits at those positions (B, P, V) float32
+    {"op": "bench", "steps": k} + x, y (m, B, T)      -> per-step losses (k,) float32 after k
+                                                         forward+backward steps (step i: batch
+                                                         i % m); the weights are then reloaded
+    {"op": "quit"}                                    -> exits
+
+It computes no score: it returns logits and claimed bench losses, and the parent does the
+arithmetic and the checks. Whatever the model prints goes to stderr (the log), never into the
+protocol stream.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+
+def _private_streams():
+    """Keep fds 0/1 for the protocol; point the agent-visible ones at /dev/null and stderr."""
+    proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
+    proto_out = os.fdopen(os.dup(1), "wb")
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(2, 1)
+    return _Reader(proto_in), proto_out
+
+
+class _Reader:
+    """An unbuffered fd whose read(n) may return fewer bytes, as protocol._read_exact expects."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def read(self, n):
+        return self.f.read(n)
+
+
+def main(argv: list[str]) -> int:
+    proto_in, proto_out = _private_streams()
+    # Our side is imported before the tree joins sys.path, so the tree cannot shadow it.
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    import protocol
+
+    def fail(cause: str, detail: str, rid=0) -> None:
+        protocol.send(proto_out, {"error": cause, "id": rid, "detail": detail[-3000:]})
+
+    if len(argv) != 2 or argv[1].count(":") != 1:
+        fail("usage", "usage: model_server CHECKPOINT MODULE:FUNCTION")
+        return 2
+    ckpt_name, entry = argv
+    ckpt_path = os.path.join(os.environ.get("DARWIN_CKPT", "."), ckpt_name)
+    device = os.environ.get("DARWIN_DEVICE", "cpu")
+    threads = os.environ.get("DARWIN_THREADS", "")
+    if device == "cpu" and threads.isdigit() and int(threads) > 0:
+        torch.set_num_threads(int(threads))  # the same count the CPU peak is measured with
+    try:
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        config, state = ckpt["model_config"], ckpt["model"]
+    except Exception:  # noqa: BLE001 - any unreadable checkpoint is reported, not raised
+        fail("bad_checkpoint", traceback.format_exc())
+        return 1
+    sys.path.insert(0, os.getcwd())
+    module_name, func_name = entry.split(":")
+    try:
+        import importlib
+
+        model = getattr(importlib.import_module(module_name), func_name)(config)
+    except Exception:  # noqa: BLE001
+        fail("model_error", traceback.format_exc())
+        return 1
+    try:
+        model.load_state_dict(state, strict=True)
+    except Exception:  # noqa: BLE001
+        fail("checkpoint_mismatch", traceback.format_exc())
+        return 1
+    model.to(device).eval()
+    bound = [[name, list(p.shape)] for name, p in model.named_parameters()]
+    protocol.send(proto_out, {"op": "ready", "id": 0, "params": bound})
+
+    def forward(idx):
+        out = model(idx)
+        return out[0] if isinstance(out, (tuple, list)) else out
+
+    while True:
+        try:
+            header, arrays = protocol.receive(proto_in)
+        except protocol.ProtocolError:
+            return 0  # the parent went away: nothing left to do
+        op, rid = header.get("op"), header.get("id")
+        try:
+            if op == "quit":
+                return 0
+            if op == "logits":
+                idx = torch.from_numpy(arrays[0]).to(device)
+                pos = torch.from_numpy(arrays[1]).to(device)
+                with torch.no_grad():
+                    logits = forward(idx)
+                    rows = torch.arange(idx.shape[0], device=device)[:, None]
+                    picked = logits[rows, pos].float().cpu().numpy()
+                protocol.send(proto_out, {"id": rid}, (np.asarray(picked, dtype=np.float32),))
+            elif op == "bench":
+                xs = torch.from_numpy(arrays[0]).to(device)
+                ys = torch.from_numpy(arrays[1]).to(device)
+                losses = []
+                model.train()
+                try:
+                    for i in range(int(header.get("steps", 1))):
+                        x, y = xs[i % len(xs)], ys[i % len(ys)]
+                        with torch.autocast("cuda", dtype=torch.bfloat16,
+                                            enabled=device == "cuda"):
+                            logits = forward(x)
+                            loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
+                        loss.backward()
+                        model.zero_grad(set_to_none=True)
+                        losses.append(loss.detach())
+                finally:
+                    # Scoring sees the checkpoint's weights, whatever training mode touched
+                    # (running statistics, or anything the model's forward changed).
+                    model.load_state_dict(state, strict=True)
+                    model.eval()
+                out = torch.stack(losses).float().cpu().numpy()  # one sync, after the timing
+                protocol.send(proto_out, {"id": rid}, (out,))
+            else:
+                fail("bad_request", f"unknown op {op!r}", rid)
+        except Exception:  # noqa: BLE001 - the agent's forward failed; say so, keep serving
+            fail("forward_failed", traceback.format_exc(), rid)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,78 @@
+"""EvalSpec: everything one evaluation depends on besides the tree, in one frozen value.
+
+``evaluate(tree_dir, sandbox, spec)`` is the harness's one entry point. Fields left at None are
+resolved from the tree's darwin.toml and the device (:func:`resolve_clock`, the budget); the
+rest have the harness's defaults. Results record what was resolved (budget_s, clock, device,
+seed, harness), which is what makes two results comparable.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..result import HARNESS_VERSION
+from ..run.base import CLOCKS, Limits
+
+# The budget's save window: the sandbox stops training at budget + SAVE_WINDOW_S on the run's
+# clock. Short and fixed, because code that ignores its budget gains exactly this much compute;
+# the seed reserves its own saving time inside the budget and never counts on the window.
+SAVE_WINDOW_S = 2.0
+# Wall-clock safety net of a cpu-clock run: a CPU budget stretches in wall time when the machine
+# is shared (measured: 5.6x with three CPU-bound tenants on 2 cores, issue 11), so the net is
+# generous; it only ends runs that block or sleep instead of computing (cause wall_timeout).
+WALL_NET_FACTOR = 8.0
+WALL_NET_EXTRA_S = 30.0
+# On the wall clock the net is only a backstop behind the sandbox's own clock limit.
+WALL_BACKSTOP_S = 10.0
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    budget_s: float | None = None  # training budget on `clock`; None: darwin.toml's budget_s
+    clock: str | None = None  # cpu | wall; None: darwin.toml's [train] clock, else by device
+    device: str = "cpu"  # cpu | cuda | auto
+    seed: int = 0  # DARWIN_SEED: data order and initialisation
+    threads: int | None = None  # CPU threads of the training step (OMP/MKL); None: no cap
+    data_root: Path | None = None  # token cache; None: DARWIN_DATA_CACHE or ~/.cache
+    windows: int = 256  # disjoint validation windows (see scoring.py)
+    cuts: int = 8  # scored positions per window, revealed in order
+    probes: int = 2  # repeated requests with fresh filler (the noncausal diagnosis)
+    bench: bool = True  # measure tokens/s and MFU
+    bench_s: float = 1.0  # about how long the timed bench request lasts
+    wall_timeout_s: float | None = None  # training's wall net; None: wall_net(clock, limit)
+    eval_timeout_s: float = 300.0  # the whole scoring conversation
+    limits: Limits = field(default_factory=Limits)
+    commit: str | None = None  # the run's context, copied into the result
+    tree: str | None = None
+
+    def __post_init__(self):
+        if self.clock is not None and self.clock not in CLOCKS:
+            raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, not {self.clock!r}")
+        if self.budget_s is not None and not self.budget_s > 0:
+            raise ValueError(f"budget_s must be positive, not {self.budget_s!r}")
+        if self.windows < 2 or self.cuts < 1:
+            raise ValueError("need at least 2 windows and 1 cut")
+
+    @property
+    def harness(self) -> str:
+        """The result's ``harness``: HARNESS_VERSION, plus the scored set's size when it is not
+        the default ("2:32x4"), since results scored on other tokens do not compare either.
+        (Within a population the contract, hence the context that may cap the windows, is
+        the same for every tree.)"""
+        default = (EvalSpec.windows, EvalSpec.cuts)
+        if (self.windows, self.cuts) == default:
+            return HARNESS_VERSION
+        return f"{HARNESS_VERSION}:{self.windows}x{self.cuts}"
+
+
+def resolve_clock(requested: str | None, contract_clock: str | None, device: str) -> str:
+    """The run's clock: the spec's, else the contract's, else cpu on CPU and wall on CUDA (a
+    dedicated GPU's wall time is the resource; on a shared CPU, load stretches wall time)."""
+    return requested or contract_clock or ("wall" if device == "cuda" else "cpu")
+
+
+def wall_net(clock: str, limit_s: float) -> float:
+    """Seconds of wall time after which the training step is killed whatever its clock says."""
+    if clock == "wall":
+        return limit_s + WALL_BACKSTOP_S
+    return limit_s * WALL_NET_FACTOR + WALL_NET_EXTRA_S

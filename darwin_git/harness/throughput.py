@@ -1,0 +1,94 @@
+"""The bench request and its check: tokens/s the model's code cannot inflate unseen.
+
+The parent times k forward+backward steps of the agent's model (flops.py says how tokens/s and
+MFU follow) on BENCH_BATCHES fixed batches of the training split at the checkpoint's declared
+batch shape. The server answers with the loss of every step. Then the parent asks for the
+logits of one of those batches, chosen at random after the bench, as an ordinary eval-mode
+logits request, and computes the cross-entropy itself: a forward that does cheap work when it is
+called like the bench (gradients on, training mode) claims losses that this check does not
+reproduce. A disagreement beyond BENCH_TOL_ABS + BENCH_TOL_REL * loss + 3 standard errors of the
+check's sampled positions marks tokens/s and MFU untrusted (dropout makes the bench's
+training-mode loss a little higher than the eval-mode one; the tolerance leaves room for it).
+val_loss does not depend on any of this.
+
+The bench runs before scoring, so a model that switches to a cheap path after the bench and
+stays there scores its validation loss with that path. Residual: a model that recognises the
+check request itself (the bench's batch, asked for again) can keep its cheap path through it;
+MFU above 1 is then still caught (evaluate.py).
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from .. import data as data_mod
+from .client import Client, ServerError
+from .scoring import VOCAB_SLACK, token_nll, checked_logits
+
+BENCH_BATCHES = 2
+MAX_BENCH_TOKENS = 1 << 20
+MAX_BENCH_STEPS = 50
+CHECK_BYTES = 32 << 20  # logits the check asks for at most (positions are sampled to fit)
+BENCH_TOL_ABS, BENCH_TOL_REL = 0.1, 0.1
+
+
+def bench(client: Client, train: dict, train_dir, vocab: int, bench_s: float,
+          rng: np.random.Generator) -> dict:
+    """{"tokens_per_s", "untrusted"} (untrusted: None or the reason), or {} when the checkpoint
+    declares no usable batch shape or the bench itself failed."""
+    b, t = train.get("batch_size"), train.get("block_size")
+    if not (isinstance(b, int) and isinstance(t, int) and b > 0 and t > 0
+            and b * t <= MAX_BENCH_TOKENS):
+        return {}
+    tokens = data_mod.load_tokens(train_dir, "train")
+    if tokens.size < t + 2:
+        return {}
+    fixed = np.random.default_rng(0)  # the same batches for every evaluation
+    starts = fixed.integers(0, tokens.size - t - 1, size=(BENCH_BATCHES, b))
+    x = np.stack([[tokens[s : s + t] for s in row] for row in starts]).astype(np.int64)
+    y = np.stack([[tokens[s + 1 : s + 1 + t] for s in row] for row in starts]).astype(np.int64)
+    try:
+        t0 = time.monotonic()
+        _losses(client, x, y, 1)  # warm-up, also sizes k
+        k = max(1, min(MAX_BENCH_STEPS, round(bench_s / max(1e-6, time.monotonic() - t0))))
+        t0 = time.monotonic()
+        claimed = _losses(client, x, y, k)
+        tokens_per_s = k * b * t / (time.monotonic() - t0)
+        if claimed is None:
+            return {"tokens_per_s": tokens_per_s, "untrusted": "the bench returned no losses"}
+        r = int(rng.integers(min(BENCH_BATCHES, k)))
+        return {"tokens_per_s": tokens_per_s,
+                "untrusted": _check(client, x[r], y[r], claimed[r::BENCH_BATCHES], vocab, rng)}
+    except ServerError as exc:
+        if exc.cause in ("forward_failed", "bad_output", "nan_logits"):
+            return {}  # throughput unknown; scoring will say whether the forward works at all
+        raise
+
+
+def _losses(client: Client, x, y, k: int) -> np.ndarray | None:
+    _, (losses,) = client.request({"op": "bench", "steps": k}, (x, y), expect=(k * 8,))
+    if losses.shape != (k,) or losses.dtype.kind != "f" or not np.isfinite(losses).all():
+        return None
+    return losses.astype(np.float64)
+
+
+def _check(client: Client, x, y, claimed: np.ndarray, vocab: int,
+           rng: np.random.Generator) -> str | None:
+    """None when the harness's own cross-entropy on batch x agrees with the bench's claim."""
+    b, t = x.shape
+    per_row = max(1, min(t, CHECK_BYTES // (b * (vocab + VOCAB_SLACK) * 4)))
+    pos = np.sort(np.stack([rng.choice(t, per_row, replace=False) for _ in range(b)]), axis=1)
+    _, (logits,) = client.request({"op": "logits"}, (x, pos.astype(np.int64)),
+                                  expect=(b * per_row * (vocab + VOCAB_SLACK) * 8,))
+    logits = checked_logits(logits, (b, per_row), vocab)
+    if isinstance(logits, dict):
+        return f"the check of the bench failed: {logits['detail']}"
+    nll = token_nll(logits, np.take_along_axis(y, pos, axis=1).reshape(-1))
+    ce, se = float(nll.mean()), float(nll.std() / math.sqrt(nll.size))
+    said = float(claimed.mean())
+    if abs(said - ce) > BENCH_TOL_ABS + BENCH_TOL_REL * ce + 3 * se:
+        return (f"the bench claimed a loss of {said:.3f} on a batch where the model's logits give "
+                f"{ce:.3f} +- {se:.3f}: its forward did other work when timed")
+    return None

@@ -1,0 +1,304 @@
+"""Paired, sequential acceptance in the real loop: a real population repo, the local sandbox and
+real training of a bigram model for a fixed number of optimizer steps on one thread (the same
+weights every run at a seed, so "better" is a property of the code, not of the machine's load).
+What each child costs, the parent's seeds shared by its children, a lucky leader re-measured,
+and a resume in the middle of a child's seeds."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import Events, run_git
+from llm_server import LLMServer, mutation_reply, reply
+
+from darwin_git.evolve.journal import Journal
+from darwin_git.evolve.loop import Evolution
+from darwin_git.evolve.settings import EvolveSettings
+from darwin_git.mutate.base import Mutation, MutationFailure, Mutator
+from darwin_git.population import Population, init_population
+from darwin_git.run.executor import LocalExecutor
+from darwin_git.run.local import LocalSandbox
+
+TOML = """\
+[train]
+command = ["python", "train.py"]
+budget_s = 30
+
+[model]
+entry = "model:build_model"
+
+[eval]
+tokenizer = "char"
+context = 16
+
+[paths]
+mutable = ["train.py", "model.py"]
+protected = ["darwin.toml"]
+"""
+
+MODEL = """\
+import torch.nn as nn
+
+
+class Bigram(nn.Module):
+    def __init__(self, vocab_size):
+        super().__init__()
+        self.emb = nn.Embedding(vocab_size, vocab_size)
+
+    def forward(self, idx):
+        return self.emb(idx)
+
+
+def build_model(config):
+    return Bigram(config["vocab_size"])
+"""
+
+TRAIN = """\
+import json, os
+import numpy as np
+import torch
+import torch.nn.functional as F
+from model import build_model
+
+SEED = int(os.environ["DARWIN_SEED"])
+STEPS = 30  # optimizer steps, not seconds: the same run whatever the load
+torch.set_num_threads(1)
+torch.manual_seed(SEED)
+src = os.environ["DARWIN_DATA"]
+data = torch.from_numpy(np.fromfile(os.path.join(src, "train.bin"), dtype=np.uint16).astype(np.int64))
+vocab = json.load(open(os.path.join(src, "meta.json")))["vocab_size"]
+model = build_model({"vocab_size": vocab})
+opt = torch.optim.AdamW(model.parameters(), lr=5e-2)
+for _ in range(STEPS):
+    ix = torch.randint(len(data) - 17, (32,))
+    x = torch.stack([data[i:i + 16] for i in ix])
+    y = torch.stack([data[i + 1:i + 17] for i in ix])
+    loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+    opt.zero_grad(); loss.backward(); opt.step()
+torch.save({"darwin_ckpt": 1, "model_config": {"vocab_size": vocab}, "model": model.state_dict(),
+            "train": {"batch_size": 32, "block_size": 16}}, os.path.join(os.environ["DARWIN_OUT"], "ckpt.pt"))
+print(f"steps: {STEPS}")
+"""
+STEPS_LINE = "STEPS = 30  # optimizer steps, not seconds: the same run whatever the load"
+
+
+def train_with(steps: str) -> str:
+    """The seed's train.py with another STEPS expression."""
+    return TRAIN.replace(STEPS_LINE, f"STEPS = {steps}")
+
+
+@pytest.fixture
+def seed(tmp_path) -> Path:
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    for name, text in {"darwin.toml": TOML, "model.py": MODEL, "train.py": TRAIN}.items():
+        (seed / name).write_text(text)
+    return seed
+
+
+def population(tmp_path, seed, agents: int) -> Population:
+    return init_population(tmp_path / "run" / "population", seed=seed, agents=agents,
+                           hooks=False)
+
+
+class Scripted(Mutator):
+    """Each target agent gets the train.py its entry names (or no mutation without one)."""
+    name = "scripted"
+
+    def __init__(self, by_target: dict[str, tuple[str, str]]):
+        self.by_target = by_target
+
+    def propose(self, ctx):
+        if ctx.target_agent not in self.by_target:
+            return MutationFailure("no_operator", "nothing scripted", "none", self.name)
+        summary, text = self.by_target[ctx.target_agent]
+        return Mutation(summary=summary, reasoning="scripted for the test",
+                        changes={"train.py": text}, operator="test", mutator=self.name)
+
+
+def run_loop(pop, mutator, **settings) -> Events:
+    # The budget is a wall-clock kill deadline the fixed-step training never reaches.
+    s = EvolveSettings(**{"generations": 1, "budget_s": 30.0, "clock": "wall", "slots": 2,
+                          "noise_repeats": 2, "pairing": "self", **settings})
+    executor = LocalExecutor(pop.path, LocalSandbox(), slots=s.slots,
+                             work_root=pop.state_dir / "work")
+    sink = Events()
+    try:
+        Evolution(pop, s, executor, mutator, sink).run()
+    finally:
+        executor.shutdown()
+    return sink
+
+
+def results(pop, commit) -> list[dict]:
+    return pop.records(commit, "result")
+
+
+def seeds_of(pop, commit) -> list:
+    return sorted(r["seed"] for r in results(pop, commit))
+
+
+@pytest.mark.slow
+def test_what_each_child_costs_and_the_parent_seeds_its_children_share(tmp_path, seed):
+    pop = population(tmp_path, seed, agents=3)
+    root = str(pop.tip("agent-00"))
+    events = run_loop(pop, Scripted({
+        "agent-00": ("Train 5 steps", train_with("5")),  # worse on every seed
+        "agent-01": ("Train 90 steps", train_with("90")),  # better on every seed
+        "agent-02": ("Train 120 steps", train_with("120")),
+    }), prune_per_generation=1)
+    (done,) = [r for r in Journal(pop.repo).records() if r["phase"] == "done"]
+    verdicts = {v["label"].split(" -> ")[1]: v for v in done["verdicts"]}
+    worse, better, best = verdicts["agent-00"], verdicts["agent-01"], verdicts["agent-02"]
+
+    # a child worse on its first seed costs exactly one evaluation
+    assert (worse["action"], worse["n"]) == ("reject", 1)
+    assert worse["reason"].startswith("rejected after 1 seed: +") and "worse on seed 0" in \
+        worse["reason"]
+    assert seeds_of(pop, worse["commit"]) == [0]
+    # children that look better are evaluated on the rule's seeds, and promoted
+    for v in (better, best):
+        assert (v["action"], v["n"]) == ("promote", 3) and v["reason"].startswith("promoted: -")
+        assert v["p"] < 0.05 and v["mean_diff"] <= -0.02
+        assert seeds_of(pop, v["commit"]) == [0, 1, 2]
+    # the parent lacked seed 2 (the noise floor measured 0 and 1): trained once, for both
+    assert seeds_of(pop, root) == [0, 1, 2]
+    started = Counter((e["commit"], e["seed"]) for e in events.of("eval_started"))
+    assert started[(root, 2)] == 1 and max(started.values()) == 1
+    assert (done["evaluations_run"], done["evaluations_cached"]) == (1 + 3 + 3 + 1, 0)
+    assert done["proposed"] == 3 and done["failures"] == {
+        "proposal": 0, "preflight": 0, "training": 0, "scoring": 0}
+    assert done["rule"] == {"test": "one-sided paired t-test", "max_seeds": 3,
+                            "confidence": 0.95, "min_effect": 0.02}
+    # selection: both promoted children advance; the agent left on the seed's code is pruned
+    assert [v["advanced"] for v in (worse, better, best)] == [False, True, True]
+    assert str(pop.tip("agent-02")) == best["commit"]
+    assert [p["agent"] for p in done["pruned"]] == ["agent-00"]
+    assert done["pruned"][0]["reason"].startswith("agent-00 ranks 3 of 3: val_loss ")
+    assert done["remeasured"] == []  # everyone who decided had every seed already
+    # each verdict is an event and a note on its child, reason in words
+    final = [e for e in events.of("verdict") if e["action"] != "more"]
+    assert sorted(e["commit"] for e in final) == sorted(v["commit"] for v in verdicts.values())
+    (note,) = pop.records(best["commit"], "verdict")
+    assert (note["action"], note["reason"], note["generation"]) == (
+        "promote", best["reason"], 1)
+    accepted = {e["agent"]: e["reason"] for e in events.of("accepted")}
+    assert accepted["agent-02"] == best["reason"]
+
+
+class NoChange(Mutator):
+    name = "none"
+
+    def propose(self, ctx):
+        return MutationFailure("no_operator", "this test makes no mutations", "none", "none")
+
+
+@pytest.mark.slow
+def test_a_leader_on_one_lucky_run_is_re_measured_before_it_counts(tmp_path, seed, git):
+    pop = population(tmp_path, seed, agents=2)
+    root = str(pop.tip("agent-00"))
+    # a human commit (no trailers) that trains well on seed 0 only: it leads on one run
+    git("switch", "-q", "agents/agent-01", cwd=pop.path)
+    (pop.path / "train.py").write_text(train_with("200 if SEED == 0 else 2"))
+    git("commit", "-q", "-am", "Train long, on one seed", cwd=pop.path)
+    lucky = git("rev-parse", "HEAD", cwd=pop.path).strip()
+
+    events = run_loop(pop, NoChange(), noise_repeats=3, prune_per_generation=1)
+    (done,) = [r for r in Journal(pop.repo).records() if r["phase"] == "done"]
+    assert seeds_of(pop, lucky) == [0, 1, 2]  # measured on seed 0 like any tip, then again
+    (again,) = done["remeasured"]
+    assert (again["agent"], again["commit"], again["seeds"]) == ("agent-01", lucky, [1, 2])
+    assert again["loss_before"] < again["loss_after"]
+    assert again["reason"] == ("agent-01 leads on 1 seed: evaluating seeds 1, 2 before it "
+                               "decides")
+    assert [e["agent"] for e in events.of("remeasure")] == ["agent-01"]
+    # measured on every seed, it is no leader: the seed's code leads, the lucky one is pruned
+    assert done["best"]["agent"] == "agent-00" and done["best"]["seeds"] == 3
+    assert [p["agent"] for p in done["pruned"]] == ["agent-01"]
+    assert done["failures"]["proposal"] == 2 and done["failed"] == 2
+    assert seeds_of(pop, root) == [0, 1, 2]
+    assert done["evaluations_run"] == 3 and not done["verdicts"]
+
+
+@pytest.mark.slow
+def test_resume_in_the_middle_of_a_childs_seeds_runs_only_what_is_not_noted(tmp_path, seed):
+    repo = tmp_path / "run" / "population"
+    diff = ("--- a/train.py\n+++ b/train.py\n@@ -8,1 +8,1 @@\n"
+            f"-{STEPS_LINE}\n+STEPS = 90  # three times the steps\n")
+    cmd = [sys.executable, "-m", "darwin_git.cli", "evolve", "--repo", str(repo), "--seed",
+           str(seed), "--runner", "local", "--json", "--population", "1", "--pairing", "self",
+           "--noise-repeats", "2", "--slots", "1", "--clock", "wall", "--generations", "1",
+           "--mutator", "llm", "--model", "test-model", "--no-report"]
+    with LLMServer() as srv:
+        srv.push(mutation_reply(diff, "More steps learn more.", "Train 90 steps"))
+        env = {**os.environ, "OPENAI_BASE_URL": srv.base_url, "OPENAI_API_KEY": "sk-test",
+               # noted: the seed's 2 noise runs, the child's seeds 0 and 1; then killed
+               "DARWIN_CRASH_AT": "result_noted:4"}
+        first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+        assert first.returncode == -signal.SIGKILL, first.stdout[-2000:] + first.stderr[-2000:]
+        del env["DARWIN_CRASH_AT"]
+        second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+        assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
+        assert len(srv.requests) == 1  # the child was not proposed again
+    pop = Population(repo)
+    root = run_git("-C", repo, "rev-parse", "seed").strip()
+    child = str(pop.tip("agent-00"))
+    assert child != root  # promoted after the resume
+    events = [json.loads(l) for l in second.stdout.splitlines() if l.startswith("{")]
+    started = [(e["commit"], e["seed"]) for e in events if e["event"] == "eval_started"]
+    assert sorted(started) == sorted([(child, 2), (root, 2)])  # only what was missing
+    for commit in (root, child):
+        assert seeds_of(pop, commit) == [0, 1, 2]  # one result per seed, none twice
+    (note,) = pop.records(child, "verdict")
+    assert note["action"] == "promote" and note["n"] == 3
+
+
+@pytest.mark.slow
+def test_end_to_end_a_comment_only_change_is_never_promoted(tmp_path, seed):
+    """`darwin-git evolve` as a user runs it, 2 generations, every child a comment-only change:
+    each trains to exactly its parent's loss on seed 0 and is rejected after that one run."""
+    repo = tmp_path / "run" / "population"
+    comments = ["count steps, not seconds", "the same run at any load", "fixed step count",
+                "steps: a constant"]
+    replies = [mutation_reply(f"--- a/train.py\n+++ b/train.py\n@@ -8,1 +8,1 @@\n"
+                              f"-{STEPS_LINE}\n+STEPS = 30  # {text}\n",
+                              "A clearer comment.", f"Reword the STEPS comment ({i})")
+               for i, text in enumerate(comments)]
+    with LLMServer() as srv:
+        srv.push(reply("Sure! Here is my idea, in prose."), *replies)  # one retry turn
+        env = {**os.environ, "OPENAI_BASE_URL": srv.base_url, "OPENAI_API_KEY": "sk-test"}
+        proc = subprocess.run(
+            [sys.executable, "-m", "darwin_git.cli", "evolve", "--repo", str(repo), "--seed",
+             str(seed), "--runner", "local", "--json", "--population", "2", "--slots", "2",
+             "--noise-repeats", "2", "--clock", "wall", "--generations", "2", "--mutator",
+             "llm", "--model", "test-model"], capture_output=True, text=True, env=env,
+            timeout=900)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert len(srv.requests) == 5
+    events = [json.loads(l) for l in proc.stdout.splitlines() if l.startswith("{")]
+    root = run_git("-C", repo, "rev-parse", "seed").strip()
+    pop = Population(repo)
+    assert not [e for e in events if e["event"] == "accepted"]
+    assert {str(t) for t in pop.agents().values()} == {root}
+    done = [r for r in Journal(pop.repo).records() if r["phase"] == "done"]
+    assert [(r["proposed"], r["failed"]) for r in done] == [(2, 0), (2, 0)]
+    assert sum(r["retries"] for r in done) == 1  # the reply in prose, asked again
+    assert [r["evaluations_run"] for r in done] == [2 + 1, 2]  # + the leader's seed 2
+    verdicts = [v for r in done for v in r["verdicts"]]
+    assert len(verdicts) == 4
+    for v in verdicts:
+        assert (v["action"], v["n"], v["advanced"]) == ("reject", 1, False)
+        assert v["reason"] == "rejected after 1 seed: no better on seed 0"
+        assert seeds_of(pop, v["commit"]) == [0]  # one run each
+    summary = events[-1]
+    assert summary["event"] == "summary" and summary["rule"]["max_seeds"] == 3
+    # the leader, the seed's code on its 2 noise runs, was measured on seed 2 once (gen 1)
+    assert [r["seeds"] for r in summary["leaderboard"]] == [3, 3]
+    assert [(e["commit"], e["seeds"]) for e in events if e["event"] == "remeasure"] == [
+        (root, [2])]
