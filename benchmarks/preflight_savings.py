@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from darwin_git.harness import evaluate  # noqa: E402
+from darwin_git.harness import EvalSpec, evaluate  # noqa: E402
 from darwin_git.harness.preflight import Preflight  # noqa: E402
 from darwin_git.run.runner import make_sandbox  # noqa: E402
 
@@ -86,7 +86,7 @@ def run_case(name: str, edits, good: bool, sandbox, budget_s: float, work: Path)
     tree = make_tree(work / name, edits)
     verdict = Preflight(sandbox).check(tree)
     t0 = time.monotonic()
-    result = evaluate(tree, sandbox, budget_s=budget_s, bench_s=0.2)
+    result = evaluate(tree, sandbox, EvalSpec(budget_s=budget_s, bench_s=0.2))
     harness_s = time.monotonic() - t0
     return {"case": name, "meant": "good" if good else "broken",
             "evaluated": result["status"], "cause": result.get("cause"),

@@ -201,6 +201,8 @@ def test_generation_where_every_candidate_fails(tmp_path, tiny_seed, preflight):
         failed = [e for e in ev if e["event"] == "proposal_failed"]
         assert sorted(e["cause"] for e in failed) == ["preflight_failed"] * 2
         assert [e["generation"] for e in ev if e["event"] == "nothing_new"] == [1]
+        counted = next(r for r in journal(repo) if r["phase"] == "done")["preflight"]
+        assert (counted["checks"], counted["caught"]) == (2, 2) and counted["seconds"] > 0
     else:
         failed = [e for e in ev if e["event"] == "evaluated" and e["status"] == "train_failed"]
         assert len(failed) == 2 and all(e["cause"] for e in failed)

@@ -14,7 +14,7 @@ from darwin_git.mutate.base import Mutation, MutationFailure
 from darwin_git.mutate.config import LLMConfig
 from darwin_git.mutate.llm import LLMMutator
 from darwin_git.population.refs import update_refs
-from darwin_git.result import make_result
+from darwin_git.result import make_result as harness_result
 from conftest import Events
 from llm_server import llm_server, mutation_reply  # noqa: F401  (fixture)
 
@@ -22,6 +22,11 @@ TRAIN = "lr = 1e-3\nsteps = 100\nprint('train')\n"  # conftest's seed_dir train.
 CURVE = [[1, 4.43], [20, 3.1], [40, 2.8], [60, 2.6], [80, 2.5], [100, 2.45]]
 ANSWER = ("Request agent-00/1 (\"a word list\", asked by agent-00) was answered by Ada.\n"
           "  Its files in this tree:\n  - data/words.txt (added, 12 bytes):\n      thee\n      thou")
+
+
+def make_result(status, **fields):
+    """A result as the harness writes it: measured on the CPU clock (the run's default)."""
+    return harness_result(status, clock="cpu", **fields)
 
 
 class Humans(LoopHooks):
@@ -96,10 +101,13 @@ def test_the_prompt_shows_the_run_training_memories_attempts_and_answers(history
     system, user = (m["content"] for m in llm_server.bodies()[0]["messages"])
     assert "You are agent-00" in system and "code of agent agent-01" in system
     # the run: budget and clock, device, threads, noise, the acceptance rule
-    assert "- Budget: 5 s of wall-clock time" in user
+    assert "- Budget: 5 s of CPU time: CPU seconds of every process and thread" in user
     assert "- Device: cpu, " in user and "CPU thread" in user
     assert "sigma = 0.0200" in user
-    assert "- Acceptance: a child replaces its parent only when" in user and "0.0200 nats" in user
+    assert "- Acceptance: a child is compared with its parent on the same training seeds" in user
+    assert "Not better than its parent on its first seed: rejected after that one run" in user
+    assert "up to 3; then it is promoted" in user and "95% confidence" in user
+    assert "at least 0.02 nats" in user and "1 x sigma = 0.0200 nats behind the best" in user
     # the target now: fitness over 3 seeds, its training dynamics
     assert "val_loss 2.5000 (mean over 3 seeds)." in user
     assert "100 optimizer steps, 61.5 ms per step, 33,300 tokens/s" in user

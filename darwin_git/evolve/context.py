@@ -26,7 +26,7 @@ from pathlib import Path
 from .. import memory
 from ..contract import CONTRACT_FILE, Contract, ContractError, parse_contract
 from ..fitness import Conditions, comparable, comparable_results, latest, nearest_evaluated, \
-    summarize
+    summarize, too_short
 from ..harness.export import export_tree
 from ..hitl import LoopHooks
 from ..mutate.base import Changes, MutationContext, RunInfo, TargetRun
@@ -138,12 +138,16 @@ class Contexts:
         return self._cache["run"]
 
     def rule_words(self, sigma: float | None) -> str:
-        """The acceptance rule, in words (darwin_git.select)."""
-        k = self.s.accept_k
+        """The acceptance rule (darwin_git.select.decide) and the pruning bar, in words."""
+        rule, k = self.s.acceptance(), self.s.accept_k
         bar = f"{k:g} x sigma = {k * sigma:.4f}" if sigma is not None else f"{k:g} x sigma"
-        return (f"a child replaces its parent only when its val_loss is lower than the "
-                f"parent's by more than {bar} nats; otherwise it is rejected and its parent "
-                "stays.")
+        return (f"a child is compared with its parent on the same training seeds, one at a "
+                f"time. Not better than its parent on its first seed: rejected after that one "
+                f"run. Better on every seed so far: it gets the next seed, up to "
+                f"{rule.max_seeds}; then it is promoted (its agent moves to it) only when a "
+                f"one-sided paired t-test says it is lower at {rule.confidence:.0%} confidence "
+                f"and its mean gain is at least {rule.min_effect:g} nats. An agent more than "
+                f"{bar} nats behind the best may be pruned.")
 
     def population(self, speaker: str):
         """The population's recent attempts (newest first), without ``speaker``'s own."""
@@ -228,15 +232,3 @@ def describe_tree(pop: Population, tree: str, conditions: Conditions) -> str | N
             f'"{change["summary"]}"), {change["outcome"]}')
     return said + (f": {change['reason']}" if change.get("reason") else "")
 
-
-def too_short(result: dict | None) -> str | None:
-    """Why an ok run was too short to learn, in words, or None."""
-    if not isinstance(result, dict) or result.get("status") != "ok":
-        return None
-    train = result.get("train") if isinstance(result.get("train"), dict) else {}
-    said = result.get("reported") if isinstance(result.get("reported"), dict) else {}
-    steps = train.get("steps", said.get("steps"))
-    if isinstance(steps, (int, float)) and steps < 50:
-        return (f"too short to learn: {steps:g} optimizer steps; differences between agents "
-                "are mostly noise until a run gets past warm-up")
-    return None

@@ -127,6 +127,7 @@ class Proposals:
     def _tell_preflights(self, gen: Generation, slot, speaker, target) -> None:
         """One event per pre-flight the slot's proposal went through (its failed tries too)."""
         for verdict in self.contexts.preflights(slot):
+            gen.stats.preflighted(verdict.ok, verdict.seconds)
             self.sink.emit({"event": "preflight", "generation": gen.g, "mutator": speaker,
                             "target": target, **verdict.to_event(),
                             "error_line": memory.error_line(verdict.error or verdict.note)})
