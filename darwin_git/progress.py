@@ -52,8 +52,6 @@ def describe(e: dict) -> str | None:
         return f"  {e['mutator']} -> {e['target']}: {e['summary']}  [{e['operator']}]"
     if kind == "proposal_failed":
         return f"  {e['mutator']} -> {e['target']}: no mutation ({e['cause']}: {e['detail'][:120]})"
-    if kind == "warning":
-        return f"warning: {e['text']}"
     if kind == "nothing_new":
         return (f"  generation {e['generation']} produced nothing new: {e['failed']} "
                 f"proposal(s) failed, {e['children']} child(ren) repeat evaluated code")

@@ -211,7 +211,8 @@ def test_a_generation_with_nothing_new_says_so_and_the_builtin_warns_once(popula
         assert list(props.make(gen)) == []  # conftest's seed has no setting an operator knows
     assert [e["generation"] for e in events.of("nothing_new")] == [1, 2]
     [warning] = events.of("warning")
-    assert "built-in operators fit this code" in warning["text"]
+    assert warning["kind"] == "few_operators"
+    assert "built-in operators fit this code" in warning["detail"]
 
 
 def test_prompt_size_is_bounded_and_measured(history, llm_server):

@@ -81,7 +81,8 @@ class Proposals:
         code = self.contexts.code(next(iter(gen.tips.values())))
         warning = few_fit_warning(code[1], code[0]) if code else None
         if warning:
-            self.sink.emit({"event": "warning", "text": f"built-in mutator: {warning}"})
+            self.sink.emit({"event": "warning", "kind": "few_operators",
+                            "detail": f"built-in mutator: {warning}"})
 
     def pairs(self, names: list[str], rng: random.Random) -> list[tuple[str, str]]:
         """(speaker, target): ring (agent i rewrites agent i+1, DARWIN), self or random."""

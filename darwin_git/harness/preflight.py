@@ -204,8 +204,9 @@ def make_preflight(settings, executor, pop, sink=None) -> Preflight | None:
         return None
     if settings.device == "cuda" and not _cuda_here():
         if sink is not None:
-            sink.emit({"event": "warning", "text": "no pre-flight: this run trains on CUDA and "
-                                                   "this machine has no GPU to check children on"})
+            sink.emit({"event": "warning", "kind": "no_preflight",
+                       "detail": "no pre-flight: this run trains on CUDA and this machine has "
+                                 "no GPU to check children on"})
         return None
     sandbox = getattr(executor, "sandbox", None)
     if sandbox is None:
