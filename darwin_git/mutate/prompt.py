@@ -157,7 +157,8 @@ def render_target(ctx: MutationContext) -> str:
     if r.get("status") == "ok":
         lines += _dynamics(r)
     if t.too_short:
-        lines.append(f"WARNING: this run was {t.too_short}.")
+        lines.append(f"WARNING: this run was {t.too_short} (the budget is the run's, not yours "
+                     "to change: what you can change is how much the code learns within it).")
     return "\n".join(lines) + _failure(ctx)
 
 
