@@ -268,9 +268,9 @@ def _delta(after, before) -> tuple[float | None, int]:
     return after.loss - before.loss, 0
 
 
-PROPOSAL_KEYS = ("commit", "time", "target", "generation", "summary", "reasoning", "operator", "mutator",
-                 "model", "fitness_before", "fitness_after", "seeds", "delta", "paired_seeds",
-                 "outcome", "reason")
+PROPOSAL_KEYS = ("commit", "time", "target", "generation", "summary", "reasoning", "operator",
+                 "mutator", "model", "fitness_before", "fitness_after", "seeds", "delta",
+                 "paired_seeds", "outcome", "reason")
 
 
 def _proposal(entry: dict) -> dict:
@@ -458,7 +458,7 @@ def load(pop: Population, agent: str, source: dict | None = None) -> dict:
 
 # ----- what the mutators see -------------------------------------------------------------------
 # Outcome groups in the order a prompt shows them; within a group, by delta (best first).
-SHOWN_PER_OUTCOME = {"kept": 4, "rejected": 4, "failed": 3, "pending": 2}
+SHOWN_PER_OUTCOME = {"kept": 5, "rejected": 4, "failed": 3, "pending": 2}
 
 
 def _memory_entry(row: dict, speaker: str | None = None) -> MemoryEntry:
@@ -501,6 +501,29 @@ def entries(pop: Population, agent: str, limit: int = 8) -> list[MemoryEntry]:
     ``limit``: grouped by outcome, by delta within a group."""
     rows = load(pop, agent)["entries"]
     return [_memory_entry(r) for r in pick(rows)][:limit]
+
+
+LINEAGE_SHOWN = 5  # the newest changes a tree is made of, in its history
+
+
+def history(pop: Population, agent: str, tip, per_outcome: dict[str, int] | None = None
+            ) -> list[MemoryEntry]:
+    """The history of ``agent``'s code at ``tip``, for the prompt of whoever rewrites it: the
+    newest changes the code is made of (its first-parent line, whoever made them: an agent
+    branched from another inherits its line), then the changes tried on it that were not kept
+    (rejected, failed, pending), a few per outcome."""
+    index = _Index(pop)
+    line = []
+    c = pop.commit(tip)
+    while c.parent_ids and len(line) < LINEAGE_SHOWN:
+        owner = parse_message(c.message)[2].get("Darwin-Agent") or agent
+        line.append(index.entry(c, owner))
+        c = pop.repo[c.parent_ids[0]]
+    on_line = {e["commit"] for e in line}
+    tried = [e for e in load(pop, agent)["entries"]
+             if e["outcome"] != "kept" and e["commit"] not in on_line]
+    kept = [{**e, "outcome": "kept"} for e in line]  # this code is made of them
+    return [_memory_entry(r) for r in pick(kept + tried, per_outcome)]
 
 
 def recent_attempts(pop: Population, limit: int = 12,

@@ -115,17 +115,17 @@ def test_the_prompt_shows_the_run_training_memories_attempts_and_answers(history
     assert "vs ln(84) = 4.431, the loss of a uniform guess" in user
     # the speaker's own memory: its proposal to agent-01, rejected with the verdict's reason
     mine = section(user, "## Your memory")
-    assert "Rejected (not promoted):\n- g1 to agent-01: Halve steps (llm); delta +0.0500 over " \
-           "1 seed; rejected after 1 seed: +0.0500 nats worse on seed 0" in mine
+    assert "Rejected (not promoted):\n- g1 to agent-01: Halve steps (llm); rejected after 1 " \
+           "seed: +0.0500 nats worse on seed 0" in mine
     assert "your reasoning: agent-00: Halve steps, because it should help." in mine
     assert "Raise lr" not in mine  # a change made to agent-00's code is not agent-00's memory
     # the target's history, labelled: the same change, seen from agent-01's code
     assert "by agent-00: Halve steps" in section(user, "## History of agent-01's code")
     # the other agents' attempts, failed and kept ones included; not the speaker's own
     others = section(user, "## What other agents tried recently")
-    assert "- g1 agent-02 -> agent-00: Raise lr (llm): kept; delta -0.1000 over 1 seed" in others
-    assert "- g1 agent-01 -> agent-02: Use flash attention (llm): failed: preflight_failed: " \
-           "ImportError: no module named flash" in others
+    assert "- g1 agent-02 -> agent-00: Raise lr (llm): kept (delta -0.1000 over 1 seed)" in others
+    assert "- g1 agent-01 -> agent-02: Use flash attention (llm): failed (preflight_failed: " \
+           "ImportError: no module named flash)" in others
     assert "Halve steps" not in others
     # humans: guidance, and the answer as the hook gives it, with its file's contents
     assert "Prefer changes that add optimizer steps." in user
@@ -234,3 +234,16 @@ def section(text: str, title: str) -> str:
     end = text.find("\n## ", start + 1)
     return text[start:end if end > 0 else None]
 
+
+
+def test_an_agent_branched_from_another_shows_the_line_it_inherited(history):
+    """agent-03, spawned from agent-00's tip, has no change of its own yet: its history is the
+    line its code is made of (agent-02's kept change to agent-00), said to be agent-00's line."""
+    pop = history
+    pop.spawn("agent-03", pop.tip("agent-00"))
+    ctx = proposals(pop, None).context(2, "agent-01", "agent-03", str(pop.tip("agent-03")))
+    assert [(m.summary, m.outcome, m.target) for m in ctx.target_history] == \
+        [("Raise lr", "kept", "agent-00")]
+    from darwin_git.mutate.prompt import render_memory
+    assert render_memory(ctx.target_history, owner="agent-03").splitlines()[1] == \
+        "- g1 by agent-02 in agent-00's line: Raise lr (llm); delta -0.1000 over 1 seed"

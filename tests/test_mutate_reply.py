@@ -105,8 +105,7 @@ def test_memory_is_grouped_by_outcome_and_ordered_by_delta():
         "- small win (llm); delta -0.2000 over 1 seed",
         "Rejected (not promoted):",
         "- near miss (llm); delta -0.0100 over 1 seed",
-        "- regressed (llm); delta +0.3000 over 1 seed; rejected after 1 seed: +0.3000 nats "
-        "worse on seed 0",
+        "- regressed (llm); rejected after 1 seed: +0.3000 nats worse on seed 0",
         "Failed:",
         "- crash (llm); train_failed (exception): ValueError: x"]
     assert render_memory([]) == "(nothing yet)"

@@ -100,7 +100,7 @@ class Contexts:
             mutator_agent=speaker, target_agent=target, generation=g, contract=contract,
             files=files, target_fitness=state.fitness,
             memory=memory.proposals(self.pop, speaker, pending=False),
-            target_history=memory.entries(self.pop, target),
+            target_history=memory.history(self.pop, target, parent),
             population=self.population(speaker), top_diffs=memory.top_diffs(self.pop),
             run=self.run_info(), target_run=state, failure_log=failure_log,
             guidance=self.hitl.guidance(), answers=self.hitl.answers(speaker, parent),

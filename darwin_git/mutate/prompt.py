@@ -72,7 +72,7 @@ class Prompts:
             fitness="unknown" if ctx.target_fitness is None else f"{ctx.target_fitness:.4f}",
             run=render_run(ctx.run), target_state=render_target(ctx),
             files=render_files(ctx.files), memory=render_memory(ctx.memory, own=True),
-            history=render_memory(ctx.target_history),
+            history=render_memory(ctx.target_history, owner=ctx.target_agent),
             population=render_population(ctx.population),
             top_diffs=render_diffs(ctx.top_diffs),
             guidance=(ctx.guidance or "").strip() or "(none)",
@@ -217,9 +217,10 @@ def _outcome(m: MemoryEntry) -> str:
     return "evaluated" if m.status == "ok" else "failed"
 
 
-def render_memory(memory: list[MemoryEntry], own: bool = False) -> str:
+def render_memory(memory: list[MemoryEntry], own: bool = False, owner: str | None = None) -> str:
     """Earlier changes grouped by what happened to them (kept, rejected, failed, pending),
-    each group by delta, best first; ``own``: the speaker's proposals, with its reasoning."""
+    each group by delta, best first; ``own``: the speaker's proposals, with its reasoning;
+    ``owner``: whose code's history it is (a change made in another agent's line says so)."""
     groups: dict[str, list[MemoryEntry]] = {}
     for m in memory:
         groups.setdefault(_outcome(m), []).append(m)
@@ -232,7 +233,7 @@ def render_memory(memory: list[MemoryEntry], own: bool = False) -> str:
             continue
         out.append(f"{title}:")
         for m in rows[:SHOWN_PER_OUTCOME]:
-            out.append(_memory_line(m, own))
+            out.append(_memory_line(m, own, owner))
             if own and m.reasoning.strip():
                 out.append(f"    your reasoning: {_short(m.reasoning, REASONING_CHARS)}")
     if not out:
@@ -240,7 +241,7 @@ def render_memory(memory: list[MemoryEntry], own: bool = False) -> str:
     return "\n".join(out)
 
 
-def _memory_line(m: MemoryEntry, own: bool) -> str:
+def _memory_line(m: MemoryEntry, own: bool, owner: str | None = None) -> str:
     where = []
     if m.generation is not None:
         where.append(f"g{m.generation}")
@@ -249,34 +250,36 @@ def _memory_line(m: MemoryEntry, own: bool) -> str:
     elif not own:
         where.append(f"by {m.speaker}" if m.speaker else "by a human" if m.operator == "human"
                      else "")
+        if owner and m.target and m.target != owner:
+            where.append(f"in {m.target}'s line")
     head = " ".join(w for w in where if w)
     text = f"- {head + ': ' if head else ''}{_short(m.summary, SUMMARY_CHARS)} ({m.operator})"
     text += _effect(m)
     return text
 
 
-def _effect(m: MemoryEntry, why: bool = True) -> str:
-    """'; delta -0.0480 over 3 seeds; <the reason>' as far as it is known."""
-    parts = []
+def _effect(m: MemoryEntry) -> str:
+    """'; <the verdict's or failure's reason>' when there is one (it carries the numbers),
+    else '; delta -0.0480 over 3 seeds' as far as it is known."""
+    if m.reason:
+        return "; " + _short(m.reason, REASON_CHARS)
     if m.delta is not None:
         paired = f" over {m.seeds} seed{'s' if m.seeds != 1 else ''}" if m.seeds \
             else " (unpaired)"
-        parts.append(f"delta {m.delta:+.4f}{paired}")
-    elif m.fitness is not None:
-        parts.append(f"val_loss {m.fitness:.4f}")
-    if why and m.reason:
-        parts.append(_short(m.reason, REASON_CHARS))
-    return "; " + "; ".join(parts) if parts else ""
+        return f"; delta {m.delta:+.4f}{paired}"
+    if m.fitness is not None:
+        return f"; val_loss {m.fitness:.4f}"
+    return ""
 
 
 def _verdict(m: MemoryEntry) -> str:
-    """What happened, in words: the reason when it says the outcome itself ("rejected after
-    1 seed: ..."), else the outcome and the reason."""
+    """What happened, in one phrase: the reason when it says the outcome itself ("rejected
+    after 1 seed: ..."), else the outcome with the reason or the delta."""
     outcome = _outcome(m)
-    if not m.reason:
-        return outcome
-    reason = _short(m.reason, REASON_CHARS)
-    return reason if reason.lower().startswith(outcome[:6]) else f"{outcome}: {reason}"
+    if m.reason and _short(m.reason, REASON_CHARS).lower().startswith(outcome[:6]):
+        return _short(m.reason, REASON_CHARS)
+    effect = _effect(m)
+    return f"{outcome} ({effect[2:]})" if effect else outcome
 
 
 def render_population(attempts: list[MemoryEntry]) -> str:
@@ -288,7 +291,7 @@ def render_population(attempts: list[MemoryEntry]) -> str:
         who = f"{m.speaker or 'a human'} -> {m.target or '?'}"
         gen = f"g{m.generation} " if m.generation is not None else ""
         out.append(f"- {gen}{who}: {_short(m.summary, SUMMARY_CHARS)} ({m.operator}): "
-                   f"{_verdict(m)}{_effect(m, why=False)}")
+                   f"{_verdict(m)}")
     return "\n".join(out)
 
 
