@@ -41,7 +41,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=10, help="no-op runs for the sandbox figure")
     ap.add_argument("--evals", type=int, default=2, help="evaluate() runs of the seed")
     ap.add_argument("--budget", type=float, default=2.0)
-    ap.add_argument("--grace", type=float, default=30.0, help="kill after budget + grace")
+    ap.add_argument("--grace", type=float, default=30.0, help="the wall-clock safety net: kill after budget + grace wall seconds")
     ap.add_argument("--rev", default="HEAD:seed_repo", help="tree to export and evaluate")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()

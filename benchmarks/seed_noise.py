@@ -79,7 +79,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--first-seed", type=int, default=0, help="repeats use seeds n, n+1, ...")
     ap.add_argument("--grace", type=float, default=None,
-                    help="wall seconds the harness allows after the budget (default: its own)")
+                    help="the wall-clock safety net, in wall seconds after the budget "
+                         "(default: the harness's, harness/spec.py wall_net)")
     ap.add_argument("--clock", choices=("cpu", "wall"), default=None,
                     help="the budget's clock (default: the tree's, else cpu on CPU)")
     ap.add_argument("--data-root", type=Path, default=None)

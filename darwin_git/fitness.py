@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import pygit2
 
 from . import runconfig
+from .harness.spec import default_clock
 from .population.lineage import generation
 from .population.message import parse_message
 from .population.repo import Population
@@ -26,8 +27,6 @@ from .result import make_result
 from .run.base import CLOCKS
 from .select import rank
 
-# The clocks the installed harness can hold a run to (the sandbox measures and enforces both).
-HARNESS_CLOCKS = ("cpu", "wall")
 DEFAULT_BUDGET_S = 60.0  # a config without any budget (runconfig.DEFAULTS has one)
 PENDING_DEPTH = 200  # how far below a tip the leaderboard looks for the last evaluated commit
 # A run too short to learn (too_short): fewer optimizer steps than this (as the training code
@@ -36,13 +35,6 @@ MIN_STEPS = 50
 # ... or a val_loss above this fraction of ln(vocab_size), the loss of a uniform guess: the
 # model has learned little more than which tokens exist.
 UNTRAINED_FRACTION = 0.9
-
-
-def default_clock(device: str, supported: tuple[str, ...] = HARNESS_CLOCKS) -> str:
-    """CPU time on CPU devices (it does not shrink when other work shares the machine), wall
-    time on CUDA (a GPU's work is not CPU time); wall where the harness measures nothing else."""
-    wanted = "cpu" if device == "cpu" else "wall"
-    return wanted if wanted in supported else "wall"
 
 
 def installed_harness() -> str:
@@ -75,7 +67,7 @@ class Conditions:
         """The conditions of the run stored in a run config (refs/darwin/config): what status,
         report and memory read when no loop is running. It reads the [evolve] table `evolve`
         stores (before the first evolve: the seed's budget, the CPU); a config without a clock
-        (written before clocks existed) gets its device's default clock. The same as
+        (written before clocks existed) gets its device's default clock (the harness's). The same as
         ``Conditions.of(EvolveSettings.from_config(config))`` (tests hold the two together)."""
         run = {"budget_s": config.get("budget_s", DEFAULT_BUDGET_S), **config.get("evolve", {})}
         device = run.get("device") or "cpu"

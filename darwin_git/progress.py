@@ -23,15 +23,22 @@ class Sink:
         pass
 
 
-class JsonSink(Sink):
+class _LineWriter(Sink):
+    """Whole lines on a stream: events come from several threads (the loop, the slots)."""
+
     def __init__(self, stream=None):
         self.stream = stream or sys.stdout
         self._lock = threading.Lock()
 
-    def emit(self, event: dict) -> None:
+    def write(self, line: str) -> None:
         with self._lock:
-            self.stream.write(json.dumps({"t": round(time.time(), 3), **event}) + "\n")
+            self.stream.write(line + "\n")
             self.stream.flush()
+
+
+class JsonSink(_LineWriter):
+    def emit(self, event: dict) -> None:
+        self.write(json.dumps({"t": round(time.time(), 3), **event}))
 
 
 def describe(e: dict) -> str | None:
@@ -109,9 +116,9 @@ def describe(e: dict) -> str | None:
 
 def rule_words(rule: dict) -> str:
     """The acceptance rule of a run (select.AcceptanceRule.to_dict()) in one line."""
-    return (f"{rule.get('test')}, better on every one of up to {rule.get('max_seeds')} seeds, "
-            f"{rule.get('confidence', 0):.0%} confidence, mean gain >= "
-            f"{rule.get('min_effect')} nats")
+    from .select import AcceptanceRule
+
+    return AcceptanceRule.from_dict(rule).describe()
 
 
 def fitness_words(row: dict) -> str:
@@ -125,17 +132,11 @@ def fitness_words(row: dict) -> str:
     return f"{loss:.4f}{sd} ({n} seed{'s' if n != 1 else ''})"
 
 
-class LineSink(Sink):
-    def __init__(self, stream=None):
-        self.stream = stream or sys.stdout
-        self._lock = threading.Lock()
-
+class LineSink(_LineWriter):
     def emit(self, event: dict) -> None:
         line = describe(event)
         if line is not None:
-            with self._lock:
-                self.stream.write(line + "\n")
-                self.stream.flush()
+            self.write(line)
 
 
 class LiveSink(Sink):

@@ -55,7 +55,8 @@ def collect(pop: Population) -> dict:
             step.update(val_loss=node["fitness"], delta=node["delta"])
     totals = tree["totals"]
     return {"noise": noise, "sigma": tree["sigma"], "accept_k": tree["accept_k"],
-            "bar": tree["bar"], "generations": per_gen, "best": best, "winner": winner,
+            "prune_margin": tree["prune_margin"], "rule": tree["rule"],
+            "verdicts": tree["verdicts"], "clock": tree["clock"], "generations": per_gen, "best": best, "winner": winner,
             "lineage": lineage, "lineage_note": lineage_note(tree) if not lineage else None,
             "summary": summary_lines(tree), "flat_note": flat_note(tree), "totals": totals,
             "mutations": totals["decided"], "failed": totals["failed"],
@@ -139,7 +140,9 @@ def write_report(pop: Population, out_dir: Path | None = None) -> Path:
 def _tree_of(data: dict) -> dict:
     """collect()'s dict in the shape report_html reads (run_tree's)."""
     return {"repo": data["repo"], "noise": data["noise"], "sigma": data["sigma"],
-            "accept_k": data["accept_k"], "bar": data["bar"], "nodes": data["nodes"],
+            "accept_k": data["accept_k"], "prune_margin": data["prune_margin"],
+            "rule": data["rule"], "verdicts": data["verdicts"], "clock": data["clock"],
+            "nodes": data["nodes"],
             "winner": data["winner"], "generations": data["generations"],
             "failures": data["failures"], "models": data["models"], "totals": data["totals"]}
 

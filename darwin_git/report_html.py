@@ -19,7 +19,7 @@ from .report_tree import (best_mfu_text, delta_words, failure_words, flat_note, 
 COLOURS = {"kept": "#2e9d4f", "rejected": "#9aa3ad", "failed": "#d64541", "human": "#3b7dd8",
            "crossover": "#9b59b6", "pending": "#ffffff", "seed": "#222222"}
 LEGEND = {"kept": "kept (selection advanced an agent to it)",
-          "rejected": "rejected (scored, not better by the noise bar)",
+          "rejected": "rejected (scored, not kept: its verdict says why)",
           "failed": "failed (no commit, or did not train or score)",
           "human": "human commit or merge", "crossover": "crossover (merge of two agents)",
           "pending": "not evaluated on its own", "seed": "seed"}
@@ -183,8 +183,9 @@ cached result</span></div>
 </section>
 <section>
 <h2>Fitness per generation</h2>
-<p class="hint">val_loss, lower is better. The grey band is the seed ± k·σ: inside it a
-difference is noise. {single}</p>
+<p class="hint">val_loss, lower is better. The grey band is the seed ± σ, the spread of its
+val_loss over seeds (the noise floor). Changes are promoted by the paired test, seed by seed,
+not by this band. {single}</p>
 <svg id="fitness-chart" class="chart" xmlns="http://www.w3.org/2000/svg"></svg>
 <h2>MFU per generation</h2>
 <p class="hint">A hollow point is not a new measurement: the best agent's tree was scored from
@@ -304,8 +305,8 @@ SCRIPT = r"""
          String(n.generation) ? " (evaluated in " + n.evaluated_in.join(", ") + ")" : "")],
       ["fitness (val_loss)", n.fitness === null ? null : num(n.fitness, 4) +
          (n.seeds.length > 1 ? " (mean of " + n.seeds.length + " seeds)" : "")],
-      ["change", n.delta_text ? n.delta_text + (n.cleared_bar ? "; cleared the noise bar"
-         : "; inside the noise bar " + num(data.bar, 4)) : null],
+      ["change", n.delta_text],
+      ["verdict", n.verdict ? n.verdict.reason : null],
       ["seeds", n.seeds.length ? n.seeds.map((s, i) => s + ": " + num(n.per_seed[i], 4))
          .join(", ") : null],
       ["σ over its seeds", n.spread === null ? null : num(n.spread, 4)],
@@ -416,13 +417,13 @@ SCRIPT = r"""
     });
   }
   const G = data.generations, noise = data.noise || {};
-  const bar = typeof data.bar === "number" ? data.bar : 0;
+  const sigma = typeof data.sigma === "number" ? data.sigma : 0;
   chart("fitness-chart", [
     {label: "best", colour: "#2e9d4f", values: G.map(g => g.best)},
     {label: "median", colour: "#3b7dd8", values: G.map(g => g.median)},
   ], {fmt: v => v.toFixed(3), baseline: noise.mean,
-      band: typeof noise.mean === "number" ? [noise.mean - bar, noise.mean + bar] : null,
-      extra: typeof noise.mean === "number" ? [noise.mean - bar, noise.mean + bar] : [],
+      band: typeof noise.mean === "number" ? [noise.mean - sigma, noise.mean + sigma] : null,
+      extra: typeof noise.mean === "number" ? [noise.mean - sigma, noise.mean + sigma] : [],
       empty: "No generation has finished yet."});
   chart("mfu-chart", [  // the best agent's last, on top
     {label: "max of new", colour: "#9b59b6", values: G.map(g => g.max_new_mfu)},

@@ -5,7 +5,9 @@ a retry or a cached result is counted once, the same way everywhere.
 
 Outcomes: ``seed``; ``kept`` (on the first-parent line of a live or pruned agent: selection
 advanced an agent to it); ``rejected`` (scored, not kept); ``failed`` (it did not train or
-score, or the proposal made no commit); ``pending`` (never evaluated on its own). Origins:
+score, or the proposal made no commit); ``pending`` (never evaluated on its own). A child's
+``verdict`` is the acceptance rule's (the paired, sequential test of select.decide), as the
+generation's journal record holds it, reason included. Origins:
 ``seed``, ``mutation``, ``crossover`` (an engine merge), ``human`` (a commit without a darwin
 operator: a human's change or merge), ``request`` (the engine's question to a human, on a
 request branch) and ``revert`` (the engine undoing an answer that failed).
@@ -19,11 +21,13 @@ import statistics
 import pygit2
 
 from .evolve.journal import JOURNAL_REF, RECORD_FILE
+from .evolve.settings import EvolveSettings
 from .population.graph import fitness_of, ref_labels, run_conditions
 from .population.lineage import generation as inferred_generation
 from .population.message import is_human, parse_message
 from .population.refs import ref_target
 from .population.repo import AGENT_PREFIX, PRUNED_PREFIX, Population
+from .select import AcceptanceRule
 
 FAILED_STATUSES = ("train_failed", "eval_failed", "timeout", "rejected")
 STAGE_WORDS = {"proposal": "the proposal made no commit", "train_failed": "training failed",
@@ -52,8 +56,34 @@ def relative_change(new: float, old: float) -> str:
     return f"{abs(new - old) / abs(old):.1%} {word} ({verdict})"
 
 
-def noise_bar(sigma: float | None, k: float) -> str:
-    return f"σ = {fmt(sigma)} × k = {k:g}" if sigma is not None else "not measured"
+def verdict_words(verdicts: list[dict]) -> str:
+    """What the acceptance rule decided, counted by verdict and by the seeds it took:
+    '1 promoted after 3 seeds (p = 0.004); 9 rejected after 1 seed, 2 after 3 seeds
+    (p = 0.08, 0.21)'. Verdicts still waiting for a seed are 'still being compared'."""
+    parts = []
+    for action, verb in (("promote", "promoted"), ("reject", "rejected")):
+        by_n: dict[int, list] = collections.defaultdict(list)
+        for v in verdicts:
+            if v.get("action") == action:
+                by_n[_int(v.get("n")) or 0].append(v.get("p"))
+        groups = []
+        for n in sorted(by_n):
+            ps = sorted(p for p in by_n[n] if isinstance(p, (int, float)))
+            tested = f" (p = {', '.join(format(p, '.2g') for p in ps)})" if ps else ""
+            groups.append(f"{len(by_n[n])}{' ' + verb if not groups else ''} after "
+                          f"{n} seed{'s' if n != 1 else ''}{tested}")
+        if groups:
+            parts.append(", ".join(groups))
+    waiting = sum(v.get("action") == "more" for v in verdicts)
+    if waiting:
+        parts.append(f"{waiting} still being compared")
+    return "; ".join(parts)
+
+
+def _not_promoted(d: dict) -> str:
+    """'no change was promoted: 9 rejected after 1 seed, ...' (the reasons, counted)."""
+    words = verdict_words(d.get("verdicts") or [])
+    return "no change was promoted" + (f": {words}" if words else "")
 
 
 def delta_words(delta: float | None) -> str:
@@ -65,13 +95,18 @@ def summary_lines(d: dict) -> list[str]:
     """The page's opening sentences (also the Markdown's)."""
     out = []
     noise, winner = d.get("noise"), d.get("winner")
+    rule = d.get("rule")
+    rule_text = (f" A change is promoted by the acceptance rule: "
+                 f"{AcceptanceRule.from_dict(rule).describe()}." if rule else "")
     if noise and noise.get("mean") is not None:
         out.append(f"Seed: val_loss {fmt(noise['mean'])} (mean of {noise.get('repeats')} runs "
-                   f"with different seeds, {noise.get('budget_s')} s budget each); noise σ = "
-                   f"{fmt(noise.get('sigma'))}. A change is kept only when it lowers val_loss "
-                   f"by more than k·σ = {fmt(d.get('bar'))} (k = {d.get('accept_k'):g}).")
+                   f"with different seeds, {noise.get('budget_s')} s of {d.get('clock')} time "
+                   f"each); noise σ = {fmt(noise.get('sigma'))}.{rule_text} σ sets only "
+                   f"pruning's margin: an agent within k·σ = {fmt(d.get('prune_margin'))} "
+                   f"(k = {d.get('accept_k'):g}) of the best is never pruned.")
     else:
-        out.append("The noise floor has not been measured yet: no generation has run.")
+        out.append("The noise floor has not been measured yet: no generation has run."
+                   + rule_text)
     seed_mean = noise.get("mean") if noise else None
     if winner and winner["seed_code"]:
         out.append(f"Best agent: {winner['agent']}, still the seed's code (val_loss "
@@ -85,6 +120,8 @@ def summary_lines(d: dict) -> list[str]:
                      f"{relative_change(ppl, ppl_seed)}")
         out.append(f"Best agent: {winner['agent']} at {winner['commit'][:10]}, val_loss "
                    f"{fmt(winner['fitness'])}{words}.")
+    if d.get("verdicts"):
+        out.append(f"Verdicts: {verdict_words(d['verdicts'])}.")
     return out
 
 
@@ -119,9 +156,8 @@ def flat_note(d: dict) -> str | None:
     if len(bests) < 2 or max(bests) != min(bests):
         return None
     if d.get("winner") and d["winner"]["seed_code"]:
-        return (f"The best line is flat: no change cleared the noise bar of "
-                f"{noise_bar(d.get('sigma'), d.get('accept_k', 1.0))}, so every agent's best "
-                f"is still the seed's code.")
+        return (f"The best line is flat: {_not_promoted(d)}, so every agent's best is still "
+                f"the seed's code.")
     return "The best line is flat: no generation found a better agent than the one before."
 
 
@@ -133,14 +169,11 @@ def lineage_note(d: dict) -> str | None:
     kept = [n for n in d["nodes"] if n["in_winner"] and n["origin"] != "seed"]
     if kept:
         return None
-    cleared = [n for n in d["nodes"] if n["cleared_bar"]]
-    bar = noise_bar(d.get("sigma"), d.get("accept_k", 1.0))
-    if not cleared:
-        return (f"{winner['agent']} still has the seed's code: no change cleared the noise bar "
-                f"of {bar} (an improvement had to lower val_loss by more than "
-                f"{fmt(d.get('bar'))}).")
-    return (f"{winner['agent']} still has the seed's code: {len(cleared)} change(s) cleared "
-            f"the noise bar of {bar} but none is on the best agent's line.")
+    promoted = [v for v in d.get("verdicts") or [] if v.get("action") == "promote"]
+    if not promoted:
+        return f"{winner['agent']} still has the seed's code: {_not_promoted(d)}."
+    return (f"{winner['agent']} still has the seed's code: {len(promoted)} change(s) were "
+            f"promoted but none is on the best agent's line.")
 
 
 # ----- the run's journal, with the time each record was written ----------------------------
@@ -308,7 +341,15 @@ def run_tree(pop: Population) -> dict:
     noise = next((r for r in reversed(records) if r.get("phase") == "noise"), None)
     done_times = sorted({(0 if r.get("phase") == "noise" else r["generation"]): t
                          for t, r in journal if r.get("phase") in ("noise", "done")}.items())
-    accept_k = float(read_config(pop.repo)["evolve"]["accept_k"])
+    config = read_config(pop.repo)
+    accept_k = float(config["evolve"]["accept_k"])
+    done = [r for r in records if r.get("phase") == "done"]
+    # The rule the run judged by, as its last generation recorded it (else as configured).
+    rule = next((r["rule"] for r in reversed(done) if isinstance(r.get("rule"), dict)),
+                None) or EvolveSettings.from_config(config).acceptance().to_dict()
+    verdict_of = {v.get("commit"): v for r in done for v in r.get("verdicts") or []
+                  if isinstance(v, dict)}  # a child's latest, if it was decided twice
+    verdicts = list(verdict_of.values())
     conditions = run_conditions(pop)
     labels = ref_labels(pop)
     kept = _kept_members(pop)
@@ -330,17 +371,19 @@ def run_tree(pop: Population) -> dict:
 
     by_id = {n["id"]: n for n in nodes}
     sigma = noise.get("sigma") if noise else None
-    bar = accept_k * sigma if sigma is not None else None
+    prune_margin = accept_k * sigma if sigma is not None else None
     for n in nodes:
         n["category"] = category(n)
+        v = verdict_of.get(n["id"])
+        n["verdict"] = {k: v.get(k) for k in ("action", "reason", "n", "mean_diff", "p")} \
+            if v else None
         parent = by_id.get(n["parents"][0]) if n["parents"] else None
         if parent and n["fitness"] is not None and parent["fitness"] is not None:
             n["delta"] = n["fitness"] - parent["fitness"]
             n["delta_text"] = f"val_loss {change(n['fitness'], parent['fitness'])} than its " \
                               f"parent's {fmt(parent['fitness'])}"
-            n["cleared_bar"] = bar is not None and n["delta"] < -bar
         else:
-            n["delta"], n["delta_text"], n["cleared_bar"] = None, None, False
+            n["delta"], n["delta_text"] = None, None
 
     winner = _winner(pop, by_id)
     ancestry = _ancestry(pop, winner["commit"]) if winner else set()
@@ -349,7 +392,8 @@ def run_tree(pop: Population) -> dict:
     gens = _generations(nodes, records)
     return {
         "repo": str(pop.path), "noise": noise, "sigma": sigma, "accept_k": accept_k,
-        "bar": bar, "budget_s": conditions.budget_s, "clock": conditions.clock,
+        "prune_margin": prune_margin, "rule": rule, "verdicts": verdicts,
+        "budget_s": conditions.budget_s, "clock": conditions.clock,
         "nodes": nodes, "winner": winner,
         "generations": gens, "failures": _failures(nodes), "models": _models(nodes),
         "totals": _totals(nodes),

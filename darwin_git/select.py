@@ -61,12 +61,18 @@ class AcceptanceRule:
 
     def describe(self) -> str:
         """The rule in one line, for the views."""
-        return (f"{TEST_NAME} over up to {self.max_seeds} seeds, {self.confidence:.0%} "
-                f"confidence, gain >= {self.min_effect:g} nats, better on every seed")
+        return (f"{TEST_NAME}, better on every one of up to {self.max_seeds} seeds, "
+                f"{self.confidence:.0%} confidence, mean gain >= {self.min_effect:g} nats")
 
     def to_dict(self) -> dict:
         return {"test": TEST_NAME, "max_seeds": self.max_seeds, "confidence": self.confidence,
                 "min_effect": self.min_effect}
+
+    @classmethod
+    def from_dict(cls, rule: dict) -> "AcceptanceRule":
+        """The rule as to_dict() stored it (in an event, a journal record, a verdict note)."""
+        return cls(**{k: rule[k] for k in ("max_seeds", "confidence", "min_effect")
+                      if rule.get(k) is not None})
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,13 @@ from darwin_git.progress import Sink
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = ROOT / ".venv" / "bin"
 
-SEED_TOML = """\
+
+def seed_toml(budget_s: float = 5) -> str:
+    """The darwin.toml of the test seeds: train.py and model.py, char tokens, context 16."""
+    return f"""\
 [train]
 command = ["python", "train.py"]
-budget_s = 5
+budget_s = {budget_s:g}
 
 [model]
 entry = "model:build_model"
@@ -28,6 +31,26 @@ context = 16
 [paths]
 mutable = ["train.py", "model.py"]
 protected = ["darwin.toml"]
+"""
+
+
+SEED_TOML = seed_toml()
+# An embedding-only bigram model: the model.py of the seeds that really train (fast, tiny).
+BIGRAM_MODEL = """\
+import torch.nn as nn
+
+
+class Bigram(nn.Module):
+    def __init__(self, vocab_size):
+        super().__init__()
+        self.emb = nn.Embedding(vocab_size, vocab_size)
+
+    def forward(self, idx):
+        return self.emb(idx)
+
+
+def build_model(config):
+    return Bigram(config["vocab_size"])
 """
 
 

@@ -2,13 +2,15 @@
 are tested against. Two generations of three agents, with everything a real run shows:
 
     seed (3 noise runs, seeds 0-2)
-    g1: agent-00 <- c1 ok 3.20, kept (an LLM change that needed 2 attempts)
-        agent-01 <- c2 ok 3.425, rejected (inside the noise bar)
-        agent-02 <- c3 train_failed / out_of_memory
+    g1: agent-00 <- c1 ok 3.20, promoted after 3 seeds and kept (an LLM change that needed
+            2 attempts)
+        agent-01 <- c2 ok 3.425, rejected after 1 seed (worse than the seed on seed 0)
+        agent-02 <- c3 train_failed / out_of_memory, rejected after 1 seed
     between: a human commit on agents/agent-01 (stock git), evaluated in g2: ok 3.30
-    g2: agent-00 <- c4 ok 3.10, kept
-        agent-00 <- crossover of agent-00 and agent-01 (a merge), ok 3.15, rejected
-        agent-02 <- c5, the same tree as c1: its result is a cached copy, kept
+    g2: agent-00 <- c4 ok 3.10, promoted and kept
+        agent-00 <- crossover of agent-00 and agent-01 (a merge), ok 3.15, rejected after 3
+            seeds (p = 0.21)
+        agent-02 <- c5, the same tree as c1: its result is a cached copy, promoted and kept
         agent-01: a proposal that made no commit (diff_failed after 3 attempts)
         selection prunes agent-01 and spawns agent-03 from agent-00
     after: agent-03 asks a human (a request commit on requests/agent-03/1); the human answers
@@ -22,6 +24,7 @@ from darwin_git.evolve.journal import Journal
 from darwin_git.mutate.base import Mutation, MutationFailure
 from darwin_git.population.refs import update_refs
 from darwin_git.result import make_result
+from darwin_git.select import AcceptanceRule
 
 BUDGET = 5.0
 SIGMA = 0.01
@@ -61,8 +64,15 @@ def candidate(pop, g, slot, parent, mut, agent, speaker):
     return oid
 
 
+def verdict(commit, agent, parent, action, reason, n, p=None, mean_diff=None) -> dict:
+    """A child's verdict as the generation's "done" record holds it (select.Verdict.to_dict)."""
+    return {"commit": str(commit), "agent": agent, "parent": str(parent), "label": "",
+            "action": action, "reason": reason, "n": n, "mean_diff": mean_diff, "p": p,
+            "advanced": action == "promote"}
+
+
 def done(journal, g, pop, best_agent, best, mfu, proposed, failed, advanced, replaced, tokens,
-         cost):
+         cost, verdicts=()):
     leaderboard = [{"agent": a, "commit": str(t), "val_loss": None, "mfu": None}
                    for a, t in pop.agents().items()]
     journal.append({"phase": "done", "generation": g,
@@ -71,7 +81,8 @@ def done(journal, g, pop, best_agent, best, mfu, proposed, failed, advanced, rep
                              "tokens_per_s": 1000.0},
                     "median": best + 0.1, "leaderboard": leaderboard, "advanced": advanced,
                     "replaced": replaced, "wall_s": 60.0, "sigma": SIGMA, "proposed": proposed,
-                    "failed": failed, "tokens": tokens, "cost_usd": cost},
+                    "failed": failed, "tokens": tokens, "cost_usd": cost,
+                    "verdicts": list(verdicts), "rule": AcceptanceRule().to_dict()},
                    f"Generation {g} done")
 
 
@@ -100,7 +111,13 @@ def build(pop, git) -> dict:
                               log_tail="killed: out of memory"))
     pop.fast_forward("agent-00", c1)
     done(journal, 1, pop, "agent-00", 3.20, 0.030, proposed=3, failed=0, advanced=1,
-         replaced=0, tokens=300, cost=0.012)
+         replaced=0, tokens=300, cost=0.012, verdicts=[
+             verdict(c1, "agent-00", seed, "promote", "promoted: -0.2100 ± 0.0100 nats over 3 "
+                     "seeds, p = 0.004", 3, p=0.004, mean_diff=-0.21),
+             verdict(c2, "agent-01", seed, "reject", "rejected after 1 seed: +0.0250 nats worse "
+                     "on seed 0", 1, mean_diff=0.025),
+             verdict(c3, "agent-02", seed, "reject", "rejected after 1 seed: no ok result on "
+                     "seed 0", 1)])
 
     # a human commits on agents/agent-01 with stock git
     git("switch", "-q", "agents/agent-01", cwd=repo)
@@ -136,7 +153,14 @@ def build(pop, git) -> dict:
     pop.prune("agent-01")
     pop.spawn("agent-03", c4)
     done(journal, 2, pop, "agent-00", 3.10, 0.031, proposed=3, failed=1, advanced=2,
-         replaced=1, tokens=550, cost=0.003)
+         replaced=1, tokens=550, cost=0.003, verdicts=[
+             verdict(c4, "agent-00", c1, "promote", "promoted: -0.1000 ± 0.0050 nats over 3 "
+                     "seeds, p = 0.001", 3, p=0.001, mean_diff=-0.1),
+             verdict(cross.commit, "agent-00", c1, "reject", "rejected after 3 seeds: -0.0100 "
+                     "± 0.0080 nats over 3 seeds, p = 0.210 (needs p < 0.05 and a gain of at "
+                     "least 0.02 nats)", 3, p=0.21, mean_diff=-0.01),
+             verdict(c5, "agent-02", seed, "promote", "promoted: -0.2100 ± 0.0100 nats over 3 "
+                     "seeds, p = 0.004", 3, p=0.004, mean_diff=-0.21)])
 
     # agent-03 asks for help; a human answers on the request branch and merges it --no-ff
     ask = pop.create_commit([c4], pop.tree_with(c4, {"requests/agent-03/1.md": "More data?\n"}),

@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import Events, run_git
+from conftest import BIGRAM_MODEL, Events, run_git, seed_toml
 from llm_server import LLMServer, mutation_reply, reply
 
 from darwin_git.evolve.journal import Journal
@@ -24,40 +24,6 @@ from darwin_git.mutate.base import Mutation, MutationFailure, Mutator
 from darwin_git.population import Population, init_population
 from darwin_git.run.executor import LocalExecutor
 from darwin_git.run.local import LocalSandbox
-
-TOML = """\
-[train]
-command = ["python", "train.py"]
-budget_s = 30
-
-[model]
-entry = "model:build_model"
-
-[eval]
-tokenizer = "char"
-context = 16
-
-[paths]
-mutable = ["train.py", "model.py"]
-protected = ["darwin.toml"]
-"""
-
-MODEL = """\
-import torch.nn as nn
-
-
-class Bigram(nn.Module):
-    def __init__(self, vocab_size):
-        super().__init__()
-        self.emb = nn.Embedding(vocab_size, vocab_size)
-
-    def forward(self, idx):
-        return self.emb(idx)
-
-
-def build_model(config):
-    return Bigram(config["vocab_size"])
-"""
 
 TRAIN = """\
 import json, os
@@ -97,7 +63,8 @@ def train_with(steps: str) -> str:
 def seed(tmp_path) -> Path:
     seed = tmp_path / "seed"
     seed.mkdir()
-    for name, text in {"darwin.toml": TOML, "model.py": MODEL, "train.py": TRAIN}.items():
+    for name, text in {"darwin.toml": seed_toml(budget_s=30), "model.py": BIGRAM_MODEL,
+                       "train.py": TRAIN}.items():
         (seed / name).write_text(text)
     return seed
 

@@ -3,28 +3,17 @@ the harness-side attacks of test_harness_attacks.py / test_harness_clock.py hold
 from __future__ import annotations
 
 import math
-import shutil
-import tempfile
-from pathlib import Path
 
 import pytest
 
 from darwin_git import data
-from harness_fixtures import run
+from harness_fixtures import data_root, run  # noqa: F401 (fixture)
 
 # Same daemon/skip policy, image fixture and leftover-container check as the sandbox tests.
 from test_docker_sandbox import docker_client, no_container_left, sandbox  # noqa: F401
 
 pytestmark = pytest.mark.docker
 SMALL = dict(windows=32, cuts=4, probes=1, bench=False)  # a quicker protocol, same rules
-
-
-@pytest.fixture(scope="module")
-def data_root():
-    root = Path(tempfile.mkdtemp(prefix="darwin-data-"))
-    data.prepare("char", root)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
 
 
 def test_a_tiny_tree_trains_and_scores_in_containers(sandbox, tmp_path, data_root):
@@ -56,12 +45,11 @@ def test_training_past_the_budget_is_a_timeout_in_containers(sandbox, tmp_path, 
 
 
 def test_the_validation_text_is_out_of_reach_in_containers(sandbox, tmp_path, data_root):
-    """Needs the sandbox branch's container view (no package mounted for a step that does not
-    run darwin_git, host folders masked)."""
+    """The container view: no step gets the package (an installed copy is masked), nor the
+    corpus or the cached validation split."""
     val = data.prepare("char", data_root).val_dir / "val.bin"
     r = run(tmp_path, data_root, "reader", sandbox=sandbox,
-            extra={"targets.txt": f"{data.CORPUS_PATH} {val} /darwin/pkg/darwin_git/assets/"
-                                  "shakespeare.txt.gz"}, **SMALL)
+            extra={"targets.txt": f"{data.CORPUS_PATH} {val}"}, **SMALL)
     assert (r["status"], r["cause"]) == ("eval_failed", "model_error"), r["log_tail"]
     assert "train package: denied" in r["log_tail"] and "eval package: denied" in r["log_tail"]
     assert "READ" not in r["log_tail"], r["log_tail"]

@@ -51,13 +51,13 @@ def test_the_container_spec_locks_the_step_down():
     mounts = {m["Target"]: (m["Source"], m["ReadOnly"]) for m in host["mounts"]}
     assert mounts["/darwin/tree"] == ("/t", True) and mounts["/darwin/in/data"] == ("/d", True)
     assert mounts["/darwin/out"] == ("/o", False) and mounts["/venv"] == ("/venv", True)
-    assert mounts["/darwin/pkg/darwin_git"][1] is True  # TEMPORARY: the model server's import
-    assert mounts["/darwin/pkg/darwin_git/assets"] == (None, True)  # the corpus: masked
+    # Nothing else, even for a step that asks for the package by name: no mount, no PYTHONPATH.
+    assert set(mounts) == {"/darwin/tree", "/darwin/in/data", "/darwin/out", "/venv", "/base"}
     assert all(ro for target, (_, ro) in mounts.items() if target != "/darwin/out")
     assert create["command"][0] == "/venv/bin/python" and create["user"] == "10001:10001"
     env = create["environment"]
-    assert env["DARWIN_DATA"] == "/darwin/in/data" and env["PYTHONPATH"] == "/darwin/pkg"
-    assert env["PYTHONSAFEPATH"] == "1" and env["PATH"].startswith("/venv/bin:")
+    assert env["DARWIN_DATA"] == "/darwin/in/data" and "PYTHONPATH" not in env
+    assert env["PATH"].startswith("/venv/bin:")
     assert create["labels"][f"{LABEL}.sandbox"] == "1" and f"{LABEL}.owner" in create["labels"]
 
 
@@ -74,7 +74,9 @@ def test_a_training_step_gets_no_package_and_hidden_paths_are_masked(tmp_path, m
     step = Step(argv=["python", "train.py"], tree=Path("/t"), out_dir=Path("/o"), timeout_s=5)
     spec = container_spec(step, info, "10001:10001")
     mounts = {m["Target"]: m for m in spec["host"]["mounts"]}
-    assert not any(t.startswith("/darwin/pkg") for t in mounts)
+    # The package is only ever a mask: no bind mount shows it, at any target.
+    assert not any(m["Type"] == "bind" and m["Source"].startswith(str(PACKAGE_DIR))
+                   for m in mounts.values())
     assert "PYTHONPATH" not in spec["create"]["environment"]
     for hidden in (str(PACKAGE_DIR), str(tmp_path / "cache" / "darwin-git")):
         assert mounts[hidden]["Type"] == "tmpfs" and mounts[hidden]["ReadOnly"], hidden

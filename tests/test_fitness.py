@@ -14,11 +14,12 @@ from darwin_git import runconfig
 from darwin_git.cli import cli
 from darwin_git.evolve.loop import Evolution
 from darwin_git.evolve.settings import EvolveSettings
-from darwin_git.fitness import (Conditions, comparable, default_clock, fitness,
-                                installed_harness, leaderboard, summarize, too_short)
+from darwin_git.fitness import (Conditions, comparable, fitness, installed_harness, leaderboard,
+                                summarize, too_short)
+from darwin_git.harness.spec import default_clock, resolve_clock
 from darwin_git.mutate.base import Mutation
 from darwin_git.result import make_result
-from darwin_git.run.executor import LocalExecutor
+from darwin_git.run.executor import Job, LocalExecutor
 from darwin_git.run.local import LocalSandbox
 
 RUN = Conditions(budget_s=5.0, clock="wall", device="cpu", harness=installed_harness())
@@ -68,10 +69,11 @@ def test_failed_means_evaluated_and_never_ok():
     assert nothing.loss is None and not nothing.failed and nothing.n == 0
 
 
-def test_the_default_clock_follows_the_device_and_what_the_harness_measures():
-    assert default_clock("cpu", supported=("cpu", "wall")) == "cpu"
-    assert default_clock("cuda", supported=("cpu", "wall")) == "wall"
-    assert default_clock("cpu", supported=("wall",)) == "wall"
+def test_the_default_clock_follows_the_device_as_the_harness_resolves_it():
+    assert default_clock("cpu") == "cpu" and default_clock("cuda") == "wall"
+    for device in ("cpu", "cuda"):
+        run = Conditions.of(EvolveSettings(budget_s=5, device=device))
+        assert run.clock == resolve_clock(None, None, device) == default_clock(device)
 
 
 def test_conditions_of_a_run_config(population):
@@ -105,6 +107,24 @@ def test_fitness_of_a_commit_ignores_results_of_other_conditions(population):
     pop.add_result(tip, result(val_loss=2.2, seed=1))
     f = fitness(pop, tip, RUN)
     assert f.loss == pytest.approx(2.1) and f.seeds == {0: 2.0, 1: 2.2}
+
+
+def test_an_engine_failure_counts_for_the_run_like_any_failed_seed(population):
+    """The executor's own failure (here: a commit it cannot export) is measured under the
+    job's conditions: its clock, or the device's default, and this harness."""
+    executor = LocalExecutor(population.path, LocalSandbox(),
+                             work_root=population.state_dir / "work")
+    try:
+        default = executor.submit(Job("0" * 40, 5.0, seed=3)).result()
+        wall = executor.submit(Job("0" * 40, 5.0, seed=4, clock="wall")).result()
+    finally:
+        executor.shutdown()
+    assert (default["status"], default["cause"]) == ("eval_failed", "engine_error")
+    assert (default["clock"], default["device"], default["seed"]) == ("cpu", "cpu", 3)
+    assert default["harness"] == installed_harness()
+    assert Conditions.of(EvolveSettings(budget_s=5.0, device="cpu")).matches(default)
+    assert wall["clock"] == "wall" and replace(RUN, budget_s=5.0).matches(wall)
+    assert summarize([default]).failed
 
 
 def test_leaderboard_ranks_by_fitness_and_marks_pending_and_failed_tips(population, git):

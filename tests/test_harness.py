@@ -3,10 +3,7 @@ the files of one variant folder laid over it (harness_fixtures.py). Attacks on s
 test_harness_attacks.py, the budget's clock in test_harness_clock.py."""
 import math
 import os
-import shutil
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pygit2
@@ -19,20 +16,8 @@ from darwin_git.harness.flops import flops_per_token, gpu_peak, measure_cpu_peak
 from darwin_git.harness.scoring import paired_se
 from darwin_git.result import HARNESS_VERSION, dumps
 from darwin_git.run.local import LocalSandbox
+from harness_fixtures import data_root, fixed_peak  # noqa: F401 (fixtures)
 from harness_fixtures import SEED, TREES, make_tree, run
-
-
-@pytest.fixture(scope="module")
-def data_root():
-    root = Path(tempfile.mkdtemp(prefix="darwin-data-"))
-    data.prepare("char", root)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture(autouse=True)
-def fixed_peak(monkeypatch):
-    monkeypatch.setenv("DARWIN_PEAK_FLOPS", "1e11")  # no CPU probe in every test
 
 
 def test_ok_tree_is_scored_by_the_harness(tmp_path, data_root):

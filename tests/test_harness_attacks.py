@@ -5,29 +5,13 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import tempfile
 import threading
-from pathlib import Path
 
 import pytest
 import torch  # noqa: F401 - the parent imports it to read checkpoints: not what is measured
 
 from darwin_git import data
-from harness_fixtures import run
-
-
-@pytest.fixture(scope="module")
-def data_root():
-    root = Path(tempfile.mkdtemp(prefix="darwin-data-"))
-    data.prepare("char", root)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture(autouse=True)
-def fixed_peak(monkeypatch):
-    monkeypatch.setenv("DARWIN_PEAK_FLOPS", "1e11")
+from harness_fixtures import data_root, fixed_peak, run  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
 """`darwin-git bench` on real folders and real git repos (fast trees: no torch in them)."""
 import json
-import shutil
 from pathlib import Path
 
 import pygit2
@@ -8,8 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from darwin_git.cli import cli
-
-TREES = Path(__file__).parent / "trees"
+from harness_fixtures import make_tree
 
 
 @pytest.fixture(autouse=True)
@@ -22,11 +20,7 @@ def isolated(monkeypatch):
 
 
 def tree_of(tmp_path, variant):
-    tree = tmp_path / variant
-    shutil.copytree(TREES / "tiny", tree)
-    for f in (TREES / variant).iterdir():
-        shutil.copy(f, tree / f.name)
-    return tree
+    return make_tree(tmp_path / variant, variant)
 
 
 def commit_folder(repo_dir: Path, folder: Path) -> str:

@@ -8,29 +8,11 @@ on either, because the harness also checks the measured clock after the run.
 """
 from __future__ import annotations
 
-import shutil
-import tempfile
-from pathlib import Path
-
 import pytest
 
-from darwin_git import data
-from harness_fixtures import run
+from harness_fixtures import data_root, fixed_peak, run  # noqa: F401 (fixtures)
 
 BUDGET_S = 8.0  # room for importing torch and tiny's one second of training, even under load
-
-
-@pytest.fixture(scope="module")
-def data_root():
-    root = Path(tempfile.mkdtemp(prefix="darwin-data-"))
-    data.prepare("char", root)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture(autouse=True)
-def fixed_peak(monkeypatch):
-    monkeypatch.setenv("DARWIN_PEAK_FLOPS", "1e11")
 
 
 def clocked(tmp_path, data_root, variant, clock, **kw):

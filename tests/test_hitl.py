@@ -7,7 +7,7 @@ import json
 import pygit2
 import pytest
 from click.testing import CliRunner
-from conftest import Events
+from conftest import BIGRAM_MODEL, Events, seed_toml
 from llm_server import llm_server, mutation_reply  # noqa: F401 (fixture)
 
 from darwin_git import hitl, memory
@@ -23,38 +23,8 @@ from darwin_git.run.local import LocalSandbox
 
 # A bigram model that trains for half a second and says how many files it found under data/.
 SEED = {
-    "darwin.toml": """\
-[train]
-command = ["python", "train.py"]
-budget_s = 1
-
-[model]
-entry = "model:build_model"
-
-[eval]
-tokenizer = "char"
-context = 16
-
-[paths]
-mutable = ["train.py", "model.py"]
-protected = ["darwin.toml"]
-""",
-    "model.py": """\
-import torch.nn as nn
-
-
-class Bigram(nn.Module):
-    def __init__(self, vocab_size):
-        super().__init__()
-        self.emb = nn.Embedding(vocab_size, vocab_size)
-
-    def forward(self, idx):
-        return self.emb(idx)
-
-
-def build_model(config):
-    return Bigram(config["vocab_size"])
-""",
+    "darwin.toml": seed_toml(budget_s=1),
+    "model.py": BIGRAM_MODEL,
     "train.py": """\
 import json, os, time
 import numpy as np
@@ -104,8 +74,8 @@ def pop(tmp_path) -> Population:
 
 
 def run_loop(pop, mutator, generations, stall=0):
-    # The loop trains 0.4 s; the budget only sets the kill deadline (budget + 10 s grace),
-    # which must cover importing torch on a busy machine.
+    # The seed trains 0.4 s; the budget only sets the kill limit (on the run's clock, cpu by
+    # default, plus the 2 s save window), which must cover importing torch on a busy machine.
     settings = EvolveSettings(generations=generations, budget_s=30.0, noise_repeats=1,
                               pairing="self", prune_per_generation=0, stall_generations=stall)
     executor = LocalExecutor(pop.path, LocalSandbox(), slots=1, work_root=pop.state_dir / "work")

@@ -18,8 +18,7 @@ from darwin_git import data
 from darwin_git.harness import EvalSpec, evaluate
 from darwin_git.run.base import GiB, Limits, Step
 from darwin_git.run.local import UID_BASE, UID_SPAN, LocalSandbox
-
-TREES = Path(__file__).parent / "trees"
+from harness_fixtures import TREES, make_tree
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containment checks assume root")
 
 
@@ -121,18 +120,14 @@ def test_fork_bomb_is_bounded_and_nothing_survives(tmp_path, sandbox, data_root)
 
 
 def test_memory_hog_is_stopped_as_out_of_memory(tmp_path, sandbox, data_root):
-    tree = tmp_path / "tree"
-    shutil.copytree(TREES / "tiny", tree)
-    shutil.copy(TREES / "memory_hog" / "train.py", tree / "train.py")
+    tree = make_tree(tmp_path / "tree", "memory_hog")
     r = evaluate(tree, sandbox, EvalSpec(data_root=data_root, limits=Limits(memory_bytes=1 * GiB)))
     assert (r["status"], r["cause"]) == ("train_failed", "out_of_memory")
     assert "MemoryError" in r["log_tail"]
 
 
 def test_endless_sleep_times_out(tmp_path, sandbox, data_root):
-    tree = tmp_path / "tree"
-    shutil.copytree(TREES / "tiny", tree)
-    shutil.copy(TREES / "hang" / "train.py", tree / "train.py")
+    tree = make_tree(tmp_path / "tree", "hang")
     r = evaluate(tree, sandbox, EvalSpec(data_root=data_root, budget_s=0.5, wall_timeout_s=1.0))
     assert (r["status"], r["budget_s"]) == ("timeout", 0.5)
     assert r["train_wall_s"] < 5

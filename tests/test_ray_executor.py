@@ -19,6 +19,7 @@ from click.testing import CliRunner
 
 from darwin_git.cli import cli, evolve_cmds
 from darwin_git.evolve.journal import Journal
+from darwin_git.fitness import Conditions, installed_harness
 from darwin_git.harness import export_tree
 from darwin_git.mutate.operators import BuiltinMutator
 from darwin_git.population import Population, init_population
@@ -182,8 +183,10 @@ def test_worker_killed_mid_run_is_retried_or_recorded(ray_cluster, tmp_path):
     assert failed["status"] == "eval_failed" and failed["cause"] == "worker_lost"
     assert "WorkerCrashedError" in failed["log_tail"] and failed["commit"] == hang
     assert failed["tree"] == str(pop.commit(hang).tree_id)
+    # a lost worker is an ordinary failed seed of the run: the job's clock (the device's default)
+    assert Conditions(BUDGET, "cpu", "cpu", installed_harness()).matches(failed)
     assert executor.busy_seconds() > 0
-    # the hanging step did not outlive its worker (it would sleep until budget + grace)
+    # the hanging step did not outlive its worker (it would sleep until the wall net)
     # and its folders went with it
     left = lambda: (_steps_under(sandbox) + list(sandbox.glob("ray-*"))
                     + list((tmp_path / "work").glob("ray-job-*")))
@@ -215,6 +218,7 @@ def test_unknown_commit_becomes_a_result_not_an_exception(ray_cluster, tmp_path)
     result = executor.submit(Job("0" * 40, BUDGET)).result(timeout=5)
     assert result["status"] == "eval_failed" and result["cause"] == "engine_error"
     assert "cannot pack the tree" in result["log_tail"]
+    assert (result["clock"], result["harness"]) == ("cpu", installed_harness())
 
 
 def test_unreachable_cluster_is_a_clear_error(tmp_path):

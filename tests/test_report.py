@@ -46,6 +46,21 @@ def test_words_say_better_or_worse(population, git):
     assert "| crossover | 1 | 1 | 0 | 0.0500 lower (better) |" in md
 
 
+
+def test_the_summary_says_the_acceptance_rule_and_what_it_decided(population, git):
+    ids = known_run.build(population, git)
+    d = collect(population)
+    md = render_markdown(d)
+    assert ("A change is promoted by the acceptance rule: one-sided paired t-test, better on "
+            "every one of up to 3 seeds, 95% confidence, mean gain >= 0.02 nats.") in md
+    assert "σ sets only pruning's margin: an agent within k·σ = 0.0100 (k = 1)" in md
+    assert ("Verdicts: 3 promoted after 3 seeds (p = 0.001, 0.004, 0.004); 2 rejected after 1 "
+            "seed, 1 after 3 seeds (p = 0.21).") in d["summary"]
+    cross = next(n for n in d["nodes"] if n["id"] == ids["cross"])
+    assert cross["outcome"] == "rejected" and cross["verdict"]["n"] == 3
+    assert cross["verdict"]["reason"].startswith("rejected after 3 seeds: -0.0100")
+
+
 def test_retries_tokens_and_cost_per_model(population, git):
     known_run.build(population, git)
     d = collect(population)
@@ -74,8 +89,9 @@ def test_a_cached_result_is_not_a_new_measurement(population, git):
 
 
 def test_empty_sections_say_why(population):
-    """Nothing cleared the noise bar in two generations: the lineage is empty, the fitness line
-    flat, and the best agent's MFU is the noise-floor runs' (not a new measurement)."""
+    """Nothing was promoted in two generations: the lineage is empty, the fitness line flat
+    (both say what the verdicts were), and the best agent's MFU is the noise-floor runs' (not
+    a new measurement)."""
     seed = population.tip("agent-00")
     journal = Journal(population.repo)
     for i, loss in enumerate(known_run.NOISE):
@@ -83,23 +99,29 @@ def test_empty_sections_say_why(population):
     journal.append({"phase": "noise", "generation": 0, "sigma": known_run.SIGMA,
                     "mean": statistics.fmean(known_run.NOISE), "losses": known_run.NOISE,
                     "budget_s": known_run.BUDGET, "repeats": 3}, "Noise floor")
+    verdicts = {1: ("rejected after 1 seed: +0.0250 nats worse on seed 0", 1, None),
+                2: ("rejected after 3 seeds: -0.0100 ± 0.0080 nats over 3 seeds, p = 0.210 "
+                    "(needs p < 0.05 and a gain of at least 0.02 nats)", 3, 0.21)}
     for g in (1, 2):
         child = known_run.candidate(population, g, "agent-00.agent-01", seed,
                                     known_run.mutation(f"Tweak {g}", f"lr = {g}.01e-3\n"),
                                     "agent-00", "agent-01")
         population.add_result(child, known_run.result(3.425, generation=g))
+        reason, n, p = verdicts[g]
         known_run.done(journal, g, population, "agent-00", 3.43, 0.02, proposed=1, failed=0,
-                       advanced=0, replaced=0, tokens=100, cost=0.001)
+                       advanced=0, replaced=0, tokens=100, cost=0.001, verdicts=[
+                           known_run.verdict(child, "agent-00", seed, "reject", reason, n, p)])
     d = collect(population)
     assert d["lineage"] == []
     assert d["lineage_note"] == (
-        "agent-00 still has the seed's code: no change cleared the noise bar of σ = 0.0100 × "
-        "k = 1 (an improvement had to lower val_loss by more than 0.0100).")
+        "agent-00 still has the seed's code: no change was promoted: 1 rejected after 1 seed, "
+        "1 after 3 seeds (p = 0.21).")
     assert d["summary"][1] == "Best agent: agent-00, still the seed's code (val_loss 3.4300)."
     assert [g["best_mfu_new"] for g in d["generations"]] == [False, False]
     md = render_markdown(d)
     assert d["lineage_note"] in md
-    assert "The best line is flat: no change cleared the noise bar of σ = 0.0100 × k = 1" in md
+    assert ("The best line is flat: no change was promoted: 1 rejected after 1 seed, 1 after "
+            "3 seeds (p = 0.21), so every agent's best is still the seed's code.") in md
     assert "| 2.00% (measured in the noise-floor runs) | 2.00% |" in md
     assert "None of the 2 decided candidates failed." in md
 

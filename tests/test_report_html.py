@@ -99,7 +99,8 @@ def test_report_page_draws_the_run_in_a_browser(population, git, browser, tmp_pa
     by_id[ids["c1"]].click()
     details = browser.find_element(By.ID, "details").text
     assert "2 (1 retries)" in details and "Why: raise the learning rate" in details
-    assert "0.2300 lower (better)" in details and "cleared the noise bar" in details
+    assert "0.2300 lower (better)" in details
+    assert "promoted: -0.2100 ± 0.0100 nats over 3 seeds, p = 0.004" in details  # its verdict
 
     points = browser.find_elements(By.CSS_SELECTOR, "#fitness-chart circle.point")
     assert len(points) == 2 * 2  # best and median, two generations

@@ -18,6 +18,18 @@ from darwin_git.run.base import ClockLimit, Limits
 from sandboxes import RUNNERS, make_sandbox, script_step
 
 MiB = 1 << 20
+# The parent sleeps; a double-forked, setsid()-ed grandchild burns the CPU.
+DETACHED_BURNER = """
+    import os, time
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            while True:
+                pass
+        os._exit(0)
+    while True:
+        time.sleep(1)
+"""
 
 
 @pytest.fixture(params=RUNNERS)
@@ -38,17 +50,7 @@ def test_a_step_that_ignores_its_cpu_budget_is_stopped(sandbox, tmp_path):
 
 def test_the_cpu_clock_counts_a_detached_child(sandbox, tmp_path):
     """The parent sleeps; a double-forked, setsid()-ed grandchild burns the budget."""
-    out = sandbox.run(script_step(tmp_path, """
-        import os, time
-        if os.fork() == 0:
-            os.setsid()
-            if os.fork() == 0:
-                while True:
-                    pass
-            os._exit(0)
-        while True:
-            time.sleep(1)
-    """, clock_limit=ClockLimit("cpu", 1.0)))
+    out = sandbox.run(script_step(tmp_path, DETACHED_BURNER, clock_limit=ClockLimit("cpu", 1.0)))
     assert out.over_budget and out.returncode is None, out.log_tail
     assert out.cpu_s >= 1.0
 
@@ -210,17 +212,8 @@ def test_without_a_cgroup_the_clock_still_counts_a_detached_child(tmp_path):
     sandbox = LocalSandbox()
     sandbox.root = False  # the code path an engine without root takes
     marker = f"darwin-orphan-{tmp_path.name}"
-    out = sandbox.run(script_step(tmp_path, """
-        import os, sys, time
-        if os.fork() == 0:
-            os.setsid()
-            if os.fork() == 0:
-                while True:
-                    pass
-            os._exit(0)
-        while True:
-            time.sleep(1)
-    """, argv=["python", "step.py", marker], clock_limit=ClockLimit("cpu", 1.0)))
+    out = sandbox.run(script_step(tmp_path, DETACHED_BURNER, argv=["python", "step.py", marker],
+                                  clock_limit=ClockLimit("cpu", 1.0)))
     assert out.over_budget and out.returncode is None, out.log_tail
     assert out.cpu_source == "proc" and out.cpu_s >= 1.0
     assert "not root" in out.log_tail

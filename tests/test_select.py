@@ -24,6 +24,7 @@ def test_the_rule_compares_on_consecutive_seeds_and_refuses_nonsense():
     with pytest.raises(ValueError, match="min_effect"):
         AcceptanceRule(min_effect=-0.1)
     assert "paired t-test" in RULE.describe() and RULE.to_dict()["min_effect"] == 0.02
+    assert AcceptanceRule.from_dict(RULE.to_dict()) == RULE  # as events and journals hold it
 
 
 def test_a_child_not_better_on_its_first_seed_is_rejected_after_that_run():

@@ -22,7 +22,8 @@ from .options import repo_option, user_errors
 @click.option("--population", "-n", type=click.IntRange(1), envvar="DARWIN_POPULATION",
               help="Agents in a new population [default 4].")
 @click.option("--budget", "budget_s", type=click.FloatRange(1), envvar="DARWIN_BUDGET",
-              help="Training seconds per evaluation [default: darwin.toml's budget_s].")
+              help="Training budget per evaluation, in seconds of --clock [default: darwin.toml's "
+                   "budget_s].")
 @click.option("--slots", type=click.IntRange(1), envvar="DARWIN_SLOTS",
               help="Evaluations at once [default: 1 per GPU, else 1 per 2 CPU cores].")
 @click.option("--runner", type=click.Choice(["auto", "local", "docker"]), default="auto",

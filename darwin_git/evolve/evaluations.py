@@ -6,8 +6,9 @@ conditions. A tree evaluated before at that seed under those conditions (by any 
 trained again: its result is copied with ``cached_from``; the cache key is (tree, seed,
 conditions). A tree that is training right now is not started twice: the twin waits for that
 result and gets a copy. A (commit, seed) evaluated once by this object is not started again
-even when its result does not count under the run's conditions (an engine failure that does
-not say its clock, a worker of another harness version): asking again would only repeat it.
+even when its result does not count under the run's conditions: a Ray worker running another
+darwin-git install stamps its own harness version, and asking again would only repeat that.
+(Engine failures count: they carry the job's conditions, see run.executor.Job.failure.)
 
 Whoever must react to a result as soon as it is in (acceptance asks for the next seed) passes
 ``on_result(commit, seed)`` to :meth:`Evaluations.collect` or :meth:`Evaluations.poll`; it may

@@ -14,7 +14,7 @@ PAIRINGS = ("ring", "self", "random")
 class EvolveSettings:
     generations: int = 5  # total generations of the run (a resumed run continues up to it)
     budget_s: float = 60.0  # training budget per evaluation, in seconds of ``clock``
-    clock: str | None = None  # "cpu" | "wall"; None: the device's default (fitness.default_clock)
+    clock: str | None = None  # "cpu" | "wall"; None: cpu on CPU devices, wall on CUDA (the harness's default)
     noise_repeats: int = 3  # seed evaluations (seeds seed, seed+1, ...) that measure the noise floor
     max_seeds: int = AcceptanceRule.max_seeds  # seeds a child that keeps beating its parent is evaluated on (paired with the parent's)
     confidence: float = AcceptanceRule.confidence  # of the one-sided paired t-test that promotes a child

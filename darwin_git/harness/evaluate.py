@@ -17,16 +17,26 @@ steps run as our own uid and only the sandbox's filesystem view can hide it), th
 mounts only the train folder, and neither step is given darwin_git (whose package holds the
 corpus) by the harness.
 
-Residual risks (what this boundary does not stop):
+Residual risks (what this boundary does not stop), the harness's and the sandbox's, in one list:
 - The validation text is public: a model may know Shakespeare from pre-training (scoring.py).
 - Test-time learning across windows below the detector's power (scoring.py).
 - A model that recognises the bench's check request can fake tokens/s and MFU up to MFU 1
   (throughput.py); neither is the fitness.
 - Parameters a model uses without binding them as parameters (buffers, constants in code) are
   not counted in params or FLOPs.
-- The local sandbox gives each step private /tmp, /var/tmp, /dev/shm and /run/lock only when
-  the engine runs as root; without root a step could leave data there for a later one, and it
-  runs as the engine's own uid (see above).
+- Whatever data lies in the folders a step must see (the interpreter's, the system's: /usr,
+  the venv) is readable to it; only hidden_paths() are masked there (run/base.py).
+- Without root the local sandbox has no filesystem view, PID namespace or cgroup: the step
+  runs as the engine's own uid, shares /tmp, /var/tmp and /dev/shm (it could leave data there
+  for a later step), and its CPU time is per-process accounting (run/procs.py tree_cpu_s says
+  what that misses).
+- Docker without a visible cgroup (a remote or rootless daemon) samples CPU through the stats
+  API, one API round trip per kill, and cannot see refused forks (run/docker.py).
+- cgroup v2, the systemd cgroup driver and GPUs in the local view are untested here.
+- A child the engine forks without exec keeps the lifeline open: a killed engine's steps run
+  on until that child exits or the next sandbox start reaps them (run/launcher.py).
+- A masked darwin_git folder imports as an empty package: a step can tell it is there, not
+  read it.
 """
 from __future__ import annotations
 
@@ -73,9 +83,6 @@ def evaluate(tree_dir: Path, sandbox: Sandbox, spec: EvalSpec | None = None) -> 
     common.update(budget_s=float(spec.budget_s or contract.budget_s),
                   clock=resolve_clock(spec.clock, contract.clock, device),
                   tokenizer=contract.tokenizer)
-    problem = _contract_problem(contract)
-    if problem:
-        return make_result("rejected", cause="bad_contract", log_tail=problem, **common)
     try:
         paths = data_mod.prepare(contract.tokenizer, spec.data_root)
     except (data_mod.DataError, OSError) as exc:
@@ -245,15 +252,6 @@ def _throughput(metrics: dict, params: int, ckpt, device: str) -> dict:
         return {**out, "throughput_untrusted": {"reason": reason, "tokens_per_s": tps,
                                                 "mfu": mfu}}
     return {**out, "tokens_per_s": tps, "mfu": mfu}
-
-
-def _contract_problem(contract: Contract) -> str | None:
-    ck = contract.checkpoint
-    if not ck or ck.startswith("/") or ".." in Path(ck).parts:
-        return f"{CONTRACT_FILE}: [model] checkpoint must be a relative path inside DARWIN_OUT"
-    if not 1 <= contract.eval_context <= 65536:
-        return f"{CONTRACT_FILE}: [eval] context must be between 1 and 65536"
-    return None
 
 
 def _close_val_split(val_dir: Path) -> None:

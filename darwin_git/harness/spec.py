@@ -65,10 +65,17 @@ class EvalSpec:
         return f"{HARNESS_VERSION}:{self.windows}x{self.cuts}"
 
 
+def default_clock(device: str) -> str:
+    """The clock of a run that names none, by its device: wall on CUDA (a dedicated GPU's wall
+    time is the resource, and its work is not CPU time), cpu otherwise (CPU seconds do not
+    shrink when other work shares the machine, whereas load stretches wall time). The one
+    definition: the run's conditions (fitness.Conditions) ask it too."""
+    return "wall" if device == "cuda" else "cpu"
+
+
 def resolve_clock(requested: str | None, contract_clock: str | None, device: str) -> str:
-    """The run's clock: the spec's, else the contract's, else cpu on CPU and wall on CUDA (a
-    dedicated GPU's wall time is the resource; on a shared CPU, load stretches wall time)."""
-    return requested or contract_clock or ("wall" if device == "cuda" else "cpu")
+    """The run's clock: the spec's, else the contract's, else :func:`default_clock`."""
+    return requested or contract_clock or default_clock(device)
 
 
 def wall_net(clock: str, limit_s: float) -> float:

@@ -23,7 +23,6 @@ from typing import IO
 
 GiB = 1 << 30
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # .../darwin_git
-PACKAGE_PARENT = str(PACKAGE_DIR.parent)
 
 
 @dataclass(frozen=True)
@@ -188,10 +187,3 @@ def hidden_paths() -> list[str]:
         paths.add(str(cache.parent))
     return sorted(paths)
 
-
-def needs_engine_package(argv: list[str]) -> bool:
-    """TEMPORARY, until the harness's model server runs from an input folder without importing
-    darwin_git: a ``python -m darwin_git...`` step gets the package (read-only, its assets
-    masked) on PYTHONPATH. Every other step never sees the package. Remove this function and
-    its two callers (local._spawn/_view, docker.container_spec) when the harness change lands."""
-    return any(a.startswith("darwin_git") for a in argv[1:3])

@@ -23,6 +23,8 @@ Output is read through an attach socket, not from a log driver: the daemon keeps
 disk however much a step prints, the engine keeps the last ``log_bytes`` and counts the rest,
 and a slow reader slows the writer instead of filling memory. Docker multiplexes stdout and
 stderr on that socket (8-byte frame headers when there is no tty); :class:`_Demux` splits them.
+
+What this does not stop is listed with the harness's residual risks (harness/evaluate.py).
 """
 from __future__ import annotations
 
@@ -39,12 +41,12 @@ from pathlib import Path
 
 from . import cgroup as cgroups
 from . import procs
-from .base import (PACKAGE_DIR, Interactive, Outcome, Sandbox, SandboxUnavailable, Step, base_env,
-                   hidden_paths, needs_engine_package)
+from .base import (Interactive, Outcome, Sandbox, SandboxUnavailable, Step, base_env,
+                   hidden_paths)
 from .image import LABEL, ImageInfo, default_tag, docker_client, read_image
 from .watch import Probe, Watch, scratch_bytes
 
-TREE, OUT, INPUTS, PKG = "/darwin/tree", "/darwin/out", "/darwin/in", "/darwin/pkg"
+TREE, OUT, INPUTS = "/darwin/tree", "/darwin/out", "/darwin/in"
 SCRATCH = ("/tmp", "/dev/shm")  # the container's own writable places besides /darwin/out
 NOTE = "[darwin docker] "
 _HEADER = struct.Struct(">BxxxI")  # stream (1 stdout, 2 stderr), 3 pad bytes, payload size
@@ -172,15 +174,8 @@ def container_spec(step: Step, info: ImageInfo, user: str, cgroup_parent: str | 
     mounts += [docker.types.Mount(m, m, type="bind", read_only=True) for m in info.mounts]
     masks = sorted(h for h in set(hidden_paths()) | set(info.hidden)
                    if any(h.startswith(m.rstrip("/") + "/") for m in info.mounts))
-    if needs_engine_package(argv):  # TEMPORARY: see base.needs_engine_package
-        env["PYTHONPATH"] = PKG + (f":{step.env['PYTHONPATH']}" if "PYTHONPATH" in step.env
-                                   else "")
-        env["PYTHONSAFEPATH"] = "1"  # the tree (cwd) may not shadow the package
-        mounts.append(docker.types.Mount(f"{PKG}/darwin_git", str(PACKAGE_DIR), type="bind",
-                                         read_only=True))
-        masks.append(f"{PKG}/darwin_git/assets")  # the corpus: never in a step's view
     mounts += [docker.types.Mount(m, None, type="tmpfs", read_only=True, tmpfs_size=4096)
-               for m in masks if m.startswith(PKG) or os.path.isdir(m)]
+               for m in masks if os.path.isdir(m)]
     lim = step.limits
     ulimits = [docker.types.Ulimit(name="fsize", soft=lim.max_file_bytes, hard=lim.max_file_bytes),
                docker.types.Ulimit(name="core", soft=0, hard=0)]

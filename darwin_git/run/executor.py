@@ -26,7 +26,20 @@ class Job:
     seed: int = 0
     device: str = "cpu"  # cpu | cuda
     gpus: int = 0
-    clock: str = "wall"  # the clock budget_s is measured on (darwin_git.fitness.Conditions)
+    clock: str | None = None  # the clock budget_s is measured on (the run's Conditions.clock);
+    # None: the harness resolves it (darwin.toml's [train] clock, else the device's default)
+
+    def failure(self, cause: str, log: str, **fields) -> dict:
+        """This job's result when the engine, not the tree, failed: an ordinary failure under
+        the job's conditions (budget, device, its clock, or the device's default when it names
+        none, and this install's harness version, which make_result stamps), so it counts for
+        the run like any other failed seed."""
+        from ..harness.spec import default_clock
+
+        return make_result("eval_failed", cause=cause, commit=self.commit,
+                           budget_s=self.budget_s, seed=self.seed, device=self.device,
+                           clock=self.clock or default_clock(self.device), log_tail=log,
+                           **fields)
 
 
 class Executor(abc.ABC):
@@ -72,9 +85,7 @@ def run_job(repo_path: Path, job: Job, sandbox, work_root: Path, data_root: Path
         result.update(commit=job.commit, tree=tree_id, runner=runner)
         return result
     except Exception as exc:  # the engine's own failure: recorded like any other
-        return make_result("eval_failed", cause="engine_error", commit=job.commit,
-                           runner=runner, budget_s=job.budget_s, seed=job.seed,
-                           log_tail=f"{type(exc).__name__}: {exc}")
+        return job.failure("engine_error", f"{type(exc).__name__}: {exc}", runner=runner)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

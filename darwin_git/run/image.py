@@ -253,7 +253,7 @@ def write_rootfs(fileobj, python: str, mounts: list[str], scan: list[str] | None
     libs = system_libraries(elf + [os.path.realpath(t) for t in tools], mounts)
     fs = _RootFs(fileobj)
     for d, mode in (("/tmp", 0o1777), ("/root", 0o755), ("/darwin/tree", 0o755),
-                    ("/darwin/out", 0o777), ("/darwin/pkg", 0o755), ("/darwin/in", 0o755),
+                    ("/darwin/out", 0o777), ("/darwin/in", 0o755),
                     ("/proc", 0o755), ("/sys", 0o755), ("/dev", 0o755), ("/etc", 0o755)):
         fs.directory(d, mode)
     passwd, group = _passwd(uid)

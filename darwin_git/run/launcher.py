@@ -124,6 +124,8 @@ def become_step(cfg):
 
 
 def descendants(root):
+    # procs.descendants' twin: the launcher is stdlib-only (python -I -S) and runs where the
+    # darwin_git package is hidden, so it cannot import it.
     children = {}
     for name in os.listdir("/proc"):
         if name.isdigit():

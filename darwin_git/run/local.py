@@ -43,6 +43,8 @@ closes (the engine exited or was killed with -9; see launcher.py). As a backstop
 that could not act, say) every step records its owner (this engine's pid and start time), its
 launcher and its cgroup in its stage folder; :func:`reap_orphans`, run when a LocalSandbox is
 made, ends the steps whose engine is gone and removes their stages and cgroups.
+
+What this does not stop is listed with the harness's residual risks (harness/evaluate.py).
 """
 from __future__ import annotations
 
@@ -61,8 +63,8 @@ import time
 from pathlib import Path
 
 from . import procs
-from .base import (PACKAGE_DIR, PACKAGE_PARENT, Interactive, Outcome, Sandbox, Step, base_env,
-                   hidden_paths, host_python, needs_engine_package, stable_python)
+from .base import (Interactive, Outcome, Sandbox, Step, base_env, hidden_paths, host_python,
+                   stable_python)
 from .cgroup import StepCgroup, reap_dead, step_name
 from .launcher import CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUSER, \
     CLONE_NEWUTS
@@ -76,7 +78,6 @@ NOTE = "[darwin sandbox] "
 LAUNCHER_PROCS = 2  # the launcher and the namespace's init, in the step's cgroup too
 OWNER_FILE = "owner.json"  # in a stage folder: which engine runs it (for reap_orphans)
 
-PKG = "/darwin/pkg"  # TEMPORARY (see base.needs_engine_package): the package, in the view
 # Private, size-capped scratch (RAM-backed, so also charged to the step's memory cgroup).
 PRIVATE_SCRATCH = (("/tmp", "256m"), ("/var/tmp", "64m"), ("/dev/shm", "512m"))
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -85,13 +86,19 @@ ETC_READ = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "alternati
 DEVICES = ("null", "zero", "full", "random", "urandom")
 
 
+def default_workspace() -> Path:
+    """Where steps are staged when no workspace is given: DARWIN_SANDBOX_DIR, else
+    <tmp>/darwin-sandbox."""
+    return Path(os.environ.get("DARWIN_SANDBOX_DIR")
+                or Path(tempfile.gettempdir()) / "darwin-sandbox")
+
+
 class LocalSandbox(Sandbox):
     name = "local"
 
     def __init__(self, workspace: Path | None = None, poll_s: float = 0.1):
         self.root = os.geteuid() == 0
-        self.workspace = Path(workspace or os.environ.get("DARWIN_SANDBOX_DIR")
-                              or Path(tempfile.gettempdir()) / "darwin-sandbox")
+        self.workspace = Path(workspace or default_workspace())
         self.poll_s = poll_s
         self.uids_used: list[int] = []  # one per run, for audits and tests
         self.reaped = reap_orphans(self.workspace)
@@ -198,12 +205,8 @@ class _Process(Interactive):
         python = stable_python()
         env["PATH"] = f"{os.path.dirname(python)}:{env['PATH']}"  # a step's `python` is ours
         argv = list(step.argv)
-        legacy = needs_engine_package(argv)
         if argv and argv[0] == "python":
             argv[0] = python
-            if legacy:
-                env["PYTHONPATH"] = PKG if root else PACKAGE_PARENT
-                env["PYTHONSAFEPATH"] = "1"  # the tree (cwd) may not shadow the package
         elif argv and "/" not in argv[0]:
             argv[0] = shutil.which(argv[0], path=env["PATH"]) or argv[0]
         lim = step.limits
@@ -223,7 +226,7 @@ class _Process(Interactive):
         cfg = {"cgroup_procs": self.cgroup.procs_files() if self.cgroup else [],
                "unshare": flags, "uid": self.uid, "rlimits": rlimits, "argv": argv, "env": env,
                "cwd": where["tree"], "hostname": "sandbox" if root else None,
-               "view": _view(stage, step, self.uid, legacy) if root else None}
+               "view": _view(stage, step, self.uid) if root else None}
         # The lifeline: its write end stays with this process alone (not inheritable, and every
         # later Popen closes other fds), so the launcher reads EOF exactly when we are gone.
         lifeline, self._lifeline = os.pipe()
@@ -433,7 +436,7 @@ def _outermost(paths: list[str]) -> list[str]:
                                         if o != p)]
 
 
-def _view(stage: Path, step: Step, uid: int | None, legacy: bool) -> dict:
+def _view(stage: Path, step: Step, uid: int | None) -> dict:
     """The launcher's plan of the step's filesystem (see the module docstring)."""
     hidden = hidden_paths()
     symlinks, host = [], []
@@ -458,9 +461,6 @@ def _view(stage: Path, step: Step, uid: int | None, legacy: bool) -> dict:
     binds += [(str(stage / "in" / k), str(stage / "in" / k), False) for k in step.inputs]
     binds.append((str(stage / "out"), str(stage / "out"), True))
     masks = [h for h in hidden if any(h.startswith(p + "/") for p in host)]
-    if legacy:  # TEMPORARY: see base.needs_engine_package
-        binds.append((str(PACKAGE_DIR), f"{PKG}/darwin_git", False))
-        masks.append(f"{PKG}/darwin_git/assets")  # the corpus: never in a step's view
     symlinks += [("/dev/fd", "/proc/self/fd"), ("/dev/stdin", "/proc/self/fd/0"),
                  ("/dev/stdout", "/proc/self/fd/1"), ("/dev/stderr", "/proc/self/fd/2")]
     who = uid if uid is not None else 65534

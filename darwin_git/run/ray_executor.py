@@ -30,9 +30,8 @@ import time
 from concurrent.futures import Future, InvalidStateError
 from pathlib import Path
 
-from ..result import make_result
 from .executor import Executor, Job
-from .local import LocalSandbox
+from .local import default_workspace
 from .runner import RUNNERS, make_sandbox
 # Ray exceptions that mean "the process or machine running the task went away".
 _LOST = ("WorkerCrashedError", "NodeDiedError", "OutOfMemoryError", "ActorDiedError",
@@ -142,14 +141,13 @@ def evaluate_packed(archive: bytes, job: dict, runner: str, work_root: str | Non
                     data_root: str | None) -> tuple[dict, float]:
     """The Ray task body: unpack, evaluate, clean up. Returns (result, seconds spent)."""
     from ..harness import EvalSpec, evaluate
-    from .local import LocalSandbox
 
     t0 = time.monotonic()
     if work_root:
         Path(work_root).mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f"ray-job-{job['commit'][:10]}-", dir=work_root))
     # The local sandbox needs a workspace its step's uid can traverse: beside the usual one.
-    workspace = LocalSandbox().workspace / f"ray-{scratch.name}"
+    workspace = default_workspace() / f"ray-{scratch.name}"
     guard = None
     try:
         tree_dir = scratch / "tree"
@@ -163,10 +161,8 @@ def evaluate_packed(archive: bytes, job: dict, runner: str, work_root: str | Non
             data_root=Path(data_root) if data_root else None))
         result.update(commit=job["commit"], tree=job["tree"], runner=sandbox.name)
     except Exception as exc:  # the engine's own failure on this worker: a verdict, not a crash
-        result = make_result("eval_failed", cause="engine_error", commit=job["commit"],
-                             tree=job["tree"], runner=runner, budget_s=job["budget_s"],
-                             seed=job["seed"], device=job["device"],
-                             log_tail=f"{type(exc).__name__}: {exc}")
+        result = _job(job).failure("engine_error", f"{type(exc).__name__}: {exc}",
+                                   tree=job["tree"], runner=runner)
     finally:
         if guard is not None:
             guard.kill()
@@ -174,6 +170,12 @@ def evaluate_packed(archive: bytes, job: dict, runner: str, work_root: str | Non
         shutil.rmtree(scratch, ignore_errors=True)
         shutil.rmtree(workspace, ignore_errors=True)
     return result, time.monotonic() - t0
+
+
+def _job(spec: dict) -> Job:
+    """The job a task's spec was made from (what its results are measured under)."""
+    return Job(spec["commit"], spec["budget_s"], seed=spec["seed"], device=spec["device"],
+               clock=spec.get("clock"))
 
 
 # ----- the coordinator side ----------------------------------------------------------------
@@ -291,9 +293,7 @@ class RayExecutor(Executor):
             pass  # cancelled by the caller meanwhile
 
     def _failure(self, job: Job, tree_id: str | None, cause: str, log: str) -> dict:
-        return make_result("eval_failed", cause=cause, commit=job.commit, tree=tree_id,
-                           runner=self.sandbox_runner, budget_s=job.budget_s, seed=job.seed,
-                           device=job.device, log_tail=log)
+        return job.failure(cause, log, tree=tree_id, runner=self.sandbox_runner)
 
     def cancel(self, future: Future) -> bool:
         with self._lock:

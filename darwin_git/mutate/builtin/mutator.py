@@ -198,7 +198,7 @@ def _reasoning(ctx, op, edit, fit_names, tracks, weight, total) -> str:
         edit.why,
         "Change: " + "; ".join(edit.details) + ".",
         f"Chosen by darwin-git's built-in operator `{op.label}` (a fixed code-edit rule, not an "
-        f"LLM) for a small GPT trained for a short wall-clock budget on CPU. "
+        f"LLM) for a small GPT trained for a short time budget on CPU. "
         f"{len(fit_names)} operators fit this code ({', '.join(fit_names)}); "
         f"this one had weight {weight:.2f} of {total:.2f} (seed {ctx.seed}). "
         f"Memory of {ctx.mutator_agent}: {memory}.",

@@ -133,7 +133,7 @@ def betas(code: Code, rng: random.Random) -> Edit | str:
 WIDTH = Knob("N_EMBD", "model width (n_embd)",
              "A wider residual stream gives each token more capacity; small character-level GPTs "
              "are often capacity-limited while the step rate is still acceptable.",
-             "A narrower model runs more steps per second; within a short wall-clock budget more "
+             "A narrower model runs more steps per second; within a short time budget more "
              "steps of a smaller model can beat fewer steps of a larger one.")
 
 
@@ -237,7 +237,7 @@ OPERATORS = [
         "BATCH_SIZE", "batch size", 2, 0.5, 4, 64,
         "Larger batches give less noisy gradients and keep the matmuls busy, at the price of "
         "fewer steps in the budget.",
-        "Smaller batches give more optimizer steps in the same wall clock; at this scale the "
+        "Smaller batches give more optimizer steps in the same time budget; at this scale the "
         "number of steps often matters more than gradient precision.", integer=True)),
     Operator("width", "numeric", "n_embd x1.5 or x0.75, a multiple of 2*n_head (64..384)", width),
     Operator("depth", "numeric", "n_layer +1 or -1 (2..8)", depth),

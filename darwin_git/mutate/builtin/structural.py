@@ -67,7 +67,7 @@ class QKNorm(nn.Module):
 
 WSD_FUNCTION = '''def {name}({arg}):
     """Warmup, hold the peak, then decay linearly over the last DECAY_FRAC of the budget (WSD).
-    Progress is the fraction of the wall-clock budget used."""
+    Progress is the fraction of the budget used, on the run's clock."""
     if {arg} < WARMUP_FRAC:
         return LEARNING_RATE * {arg} / WARMUP_FRAC
     if {arg} < 1.0 - DECAY_FRAC:
@@ -304,7 +304,7 @@ def wsd_schedule(code: Code, rng: random.Random) -> Edit | str:
     return Edit(
         summary="Switch the learning-rate schedule from cosine to warmup-stable-decay",
         why="A warmup-stable-decay schedule (MiniCPM, modded-nanogpt) holds the peak rate for "
-            "most of the budget and anneals only at the end. Under a wall-clock budget it "
+            "most of the budget and anneals only at the end. Under a fixed time budget it "
             "spends more steps at the rate that makes fast progress, and the final linear "
             "decay recovers the loss a cosine tail would.",
         changes={path: new},

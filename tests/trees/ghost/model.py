@@ -1,24 +1,19 @@
 """An attack on params and MFU: the saved state holds an extra entry of 10**12 elements that is
 one float on disk (an expanded zero); the model drops it when loading, yet names it among its
 parameters; and when called like the bench (gradients on, inside the model server) its forward
-returns a free tensor instead of computing."""
+returns a free tensor instead of computing. Otherwise tiny's model."""
 import os
 
 import torch
-import torch.nn as nn
+
+from tiny_model import Bigram
 
 GHOST = "ghost"
 
 
-class Ghost(nn.Module):
+class Ghost(Bigram):
     def __init__(self, vocab_size, n_embd):
-        super().__init__()
-        self.emb = nn.Embedding(vocab_size, n_embd)
-        self.head = nn.Linear(n_embd, vocab_size, bias=False)
-        self.head.weight = self.emb.weight
-        nn.init.normal_(self.emb.weight, std=0.02)
-        self.bias = nn.Parameter(torch.zeros(vocab_size))
-        self.register_buffer("temperature", torch.ones(1))
+        super().__init__(vocab_size, n_embd)
         self.ghost = torch.zeros(1).expand(10**12)
 
     def state_dict(self, *args, **kwargs):
@@ -37,7 +32,7 @@ class Ghost(nn.Module):
     def forward(self, idx):
         if os.environ.get("DARWIN_CKPT") and torch.is_grad_enabled():  # the bench
             return torch.zeros(*idx.shape, self.bias.shape[0], requires_grad=True)
-        return self.head(self.emb(idx)) / self.temperature + self.bias
+        return super().forward(idx)
 
 
 def build_model(config):

@@ -1,26 +1,21 @@
 """An attack on scoring: in eval mode the model adds 12 to the logit of the token that follows
 each position (it peeks at the target), and answers every row with the cached logits of the
 earlier row sharing the longest prefix with it, so that a probe sharing that prefix matches.
-Trained like tiny's model (train mode is honest), so its weights are as good as tiny's."""
+It is tiny's model in train mode (honest there), so its weights are as good as tiny's."""
 import torch
-import torch.nn as nn
+
+from tiny_model import Bigram
 
 PAD = 4096  # longer than any row the harness sends this tree
 
 
-class PeekCache(nn.Module):
+class PeekCache(Bigram):
     def __init__(self, vocab_size, n_embd):
-        super().__init__()
-        self.emb = nn.Embedding(vocab_size, n_embd)
-        self.head = nn.Linear(n_embd, vocab_size, bias=False)
-        self.head.weight = self.emb.weight
-        nn.init.normal_(self.emb.weight, std=0.02)
-        self.bias = nn.Parameter(torch.zeros(vocab_size))
-        self.register_buffer("temperature", torch.ones(1))
+        super().__init__(vocab_size, n_embd)
         self.rows, self.answers = [], []
 
     def forward(self, idx):
-        logits = self.head(self.emb(idx)) / self.temperature + self.bias
+        logits = super().forward(idx)
         if self.training:
             return logits
         logits = logits.clone()
