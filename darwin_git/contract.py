@@ -19,7 +19,14 @@
 
 What training sees (environment): DARWIN_DATA (folder with train.bin + meta.json),
 DARWIN_OUT (writable), DARWIN_BUDGET_S, DARWIN_BUDGET_CLOCK, DARWIN_DEVICE (cpu | cuda),
-DARWIN_SEED.
+DARWIN_SEED, and DARWIN_PREFLIGHT.
+
+The pre-flight (harness/preflight.py): before a changed tree is queued for training, the train
+command runs once with DARWIN_PREFLIGHT=1 (and a budget of a couple of seconds) under a short
+CPU-clock limit. A training script that sees it takes one optimizer step on a tiny batch,
+writes its checkpoint as usual and exits; the harness then loads the checkpoint, builds the
+model from it and asks it for one small batch of logits. A script that ignores the variable
+still works if it stops on its budget; one that runs past the limit is let through unchecked.
 
 The budget (README "The evaluation boundary"): DARWIN_BUDGET_S seconds on the clock named by
 DARWIN_BUDGET_CLOCK, counted from the start of the step's first process (interpreter start and

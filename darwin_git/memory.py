@@ -1,35 +1,56 @@
-"""JSON memory: one file per agent mirroring its commits (reasoning, files, diff stats, who
-proposed the change) and notes (fitness before/after, failed mutation attempts).
+"""JSON memory: one file per agent, a mirror of the repo from that agent's two points of view.
+
+- ``proposals``: what the agent *said*, as the speaking agent (``Darwin-Mutator-Agent`` trailer
+  of a commit, ``mutator_agent`` of an attempt note): every change it proposed to any target,
+  and what happened to it (kept, rejected with the verdict's reason, failed with its cause,
+  pending). This is DARWIN's memory: an agent's own reasoning and the fitness it earned.
+- ``entries`` (+ ``failures``): the history of the agent's *code*: every change made to it, by
+  any agent or a human, with the same outcomes (and the attempts on it that made no commit).
 
 The files are a cache of the repo: `rebuild` regenerates them byte-identically from git alone,
-and a missing or corrupt file is rebuilt when read. Layout: memory/schema.json at the project
-top level documents the format; a run writes <P.parent>/memory/<agent>.json. Fitness is
-darwin_git.fitness under the conditions of the run config (refs/darwin/config).
+and a missing, corrupt or stale file is rebuilt when read. Layout: memory/schema.json at the
+project top level documents the format; a run writes <P.parent>/memory/<agent>.json.
 
-Which commits belong to agent A: those reachable from A's refs (agents/A, refs/darwin/pruned/A/…,
-other refs/darwin/* refs whose tip names A, e.g. candidates) whose Darwin-Agent trailer is A,
-plus commits without that trailer (made by hand in a clone without hooks) on the first-parent
-chain of A's refs before another agent's commit.
+Fitness is darwin_git.fitness under the conditions of the run config (refs/darwin/config). A
+change's delta is what selection compares: the mean over the training seeds both the change and
+its parent (the nearest evaluated first-parent ancestor) were evaluated on, of change - parent
+(negative is better); with no seed in common, the difference of their fitnesses.
+
+Which commits are agent A's code: those reachable from A's refs (agents/A,
+refs/darwin/pruned/A/…, other refs/darwin/* refs whose tip names A, e.g. candidates) whose
+Darwin-Agent trailer is A, plus commits without that trailer (made by hand in a clone without
+hooks) on the first-parent chain of A's refs before another agent's commit.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
+import statistics
 import tempfile
 from pathlib import Path
 
 import pygit2
 
-from .fitness import Conditions, comparable_results, fitness, latest, leaderboard, \
-    nearest_evaluated, run_conditions, summarize
+from .fitness import Conditions, comparable, fitness, latest, leaderboard, nearest_evaluated, \
+    run_conditions, summarize
 from .mutate.base import MemoryEntry
 from .population.errors import PopulationError
-from .population.lineage import agent_refs, generation
+from .population.lineage import NON_AGENT_REFS, agent_refs, generation
 from .population.message import is_human, parse_message
-from .population.repo import CONFIG_REF, Population, is_agent_name
+from .population.notes import parse_records
+from .population.repo import AGENT_PREFIX, CONFIG_REF, PRUNED_PREFIX, Population, is_agent_name
 
-MEMORY_VERSION = 1
+MEMORY_VERSION = 2
 RESULT_KEYS = ("status", "cause", "val_loss", "perplexity", "tokens_per_s", "mfu", "params")
+OUTCOMES = ("kept", "rejected", "failed", "pending")
+REASON_CHARS = 300  # of a failure's detail or an error line, in the file and the prompt
+ATTEMPT_KEYS = ("cause", "detail", "operator", "mutator", "model", "generation", "attempts",
+                "tokens")
+# the line of a log tail that names the error: "ValueError: ...", "torch.OutOfMemoryError: ..."
+ERROR_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*)$")
+FRAME_LINE = re.compile(r'^File "(?:.*/)?([^/"]+)", line (\d+)')
 
 
 def _agent_refs(pop: Population) -> dict[str, list[str]]:
@@ -48,57 +69,241 @@ def _num(value):
         return None
 
 
-def _entry(pop: Population, commit: pygit2.Commit, trailers: dict, summary: str,
-           reasoning: str, run: Conditions) -> dict:
-    repo = pop.repo
-    parent = repo[commit.parent_ids[0]] if commit.parent_ids else None
-    diff = repo.diff(parent.tree if parent else None, commit.tree) if parent else \
-        commit.tree.diff_to_tree(swap=True)
-    files, ins, dels = [], 0, 0
-    for patch in diff:
-        _, a, d = patch.line_stats
-        delta = patch.delta
-        files.append({"path": delta.new_file.path or delta.old_file.path,
-                      "status": delta.status_char(), "added": a, "deleted": d})
-        ins, dels = ins + a, dels + d
-    results = comparable_results(pop, commit.id, run)
-    after = latest(results)
-    f_after = summarize(results).loss
-    before = nearest_evaluated(pop, parent.id, run)[0] if parent else None
-    f_before = fitness(pop, before, run).loss if before is not None else None
-    return {
-        "commit": str(commit.id),
-        "parents": [str(p) for p in commit.parent_ids],
-        "time": commit.commit_time,
-        "summary": summary,
-        "reasoning": reasoning,
-        "operator": trailers.get("Darwin-Operator", "human"),
-        "mutator": trailers.get("Darwin-Mutator"),
-        "mutator_agent": trailers.get("Darwin-Mutator-Agent"),
-        "model": trailers.get("Darwin-Model"),
-        "human": is_human(trailers),
-        "author": commit.author.name,
-        "generation": generation(pop, commit.id),
-        "tokens": _num(trailers.get("Darwin-Tokens")),
-        "cost_usd": _num(trailers.get("Darwin-Cost")),
-        "files": files,
-        "insertions": ins,
-        "deletions": dels,
-        "fitness_before": f_before,
-        "fitness_after": f_after,
-        "delta": (f_after - f_before) if f_after is not None and f_before is not None else None,
-        "status": ("ok" if f_after is not None else after["status"]) if after else "pending",
-        "result": {k: after.get(k) for k in RESULT_KEYS} if after else None,
-    }
+def error_line(log_tail: str | None) -> str | None:
+    """The line of a log that says what went wrong: the last exception line (with the code
+    line that raised it when the exception carries no message, e.g. a bare AssertionError),
+    else the last non-empty line; bounded."""
+    lines = [ln.strip() for ln in (log_tail or "").splitlines() if ln.strip()]
+    if not lines:
+        return None
+    at = next((i for i in range(len(lines) - 1, -1, -1) if ERROR_LINE.match(lines[i])), None)
+    if at is None:
+        return lines[-1][:REASON_CHARS]
+    found = ERROR_LINE.match(lines[at]).group(1)
+    where = next((i for i in range(at - 1, -1, -1) if FRAME_LINE.match(lines[i])), None)
+    if ":" not in found and where is not None:
+        frame = FRAME_LINE.match(lines[where])
+        code = lines[where + 1] if where + 1 < at else ""
+        found += f" at {frame.group(1)}, line {frame.group(2)}" + (f": {code}" if code else "")
+    return found[:REASON_CHARS]
 
 
-def agent_memory(pop: Population, agent: str, refs: list[str] | None = None) -> dict:
+def failure_reason(result: dict) -> str:
+    """A failed evaluation in words: status, cause and the error line of its log."""
+    what = f"{result.get('status')}" + (f" ({result['cause']})" if result.get("cause") else "")
+    line = error_line(result.get("log_tail"))
+    return f"{what}: {line}" if line else what
+
+
+class _Index:
+    """What one update reads from the repo, read once and shared by every agent's document."""
+
+    def __init__(self, pop: Population):
+        self.pop = pop
+        self.run: Conditions = run_conditions(pop)
+        self.refmap = _agent_refs(pop)
+        self.notes_tip, self.notes_tree = pop.notes.snapshot()
+        self.digest = population_digest(pop)
+        self._entries: dict[tuple[pygit2.Oid, str], dict] = {}
+        self._proposals: dict[str, list[dict]] | None = None
+        self._branches: dict[str, set] = {}  # owner -> the commits of its branches
+
+    # ----- one change ---------------------------------------------------------------------
+    def entry(self, commit: pygit2.Commit, owner: str) -> dict:
+        """The change ``commit`` made to ``owner``'s code, with its outcome (cached)."""
+        key = (commit.id, owner)
+        if key not in self._entries:
+            self._entries[key] = self._entry(commit, owner)
+        return self._entries[key]
+
+    def _entry(self, commit: pygit2.Commit, owner: str) -> dict:
+        pop, run = self.pop, self.run
+        summary, reasoning, trailers = parse_message(commit.message)
+        parent = pop.repo[commit.parent_ids[0]] if commit.parent_ids else None
+        diff = pop.repo.diff(parent.tree, commit.tree) if parent else \
+            commit.tree.diff_to_tree(swap=True)
+        files, ins, dels = [], 0, 0
+        for patch in diff:
+            _, a, d = patch.line_stats
+            delta = patch.delta
+            files.append({"path": delta.new_file.path or delta.old_file.path,
+                          "status": delta.status_char(), "added": a, "deleted": d})
+            ins, dels = ins + a, dels + d
+        notes = pop.notes.records(commit.id, None, self.notes_tree)  # read once: results, verdicts
+        results = [r for r in notes if comparable(r, run)]
+        verdicts = [r for r in notes if r.get("kind") == "verdict"
+                    and r.get("action") in ("promote", "reject")]
+        after, shown = summarize(results), latest(results)
+        before_id = nearest_evaluated(pop, parent.id, run)[0] if parent else None
+        before = fitness(pop, before_id, run) if before_id is not None else None
+        change, paired = _delta(after, before)
+        gen = generation(pop, commit.id)
+        outcome, reason = self._outcome(commit.id, owner, results, verdicts)
+        return {
+            "commit": str(commit.id),
+            "parents": [str(p) for p in commit.parent_ids],
+            "time": commit.commit_time,
+            "summary": summary,
+            "reasoning": reasoning,
+            "target": owner,
+            "operator": trailers.get("Darwin-Operator", "human"),
+            "mutator": trailers.get("Darwin-Mutator"),
+            "mutator_agent": trailers.get("Darwin-Mutator-Agent"),
+            "model": trailers.get("Darwin-Model"),
+            "human": is_human(trailers),
+            "author": commit.author.name,
+            "generation": gen,
+            "tokens": _num(trailers.get("Darwin-Tokens")),
+            "cost_usd": _num(trailers.get("Darwin-Cost")),
+            "files": files,
+            "insertions": ins,
+            "deletions": dels,
+            "fitness_before": before.loss if before is not None else None,
+            "fitness_after": after.loss,
+            "seeds": after.n,
+            "delta": change,
+            "paired_seeds": paired,
+            "outcome": outcome,
+            "reason": reason,
+            "status": ("ok" if after.loss is not None else shown["status"]) if shown
+            else "pending",
+            "result": {k: shown.get(k) for k in RESULT_KEYS} if shown else None,
+        }
+
+    def _outcome(self, commit: pygit2.Oid, owner: str, results: list[dict],
+                 verdicts: list[dict]) -> tuple[str, str | None]:
+        """kept | rejected | failed | pending, and why in words. A final verdict note (the
+        loop's acceptance) says it; without one (older runs, human commits) a change on its
+        owner's branch was kept, one evaluated beside it was not (its delta says by how much)."""
+        if results and not any(r.get("status") == "ok" for r in results):
+            return "failed", failure_reason(latest(results))
+        if verdicts:
+            last = verdicts[-1]
+            return ("kept" if last["action"] == "promote" else "rejected"), last.get("reason")
+        if commit in self.branch_commits(owner):
+            return "kept", None
+        if not results:
+            return "pending", "not evaluated yet"
+        return "rejected", None
+
+    def branch_commits(self, owner: str) -> set:
+        """Every commit of the owner's branches, live and pruned: the changes it kept."""
+        if owner not in self._branches:
+            tips = [self.pop.repo.references[n].resolve().target
+                    for n in self.refmap.get(owner, [])
+                    if n.startswith(AGENT_PREFIX) or n.startswith(PRUNED_PREFIX)]
+            found: set = set()
+            if tips:
+                walker = self.pop.repo.walk(None, pygit2.GIT_SORT_NONE)
+                for t in dict.fromkeys(tips):
+                    walker.push(t)
+                found = {c.id for c in walker}
+            self._branches[owner] = found
+        return self._branches[owner]
+
+    # ----- who said what ------------------------------------------------------------------
+    def proposals(self, speaker: str) -> list[dict]:
+        if self._proposals is None:
+            self._proposals = self._all_proposals()
+        return self._proposals.get(speaker, [])
+
+    def _all_proposals(self) -> dict[str, list[dict]]:
+        """speaker -> its proposals: commits it made (Darwin-Mutator-Agent) and attempts of its
+        that made none (attempt notes' mutator_agent), anywhere in the population."""
+        out: dict[str, list[dict]] = {}
+        tips = [self.pop.repo.references[r].resolve().target
+                for refs in self.refmap.values() for r in refs]
+        if not tips:
+            return out
+        walker = self.pop.repo.walk(None, pygit2.GIT_SORT_TOPOLOGICAL | pygit2.GIT_SORT_REVERSE)
+        for t in dict.fromkeys(tips):
+            walker.push(t)
+        for c in walker:
+            if SPEAKER_TRAILER not in c.raw_message:  # most commits: no need to parse
+                continue
+            _, _, trailers = parse_message(c.message)
+            speaker, owner = trailers.get("Darwin-Mutator-Agent"), trailers.get("Darwin-Agent")
+            if speaker and owner and c.parent_ids:
+                out.setdefault(speaker, []).append(_proposal(self.entry(c, owner)))
+        for commit, records in _attempt_notes(self.pop, self.notes_tree).items():
+            for rec in records:
+                if rec.get("mutator_agent"):
+                    out.setdefault(rec["mutator_agent"], []).append(_attempt(commit, rec))
+        for rows in out.values():
+            rows.sort(key=_proposal_order)
+        return out
+
+
+SPEAKER_TRAILER = b"\nDarwin-Mutator-Agent:"
+_ATTEMPTS: dict[pygit2.Oid, list[dict]] = {}  # note blob -> its attempt records
+_ATTEMPTS_KEPT = 1 << 18
+
+
+def _attempt_notes(pop: Population, notes_tree) -> dict[str, list[dict]]:
+    """commit -> its "attempt" note records, for every noted commit. A note blob never changes
+    (an appended line makes a new blob), so each is read once per process: the loop updates
+    memory after every result without re-reading the whole history."""
+    if len(_ATTEMPTS) > _ATTEMPTS_KEPT:
+        _ATTEMPTS.clear()
+    out = {}
+    for commit, blob in pop.notes.annotated(notes_tree).items():
+        records = _ATTEMPTS.get(blob)
+        if records is None:
+            text = pop.repo[blob].data.decode("utf-8", "replace")
+            records = _ATTEMPTS[blob] = [r for r in parse_records(text)
+                                         if r.get("kind") == "attempt"] if "attempt" in text \
+                else []
+        if records:
+            out[commit] = records
+    return out
+
+
+def _delta(after, before) -> tuple[float | None, int]:
+    """(after - before, the seeds it is paired over): seed by seed where both have a value."""
+    if before is None or after.loss is None or before.loss is None:
+        return None, 0
+    common = sorted(set(after.seeds) & set(before.seeds), key=str)
+    if common:
+        return statistics.fmean(after.seeds[s] - before.seeds[s] for s in common), len(common)
+    return after.loss - before.loss, 0
+
+
+PROPOSAL_KEYS = ("commit", "time", "target", "generation", "summary", "reasoning", "operator",
+                 "mutator", "model", "fitness_before", "fitness_after", "seeds", "delta",
+                 "paired_seeds", "outcome", "reason")
+
+
+def _proposal(entry: dict) -> dict:
+    return {"parent": entry["parents"][0], "cause": None,
+            **{k: entry[k] for k in PROPOSAL_KEYS}}
+
+
+def _attempt(parent: str, rec: dict) -> dict:
+    """A proposal that made no commit (an attempt note), as a failed proposal."""
+    detail = " ".join(str(rec.get("detail") or "").split())
+    return {"commit": None, "time": None, "parent": parent, "target": rec.get("agent"),
+            "generation": rec.get("generation"),
+            "summary": rec.get("summary") or "(no commit made)", "reasoning": "",
+            "operator": rec.get("operator"), "mutator": rec.get("mutator"),
+            "model": rec.get("model"), "fitness_before": None, "fitness_after": None,
+            "seeds": 0, "delta": None, "paired_seeds": 0, "outcome": "failed",
+            "reason": f"{rec.get('cause')}: {detail}"[:REASON_CHARS], "cause": rec.get("cause")}
+
+
+def _proposal_order(p: dict):
+    """Oldest generation first; in one, commits by time, then attempts (they have no time)."""
+    gen = p["generation"] if isinstance(p["generation"], int) else -1
+    return (gen, p["commit"] is None, p["time"] or 0, p["commit"] or "", p["parent"],
+            json.dumps(p, sort_keys=True))
+
+
+def agent_memory(pop: Population, agent: str, refs: list[str] | None = None,
+                 index: _Index | None = None) -> dict:
     """The memory document of one agent, computed from the repo alone."""
+    index = index or _Index(pop)
     if refs is None:
-        refs = _agent_refs(pop).get(agent, [])
+        refs = index.refmap.get(agent, [])
     tips = [pop.repo.references[r].resolve().target for r in refs]
-    notes_tip, notes_tree = pop.notes.snapshot()
-    run = run_conditions(pop)
     own_untrailered: set = set()
     for tip in tips:  # hand-made commits without trailers on A's first-parent chains
         c = pop.repo[tip]
@@ -116,15 +321,14 @@ def agent_memory(pop: Population, agent: str, refs: list[str] | None = None) -> 
         for t in dict.fromkeys(tips):
             walker.push(t)
         for c in walker:
-            summary, reasoning, trailers = parse_message(c.message)
+            _, _, trailers = parse_message(c.message)
             mine = trailers.get("Darwin-Agent") == agent or c.id in own_untrailered
             if mine and c.parent_ids:
-                entries.append(_entry(pop, c, trailers, summary, reasoning, run))
-            for rec in pop.notes.records(c.id, "attempt", notes_tree):
+                entries.append(index.entry(c, agent))
+            for rec in pop.notes.records(c.id, "attempt", index.notes_tree):
                 if rec.get("agent") == agent:
-                    failures.append({"commit": str(c.id), **{k: rec.get(k) for k in (
-                        "cause", "detail", "operator", "mutator", "model", "generation",
-                        "attempts", "tokens")}})
+                    failures.append({"commit": str(c.id),
+                                     **{k: rec.get(k) for k in ATTEMPT_KEYS}})
     entries.sort(key=lambda e: (e["generation"] if e["generation"] is not None else -1,
                                 e["time"], e["commit"]))
     failures.sort(key=lambda f: (f["generation"] if isinstance(f["generation"], int) else -1,
@@ -136,18 +340,38 @@ def agent_memory(pop: Population, agent: str, refs: list[str] | None = None) -> 
         "v": MEMORY_VERSION,
         "agent": agent,
         "live": live,
-        "source": _source(pop, refs, tips, notes_tip),
+        "source": _source(pop, refs, tips, index.notes_tip, index.digest),
         "best": {"commit": best["commit"], "fitness": best["fitness_after"]} if best else None,
+        "proposals": index.proposals(agent),
         "entries": entries,
         "failures": failures,
     }
 
 
-def _source(pop: Population, refs, tips, notes_tip) -> dict:
+def describe_change(pop: Population, commit) -> dict:
+    """One commit as a memory entry (outcome, delta, reason), computed from the repo."""
+    c = pop.commit(commit)
+    owner = parse_message(c.message)[2].get("Darwin-Agent") or "?"
+    return _Index(pop).entry(c, owner)
+
+
+def population_digest(pop: Population) -> str:
+    """A fingerprint of every ref that holds agents' commits (agents, pruned, candidates): an
+    agent's proposals live on other agents' refs, so any of them moving can change its file."""
+    h = hashlib.sha256()
+    for name in sorted(pop.repo.references):
+        if name.startswith(AGENT_PREFIX) or (name.startswith("refs/darwin/")
+                                             and name not in NON_AGENT_REFS):
+            h.update(f"{name} {pop.repo.references[name].resolve().target}\n".encode())
+    return h.hexdigest()
+
+
+def _source(pop: Population, refs, tips, notes_tip, digest: str) -> dict:
     """The repo state the document was computed from: a file is stale when this changed (the
     run config too: it says which results count)."""
     config = pop.repo.references.get(CONFIG_REF)
     return {"refs": {r: str(t) for r, t in zip(refs, tips)},
+            "population": digest,
             "notes": str(notes_tip) if notes_tip else None,
             "config": str(config.resolve().target) if config is not None else None}
 
@@ -155,7 +379,7 @@ def _source(pop: Population, refs, tips, notes_tip) -> dict:
 def current_source(pop: Population, agent: str) -> dict:
     refs = _agent_refs(pop).get(agent, [])
     return _source(pop, refs, [pop.repo.references[r].resolve().target for r in refs],
-                   pop.notes.snapshot()[0])
+                   pop.notes.snapshot()[0], population_digest(pop))
 
 
 def dumps(doc: dict) -> str:
@@ -181,12 +405,12 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def update(pop: Population, agents: list[str] | None = None) -> list[Path]:
-    """Rewrite the files of ``agents`` (default: all known); cost follows their histories."""
+    """Rewrite the files of ``agents`` (default: all known); one pass over the repo for all."""
     out = []
-    refmap = _agent_refs(pop)  # one pass over the refs, not one per agent
-    for agent in agents if agents is not None else sorted(refmap):
+    index = _Index(pop)
+    for agent in agents if agents is not None else sorted(index.refmap):
         path = agent_path(pop, agent)
-        _write_atomic(path, dumps(agent_memory(pop, agent, refmap.get(agent, []))))
+        _write_atomic(path, dumps(agent_memory(pop, agent, index.refmap.get(agent, []), index)))
         out.append(path)
     return out
 
@@ -210,15 +434,17 @@ def _is_memory_file(path: Path) -> bool:
     return isinstance(doc, dict) and "entries" in doc and "agent" in doc
 
 
-def load(pop: Population, agent: str) -> dict:
+def load(pop: Population, agent: str, source: dict | None = None) -> dict:
     """The agent's memory; a missing, corrupt, stale or foreign-version file is rebuilt,
-    never fatal (stale: the agent's refs or the notes moved since it was written)."""
+    never fatal (stale: the population's refs or notes moved since it was written).
+    ``source``: current_source(pop, agent), when the caller already has it."""
     path = agent_path(pop, agent)
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(doc, dict) and doc.get("v") == MEMORY_VERSION and doc.get("agent") == agent \
                 and isinstance(doc.get("entries"), list) \
-                and doc.get("source") == current_source(pop, agent):
+                and isinstance(doc.get("proposals"), list) \
+                and doc.get("source") == (source or current_source(pop, agent)):
             return doc
     except (OSError, ValueError):
         pass
@@ -230,30 +456,87 @@ def load(pop: Population, agent: str) -> dict:
     return doc
 
 
+# ----- what the mutators see -------------------------------------------------------------------
+# Outcome groups in the order a prompt shows them; within a group, by delta (best first).
+SHOWN_PER_OUTCOME = {"kept": 5, "rejected": 4, "failed": 3, "pending": 2}
+
+
+def _memory_entry(row: dict, speaker: str | None = None) -> MemoryEntry:
+    return MemoryEntry(summary=row["summary"], reasoning=row.get("reasoning") or "",
+                       operator=row.get("operator") or "?", delta=row.get("delta"),
+                       status=row.get("status") or ("failed" if row["commit"] is None
+                                                    else "pending"),
+                       outcome=row["outcome"], reason=row.get("reason"),
+                       target=row.get("target"),
+                       speaker=speaker if speaker is not None else row.get("mutator_agent"),
+                       generation=row.get("generation"), seeds=row.get("paired_seeds") or 0,
+                       fitness=row.get("fitness_after"), commit=row.get("commit"))
+
+
+def pick(rows: list[dict], per_outcome: dict[str, int] | None = None) -> list[dict]:
+    """At most ``per_outcome[o]`` rows of each outcome, grouped kept, rejected, failed,
+    pending; each group by delta (best first; failed and pending newest first)."""
+    per_outcome = per_outcome or SHOWN_PER_OUTCOME
+    out = []
+    for outcome in OUTCOMES:
+        group = [r for r in rows if r["outcome"] == outcome]
+        if outcome in ("kept", "rejected"):
+            group.sort(key=lambda r: (r["delta"] is None, r["delta"] or 0.0))
+        else:
+            group.reverse()  # rows come oldest first
+        out += group[:per_outcome.get(outcome, 0)]
+    return out
+
+
+def proposals(pop: Population, speaker: str, per_outcome: dict[str, int] | None = None,
+              pending: bool = True) -> list[MemoryEntry]:
+    """What ``speaker`` proposed (to any target) and what happened, for its prompt."""
+    rows = [r for r in load(pop, speaker)["proposals"]
+            if pending or r["outcome"] != "pending"]
+    return [_memory_entry(r, speaker) for r in pick(rows, per_outcome)]
+
+
 def entries(pop: Population, agent: str, limit: int = 8) -> list[MemoryEntry]:
-    """The agent's changes for a prompt, at most ``limit``: improvements (best first) up to
-    half, then the worst (failed runs, then the largest regressions), then the rest newest
-    first; unevaluated changes are left out."""
-    doc = load(pop, agent)
-    rows = [e for e in doc["entries"] if e.get("status") != "pending"]
-    good = sorted((e for e in rows if e.get("delta") is not None),
-                  key=lambda e: (e["delta"], e["commit"]))
-    failed = [e for e in rows if e.get("status") != "ok"]
-    improved = [e for e in good if e["delta"] < 0]
-    chosen = improved[:(limit + 1) // 2]
-    worst = failed[::-1] + [e for e in reversed(good) if e not in chosen]
-    for e in worst:
-        if len(chosen) >= limit:
-            break
-        if e not in chosen:
-            chosen.append(e)
-    for e in reversed(rows):  # fill with the rest, newest first
-        if len(chosen) >= limit:
-            break
-        if e not in chosen:
-            chosen.append(e)
-    return [MemoryEntry(summary=e["summary"], reasoning=e["reasoning"], operator=e["operator"],
-                        delta=e["delta"], status=e["status"]) for e in chosen]
+    """The history of ``agent``'s code for a prompt (changes made to it by anyone), at most
+    ``limit``: grouped by outcome, by delta within a group."""
+    rows = load(pop, agent)["entries"]
+    return [_memory_entry(r) for r in pick(rows)][:limit]
+
+
+LINEAGE_SHOWN = 5  # the newest changes a tree is made of, in its history
+
+
+def history(pop: Population, agent: str, tip, per_outcome: dict[str, int] | None = None
+            ) -> list[MemoryEntry]:
+    """The history of ``agent``'s code at ``tip``, for the prompt of whoever rewrites it: the
+    newest changes the code is made of (its first-parent line, whoever made them: an agent
+    branched from another inherits its line), then the changes tried on it that were not kept
+    (rejected, failed, pending), a few per outcome."""
+    index = _Index(pop)
+    line = []
+    c = pop.commit(tip)
+    while c.parent_ids and len(line) < LINEAGE_SHOWN:
+        owner = parse_message(c.message)[2].get("Darwin-Agent") or agent
+        line.append(index.entry(c, owner))
+        c = pop.repo[c.parent_ids[0]]
+    on_line = {e["commit"] for e in line}
+    tried = [e for e in load(pop, agent)["entries"]
+             if e["outcome"] != "kept" and e["commit"] not in on_line]
+    kept = [{**e, "outcome": "kept"} for e in line]  # this code is made of them
+    return [_memory_entry(r) for r in pick(kept + tried, per_outcome)]
+
+
+def recent_attempts(pop: Population, limit: int = 12,
+                    skip: str | None = None) -> list[MemoryEntry]:
+    """The population's most recent proposals with their outcomes, newest generation first:
+    what every agent (but ``skip``) already tried, failed and rejected ideas included."""
+    rows = []
+    for speaker in known_agents(pop):
+        if speaker != skip:
+            rows += [(speaker, r) for r in load(pop, speaker)["proposals"]]
+    rows.sort(key=lambda sr: (-(sr[1]["generation"] if isinstance(sr[1]["generation"], int)
+                                else -1), sr[0], _proposal_order(sr[1])))
+    return [_memory_entry(r, s) for s, r in rows[:limit]]
 
 
 def top_diffs(pop: Population, n_agents: int = 3, per_agent: int = 1,

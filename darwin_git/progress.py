@@ -59,6 +59,12 @@ def describe(e: dict) -> str | None:
         return f"  {e['mutator']} -> {e['target']}: {e['summary']}  [{e['operator']}]"
     if kind == "proposal_failed":
         return f"  {e['mutator']} -> {e['target']}: no mutation ({e['cause']}: {e['detail'][:120]})"
+    if kind == "nothing_new":
+        return (f"  generation {e['generation']} produced nothing new: {e['failed']} "
+                f"proposal(s) failed, {e['children']} child(ren) repeat evaluated code")
+    if kind == "preflight" and not e.get("ok"):
+        return (f"  {e['mutator']} -> {e['target']}: pre-flight failed in "
+                f"{e.get('seconds', 0):.1f} s ({e.get('stage')}): {e.get('error_line', '')}")
     if kind == "evaluated":
         loss = e.get("val_loss")
         val = f"val_loss {loss:.4f}" if isinstance(loss, (int, float)) else e.get("cause") or ""

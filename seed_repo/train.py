@@ -8,6 +8,8 @@ darwin-git runs this with the tree read-only and gives it (environment):
                        wall: seconds since the run started
   DARWIN_DEVICE        cpu | cuda
   DARWIN_SEED          random seed
+  DARWIN_PREFLIGHT     1: darwin-git's pre-flight: take one optimizer step on a tiny batch,
+                       save the checkpoint, exit (proves in seconds that the code trains)
 The harness stops the run shortly after the budget and then scores nothing; it measures
 validation loss itself, on held-out text this run never sees.
 """
@@ -29,6 +31,7 @@ BUDGET_S = float(os.environ.get("DARWIN_BUDGET_S", "60"))  # given by the harnes
 CLOCK = os.environ.get("DARWIN_BUDGET_CLOCK", "wall")  # what the harness counts the budget in
 DEVICE = os.environ.get("DARWIN_DEVICE", "cpu")  # cpu | cuda, same code on both
 SEED = int(os.environ.get("DARWIN_SEED", "0"))  # the harness varies it to measure noise
+PREFLIGHT = os.environ.get("DARWIN_PREFLIGHT") == "1"  # one step on a tiny batch, then save
 DATA_DIR = os.environ.get("DARWIN_DATA", "data")
 OUT_DIR = os.environ.get("DARWIN_OUT", "out")
 
@@ -50,6 +53,8 @@ SAVE_MARGIN_S = min(1.0, 0.1 * BUDGET_S)  # saving + exit fit in it; never count
 LOG_EVERY = 1 if DEVICE == "cpu" else 10  # .item() syncs a GPU; on CPU a line per step is free
 COMPILE = DEVICE == "cuda"  # torch.compile pays off on GPU; on CPU its compile time does not
 # -------------------------------------------------------------------------------------------
+if PREFLIGHT:  # the pre-flight checks that the code runs, not how well it learns
+    BATCH_SIZE, COMPILE = 2, False
 
 torch.manual_seed(SEED)
 np.random.seed(SEED)
@@ -109,7 +114,9 @@ train_start, train_wall = clock(), time.time()
 step, tokens, last_loss, step_s = 0, 0, float("nan"), 0.0
 while True:
     now = clock()
-    if now + step_s >= deadline:  # a step that would end past the deadline is not started
+    if PREFLIGHT and step == 1:
+        break
+    if not PREFLIGHT and now + step_s >= deadline:  # a step ending past the deadline: not begun
         break
     x, y = get_batch()
     t_step = time.time()

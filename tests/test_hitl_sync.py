@@ -175,8 +175,8 @@ def test_prompts_show_answers_to_the_trees_that_hold_them(pop, git, llm_server):
     git("switch", "-q", "seed", cwd=wt)
     llm_server.push(mutation_reply(""), mutation_reply(""))
     run_loop(pop, llm(llm_server), generations=1)  # pairing "self": each edits its own tree
-    prompts = {a: json.dumps(b) for b in llm_server.bodies()[-2:]
-               for a in ("agent-00", "agent-01") if f"Target agent: {a} " in json.dumps(b)}
+    prompts = {a: json.dumps(b) for b in llm_server.bodies()[-2:] for a in ("agent-00", "agent-01")
+               if f"proposing one change to the code of {a}." in json.dumps(b)}
     assert "Shall I compare thee" in prompts["agent-01"]
     assert "prose.txt" not in prompts["agent-00"]
 

@@ -55,7 +55,7 @@ def test_a_known_tree_goes_back_to_the_model_with_its_result(llm_server):
     assert known.asked == [{"train.py": "LR = 2e-3\nBATCH = 16\n"},
                            {"train.py": "LR = 3e-3\nBATCH = 16\n"}]
     told = llm_server.bodies()[1]["messages"][-1]["content"]
-    assert "already trained and scored: val_loss 1.71 (2 seeds), rejected in g3" in told
+    assert "code it produces is not new: val_loss 1.71 (2 seeds), rejected in g3" in told
 
 
 def test_a_preflight_error_is_a_retry_turn_and_ends_as_preflight_failed(llm_server):

@@ -88,14 +88,27 @@ def test_templates_can_be_overridden_per_file(tmp_path: Path):
         Prompts(tmp_path / "nope")
 
 
-def test_memory_shows_best_worst_and_failures():
-    mem = [MemoryEntry(f"c{i}", "r", "llm", d, "ok") for i, d in enumerate([0.3, -0.2, 0.1, -0.4,
-                                                                            0.0, 0.5, -0.1])]
-    mem.append(MemoryEntry("crash", "oops", "llm", None, "train_failed"))
-    text = render_memory(mem)
-    lines = text.splitlines()
-    assert lines[0].startswith("- [best] c3") and "[worst] c5" in text and "[failed] crash" in text
-    assert len(lines) == 7
+def test_memory_is_grouped_by_outcome_and_ordered_by_delta():
+    def entry(name, delta, outcome, status="ok", reason=None):
+        return MemoryEntry(name, "r", "llm", delta, status, outcome=outcome, reason=reason,
+                           seeds=1 if delta is not None else 0)
+
+    mem = [entry("regressed", 0.3, "rejected", reason="rejected after 1 seed: +0.3000 nats "
+                 "worse on seed 0"),
+           entry("small win", -0.2, "kept"), entry("near miss", -0.01, "rejected"),
+           entry("big win", -0.4, "kept"), entry("crash", None, "failed", "train_failed",
+                                                 "train_failed (exception): ValueError: x")]
+    lines = render_memory(mem).splitlines()
+    assert lines == [
+        "Kept (promoted):",
+        "- big win (llm); delta -0.4000 over 1 seed",
+        "- small win (llm); delta -0.2000 over 1 seed",
+        "Rejected (not promoted):",
+        "- near miss (llm); delta -0.0100 over 1 seed",
+        "- regressed (llm); rejected after 1 seed: +0.3000 nats worse on seed 0",
+        "Failed:",
+        "- crash (llm); train_failed (exception): ValueError: x"]
+    assert render_memory([]) == "(nothing yet)"
 
 
 def test_a_doubly_escaped_diff_is_unescaped():

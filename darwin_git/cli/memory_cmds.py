@@ -49,7 +49,8 @@ def update(agents, quiet, repo):
 @json_option
 @user_errors
 def show_memory(agent, limit, repo, as_json):
-    """An agent's memory: best and worst changes first, then failures."""
+    """An agent's memory: what it proposed (as the speaking agent) and what happened, then the
+    history of its own code; each grouped kept / rejected / failed / pending, by delta."""
     from .. import memory as mem
 
     pop = open_population(repo)
@@ -57,11 +58,20 @@ def show_memory(agent, limit, repo, as_json):
     if as_json:
         emit_json(doc)
         return
-    picked = mem.entries(pop, agent, limit)
-    click.echo(f"{agent}: {len(doc['entries'])} change(s), {len(doc['failures'])} failed "
-               f"attempt(s); best {doc['best']['fitness'] if doc['best'] else '-'}")
-    for e in picked:
+    click.echo(f"{agent}: proposed {len(doc['proposals'])} change(s); its code has "
+               f"{len(doc['entries'])} change(s) and {len(doc['failures'])} failed attempt(s); "
+               f"best {doc['best']['fitness'] if doc['best'] else '-'}")
+    click.echo(f"What {agent} proposed:")
+    _rows(mem.proposals(pop, agent)[:limit], lambda e: f"-> {e.target}")
+    click.echo(f"Changes to {agent}'s code:")
+    _rows(mem.entries(pop, agent, limit), lambda e: f"by {e.speaker or 'human'}")
+
+
+def _rows(entries, who) -> None:
+    if not entries:
+        click.echo("  (none)")
+    for e in entries:
         delta = "-" if e.delta is None else f"{e.delta:+.4f}"
-        click.echo(f"  {delta:>9}  {e.status:<12} {e.operator:<18} {e.summary}")
-    for f in doc["failures"][-limit:]:
-        click.echo(f"  failed     {f['cause']:<12} {f['operator'] or '-':<18} {f['detail']}")
+        reason = f"  ({e.reason})" if e.reason else ""
+        click.echo(f"  {e.outcome or e.status:<9} {delta:>9}  {who(e):<14} {e.operator:<18} "
+                   f"{e.summary}{reason}")

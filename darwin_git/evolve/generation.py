@@ -27,6 +27,9 @@ class Stats:
     failures: dict = field(default_factory=lambda: dict.fromkeys(STAGES, 0))  # stage -> count
     evaluations_run: int = 0  # trainings started in this generation (this invocation)
     evaluations_cached: int = 0  # results copied from an identical tree (cache or twin)
+    # pre-flight checks of proposed trees: run, caught (failed: each a retry turn instead of a
+    # training run), and the wall seconds they took
+    preflight: dict = field(default_factory=lambda: {"checks": 0, "caught": 0, "seconds": 0.0})
 
     def spend(self, tokens: dict | None, cost_usd: float | None = None,
               attempts: int = 1) -> None:
@@ -36,6 +39,11 @@ class Stats:
 
     def fail(self, stage: str) -> None:
         self.failures[stage] = self.failures.get(stage, 0) + 1
+
+    def preflighted(self, ok: bool, seconds: float) -> None:
+        self.preflight["checks"] += 1
+        self.preflight["caught"] += not ok
+        self.preflight["seconds"] = round(self.preflight["seconds"] + seconds, 3)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ import pygit2
 
 from .. import memory, runconfig
 from ..fitness import Conditions, fitness, leaderboard, too_short
+from ..harness.preflight import make_preflight
 from ..hitl import Hitl, LoopHooks
 from ..population.refs import ref_target
 from ..population.repo import SEED_REF, Population
@@ -56,7 +57,8 @@ class Evolution:
                                  settings.stall_generations)
         self.evaluations = Evaluations(pop, executor, self.conditions, sink)
         self.proposals = Proposals(pop, settings, mutator, sink, self.conditions, self.hitl,
-                                   self.budgets, resolver, slots=executor.slots)
+                                   self.budgets, resolver, slots=executor.slots,
+                                   preflight=make_preflight(settings, executor, pop, sink))
         self.acceptance = Acceptance(pop, self.evaluations, settings.acceptance(), settings.seed,
                                      sink)
         self.selection = Selection(pop, self.journal, sink, settings, self.conditions,

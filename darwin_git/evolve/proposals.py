@@ -13,16 +13,16 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from .. import memory
-from ..contract import CONTRACT_FILE, ContractError, parse_contract
 from ..failpoints import crashpoint
 from ..fitness import Conditions, fitness
 from ..hitl import LoopHooks
 from ..mutate.base import Mutation, MutationContext, MutationFailure
-from ..population import trees
+from ..mutate.operators import BuiltinMutator, few_fit_warning
 from ..population.refs import ref_target, update_refs
 from ..population.repo import CANDIDATE_PREFIX, Population
 from ..select import rank
 from .budgets import Budgets
+from .context import Contexts
 from .generation import Generation, seed_of
 from .settings import EvolveSettings
 
@@ -38,25 +38,51 @@ class Proposals:
 
     def __init__(self, pop: Population, settings: EvolveSettings, mutator, sink,
                  conditions: Conditions, hitl: LoopHooks | None = None,
-                 budgets: Budgets | None = None, resolver=None, slots: int = 1):
+                 budgets: Budgets | None = None, resolver=None, slots: int = 1,
+                 preflight=None):
+        """``preflight``: darwin_git.harness.preflight.Preflight, checking each child before it
+        is queued (None: no pre-flight)."""
         self.pop, self.s, self.mutator, self.sink = pop, settings, mutator, sink
         self.conditions = conditions
         self.hitl = hitl or LoopHooks()
         self.budgets = budgets  # proposing stops once one runs out
         self.resolver = resolver  # has resolve_conflicts(...) (the LLM mutator), or None
         self.slots = slots
+        self.contexts = Contexts(pop, settings, conditions, self.hitl, slots, preflight)
+        self._warned = False  # the built-in mutator's few-fit warning: once per run
+        self._new = 0  # this generation's children whose tree is new (Contexts.kept)
 
     def make(self, gen: Generation) -> Iterator[str]:
         """Yield each child of this generation the moment it is committed (mutations, then
         crossovers), recorded in ``gen``."""
         rng = random.Random(seed_of(self.s.seed, gen.g, "pairs"))
+        self.contexts.start(gen.g)
+        self._warn_few_operators(gen)
+        made, failed_before, self._new = 0, gen.stats.failed, 0
         for speaker, target, commit in self.mutations(gen, self.pairs(list(gen.tips), rng)):
+            made += 1
             yield gen.add(commit, target, f"{speaker} -> {target}")
         for i in range(self.s.crossovers if len(gen.tips) > 1 else 0):
-            made = self.crossover(gen, i, rng)
-            if made:
-                commit, owner = made
+            child = self.crossover(gen, i, rng)
+            if child:
+                commit, owner = child
+                made += 1
                 yield gen.add(commit, owner, f"crossover into {owner}")
+        failed = gen.stats.failed - failed_before
+        if made + failed and not self._new:
+            self.sink.emit({"event": "nothing_new", "generation": gen.g, "children": made,
+                            "failed": failed})
+
+    def _warn_few_operators(self, gen: Generation) -> None:
+        """Once per run: the built-in operators fit few edits to this population's code."""
+        if self._warned or not isinstance(self.mutator, BuiltinMutator) or not gen.tips:
+            return
+        self._warned = True
+        code = self.contexts.code(next(iter(gen.tips.values())))
+        warning = few_fit_warning(code[1], code[0]) if code else None
+        if warning:
+            self.sink.emit({"event": "warning", "kind": "few_operators",
+                            "detail": f"built-in mutator: {warning}"})
 
     def pairs(self, names: list[str], rng: random.Random) -> list[tuple[str, str]]:
         """(speaker, target): ring (agent i rewrites agent i+1, DARWIN), self or random."""
@@ -78,6 +104,7 @@ class Proposals:
                 slot, parent = f"{target}.{speaker}", gen.tips[target]
                 existing = ref_target(self.pop.repo, candidate_ref(gen.g, slot))
                 if existing is not None:  # made before a crash: never propose twice
+                    self._new += self.contexts.kept(str(existing), slot)
                     yield speaker, target, str(existing)
                     continue
                 if self._attempted(gen.g, slot, parent) or \
@@ -93,9 +120,18 @@ class Proposals:
                 except Exception as exc:  # a mutator that broke its never-raise promise
                     outcome = MutationFailure("mutator_error", f"{type(exc).__name__}: {exc}",
                                               "?", getattr(self.mutator, "name", "?"))
+                self._tell_preflights(gen, slot, speaker, target)
                 commit = self._commit(gen, slot, speaker, target, outcome)
                 if commit:
                     yield speaker, target, commit
+
+    def _tell_preflights(self, gen: Generation, slot, speaker, target) -> None:
+        """One event per pre-flight the slot's proposal went through (its failed tries too)."""
+        for verdict in self.contexts.preflights(slot):
+            gen.stats.preflighted(verdict.ok, verdict.seconds)
+            self.sink.emit({"event": "preflight", "generation": gen.g, "mutator": speaker,
+                            "target": target, **verdict.to_event(),
+                            "error_line": memory.error_line(verdict.error or verdict.note)})
 
     def _attempted(self, g: int, slot: str, parent: str) -> bool:
         return any(r.get("generation") == g and r.get("slot") == slot
@@ -130,6 +166,7 @@ class Proposals:
     def _keep(self, gen: Generation, slot, commit, speaker, target, summary, operator) -> None:
         update_refs(self.pop.repo, [(candidate_ref(gen.g, slot), None, commit)],
                     f"darwin-git: candidate {slot} g{gen.g}")
+        self._new += self.contexts.kept(str(commit), slot)
         gen.stats.proposed += 1
         self.sink.emit({"event": "proposed", "generation": gen.g, "mutator": speaker,
                         "target": target, "summary": summary, "operator": operator,
@@ -144,41 +181,14 @@ class Proposals:
         memory.update(self.pop, [target])
         self.sink.emit({"event": "proposal_failed", "generation": gen.g, "mutator": speaker,
                         "target": target, "cause": failure.cause, "detail": failure.detail})
+        self.contexts.release(slot)  # the tree it claimed (Contexts) is free again
 
     # ----- what a mutator sees -------------------------------------------------------------
-    def context(self, g: int, speaker: str, target: str, parent: str) -> MutationContext | None:
-        """What ``speaker`` sees when it rewrites ``target``'s code at ``parent``; None for a
-        tree without a contract (it cannot be mutated; its evaluation says why)."""
-        tree = self.pop.commit(parent).tree
-        try:
-            contract = parse_contract(self.pop.repo[tree[CONTRACT_FILE].id].data.decode())
-        except (KeyError, ContractError, UnicodeDecodeError):
-            return None
-        files = {}
-        for path, blob in trees.blobs(self.pop.repo, tree):
-            if contract.is_mutable(path):
-                try:
-                    files[path] = blob.data.decode("utf-8")
-                except UnicodeDecodeError:
-                    continue
-        return MutationContext(
-            mutator_agent=speaker, target_agent=target, generation=g, contract=contract,
-            files=files, target_fitness=fitness(self.pop, parent, self.conditions).loss,
-            memory=memory.entries(self.pop, speaker), top_diffs=memory.top_diffs(self.pop),
-            failure_log=self._last_failure(target, g), guidance=self.hitl.guidance(),
-            answers=self.hitl.answers(speaker, parent),
-            seed=seed_of(self.s.seed, g, speaker, target))
-
-    def _last_failure(self, target: str, g: int) -> str | None:
-        """Log tail of the target's most recent candidate that failed to train or evaluate."""
-        for gen in range(g - 1, max(0, g - 3), -1):
-            prefix = candidate_ref(gen, f"{target}.")
-            for name in sorted(self.pop.repo.references):
-                if name.startswith(prefix):
-                    for r in self.pop.records(ref_target(self.pop.repo, name), "result"):
-                        if r.get("status") not in ("ok", None):
-                            return f"[{r['status']}: {r.get('cause')}]\n{r.get('log_tail') or ''}"
-        return None
+    def context(self, g: int, speaker: str, target: str, parent: str,
+                checks: bool = True) -> MutationContext | None:
+        """What ``speaker`` sees when it rewrites ``target``'s code at ``parent`` (evolve/
+        context.py); None for a tree without a contract (its evaluation says why)."""
+        return self.contexts.build(g, speaker, target, parent, checks)
 
     # ----- crossover ---------------------------------------------------------------------
     def crossover(self, gen: Generation, i: int, rng: random.Random) -> tuple[str, str] | None:
@@ -220,7 +230,7 @@ class Proposals:
         """Ask the resolver (the LLM) to settle a crossover's conflicts; the merge it allows,
         or the unmerged outcome with the resolver's reason under "_"."""
         tips = gen.tips
-        ctx = self.context(gen.g, a, a, tips[a])
+        ctx = self.context(gen.g, a, a, tips[a], checks=False)  # its tree is a merge
         _, ra, _ = self.pop.message(tips[a])
         _, rb, _ = self.pop.message(tips[b])
         fix = self.resolver.resolve_conflicts(ctx, out.conflicts, ra, rb)

@@ -32,6 +32,7 @@ class EvolveSettings:
     max_tokens: int | None = None  # stop once the run's LLM tokens reach this
     max_cost_usd: float | None = None  # stop once the run's LLM cost reaches this
     stall_generations: int = 3  # generations without improvement before an agent asks a human
+    preflight_s: float = 20.0  # CPU seconds a child's pre-flight may take (import, build, one step); 0: none
 
     def acceptance(self) -> AcceptanceRule:
         return AcceptanceRule(max_seeds=self.max_seeds, confidence=self.confidence,

@@ -21,12 +21,44 @@ TreeCheck = Callable[[Changes], "str | None"]
 
 @dataclass
 class MemoryEntry:
-    """One earlier change of the mutating agent and what it did to fitness."""
+    """One earlier change and what it did to fitness (darwin_git.memory)."""
     summary: str
     reasoning: str
     operator: str
-    delta: float | None  # fitness change (val_loss after - before; negative is better)
-    status: str  # result status of the child
+    delta: float | None  # change - parent val_loss over the seeds both have (negative = better)
+    status: str  # result status of the child ("pending" before one, "failed" without a commit)
+    outcome: str | None = None  # kept | rejected | failed | pending
+    reason: str | None = None  # why, in words: the acceptance verdict, the failure's cause
+    target: str | None = None  # whose code it changed
+    speaker: str | None = None  # who proposed it (None: a human or the engine)
+    generation: int | None = None
+    seeds: int = 0  # training seeds the delta is paired over (0: unpaired)
+    fitness: float | None = None  # val_loss of the change (mean over its seeds)
+    commit: str | None = None  # None: the proposal made no commit
+
+
+@dataclass
+class RunInfo:
+    """The run's conditions and acceptance rule, as a prompt states them."""
+    budget_s: float
+    clock: str  # "cpu" | "wall"
+    device: str  # "cpu" | "cuda"
+    threads: int | None = None  # CPU threads per training run; None: not capped
+    sigma: float | None = None  # the noise floor: the seed's val_loss spread over seeds
+    rule: str = ""  # the acceptance rule in words
+
+
+@dataclass
+class TargetRun:
+    """The target's current state: its fitness and the training behind its latest result."""
+    commit: str  # the evaluated commit the numbers are from (the tip, or its nearest ancestor)
+    fitness: float | None  # mean over seeds of the ok val_loss; None: no ok run
+    seeds: int  # how many seeds stand behind it
+    pending: int = 0  # commits above ``commit`` not evaluated yet (a human's, say)
+    result: dict = field(default_factory=dict)  # the latest comparable result shown (status,
+    #   cause, seed, val_loss, params, vocab_size, train_wall_s, train_cpu_s, train: {steps,
+    #   ms_per_step, tokens_per_s, loss_curve, ...}); the log tail only when it failed
+    too_short: str | None = None  # why the run was too short to learn, in words
 
 
 @dataclass
@@ -37,11 +69,15 @@ class MutationContext:
     contract: Contract
     files: dict[str, str]  # the target's mutable files, path -> text
     target_fitness: float | None = None  # val_loss of the target's tip, if known
-    memory: list[MemoryEntry] = field(default_factory=list)  # the mutator agent's history
+    memory: list[MemoryEntry] = field(default_factory=list)  # the speaker's own proposals
+    target_history: list[MemoryEntry] = field(default_factory=list)  # changes to the target
+    population: list[MemoryEntry] = field(default_factory=list)  # others' recent attempts
     top_diffs: list[str] = field(default_factory=list)  # recent accepted diffs of top agents
-    failure_log: str | None = None  # tail of the target's last failed run
+    run: RunInfo | None = None  # budget, clock, device, threads, noise, the acceptance rule
+    target_run: TargetRun | None = None  # the target's fitness and training dynamics
+    failure_log: str | None = None  # log tail of the target's own last run, when it failed
     guidance: str | None = None  # human steering text (HITL)
-    answers: list[str] = field(default_factory=list)  # human answers to this agent's requests
+    answers: list[str] = field(default_factory=list)  # human answers (with file contents)
     seed: int = 0  # for reproducible choices of the built-in operators
     # Checks the loop provides, called on a change that applied cleanly (never raise):
     # known_result: the resulting tree was already evaluated -> a one-line summary of its result
@@ -80,6 +116,7 @@ class MutationFailure:
     attempts: int = 1
     log: str | None = None  # transcript tail, for debugging
     request: dict | None = None  # a request to the human the reply carried (HITL), if any
+    summary: str | None = None  # the summary of the last change the model proposed, if any
 
 
 class Mutator(abc.ABC):

@@ -21,7 +21,7 @@ from .deadline import DeadlineExceeded, ReplyTooLarge, deadline, http_client
 from .diffapply import apply_diff
 from .errors import DiffError, Refusal, ReplyError
 from .policy import check_changes, message_problem, write_problem
-from .prompt import Prompts
+from .prompt import Prompts, prompt_chars
 from .reply import Reply, parse_reply
 
 LOG_CHARS = 4000
@@ -149,12 +149,13 @@ class _Conversation:
         self.tokens = {"prompt": 0, "completion": 0, "total": 0}
         self.attempts = 0
         self.log: list[str] = []
+        self.summary: str | None = None  # of the last readable reply: what a failure tried
 
     def loop(self, messages: list[dict], accept, operator: str) -> Mutation | MutationFailure:
         cfg = self.m.config
         cause, detail = "bad_reply", "no attempt made"
         for _ in range(cfg.max_apply_attempts):
-            size = sum(len(str(m.get("content") or "")) for m in messages)
+            size = prompt_chars(messages)
             if size > cfg.max_prompt_chars:
                 return self.failure("too_large", f"the prompt would be {size:,} characters "
                                     f"(limit {cfg.max_prompt_chars:,}, [mutator] "
@@ -166,6 +167,7 @@ class _Conversation:
                 return self.failure(exc.cause, exc.detail, operator)
             try:
                 reply = self._read(answer)
+                self.summary = reply.summary or self.summary
                 if reply.request and not reply.diff.strip() and not reply.files:
                     # The agent waits for a human: no point asking it again for a diff.
                     what = reply.request["what"]
@@ -311,7 +313,8 @@ class _Conversation:
         return MutationFailure(cause=cause, detail=detail, operator=operator,
                                mutator=self.m.label, model=self.m.config.model,
                                tokens=dict(self.tokens), attempts=max(self.attempts, 1),
-                               log="\n".join(self.log)[-LOG_CHARS:] or None)
+                               log="\n".join(self.log)[-LOG_CHARS:] or None,
+                               summary=self.summary)
 
 
 def _retried(requests: int) -> str:

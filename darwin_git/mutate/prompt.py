@@ -5,18 +5,35 @@ templates use ``$name`` placeholders (``string.Template``), so code with braces 
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from string import Template
 
-from .base import MemoryEntry, MutationContext
+from .base import MemoryEntry, MutationContext, RunInfo, TargetRun
 
 DEFAULTS_DIR = Path(__file__).with_name("prompts")
 TEMPLATES = ("system", "mutate", "retry_diff", "retry_reply", "retry_duplicate",
              "retry_preflight", "crossover", "retry_merge")
-MEMORY_SHOWN = 3  # best and worst entries each; the prompt must stay small
+# Bounds that keep one prompt small whatever the run's history (README "Mutators": a first
+# prompt for the seed is about 12-16k characters, most of it the target's files).
+SHOWN_PER_OUTCOME = 4  # earlier changes shown per outcome group (kept, rejected, ...)
+POPULATION_SHOWN = 12  # other agents' recent attempts
+REASONING_CHARS = 240  # of one earlier change's reasoning
+SUMMARY_CHARS = 100
+REASON_CHARS = 200  # of a verdict's or failure's reason
 TOP_DIFFS_SHOWN = 3
 DIFF_CHARS = 3000
 LOG_CHARS = 3000
+ANSWER_CHARS = 6000  # of one human answer (its files' contents included)
+CURVE_SHOWN = 12  # loss-curve points
+OUTCOME_TITLES = {"kept": "Kept (promoted)", "rejected": "Rejected (not promoted)",
+                  "evaluated": "Evaluated", "failed": "Failed", "pending": "Pending"}
+CLOCK_WORDS = {
+    "cpu": "CPU time: CPU seconds of every process and thread of the run, interpreter start and "
+           "imports included; waiting costs nothing, and two busy threads spend it twice as fast",
+    "wall": "wall-clock time: seconds since the run started, interpreter start and imports "
+            "included; waiting and other work on the machine count",
+}
 
 
 class TemplateError(ValueError):
@@ -51,12 +68,15 @@ class Prompts:
                              entry=c.model_entry)
         user = self.render(
             "mutate", generation=ctx.generation, target=ctx.target_agent,
+            speaker=ctx.mutator_agent,
             fitness="unknown" if ctx.target_fitness is None else f"{ctx.target_fitness:.4f}",
-            files=render_files(ctx.files), memory=render_memory(ctx.memory),
+            run=render_run(ctx.run), target_state=render_target(ctx),
+            files=render_files(ctx.files), memory=render_memory(ctx.memory, own=True),
+            history=render_memory(ctx.target_history, owner=ctx.target_agent),
+            population=render_population(ctx.population),
             top_diffs=render_diffs(ctx.top_diffs),
-            failure_log=_fence(ctx.failure_log[-LOG_CHARS:]) if ctx.failure_log else "(none)",
             guidance=(ctx.guidance or "").strip() or "(none)",
-            answers="\n".join(f"- {a.strip()}" for a in ctx.answers if a.strip()) or "(none)")
+            answers=render_answers(ctx.answers))
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
     def crossover_messages(self, ctx: MutationContext, conflicted: dict[str, str],
@@ -78,23 +98,210 @@ def render_files(files: dict[str, str]) -> str:
     return "\n\n".join(f"### {path}\n{_fence(text)}" for path, text in sorted(files.items()))
 
 
-def render_memory(memory: list[MemoryEntry]) -> str:
-    """Best and worst earlier changes by fitness delta, then failures: what worked and what
-    to avoid, without the whole history."""
-    scored = sorted((m for m in memory if m.delta is not None), key=lambda m: m.delta)
-    failed = [m for m in memory if m.delta is None]
-    best = scored[:MEMORY_SHOWN]
-    worst = [m for m in reversed(scored[MEMORY_SHOWN:])][:MEMORY_SHOWN]
-    rows = [("best", m) for m in best] + [("worst", m) for m in worst] \
-        + [("failed", m) for m in failed[-MEMORY_SHOWN:]]
-    if not rows:
-        return "(no earlier changes)"
+def prompt_chars(messages: list[dict]) -> int:
+    """The size of one call's messages, in characters: what [mutator] max_prompt_chars bounds
+    and what the benchmarks report."""
+    return sum(len(str(m.get("content") or "")) for m in messages)
+
+
+def _short(text: str | None, n: int) -> str:
+    text = " ".join(str(text or "").split())
+    return text if len(text) <= n else text[:n - 3].rstrip() + "..."
+
+
+def _num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def render_run(run: RunInfo | None) -> str:
+    """The run's conditions, the noise and the acceptance rule."""
+    if run is None:
+        return "(not given)"
+    clock = CLOCK_WORDS.get(run.clock, run.clock)
+    threads = f", {run.threads} CPU thread{'s' if run.threads != 1 else ''} per run" \
+        if run.threads else ""
+    lines = [f"- Budget: {run.budget_s:g} s of {clock}. Training that runs past it is stopped "
+             "and not scored: the code must watch its own clock and save its checkpoint in "
+             "time.",
+             f"- Device: {run.device}{threads}.",
+             "- Fitness: validation loss in nats per token on held-out text the code never sees, "
+             "computed by the harness from the saved checkpoint; a commit's fitness is its mean "
+             "over training seeds. Lower is better."]
+    if run.sigma is not None:
+        lines.append(f"- Noise: the seed code's val_loss varies by sigma = {run.sigma:.4f} "
+                     "between training seeds.")
+    if run.rule:
+        lines.append(f"- Acceptance: {run.rule}")
+    return "\n".join(lines)
+
+
+def render_target(ctx: MutationContext) -> str:
+    """The target's fitness and how its latest run trained (or how it failed)."""
+    t: TargetRun | None = ctx.target_run
+    if t is None:
+        return (f"val_loss {ctx.target_fitness:.4f}." if ctx.target_fitness is not None
+                else "Not evaluated yet.") + _failure(ctx)
+    r = t.result or {}
+    lines = []
+    if t.pending:
+        lines.append(f"The tip has {t.pending} change{'s' if t.pending != 1 else ''} not "
+                     f"evaluated yet; the numbers are from commit {t.commit[:10]} below it.")
+    if t.fitness is not None:
+        lines.append(f"val_loss {t.fitness:.4f} (mean over {t.seeds} seed"
+                     f"{'s' if t.seeds != 1 else ''}).")
+    elif r:
+        lines.append(f"No ok run: its latest run ended {r.get('status')}"
+                     + (f" ({r['cause']})" if r.get("cause") else "") + ".")
+    else:
+        lines.append("Not evaluated yet.")
+    if r.get("status") == "ok":
+        lines += _dynamics(r)
+    if t.too_short:
+        lines.append(f"WARNING: this run was {t.too_short} (the budget is the run's, not yours "
+                     "to change: what you can change is how much the code learns within it).")
+    return "\n".join(lines) + _failure(ctx)
+
+
+def _dynamics(r: dict) -> list[str]:
+    """The training behind one result: steps, speed, the loss curve, val_loss vs ln(vocab)."""
+    train = r.get("train") if isinstance(r.get("train"), dict) else {}
+    said = r.get("reported") if isinstance(r.get("reported"), dict) else {}  # its summary lines
+    steps = train.get("steps", said.get("steps"))
+    tps = train.get("tokens_per_s", said.get("tokens_per_s"))
+    final = train.get("final_loss", said.get("train_loss"))
+    measured, logged = [], []
+    if _num(r.get("params")):
+        measured.append(f"{r['params'] / 1e6:.2f}M parameters")
+    spent = r.get("train_cpu_s") if r.get("clock") == "cpu" else r.get("train_wall_s")
+    if _num(spent):
+        measured.append(f"{spent:.1f} s of training ({r.get('clock') or 'wall'} clock)")
+    if _num(steps):
+        logged.append(f"{steps:,.0f} optimizer step{'s' if steps != 1 else ''}")
+    if _num(train.get("ms_per_step")):
+        logged.append(f"{train['ms_per_step']:.1f} ms per step")
+    if _num(tps):
+        logged.append(f"{tps:,.0f} tokens/s")
+    if _num(final):
+        logged.append(f"final training loss {final:.3f}")
+    seed = f" (seed {r['seed']})" if r.get("seed") is not None else ""
+    head = f"Latest run{seed}: " + (", ".join(measured) if measured else "no measurements")
+    lines = [head + (f"; its training log reports {', '.join(logged)}." if logged else
+                     "; its training log reports no step statistics.")]
+    curve = [p for p in train.get("loss_curve") or []
+             if isinstance(p, (list, tuple)) and len(p) == 2 and _num(p[0]) and _num(p[1])]
+    if curve:
+        if len(curve) > CURVE_SHOWN:
+            idx = sorted({round(i * (len(curve) - 1) / (CURVE_SHOWN - 1))
+                          for i in range(CURVE_SHOWN)})
+            curve = [curve[i] for i in idx]
+        lines.append("Training loss by step: " + " | ".join(f"{s:.0f}: {v:.3f}" for s, v in curve))
+    vocab, loss = r.get("vocab_size"), r.get("val_loss")
+    if _num(vocab) and vocab > 1 and _num(loss):
+        uniform = math.log(vocab)
+        lines.append(f"val_loss {loss:.3f} vs ln({vocab:.0f}) = {uniform:.3f}, the loss of a "
+                     f"uniform guess over the vocabulary ({loss / uniform:.0%} of it).")
+    return lines
+
+
+def _failure(ctx: MutationContext) -> str:
+    if not ctx.failure_log:
+        return ""
+    return "\nIts latest run failed; the end of its log:\n" + _fence(ctx.failure_log[-LOG_CHARS:])
+
+
+def _outcome(m: MemoryEntry) -> str:
+    if m.outcome:
+        return m.outcome
+    if m.status == "pending":
+        return "pending"
+    return "evaluated" if m.status == "ok" else "failed"
+
+
+def render_memory(memory: list[MemoryEntry], own: bool = False, owner: str | None = None) -> str:
+    """Earlier changes grouped by what happened to them (kept, rejected, failed, pending),
+    each group by delta, best first; ``own``: the speaker's proposals, with its reasoning;
+    ``owner``: whose code's history it is (a change made in another agent's line says so)."""
+    groups: dict[str, list[MemoryEntry]] = {}
+    for m in memory:
+        groups.setdefault(_outcome(m), []).append(m)
     out = []
-    for tag, m in rows:
-        delta = f"{m.delta:+.4f}" if m.delta is not None else "n/a"
-        reason = " ".join(m.reasoning.split())[:300]
-        out.append(f"- [{tag}] {m.summary} ({m.operator}; delta {delta}; {m.status}): {reason}")
+    for outcome, title in OUTCOME_TITLES.items():
+        rows = groups.get(outcome, [])
+        if outcome in ("kept", "rejected", "evaluated"):
+            rows.sort(key=lambda m: (m.delta is None, m.delta or 0.0))
+        if not rows:
+            continue
+        out.append(f"{title}:")
+        for m in rows[:SHOWN_PER_OUTCOME]:
+            out.append(_memory_line(m, own, owner))
+            if own and m.reasoning.strip():
+                out.append(f"    your reasoning: {_short(m.reasoning, REASONING_CHARS)}")
+    if not out:
+        return "(nothing yet)"
     return "\n".join(out)
+
+
+def _memory_line(m: MemoryEntry, own: bool, owner: str | None = None) -> str:
+    where = []
+    if m.generation is not None:
+        where.append(f"g{m.generation}")
+    if own and m.target:
+        where.append(f"to {m.target}")
+    elif not own:
+        where.append(f"by {m.speaker}" if m.speaker else "by a human" if m.operator == "human"
+                     else "")
+        if owner and m.target and m.target != owner:
+            where.append(f"in {m.target}'s line")
+    head = " ".join(w for w in where if w)
+    text = f"- {head + ': ' if head else ''}{_short(m.summary, SUMMARY_CHARS)} ({m.operator})"
+    text += _effect(m)
+    return text
+
+
+def _effect(m: MemoryEntry) -> str:
+    """'; <the verdict's or failure's reason>' when there is one (it carries the numbers),
+    else '; delta -0.0480 over 3 seeds' as far as it is known."""
+    if m.reason:
+        return "; " + _short(m.reason, REASON_CHARS)
+    if m.delta is not None:
+        paired = f" over {m.seeds} seed{'s' if m.seeds != 1 else ''}" if m.seeds \
+            else " (unpaired)"
+        return f"; delta {m.delta:+.4f}{paired}"
+    if m.fitness is not None:
+        return f"; val_loss {m.fitness:.4f}"
+    return ""
+
+
+def _verdict(m: MemoryEntry) -> str:
+    """What happened, in one phrase: the reason when it says the outcome itself ("rejected
+    after 1 seed: ..."), else the outcome with the reason or the delta."""
+    outcome = _outcome(m)
+    if m.reason and _short(m.reason, REASON_CHARS).lower().startswith(outcome[:6]):
+        return _short(m.reason, REASON_CHARS)
+    effect = _effect(m)
+    return f"{outcome} ({effect[2:]})" if effect else outcome
+
+
+def render_population(attempts: list[MemoryEntry]) -> str:
+    """Other agents' recent attempts, one line each, newest first."""
+    if not attempts:
+        return "(none yet)"
+    out = []
+    for m in attempts[:POPULATION_SHOWN]:
+        who = f"{m.speaker or 'a human'} -> {m.target or '?'}"
+        gen = f"g{m.generation} " if m.generation is not None else ""
+        out.append(f"- {gen}{who}: {_short(m.summary, SUMMARY_CHARS)} ({m.operator}): "
+                   f"{_verdict(m)}")
+    return "\n".join(out)
+
+
+def render_answers(answers: list[str]) -> str:
+    shown = [a.strip() for a in answers if a and a.strip()]
+    if not shown:
+        return "(none)"
+    return "\n\n".join(a if len(a) <= ANSWER_CHARS else
+                        a[:ANSWER_CHARS] + "\n[... the rest of this answer is not shown]"
+                        for a in shown)
 
 
 def render_diffs(diffs: list[str]) -> str:

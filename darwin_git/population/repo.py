@@ -267,7 +267,8 @@ class Population:
         """Append an evaluation result (darwin_git.result.make_result) to the commit's note."""
         c = self.commit(commit)
         rec = {"kind": "result", **result}
-        rec.setdefault("commit", str(c.id))
+        if not rec.get("commit"):
+            rec["commit"] = str(c.id)
         if not rec.get("tree"):
             rec["tree"] = str(c.tree_id)
         self.notes.append(c.id, rec)
@@ -282,7 +283,8 @@ class Population:
             "v": 1, "kind": "attempt", "agent": agent, "generation": generation, **where,
             "cause": failure.cause, "detail": failure.detail, "operator": failure.operator,
             "mutator": failure.mutator, "model": failure.model,
-            "tokens": dict(failure.tokens or {}), "attempts": failure.attempts})
+            "tokens": dict(failure.tokens or {}), "attempts": failure.attempts,
+            **({"summary": failure.summary} if failure.summary else {})})
 
     def records(self, commit, kind: str | None = None) -> list[dict]:
         return self.notes.records(self.commit(commit).id, kind)
