@@ -33,7 +33,8 @@ DARWIN_BUDGET_CLOCK, counted from the start of the step's first process (interpr
 imports count), saving and exit included:
 - ``cpu``: CPU seconds (user + system) of every process and thread of the run, summed: two busy
   threads spend it twice as fast as one. ``time.process_time()`` is this process's share.
-- ``wall``: seconds since the run started.
+- ``wall``: seconds since the run started, given as epoch seconds in DARWIN_BUDGET_START
+  (taken before the step starts: counting from it never overruns).
 The harness stops the run at the budget plus a short save window (harness/spec.py
 SAVE_WINDOW_S); a run stopped there is ``timeout``, whatever it wrote.
 

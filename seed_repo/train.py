@@ -5,7 +5,7 @@ darwin-git runs this with the tree read-only and gives it (environment):
   DARWIN_OUT           the only writable folder; the checkpoint goes to $DARWIN_OUT/ckpt.pt
   DARWIN_BUDGET_S      seconds for the whole run, saving and exit included, on the clock below
   DARWIN_BUDGET_CLOCK  cpu: CPU seconds of the whole run (every thread; time.process_time())
-                       wall: seconds since the run started
+                       wall: seconds since DARWIN_BUDGET_START (epoch seconds, set by the harness)
   DARWIN_DEVICE        cpu | cuda
   DARWIN_SEED          random seed
   DARWIN_PREFLIGHT     1: darwin-git's pre-flight: take one optimizer step on a tiny batch,
@@ -13,13 +13,14 @@ darwin-git runs this with the tree read-only and gives it (environment):
 The harness stops the run shortly after the budget and then scores nothing; it measures
 validation loss itself, on held-out text this run never sees.
 """
+import os
 import time
 
-T0 = time.time()  # the budget counts from process start: imports are part of it
+# the budget counts from the start of the run (the harness's start): imports are part of it
+T0 = float(os.environ.get("DARWIN_BUDGET_START") or time.time())
 
 import json
 import math
-import os
 
 import numpy as np
 import torch
