@@ -85,7 +85,7 @@ _TOP = (
 _RUN_TIME_DEFAULTS = {
     "evolve.budget_s": "the top-level budget_s (the seed's darwin.toml)",
     "evolve.device": "cuda when available, else cpu",
-    "evolve.slots": "1 per GPU, else 1 per 2 CPU cores",
+    "evolve.slots": "1 per GPU; on CPU 1 per core (cpu clock), 1 per 2 cores (wall clock)",
 }
 _CHOICES = {"evolve.pairing": PAIRINGS, "evolve.clock": CLOCKS}
 # Never stored: run.toml travels with every push of the population.

@@ -25,7 +25,7 @@ from .options import repo_option, user_errors
               help="Training budget per evaluation, in seconds of --clock [default: darwin.toml's "
                    "budget_s].")
 @click.option("--slots", type=click.IntRange(1), envvar="DARWIN_SLOTS",
-              help="Evaluations at once [default: 1 per GPU, else 1 per 2 CPU cores].")
+              help="Evaluations at once [default: 1 per GPU; on CPU 1 per core on the cpu clock, 1 per 2 cores on the wall clock].")
 @click.option("--runner", type=click.Choice(["auto", "local", "docker"]), default="auto",
               envvar="DARWIN_RUNNER", show_default=True,
               help="auto: docker when a daemon answers (the offline image is built if missing), else local.")
@@ -101,7 +101,8 @@ def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, exe
     from ..progress import make_sink
     from ..report import write_report
     from ..run.base import SandboxUnavailable
-    from ..run.factory import make_executor
+    from ..harness.spec import default_clock
+    from ..run.factory import default_slots, make_executor
     from ..run.ray_executor import RayUnavailable
 
     path = resolve_repo(repo)
@@ -114,10 +115,11 @@ def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, exe
                    "--population only applies to a new one", err=True)
     config = runconfig.read_config(pop.repo)
     device = device or config.get("evolve", {}).get("device") or _default_device()
+    run_clock = clock or config.get("evolve", {}).get("clock") or default_clock(device)
     try:
         settings = EvolveSettings.from_config(
             config, generations=generations, budget_s=budget_s,
-            slots=slots or _default_slots(device), device=device, pairing=pairing,
+            slots=slots or default_slots(device, run_clock), device=device, pairing=pairing,
             crossovers=crossovers, clock=clock, max_seeds=max_seeds, confidence=confidence,
             min_effect=min_effect, accept_k=accept_k, noise_repeats=noise_repeats,
             max_wall_s=max_wall_s, max_tokens=max_tokens, max_cost_usd=max_cost_usd)
@@ -165,13 +167,6 @@ def _default_device() -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     except Exception:
         return "cpu"
-
-
-def _default_slots(device: str) -> int:
-    if device == "cuda":
-        import torch
-        return max(1, torch.cuda.device_count())
-    return max(1, (os.cpu_count() or 1) // 2)
 
 
 def _mutator(kind: str, model: str | None, config: dict):

@@ -2,6 +2,7 @@
 with Ray"). The sandbox each evaluation runs in is the runner choice of run/runner.py."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .executor import Executor, LocalExecutor
@@ -26,3 +27,17 @@ def make_executor(kind: str, repo_path: Path, runner: str = "auto", slots: int |
         return LocalExecutor(repo_path, make_sandbox(runner, log=log), slots=slots or 1,
                              work_root=work_root)
     raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, not {kind!r}")
+
+
+def default_slots(device: str, clock: str) -> int:
+    """Evaluations at once when none is asked for: one per GPU on CUDA. On CPU, one per core
+    on the CPU clock: a run's budget does not shrink when slots share the machine, and one
+    thread per run trains the most optimizer steps per CPU second at the seed's size (seed_repo,
+    20 CPU s: 112 and 116 steps on 1 thread, 105 on 2); one per 2 cores on the wall clock, where
+    slots that share cores take each other's time."""
+    if device == "cuda":
+        import torch
+
+        return max(1, torch.cuda.device_count())
+    cores = os.cpu_count() or 1
+    return max(1, cores if clock == "cpu" else cores // 2)
