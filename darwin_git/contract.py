@@ -35,8 +35,9 @@ imports count), saving and exit included:
   threads spend it twice as fast as one. ``time.process_time()`` is this process's share.
 - ``wall``: seconds since the run started, given as epoch seconds in DARWIN_BUDGET_START
   (taken before the step starts: counting from it never overruns).
-The harness stops the run at the budget plus a short save window (harness/spec.py
-SAVE_WINDOW_S); a run stopped there is ``timeout``, whatever it wrote.
+The harness stops the run at the budget plus a short window for exiting (harness/spec.py
+SAVE_WINDOW_S); a run stopped there is ``timeout``, whatever it wrote, and so is a run whose
+checkpoint was written after the budget itself: save within the budget.
 
 The checkpoint is ``torch.save({"darwin_ckpt": 1, "model_config": {...plain values...},
 "model": state_dict, "train": {"batch_size": int, "block_size": int}})``; the harness loads it

@@ -29,6 +29,24 @@ def test_training_past_the_budget_is_a_timeout_whatever_it_wrote(tmp_path, data_
 
 
 @pytest.mark.parametrize("clock", ["cpu", "wall"])
+def test_a_checkpoint_saved_in_the_save_window_is_a_timeout(tmp_path, data_root, clock):
+    """The window after the budget is for exiting: training into it and saving there buys
+    nothing (and setting the file's modification time back does not hide it)."""
+    r = clocked(tmp_path, data_root, "window", clock)
+    assert (r["status"], r["cause"]) == ("timeout", "budget_exceeded"), r["log_tail"]
+    assert "ckpt.pt was written after the 8 s budget" in r["log_tail"]
+    assert r["val_loss"] is None
+
+
+@pytest.mark.parametrize("clock", ["cpu", "wall"])
+def test_a_run_that_saved_in_time_may_use_the_window_to_exit(tmp_path, data_root, clock):
+    r = clocked(tmp_path, data_root, "lingers", clock)
+    assert r["status"] == "ok", r["log_tail"]
+    used = r["train_cpu_s"] if clock == "cpu" else r["train_wall_s"]
+    assert used > BUDGET_S  # it did run into the window
+
+
+@pytest.mark.parametrize("clock", ["cpu", "wall"])
 def test_work_at_import_time_counts(tmp_path, data_root, clock):
     r = clocked(tmp_path, data_root, "slow_import", clock)
     assert (r["status"], r["cause"]) == ("timeout", "budget_exceeded"), r["log_tail"]

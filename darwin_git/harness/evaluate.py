@@ -115,7 +115,7 @@ def _train_and_score(tree_dir: Path, sandbox: Sandbox, spec: EvalSpec, contract:
                   train_cpu_s=None if outcome.cpu_s is None else round(outcome.cpu_s, 3),
                   reported=training.parse_summary(log) or None,
                   train=training.parse_training(log) or None)
-    failed = training.verdict(outcome, step.clock_limit)
+    failed = training.verdict(outcome, step.clock_limit, contract.checkpoint)
     if failed:
         status, cause, note = failed
         return make_result(status, cause=cause, log_tail=log + NOTE + note, **common)

@@ -14,8 +14,10 @@ from ..result import HARNESS_VERSION
 from ..run.base import CLOCKS, Limits
 
 # The budget's save window: the sandbox stops training at budget + SAVE_WINDOW_S on the run's
-# clock. Short and fixed, because code that ignores its budget gains exactly this much compute;
-# the seed reserves its own saving time inside the budget and never counts on the window.
+# clock, so that a run that saved in time can exit (interpreter shutdown, freeing memory). It
+# buys no training: only a checkpoint complete within the budget itself is scored (a run that
+# trains into the window and saves there is a timeout; training.verdict). The seed saves
+# inside its budget and never counts on the window.
 SAVE_WINDOW_S = 2.0
 # Wall-clock safety net of a cpu-clock run: a CPU budget stretches in wall time when the machine
 # is shared (measured: 5.6x with three CPU-bound tenants on 2 cores, issue 11), so the net is

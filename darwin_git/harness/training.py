@@ -12,7 +12,10 @@ code's own. Sandbox staging before it and the harness's scoring after it do not 
 A run the clock limit stopped, or whose measured clock exceeds the limit, is
 ``timeout``/``budget_exceeded`` whatever it wrote; a run that exits within it is scored from
 what it left in DARWIN_OUT (the sandbox kills every process of the step when the main one exits,
-so nothing written later is collected). The wall net (spec.wall_net) ends a cpu-clock run that
+so nothing written later is collected), and only if its checkpoint was complete when the clock
+passed the budget itself: the save window is for exiting, so a run that trains into it and
+saves there is ``timeout``/``budget_exceeded`` too (Outcome.late_files, from the kernel's change
+times; the sandbox's sampling leaves a run at most one poll interval past the budget). The wall net (spec.wall_net) ends a cpu-clock run that
 sleeps or blocks instead of computing: ``timeout``/``wall_timeout``.
 """
 from __future__ import annotations
@@ -32,7 +35,7 @@ LIMIT_CAUSES = {"memory": "out_of_memory", "disk": "disk_limit", "pids": "proces
 
 
 def clock_limit(clock: str, budget_s: float) -> ClockLimit:
-    return ClockLimit(clock, budget_s + SAVE_WINDOW_S)
+    return ClockLimit(clock, budget_s + SAVE_WINDOW_S, grace_s=SAVE_WINDOW_S)
 
 
 def train_step(contract: Contract, tree_dir: Path, out_dir: Path, train_dir: Path,
@@ -52,7 +55,8 @@ def train_step(contract: Contract, tree_dir: Path, out_dir: Path, train_dir: Pat
                 gpus=1 if device == "cuda" else 0, label="train", clock_limit=limit)
 
 
-def verdict(outcome: Outcome, limit: ClockLimit) -> tuple[str, str, str] | None:
+def verdict(outcome: Outcome, limit: ClockLimit,
+            checkpoint: str) -> tuple[str, str, str] | None:
     """(status, cause, note for the log) when the run cannot be scored; None when it can."""
     used = outcome.cpu_s if limit.clock == "cpu" else outcome.wall_s
     if outcome.error:
@@ -62,6 +66,11 @@ def verdict(outcome: Outcome, limit: ClockLimit) -> tuple[str, str, str] | None:
         return ("timeout", "budget_exceeded",
                 f"{spent} s on the {limit.clock} clock, over the {limit.seconds:g} s limit "
                 f"(budget + {SAVE_WINDOW_S:g} s save window): not scored")
+    if checkpoint in outcome.late_files:
+        return ("timeout", "budget_exceeded",
+                f"{checkpoint} was written after the {limit.budget_s:g} s budget on the "
+                f"{limit.clock} clock: the {SAVE_WINDOW_S:g} s save window is for exiting, only "
+                "a checkpoint complete within the budget is scored")
     if outcome.timed_out:
         cause = "budget_exceeded" if limit.clock == "wall" else "wall_timeout"
         return ("timeout", cause, f"still running after {outcome.wall_s:.0f} s of wall time "

@@ -52,10 +52,17 @@ class ClockLimit:
     """
     clock: str  # one of CLOCKS
     seconds: float  # the step is killed once its clock passes this
+    # The last grace_s of it are for saving and exiting only: output files the step changes
+    # after its clock passed ``budget_s`` are named in Outcome.late_files.
+    grace_s: float = 0.0
 
     def __post_init__(self):
         if self.clock not in CLOCKS:
             raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, not {self.clock!r}")
+
+    @property
+    def budget_s(self) -> float:
+        return self.seconds - self.grace_s
 
 
 @dataclass
@@ -85,6 +92,10 @@ class Outcome:
     cpu_source: str | None = None  # how cpu_s was measured: "cgroup" | "proc"
     over_budget: bool = False  # killed because its clock passed step.clock_limit
     limit: str | None = None  # the per-run limit that ended it: "memory" | "disk" | "pids"
+    # Output files (relative to the output folder) changed after the step's clock passed its
+    # ClockLimit.budget_s: the kernel's change time (ctime, which the step cannot set back)
+    # against when the watchdog saw the clock pass it.
+    late_files: tuple[str, ...] = ()
 
 
 class Interactive(abc.ABC):

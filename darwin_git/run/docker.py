@@ -351,6 +351,7 @@ class _Container(Interactive):
             text += f"\n{NOTE}killed by the OOM killer: over {self.step.limits.memory_bytes} bytes\n"
         if reason:
             text += f"\n{NOTE}killed: {self.watch.detail}\n"
+        late = self.watch.late_files(Path(self.step.out_dir), cpu_s)  # before the chmods
         try:
             _settle_out(Path(self.step.out_dir))
         except OSError as exc:
@@ -359,7 +360,8 @@ class _Container(Interactive):
                                self.demux.nbytes, oom=oom or limit == "memory", error=error,
                                cpu_s=None if cpu_s is None else round(cpu_s, 3),
                                cpu_source="cgroup" if cpu_s is not None else None,
-                               over_budget=reason == "over_budget", limit=limit)
+                               over_budget=reason == "over_budget", limit=limit,
+                               late_files=late)
         return self._closed
 
 

@@ -338,6 +338,7 @@ class _Process(Interactive):
         error = None
         if rc == 125 and NOTE + "cannot isolate" in text:
             error = "cannot isolate the step (namespaces or mounts)"
+        late = self.watch.late_files(self.stage / "out", cpu_s)  # before _collect's chown
         try:
             _collect(self.stage / "out", Path(self.step.out_dir), self.uid)
         except OSError as exc:
@@ -346,7 +347,8 @@ class _Process(Interactive):
             self._discard()
         self._closed = Outcome(None if killed else rc, reason == "timeout", wall, text,
                                self.nbytes, oom=oom, error=error, cpu_s=cpu_s, cpu_source=source,
-                               over_budget=reason == "over_budget", limit=limit)
+                               over_budget=reason == "over_budget", limit=limit,
+                               late_files=late)
         return self._closed
 
     def _cpu(self) -> tuple[float | None, str]:

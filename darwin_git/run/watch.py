@@ -17,6 +17,11 @@ Bounds (what a step can get past a limit before it is stopped):
 - memory and pids: the kernel enforces them (cgroup); the watchdog only ends the step at the
   first refusal, within one interval. Without a memory cgroup, resident memory is summed and
   checked each interval: a step can be over by what it allocates in one interval.
+
+When the clock passes the budget itself (``ClockLimit.budget_s``, before the save window) is
+recorded as a moment of the real-time clock: exact on the wall clock, interpolated between two
+samples on the cpu clock. Output files whose change time (ctime: set by the kernel on every
+write, rename or chmod, and not settable by the step) is later are ``late_files``.
 """
 from __future__ import annotations
 
@@ -92,6 +97,11 @@ class Watch:
         self.reason: str | None = None
         self.detail = ""
         self.cpu_s: float | None = None  # the last CPU sample
+        self.budget_at: float | None = None  # time.time() when the clock passed the budget
+        self._sample: tuple[float, float] | None = None  # (time.time(), cpu) of the last sample
+        limit = step.clock_limit
+        if limit is not None and limit.clock == "wall":
+            self.budget_at = time.time() - (time.monotonic() - start) + limit.budget_s
         self._done = threading.Event()
         self._lock = threading.Lock()
         self._threads = [threading.Thread(target=self._clock, daemon=True),
@@ -133,6 +143,7 @@ class Watch:
         while not self._done.wait(max(0.0, min(self.poll_s, deadline - time.monotonic()))):
             now = time.monotonic()
             cpu = self.sample_cpu()
+            self._note_budget(cpu)
             reason = detail = None
             if self.probe.oom_kills() > 0:
                 reason, detail = "memory", f"the kernel's OOM killer ended a process: over " \
@@ -153,6 +164,36 @@ class Watch:
             if reason:
                 self.stop(reason, detail)
                 return
+
+    def _note_budget(self, cpu: float | None) -> None:
+        """On the cpu clock: when the clock passed the budget, between the last two samples."""
+        limit, now = self.step.clock_limit, time.time()
+        if limit is None or limit.clock != "cpu" or self.budget_at is not None or cpu is None:
+            return
+        if cpu >= limit.budget_s:
+            t0, c0 = self._sample or (now, cpu)
+            share = (limit.budget_s - c0) / (cpu - c0) if cpu > c0 else 1.0
+            self.budget_at = t0 + max(0.0, min(1.0, share)) * (now - t0)
+        self._sample = (now, cpu)
+
+    def late_files(self, out_dir, cpu_s: float | None) -> tuple[str, ...]:
+        """Files under ``out_dir`` changed after the clock passed the budget (``cpu_s``: the
+        step's final CPU count, for a step that passed it after the last sample). Call it when
+        the step has ended, before the sandbox changes the files' owner or mode."""
+        self._note_budget(cpu_s)
+        if self.budget_at is None:
+            return ()
+        late = []
+        for dirpath, _, names in os.walk(out_dir, followlinks=False):
+            for name in names:
+                path = os.path.join(dirpath, name)
+                try:
+                    changed = os.lstat(path).st_ctime
+                except OSError:
+                    continue
+                if changed > self.budget_at:
+                    late.append(os.path.relpath(path, out_dir))
+        return tuple(sorted(late))
 
     def _disk(self) -> None:
         cap = self.step.limits.out_bytes
