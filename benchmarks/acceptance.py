@@ -1,10 +1,11 @@
 """Neutral and planted changes through the acceptance rule (issue 11, "Measure"): what min_effect
 must be, measured.
 
-Every variant is a child of the seed (a commit of a throw-away population repo) and is trained
-on the rule's seeds (0 .. --seeds-1) through the engine's executor, like the seed itself; then
-darwin_git.select.decide, the function the loop calls, gives the verdict the loop would reach
-(it reads the seeds in order and stops where the loop stops). Printed per variant: the per-seed
+Every variant is a child of the seed (a commit of a throw-away population repo), trained
+through the engine's executor the way the loop trains a child: its first seed, then its next
+seed only while darwin_git.select.decide, the function the loop calls, asks for one (the seed
+itself, the parent, is trained on all the rule's seeds, as the noise floor is; --all-seeds
+trains every variant on every seed). Printed per variant: the per-seed
 differences child - seed, the verdict and its reason, and the optimizer steps reported.
 
 - neutral: behaviour-free changes (a comment added, a local renamed): the spread of their
@@ -85,6 +86,8 @@ def main() -> None:
                     help="k of the rule this replaced (one run vs the parent's mean - k sigma)")
     ap.add_argument("--truth-seeds", type=int, default=0,
                     help="further seeds (100, 101, ...) for the seed and the planted variants")
+    ap.add_argument("--all-seeds", action="store_true",
+                    help="every variant on every seed, not only the seeds the loop would run")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     rule = AcceptanceRule(args.seeds, args.confidence, args.min_effect)
@@ -103,26 +106,56 @@ def main() -> None:
         commits[name] = str(pop.commit_mutation(root, m, "agent-00", 1))
 
     truth = [100 + i for i in range(args.truth_seeds)]
-    wanted = [(name, s) for name, c in commits.items() for s in seeds]
-    wanted += [(name, s) for name in commits if name == "seed" or name.startswith("planted")
-               for s in truth]
     executor = LocalExecutor(pop.path, LocalSandbox(), slots=args.slots, work_root=work / "jobs")
+    futures: dict = {}
+
+    def submit(name: str, s: int) -> None:
+        if (name, s) not in futures:
+            futures[(name, s)] = executor.submit(Job(commits[name], args.budget, seed=s,
+                                                     clock=args.clock))
+
+    def values(name, which=seeds):  # what is known so far, as decide() reads it
+        out = {}
+        for s in which:
+            if (name, s) in futures and futures[(name, s)].done():
+                r = futures[(name, s)].result()
+                out[s] = r.get("val_loss") if r.get("status") == "ok" else None
+        return out
+
     started, load_before = time.time(), load_avg()
     with background_load(args.load):
         try:
-            futures = {(name, s): executor.submit(Job(commits[name], args.budget, seed=s,
-                                                      clock=args.clock))
-                       for name, s in wanted}
+            # The loop's order: every child's first seed and the parent's seeds, then a child's
+            # next seed only while decide() asks for it. With --all-seeds every variant gets
+            # every seed (the per-seed jitter of neutral changes over more pairs).
+            for s in seeds:
+                submit("seed", s)
+            for name in commits:
+                for s in (seeds if args.all_seeds else seeds[:1]):
+                    submit(name, s)
+            for name in commits:
+                if name == "seed" or name.startswith("planted"):
+                    for s in truth:
+                        submit(name, s)
+            pending = [name for name, _ in variants]
+            while pending:
+                for f in [futures[("seed", s)] for s in seeds] + [
+                        futures[(n, s)] for n in pending for s in seeds if (n, s) in futures]:
+                    f.result()
+                still = []
+                for name in pending:
+                    v = decide(values(name), values("seed"), seeds, rule)
+                    if not v.final:
+                        submit(name, seeds[v.n])
+                        still.append(name)
+                pending = still
             results = {key: f.result() for key, f in futures.items()}
         finally:
             executor.shutdown()
 
-    def values(name, which=seeds):
-        return {s: results[(name, s)].get("val_loss")
-                if results[(name, s)].get("status") == "ok" else None for s in which}
-
     def steps(name):
-        return [(results[(name, s)].get("train") or {}).get("steps") for s in seeds]
+        return [(results[(name, s)].get("train") or {}).get("steps") for s in seeds
+                if (name, s) in results]
 
     parent = values("seed")
     ok_parent = [v for v in parent.values() if v is not None]
@@ -132,14 +165,15 @@ def main() -> None:
     for name, _ in variants:
         child = values(name)
         v = decide(child, parent, seeds, rule)
-        diffs = [child[s] - parent[s] for s in seeds if None not in (child[s], parent[s])]
+        diffs = [child[s] - parent[s] for s in seeds
+                 if s in child and None not in (child[s], parent[s])]
         first = child[seeds[0]]
         row = {"variant": name, "kind": name.split()[0], "diffs": diffs,
                "verdict": v.action, "reason": v.reason, "runs_the_loop_needs": v.n,
                "old_verdict": "promote" if None not in (first, old_bar) and first < old_bar
                else "reject",
                "steps": steps(name), "statuses": [results[(name, s)].get("status")
-                                                  for s in seeds]}
+                                                  for s in seeds if (name, s) in results]}
         if truth and row["kind"] == "planted":
             c, p = values(name, truth), values("seed", truth)
             d = [c[s] - p[s] for s in truth if None not in (c[s], p[s])]
@@ -151,7 +185,7 @@ def main() -> None:
     neutral_d = [d for r in rows if r["kind"] != "planted" for d in r["diffs"]]
     out = {"budget_s": args.budget, "clock": args.clock, "rule": rule.to_dict(),
            "load": args.load, "load_before": load_before, "load_after": load_avg(),
-           "wall_s": round(time.time() - started, 1),
+           "wall_s": round(time.time() - started, 1), "runs": len(results),
            "seed": {"losses": parent, "steps": steps("seed"),
                     "too_short": [too_short(results[("seed", s)]) for s in seeds]},
            "neutral_sd_d": statistics.stdev(neutral_d) if len(neutral_d) > 1 else None,
@@ -180,7 +214,7 @@ def main() -> None:
           f"promoted {out['planted_promoted']} of {len(args.planted)} (known improvements: "
           f"{len(out['known_improvements'])}); before: neutral promoted "
           f"{out['old_rule']['neutral_promoted']}, planted {out['old_rule']['planted_promoted']}; "
-          f"load {load_before} -> {out['load_after']}; {out['wall_s']} s")
+          f"load {load_before} -> {out['load_after']}; {out['runs']} runs, {out['wall_s']} s")
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
 
