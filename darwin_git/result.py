@@ -15,7 +15,9 @@ of STATUSES; ``cause`` names the precise reason when it is not ``ok``:
   load into ``build_model(config)``), ``model_error`` (``build_model`` raised).
 - ``eval_failed``, scoring: ``nan_logits``, ``noncausal``, ``test_time_learning``,
   ``bad_output`` (logits of the wrong shape or type), ``forward_failed``, ``out_of_memory``,
-  ``eval_timeout``, ``server_died``, ``unsolicited_output`` (an answer nobody asked for),
+  ``eval_timeout``, ``eval_budget_exceeded`` (the model server computed past the scoring
+  step's allowance, harness/spec.py scoring_limit), ``server_died``,
+  ``unsolicited_output`` (an answer nobody asked for),
   ``oversized_output`` (a frame larger than the answer asked for), ``sandbox_error``,
   ``harness_error``; from the executors: ``engine_error``, ``worker_lost``, ``cancelled``.
 
@@ -36,7 +38,9 @@ import time
 RESULT_VERSION = 1
 # Bump whenever what a result measures changes (scoring protocol, clock rules, what counts).
 # 2: scoring reveals text cut by cut; the budget is a sandbox-enforced clock limit.
-HARNESS_VERSION = "2"
+# 3: only a checkpoint complete within the budget itself is scored (the save window is for
+#    exiting); the scoring step's compute is limited on the run's clock.
+HARNESS_VERSION = "3"
 STATUSES = ("ok", "train_failed", "eval_failed", "timeout", "rejected")
 LOG_TAIL_CHARS = 4000
 
@@ -44,7 +48,7 @@ LOG_TAIL_CHARS = 4000
 FIELDS = (
     "v", "status", "cause", "commit", "tree", "val_loss", "perplexity", "bpb",
     "tokens_per_s", "mfu", "flops_per_token", "peak_flops", "params", "throughput_untrusted",
-    "train_wall_s", "train_cpu_s", "eval_wall_s", "budget_s", "clock", "device", "device_name",
+    "train_wall_s", "train_cpu_s", "eval_wall_s", "eval_cpu_s", "budget_s", "clock", "device", "device_name",
     "seed", "tokenizer", "vocab_size", "eval_tokens", "runner", "harness", "created", "train",
     "log_tail", "reported",
 )

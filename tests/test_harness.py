@@ -38,6 +38,7 @@ def test_ok_tree_is_scored_by_the_harness(tmp_path, data_root):
     assert r["harness"] == HARNESS_VERSION  # the default scored set: the version alone
     assert r["train"]["steps"] == r["reported"]["steps"] >= 30
     assert "train_loss:" in r["log_tail"] and r["train_wall_s"] > 0 and r["eval_wall_s"] > 0
+    assert r["eval_cpu_s"] > 0  # the scoring step's compute, measured like training's
     dumps(r)  # a valid note line
 
 

@@ -22,6 +22,11 @@ Residual risks (what this boundary does not stop), the harness's and the sandbox
 - Test-time learning across windows below the detector's power (scoring.py).
 - A model that recognises the bench's check request can fake tokens/s and MFU up to MFU 1
   (throughput.py); neither is the fitness.
+- Compute at scoring time: the model server gets no training data, but a checkpoint can carry
+  some in any tensor, and the server may compute up to spec.scoring_limit (30 s + half the
+  training budget per scoring thread, CPU seconds on a CPU, wall seconds on CUDA; the seed's
+  scoring uses about 10 CPU s). A model that trains itself at load time gains up to the
+  difference outside its budget.
 - Parameters a model uses without binding them as parameters (buffers, constants in code) are
   not counted in params or FLOPs.
 - Whatever data lies in the folders a step must see (the interpreter's, the system's: /usr,
@@ -57,7 +62,7 @@ from . import flops as flops_mod
 from . import scoring, server, throughput, training
 from .checkpoint import CheckpointError, load_checkpoint
 from .client import Client, ServerError
-from .spec import EvalSpec, resolve_clock
+from .spec import EvalSpec, resolve_clock, scoring_limit
 
 NOTE = "\n[darwin harness] "
 
@@ -136,8 +141,9 @@ def _train_and_score(tree_dir: Path, sandbox: Sandbox, spec: EvalSpec, contract:
     (work / "ckpt").mkdir()
     shutil.move(str(ckpt_path), work / "ckpt" / "ckpt.pt")
     metrics, eval_log = _serve(tree_dir, sandbox, spec, contract, paths, ckpt, work,
-                               common["vocab_size"], device)
+                               common["vocab_size"], device, budget)
     common["eval_wall_s"] = metrics.pop("eval_wall_s")
+    common["eval_cpu_s"] = metrics.pop("eval_cpu_s")
     if "cause" in metrics:
         tail = (f"{log}\n== evaluation ==\n{eval_log}{NOTE}{metrics['cause']}: "
                 f"{metrics.get('detail', '')}")
@@ -151,16 +157,21 @@ def _train_and_score(tree_dir: Path, sandbox: Sandbox, spec: EvalSpec, contract:
 
 
 def _serve(tree_dir: Path, sandbox: Sandbox, spec: EvalSpec, contract: Contract,
-           paths: data_mod.DataPaths, ckpt, work: Path, vocab: int,
-           device: str) -> tuple[dict, str]:
+           paths: data_mod.DataPaths, ckpt, work: Path, vocab: int, device: str,
+           budget_s: float) -> tuple[dict, str]:
     """Start the model server on work/ckpt/ckpt.pt and hold the conversation: (the metrics or
-    {"cause", "detail"}, with eval_wall_s; the server's log)."""
+    {"cause", "detail"}, with eval_wall_s and eval_cpu_s; the server's log). The server's
+    compute is limited (spec.scoring_limit)."""
+    threads = flops_mod.eval_threads()
+    limit = scoring_limit(device, budget_s, threads, spec.scoring_s)
+    env = {"DARWIN_DEVICE": device, "DARWIN_SEED": "0", "DARWIN_THREADS": str(threads)}
+    if device == "cpu":
+        env["OMP_WAIT_POLICY"] = "PASSIVE"  # idle threads must not spin on the CPU clock
     serve = Step(argv=server.argv("ckpt.pt", contract.model_entry), tree=tree_dir,
                  out_dir=work / "eval_out", timeout_s=spec.eval_timeout_s,
                  inputs={"CKPT": work / "ckpt", "SERVER": server.ship(work / "server")},
-                 env={"DARWIN_DEVICE": device, "DARWIN_SEED": "0",
-                      "DARWIN_THREADS": str(flops_mod.eval_threads())},
-                 limits=spec.limits, gpus=1 if device == "cuda" else 0, label="eval")
+                 env=env, limits=spec.limits, gpus=1 if device == "cuda" else 0, label="eval",
+                 clock_limit=limit)
     t0 = time.monotonic()
     try:
         session = sandbox.open(serve)
@@ -176,6 +187,13 @@ def _serve(tree_dir: Path, sandbox: Sandbox, spec: EvalSpec, contract: Contract,
         metrics = {"cause": "harness_error", "detail": traceback.format_exc()}
     outcome = session.close()
     metrics["eval_wall_s"] = round(time.monotonic() - t0, 3)
+    metrics["eval_cpu_s"] = None if outcome.cpu_s is None else round(outcome.cpu_s, 3)
+    if outcome.over_budget:  # whatever the conversation saw, the server was stopped for this
+        metrics = {"cause": "eval_budget_exceeded", "eval_wall_s": metrics["eval_wall_s"],
+                   "eval_cpu_s": metrics["eval_cpu_s"],
+                   "detail": f"the model server used more than {limit.seconds:g} s on the "
+                             f"{limit.clock} clock (scoring's allowance at this budget: "
+                             "compute at scoring time is not training time)"}
     if metrics.get("cause") in ("forward_failed", "server_died") and (
             outcome.oom or outcome.limit == "memory"):
         metrics["cause"] = "out_of_memory"
@@ -199,7 +217,8 @@ def score_checkpoint(tree_dir: Path, checkpoint: Path, sandbox: Sandbox,
         shutil.copyfile(checkpoint, work / "ckpt" / "ckpt.pt")
         ckpt = load_checkpoint(work / "ckpt" / "ckpt.pt")
         metrics, _ = _serve(Path(tree_dir), sandbox, spec, contract, paths, ckpt, work, vocab,
-                            _resolve_device(spec.device))
+                            _resolve_device(spec.device),
+                            float(spec.budget_s or contract.budget_s))
         return metrics
     finally:
         shutil.rmtree(work, ignore_errors=True)

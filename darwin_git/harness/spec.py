@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..result import HARNESS_VERSION
-from ..run.base import CLOCKS, Limits
+from ..run.base import CLOCKS, ClockLimit, Limits
 
 # The budget's save window: the sandbox stops training at budget + SAVE_WINDOW_S on the run's
 # clock, so that a run that saved in time can exit (interpreter shutdown, freeing memory). It
@@ -26,6 +26,25 @@ WALL_NET_FACTOR = 8.0
 WALL_NET_EXTRA_S = 30.0
 # On the wall clock the net is only a backstop behind the sandbox's own clock limit.
 WALL_BACKSTOP_S = 10.0
+# Compute of the scoring step (the model server: start, load, bench and every scoring request).
+# It gets no training data, but a checkpoint can carry some in any tensor, and a model that
+# trained itself at load time would buy compute outside its budget; so the step may use at most
+# a fixed allowance (interpreter and torch start, the bench) plus a share of the training
+# budget, per scoring thread (the seed's scoring step: about 10 CPU s with one, BENCHMARKS.md).
+# What a model can still spend there is a residual risk (harness/evaluate.py).
+SCORING_FIXED_S = 30.0
+SCORING_SHARE = 0.5
+
+
+def scoring_limit(device: str, budget_s: float, threads: int,
+                  seconds: float | None = None) -> ClockLimit:
+    """The scoring step's clock limit: on the device's own clock (default_clock: CPU seconds on
+    a CPU, whatever the run's clock, so that load never stops an honest server), ``threads``
+    times (SCORING_FIXED_S + SCORING_SHARE x budget_s) there; ``seconds`` overrides the rule."""
+    clock = default_clock(device)
+    if seconds is None:
+        seconds = (SCORING_FIXED_S + SCORING_SHARE * budget_s) * (threads if clock == "cpu" else 1)
+    return ClockLimit(clock, seconds)
 
 
 @dataclass(frozen=True)
@@ -42,7 +61,8 @@ class EvalSpec:
     bench: bool = True  # measure tokens/s and MFU
     bench_s: float = 1.0  # about how long the timed bench request lasts
     wall_timeout_s: float | None = None  # training's wall net; None: wall_net(clock, limit)
-    eval_timeout_s: float = 300.0  # the whole scoring conversation
+    eval_timeout_s: float = 300.0  # the whole scoring conversation, wall clock
+    scoring_s: float | None = None  # the scoring step's compute; None: scoring_limit()
     limits: Limits = field(default_factory=Limits)
     commit: str | None = None  # the run's context, copied into the result
     tree: str | None = None
