@@ -203,7 +203,8 @@ def leaderboard(pop: Population, conditions: Conditions) -> list[dict]:
             "spread": fit.spread, "too_short": too_short(shown),
             "status": status, "cause": None if fit.loss is not None else shown.get("cause"),
             "pending": pending, "evaluated": str(evaluated) if evaluated else None,
-            "generation": gen, "perplexity": shown.get("perplexity"),
+            # perplexity = exp(the fitness), like the report: never one run's beside the mean
+            "generation": gen, "perplexity": math.exp(fit.loss) if fit.loss is not None else None,
             "tokens_per_s": shown.get("tokens_per_s"), "mfu": shown.get("mfu"),
             "params": shown.get("params"), "summary": summary})
     order = rank({r["agent"]: r["val_loss"] for r in rows})

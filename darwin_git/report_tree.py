@@ -158,7 +158,12 @@ def flat_note(d: dict) -> str | None:
     if d.get("winner") and d["winner"]["seed_code"]:
         return (f"The best line is flat: {_not_promoted(d)}, so every agent's best is still "
                 f"the seed's code.")
-    return "The best line is flat: no generation found a better agent than the one before."
+    first = next(g["generation"] for g in d["generations"] if g["best"] is not None)
+    noise = d.get("noise") or {}
+    than_seed = (f" ({change(bests[0], noise['mean'])} than the seed's {fmt(noise['mean'])})"
+                 if noise.get("mean") is not None else "")
+    return (f"The best line is flat: the best agent of generation {first}{than_seed} was not "
+            "beaten by a later generation.")
 
 
 def lineage_note(d: dict) -> str | None:

@@ -3,6 +3,7 @@ leaderboard every view shows."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 
 import pytest
@@ -148,7 +149,9 @@ def test_leaderboard_ranks_by_fitness_and_marks_pending_and_failed_tips(populati
         (1, "agent-00", "ok"), (2, "agent-01", "train_failed"), (3, "agent-02", "pending")]
     best, failed, human = rows
     assert best["val_loss"] == pytest.approx(1.7) and best["seeds"] == 2
-    assert (best["perplexity"], best["mfu"], best["pending"]) == (5.0, 0.02, 0)
+    # perplexity is exp(the fitness), not the latest run's; MFU is the latest run's
+    assert best["perplexity"] == pytest.approx(math.exp(1.7))
+    assert (best["mfu"], best["pending"]) == (0.02, 0)
     assert failed["val_loss"] is None and failed["cause"] == "nan_loss"
     assert human["val_loss"] is None and human["pending"] == 1
     assert human["evaluated"] == str(seed) and human["summary"] == "Human idea"

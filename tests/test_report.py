@@ -142,3 +142,13 @@ def test_report_command_writes_both_pages(population, git, tmp_path):
     assert known_run.MARKUP not in page and page.count("<script") == 2
     embedded = page.split('id="darwin-data">')[1].split("</script>")[0]
     assert any(n["reasoning"] == known_run.MARKUP for n in json.loads(embedded)["nodes"])
+
+
+def test_a_flat_best_line_after_an_improvement_says_where_the_best_came_from():
+    from darwin_git.report_tree import flat_note
+
+    d = {"generations": [{"generation": 1, "best": 2.55}, {"generation": 2, "best": 2.55}],
+         "winner": {"seed_code": False}, "noise": {"mean": 2.59}}
+    assert flat_note(d) == ("The best line is flat: the best agent of generation 1 (0.0400 lower "
+                            "(better) than the seed's 2.5900) was not beaten by a later "
+                            "generation.")
