@@ -23,7 +23,7 @@ from darwin_git.run.local import LocalSandbox
 
 # A bigram model that trains for half a second and says how many files it found under data/.
 SEED = {
-    "darwin.toml": seed_toml(budget_s=1),
+    "darwin.toml": seed_toml(budget_s=5),  # room to import torch and save within the budget
     "model.py": BIGRAM_MODEL,
     "train.py": """\
 import json, os, time

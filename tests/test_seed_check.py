@@ -33,7 +33,7 @@ def init(repo, seed, *args):
     ('tokenizer = "char"', 'tokenizer = "bpe"', "tokenizer 'bpe' is unknown"),
     ("context = 16", "context = -5", "context must be a whole number"),
     ("context = 16", "context = 16.5", "context must be a whole number"),
-    ("budget_s = 1", "budget_s = 0", "budget_s must be a positive"),
+    ("budget_s = 5", "budget_s = 0", "budget_s must be a positive"),
     ('mutable = ["train.py", "model.py"]', 'mutable = "train.py"', "list of path globs"),
     ('entry = "model:build_model"', 'entry = "model:build_model"\ncheckpoint = "../x.pt"',
      "relative path inside DARWIN_OUT"),
@@ -124,3 +124,16 @@ def test_evolve_refuses_a_seed_that_cannot_train_before_any_run(tmp_path, good_s
                                    "--runner", "local", "--generations", "1"])
     assert out.exit_code == 2 and "cannot train" in out.output, out.output
     assert not (tmp_path / "run").exists()
+
+
+def test_a_seed_that_cannot_save_within_its_budget_is_told_why(tmp_path, good_seed):
+    """Interpreter start and importing torch are part of the budget: one second cannot hold
+    them, and the refusal says the harness's finding, not the training's last line."""
+    toml = good_seed / "darwin.toml"
+    toml.write_text(toml.read_text().replace("budget_s = 5", "budget_s = 1"))
+    out = init(tmp_path / "run" / "population", good_seed)
+    assert out.exit_code == 2, out.output
+    assert "cannot train: timeout (budget_exceeded): " in out.output
+    # saved after the budget, or (a slower machine) stopped at its limit while saving
+    assert ("ckpt.pt was written after the 1 s budget" in out.output
+            or "over the 3 s limit (budget + 2 s save window)" in out.output), out.output

@@ -11,7 +11,7 @@ import pygit2
 
 from .. import runconfig
 from ..contract import CONTRACT_FILE, ContractError, parse_contract
-from . import layout
+from . import layout, seedcheck
 from .errors import PopulationError
 from .message import format_message
 from .refs import engine_signature, update_refs
@@ -20,9 +20,6 @@ from .repo import AGENT_PREFIX, SEED_REF, Population, check_agent_name
 PACKAGE = Path(__file__).resolve().parents[1]
 PROJECT = PACKAGE.parent
 HOOK_NAMES = ("commit-msg", "post-commit", "post-merge")
-# Never part of a seed tree: VCS data, caches, run outputs.
-SKIP_NAMES = {".git", "__pycache__", ".pytest_cache", ".mypy_cache", ".venv", ".DS_Store"}
-SKIP_SUFFIXES = (".pyc", ".pyo")
 
 
 def default_seed() -> Path:
@@ -47,7 +44,7 @@ def agent_names(n: int) -> list[str]:
 def tree_from_dir(repo: pygit2.Repository, root: Path) -> pygit2.Oid:
     tb = repo.TreeBuilder()
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
-        if entry.name in SKIP_NAMES or entry.name.endswith(SKIP_SUFFIXES):
+        if seedcheck.not_in_seed(entry.name):
             continue
         if entry.is_symlink():
             tb.insert(entry.name, repo.create_blob(os.readlink(entry.path).encode()),
@@ -86,8 +83,6 @@ def init_population(path=None, seed: Path | None = None, agents: int = 4, bare: 
     """Create the population repo at ``path`` from ``seed``. Nothing is created unless the seed
     passes ``check`` (seedcheck.LEVELS: "none", "tree" (static, the default) or "train" (a
     real harness run on ``device``, what the CLI asks for)); SeedError says why."""
-    from . import seedcheck  # it reads this module's skip rules
-
     path = layout.resolve_repo(path)
     seed = Path(seed) if seed is not None else default_seed()
     if not (seed / CONTRACT_FILE).is_file():

@@ -30,20 +30,28 @@ _PYTHON = re.compile(r"^(python|pypy)[0-9.]*$")
 _SCRIPT_SUFFIXES = (".py", ".sh")
 
 
+# Never part of a seed tree: VCS data, caches, run outputs (what `init` commits skips them too).
+SKIP_NAMES = {".git", "__pycache__", ".pytest_cache", ".mypy_cache", ".venv", ".DS_Store"}
+SKIP_SUFFIXES = (".pyc", ".pyo")
+
+
+def not_in_seed(name: str) -> bool:
+    """A file or folder name that a seed tree never holds."""
+    return name in SKIP_NAMES or name.endswith(SKIP_SUFFIXES)
+
+
 class SeedError(PopulationError):
     """The seed cannot be used; the message says why in one line."""
 
 
 def seed_files(seed: Path) -> list[str]:
     """The tree-relative posix paths of the files `init` would commit from ``seed``."""
-    from .create import SKIP_NAMES, SKIP_SUFFIXES  # create imports this module
-
     out = []
     for root, dirs, files in os.walk(seed):
-        dirs[:] = sorted(d for d in dirs if d not in SKIP_NAMES)
+        dirs[:] = sorted(d for d in dirs if not not_in_seed(d))
         rel = Path(root).relative_to(seed)
         for name in sorted(files):
-            if name in SKIP_NAMES or name.endswith(SKIP_SUFFIXES):
+            if not_in_seed(name):
                 continue
             out.append((rel / name).as_posix())
     return out
@@ -114,8 +122,10 @@ def check_seed(seed: Path, contract: Contract, level: str = "tree", device: str 
     if level == "train":
         result = preflight(seed, contract, device=device)
         if result.get("status") != "ok":
+            # a timeout is the harness's finding (what was over which budget), not the code's
+            said = _last_line(result.get("log_tail"), own=result.get("status") != "timeout")
             raise SeedError(f"seed {seed} cannot train: {result.get('status')} "
-                            f"({result.get('cause')}): {_last_line(result.get('log_tail'))}; "
+                            f"({result.get('cause')}): {said}; "
                             "fix it, or skip this check with --no-check")
 
 
@@ -197,8 +207,12 @@ def _train_scripts(command: tuple[str, ...], files: set[str], problems: list[str
     return out
 
 
-def _last_line(text: str | None) -> str:
-    """The training's own last words (the error), not the harness's or sandbox's notes."""
+def _last_line(text: str | None, own: bool = True) -> str:
+    """The training's own last words (the error), not the harness's or sandbox's notes; with
+    ``own`` False, the harness's last note."""
     lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
-    own = [ln for ln in lines if not ln.startswith("[darwin ")]
-    return (own or lines)[-1][:300] if lines else "no output"
+    notes = [ln for ln in lines if ln.startswith("[darwin ")]
+    mine = [ln for ln in lines if not ln.startswith("[darwin ")]
+    if not own and notes:
+        return notes[-1].split("] ", 1)[-1][:300]
+    return (mine or lines)[-1][:300] if lines else "no output"
