@@ -90,14 +90,8 @@ def test_the_error_goes_back_to_the_model_and_the_fix_is_the_child(tmp_path, llm
     fixed = broken.replace("+N_EMBD = 64 +", "+N_EMBD = 32")
     llm_server.push(mutation_reply(broken, summary="Width 64+"),
                     mutation_reply(fixed, summary="Narrow to 32"))
-    mutator = LLMMutator(LLMConfig(model="m", base_url=llm_server.base_url, api_key="k",
-                                   max_retries=0, max_apply_attempts=2))
     events = Events()
-    props = Proposals(pop, EvolveSettings(budget_s=3, pairing="self"), mutator, events,
-                      run_conditions(pop), preflight=Preflight(LocalSandbox()))
-    gen = Generation(1)
-    gen.read_tips(pop.agents())
-    made = list(props.mutations(gen, [("agent-00", "agent-00")]))
+    made = _self_mutations(pop, llm_server, events, attempts=2)
     assert [pop.message(c)[0] for _, _, c in made] == ["Narrow to 32"]
     told = llm_server.bodies()[1]["messages"][-1]["content"]
     assert "failed the pre-flight check" in told and "SyntaxError" in told
@@ -113,14 +107,19 @@ def test_the_last_failed_try_is_recorded_as_preflight_failed(tmp_path, llm_serve
     broken = ("--- a/settings.py\n+++ b/settings.py\n@@ -1 +1 @@\n-N_EMBD = 64\n"
               "+N_EMBD = 64 +\n")
     llm_server.push(mutation_reply(broken, summary="Width 64+"))
+    assert _self_mutations(pop, llm_server, Events(), attempts=1) == []
+    [note] = pop.records(pop.tip("agent-00"), "attempt")
+    assert note["cause"] == "preflight_failed" and note["summary"] == "Width 64+"
+    assert "SyntaxError" in note["detail"]
+
+
+def _self_mutations(pop, llm_server, events, attempts: int) -> list:
+    """Generation 1's proposals of agent-00 for itself through the LLM mutator (up to
+    ``attempts`` turns), every child checked by the pre-flight in a local sandbox."""
     mutator = LLMMutator(LLMConfig(model="m", base_url=llm_server.base_url, api_key="k",
-                                   max_retries=0, max_apply_attempts=1))
-    events = Events()
+                                   max_retries=0, max_apply_attempts=attempts))
     props = Proposals(pop, EvolveSettings(budget_s=3, pairing="self"), mutator, events,
                       run_conditions(pop), preflight=Preflight(LocalSandbox()))
     gen = Generation(1)
     gen.read_tips(pop.agents())
-    assert list(props.mutations(gen, [("agent-00", "agent-00")])) == []
-    [note] = pop.records(pop.tip("agent-00"), "attempt")
-    assert note["cause"] == "preflight_failed" and note["summary"] == "Width 64+"
-    assert "SyntaxError" in note["detail"]
+    return list(props.mutations(gen, [("agent-00", "agent-00")]))
