@@ -22,9 +22,6 @@ INFRASTRUCTURE = ("llm", "engine")
 # Evaluation causes (result.py) whose origin never depends on the run's evidence.
 ENGINE_CAUSES = frozenset({"sandbox_error", "harness_error", "engine_error", "worker_lost",
                            "cancelled", "unmeasured"})
-# Causes decided from evidence (a signal nobody sent, a run that waited rather than computed):
-# see of_evaluation.
-EVIDENCE_CAUSES = frozenset({"exception", "server_died", "wall_timeout", "eval_timeout"})
 
 # Proposal causes (mutate/errors.py): the endpoint's side, and the engine's.
 LLM_CAUSES = frozenset({"llm_error", "timeout", "truncated", "content_filter", "incomplete",
@@ -40,23 +37,30 @@ FOREIGN_SIGNALS = frozenset({1, 2, 9, 15})  # SIGHUP, SIGINT, SIGKILL, SIGTERM
 COMPUTING_SHARE = 0.5
 
 
-def of_evaluation(status: str, cause: str | None, *, signal: int | None = None,
-                  cpu_s: float | None = None, wall_s: float | None = None) -> str | None:
-    """The origin of one evaluation's result: None when it is ok.
+def of_evaluation(result: dict, signal: int | None = None) -> str | None:
+    """The origin of one evaluation's result (its status, cause and what the steps used):
+    None when it is ok.
 
-    ``signal``: the signal that ended the step's main process when nothing of ours (the
-    watchdog, a limit, the step's own OOM) did; ``cpu_s``/``wall_s``: what the step used, for
-    a run the wall-clock net ended.
+    ``signal``: the signal that ended a step's main process when nothing of the engine's (the
+    watchdog, a limit, the step's own OOM, the end of the conversation) explains it.
     """
+    status, cause = result.get("status"), result.get("cause")
     if status == "ok":
         return None
     if cause in ENGINE_CAUSES:
         return "engine"
     if cause in ("exception", "server_died") and signal in FOREIGN_SIGNALS:
         return "engine"
-    if cause in ("wall_timeout", "eval_timeout") and cpu_s is not None and wall_s:
+    step = "eval" if cause == "eval_timeout" else "train"
+    cpu_s, wall_s = result.get(f"{step}_cpu_s"), result.get(f"{step}_wall_s")
+    if cause in ("wall_timeout", "eval_timeout") and _number(cpu_s) and _number(wall_s) \
+            and wall_s > 0:
         return "engine" if cpu_s >= COMPUTING_SHARE * wall_s else "code"
     return "code"
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def of_proposal(cause: str | None) -> str:
@@ -74,9 +78,7 @@ def of_result(result: dict | None) -> str | None:
     if not isinstance(result, dict) or result.get("status") == "ok":
         return None
     said = result.get("origin")
-    if said in ORIGINS:
-        return said
-    return of_evaluation(result.get("status") or "", result.get("cause"))
+    return said if said in ORIGINS else of_evaluation(result)
 
 
 def of_attempt(record: dict) -> str:

@@ -35,6 +35,9 @@ import json
 import math
 import time
 
+from . import origin
+from .origin import ORIGINS
+
 RESULT_VERSION = 1
 # Bump whenever what a result measures changes (scoring protocol, clock rules, what counts).
 # 2: scoring reveals text cut by cut; the budget is a sandbox-enforced clock limit.
@@ -50,7 +53,7 @@ FIELDS = (
     "tokens_per_s", "mfu", "flops_per_token", "peak_flops", "params", "throughput_untrusted",
     "train_wall_s", "train_cpu_s", "eval_wall_s", "eval_cpu_s", "budget_s", "clock", "device", "device_name",
     "seed", "tokenizer", "vocab_size", "eval_tokens", "runner", "harness", "created", "train",
-    "log_tail", "reported",
+    "log_tail", "reported", "origin", "exit_signal",
 )
 
 
@@ -60,6 +63,8 @@ def make_result(status: str, **fields) -> dict:
     out = {k: None for k in FIELDS}
     out.update(fields)
     out.update(v=RESULT_VERSION, status=status, harness=fields.get("harness") or HARNESS_VERSION)
+    if out["origin"] not in ORIGINS:  # whose failure it is, decided in one place
+        out["origin"] = origin.of_evaluation(out, out["exit_signal"])
     out.setdefault("created", None)
     if out["created"] is None:
         out["created"] = round(time.time(), 3)

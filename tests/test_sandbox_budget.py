@@ -138,6 +138,7 @@ def test_many_files_under_the_per_file_cap_hit_the_run_s_disk_cap(sandbox, tmp_p
     """, limits=Limits(out_bytes=32 * MiB, max_file_bytes=4 * MiB)))
     assert out.limit == "disk" and out.returncode is None and not out.timed_out, out.log_tail
     assert "a run may write" in out.log_tail
+    assert "in its output folder" in out.stopped, out.stopped  # where it was read
 
 
 def test_private_scratch_counts_toward_the_disk_cap(sandbox, tmp_path):
@@ -151,6 +152,22 @@ def test_private_scratch_counts_toward_the_disk_cap(sandbox, tmp_path):
         time.sleep(600)
     """, limits=Limits(out_bytes=32 * MiB, max_file_bytes=4 * MiB)))
     assert out.limit == "disk" and out.returncode is None and not out.timed_out, out.log_tail
+    assert "on its scratch tmpfs /tmp" in out.stopped, out.stopped
+    used = int(out.stopped.split("wrote ")[1].split()[0])
+    assert 32 * MiB < used < 64 * MiB, out.stopped  # the step's own 48 MiB, never the host's
+
+
+def test_steps_that_write_nothing_are_never_killed_for_disk(sandbox, tmp_path):
+    """The host's own folders (its / holds far more than the cap) never count: a step is
+    looked at from its very start to its end, and its scratch is counted only once verified."""
+    for i in range(3):
+        out = sandbox.run(script_step(tmp_path / str(i), """
+            import os, time
+            t = time.time()
+            while time.time() - t < 0.5:
+                os.listdir("/tmp")
+        """, limits=Limits(out_bytes=1 * MiB)))
+        assert out.limit is None and out.returncode == 0, out.log_tail
 
 
 def test_a_fork_bomb_ends_the_step_at_the_process_limit(sandbox, tmp_path):

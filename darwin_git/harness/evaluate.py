@@ -123,7 +123,8 @@ def _train_and_score(tree_dir: Path, sandbox: Sandbox, spec: EvalSpec, contract:
     failed = training.verdict(outcome, step.clock_limit, contract.checkpoint)
     if failed:
         status, cause, note = failed
-        return make_result(status, cause=cause, log_tail=log + NOTE + note, **common)
+        return make_result(status, cause=cause, log_tail=log + NOTE + note,
+                           exit_signal=outcome.signal, **common)
     ckpt_path = work / "out" / contract.checkpoint
     if not ckpt_path.is_file():
         return make_result("train_failed", cause="no_checkpoint", **common,
@@ -147,7 +148,8 @@ def _train_and_score(tree_dir: Path, sandbox: Sandbox, spec: EvalSpec, contract:
     if "cause" in metrics:
         tail = (f"{log}\n== evaluation ==\n{eval_log}{NOTE}{metrics['cause']}: "
                 f"{metrics.get('detail', '')}")
-        return make_result("eval_failed", cause=metrics["cause"], log_tail=tail, **common)
+        return make_result("eval_failed", cause=metrics["cause"], log_tail=tail,
+                           exit_signal=metrics.get("exit_signal"), **common)
     params, notes = ckpt.params(metrics["bound"])
     if notes:
         log += NOTE + "parameters not counted: " + "; ".join(notes[:20])
@@ -194,9 +196,17 @@ def _serve(tree_dir: Path, sandbox: Sandbox, spec: EvalSpec, contract: Contract,
                    "detail": f"the model server used more than {limit.seconds:g} s on the "
                              f"{limit.clock} clock (scoring's allowance at this budget: "
                              "compute at scoring time is not training time)"}
-    if metrics.get("cause") in ("forward_failed", "server_died") and (
-            outcome.oom or outcome.limit == "memory"):
-        metrics["cause"] = "out_of_memory"
+    if metrics.get("cause") in ("forward_failed", "server_died", "eval_timeout"):
+        # The server was ended by one of the step's own limits (the sandbox read its usage on
+        # the step itself): that limit is the cause, with its figure; or by a signal nobody
+        # of ours sent, which the origin records as the engine's.
+        if outcome.limit or outcome.oom:
+            metrics["cause"] = training.LIMIT_CAUSES.get(outcome.limit or "memory",
+                                                         "resource_limit")
+            metrics["detail"] = training.limit_words(outcome) if outcome.limit else \
+                "the model server ran out of memory"
+        elif outcome.signal:
+            metrics["exit_signal"] = outcome.signal
     return metrics, outcome.log_tail
 
 

@@ -77,11 +77,17 @@ def verdict(outcome: Outcome, limit: ClockLimit,
                                   "(the safety net): blocked, sleeping, or a machine overloaded")
     if outcome.limit:
         cause = LIMIT_CAUSES.get(outcome.limit, "resource_limit")
-        return "train_failed", cause, f"stopped by the run's {outcome.limit} limit"
+        return "train_failed", cause, limit_words(outcome)
     if outcome.returncode != 0:
         return ("train_failed", "out_of_memory" if outcome.oom else "exception",
                 f"training exited with status {outcome.returncode}")
     return None
+
+
+def limit_words(outcome: Outcome) -> str:
+    """A kill by one of the run's limits, in words: which, the figure and where it was read."""
+    return f"stopped by the run's {outcome.limit} limit" + \
+        (f": {outcome.stopped}" if outcome.stopped else "")
 
 
 def unverified(outcome: Outcome, limit: ClockLimit) -> str | None:

@@ -92,10 +92,17 @@ class Outcome:
     cpu_source: str | None = None  # how cpu_s was measured: "cgroup" | "proc"
     over_budget: bool = False  # killed because its clock passed step.clock_limit
     limit: str | None = None  # the per-run limit that ended it: "memory" | "disk" | "pids"
+    # Why the sandbox ended it, in words: the limit or clock, the figure and where it was read
+    # (the watchdog's or the kernel's count on the step itself).
+    stopped: str | None = None
     # Output files (relative to the output folder) changed after the step's clock passed its
     # ClockLimit.budget_s: the kernel's change time (ctime, which the step cannot set back)
     # against when the watchdog saw the clock pass it.
     late_files: tuple[str, ...] = ()
+    # The signal that ended the step's main process when nothing of the sandbox's explains it
+    # (not the watchdog, a limit, the step's own OOM, nor the end of a conversation): a kill
+    # the engine cannot pin on the code (origin.of_evaluation).
+    signal: int | None = None
 
 
 class Interactive(abc.ABC):

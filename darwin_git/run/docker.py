@@ -44,7 +44,7 @@ from . import procs
 from .base import (Interactive, Outcome, Sandbox, SandboxUnavailable, Step, base_env,
                    hidden_paths)
 from .image import LABEL, ImageInfo, default_tag, docker_client, read_image
-from .watch import Probe, Watch, scratch_bytes
+from .watch import Probe, ScratchMounts, Watch
 
 TREE, OUT, INPUTS = "/darwin/tree", "/darwin/out", "/darwin/in"
 SCRATCH = ("/tmp", "/dev/shm")  # the container's own writable places besides /darwin/out
@@ -209,6 +209,7 @@ class _DockerProbe(Probe):
 
     def __init__(self, api, cid: str, cgroup: cgroups.StepCgroup | None, pid: int | None):
         self.api, self.cid, self.cgroup, self.pid = api, cid, cgroup, pid
+        self.mounts = ScratchMounts(SCRATCH)
 
     def cpu_s(self):
         if self.cgroup is not None:
@@ -225,10 +226,13 @@ class _DockerProbe(Probe):
     def pids_refused(self):
         return self.cgroup.pids_refused() if self.cgroup is not None else 0
 
-    def scratch_bytes(self):
-        if not self.pid:
-            return 0
-        return scratch_bytes(f"/proc/{self.pid}/root{p}" for p in SCRATCH)
+    def close(self):
+        if self.mounts is not None:
+            self.mounts.close()
+
+    def scratch(self):
+        """The container's own tmpfs, verified to be its (watch.ScratchMounts)."""
+        return self.mounts.usage(self.pid)
 
 
 class _Container(Interactive):
@@ -322,7 +326,8 @@ class _Container(Interactive):
         if self.stdout is not None:
             self.stdout.close()  # unread output no longer matters; a blocked demux moves on
         self.demux.join(timeout_s)
-        if self.demux.is_alive():
+        closed_by_us = self.demux.is_alive()
+        if closed_by_us:
             self.watch.end()
             self._kill()
             self.demux.join(10)
@@ -346,11 +351,20 @@ class _Container(Interactive):
         text = self.demux.tail.decode("utf-8", "replace")
         reason = self.watch.reason
         limit = reason if reason in ("memory", "pids", "disk") else None
+        stopped = self.watch.detail if reason else None
         if oom and limit is None:
             limit = "memory"
-            text += f"\n{NOTE}killed by the OOM killer: over {self.step.limits.memory_bytes} bytes\n"
+            stopped = (f"the OOM killer ended the container: over "
+                       f"{self.step.limits.memory_bytes} bytes (the container's own count)")
+            text += f"\n{NOTE}{stopped}\n"
         if reason:
             text += f"\n{NOTE}killed: {self.watch.detail}\n"
+        # Exit status 128 + n: signal n ended the step; one we did not send, with no limit of
+        # the step's behind it, is a kill the engine cannot pin on the code.
+        foreign = rc - 128 if isinstance(rc, int) and 128 < rc <= 128 + 64 and not reason \
+            and limit is None and not oom and not closed_by_us else None
+        if foreign:
+            text += f"\n{NOTE}ended by signal {foreign}, which the sandbox did not send\n"
         late = self.watch.late_files(Path(self.step.out_dir), cpu_s)  # before the chmods
         try:
             _settle_out(Path(self.step.out_dir))
@@ -361,7 +375,7 @@ class _Container(Interactive):
                                cpu_s=None if cpu_s is None else round(cpu_s, 3),
                                cpu_source="cgroup" if cpu_s is not None else None,
                                over_budget=reason == "over_budget", limit=limit,
-                               late_files=late)
+                               late_files=late, signal=foreign, stopped=stopped)
         return self._closed
 
 

@@ -68,7 +68,7 @@ from .base import (Interactive, Outcome, Sandbox, Step, base_env, hidden_paths, 
 from .cgroup import StepCgroup, reap_dead, step_name
 from .launcher import CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUSER, \
     CLONE_NEWUTS
-from .watch import Probe, Watch, scratch_bytes
+from .watch import Probe, ScratchMounts, Watch
 
 LAUNCHER = str(Path(__file__).with_name("launcher.py"))
 UID_BASE, UID_SPAN = 1_200_000, 500_000  # far above any account on a normal machine
@@ -117,7 +117,8 @@ class LocalSandbox(Sandbox):
 
 class _LocalProbe(Probe):
     def __init__(self, launcher: int, cgroup: StepCgroup | None, scratch: bool):
-        self.launcher, self.cgroup, self.scratch = launcher, cgroup, scratch
+        self.launcher, self.cgroup = launcher, cgroup
+        self.mounts = ScratchMounts(tuple(p for p, _ in PRIVATE_SCRATCH)) if scratch else None
         self._init: int | None = None
 
     def cpu_s(self):
@@ -136,16 +137,21 @@ class _LocalProbe(Probe):
     def pids_refused(self):
         return self.cgroup.pids_refused() if self.cgroup is not None else 0
 
-    def scratch_bytes(self):
-        """The step's private tmpfs mounts, seen through its init's root."""
-        if not self.scratch:
-            return 0
+    def close(self):
+        if self.mounts is not None:
+            self.mounts.close()
+
+    def scratch(self):
+        """The step's private tmpfs mounts, found through its namespace's init and counted
+        only once verified to be the step's own (watch.ScratchMounts)."""
+        if self.mounts is None:
+            return {}
         if self._init is None:
             kids = procs.children(self.launcher)
             if not kids:
-                return 0
+                return self.mounts.usage(None)
             self._init = kids[0]  # the launcher's only child: the namespace's init
-        return scratch_bytes(f"/proc/{self._init}/root{p}" for p, _ in PRIVATE_SCRATCH)
+        return self.mounts.usage(self._init)
 
 
 class _Process(Interactive):
@@ -319,18 +325,25 @@ class _Process(Interactive):
         if reason in ("memory", "pids", "disk"):
             limit = reason
         # A limit the kernel enforced in the last moments, before the watchdog's next look.
+        stopped = self.watch.detail if reason else None
         if limit is None and self.cgroup is not None and self.cgroup.oom_kills():
             limit = "memory"
-            text += f"\n{NOTE}the kernel's OOM killer ended a process: over " \
-                    f"{self.step.limits.memory_bytes} bytes of memory\n"
+            stopped = (f"the kernel's OOM killer ended a process of the step: over "
+                       f"{self.step.limits.memory_bytes} bytes of memory (the step's cgroup)")
+            text += f"\n{NOTE}{stopped}\n"
         elif limit is None and self.cgroup is not None and self.cgroup.pids_refused():
             limit = "pids"
-            text += f"\n{NOTE}a fork was refused at {self.step.limits.max_procs} processes\n"
+            stopped = (f"a fork was refused at {self.step.limits.max_procs} processes (the "
+                       "step's cgroup)")
+            text += f"\n{NOTE}{stopped}\n"
         killed = reason is not None
-        # SIGKILL that we did not send is almost always the kernel's OOM killer.
-        unexplained_kill = rc == -signal.SIGKILL and not killed and not closed_by_us
-        oom = (limit == "memory" or unexplained_kill
-               or any(m in text[-20000:] for m in OOM_MARKERS))
+        oom = limit == "memory" or any(m in text[-20000:] for m in OOM_MARKERS)
+        # A signal we did not send, with no limit of the step's behind it (a SIGKILL from the
+        # host's OOM killer, say): the step's own accounting does not pin it on the code.
+        foreign = -rc if rc is not None and rc < 0 and not killed and not closed_by_us \
+            and limit is None and not oom else None
+        if foreign:
+            text += f"\n{NOTE}ended by signal {foreign}, which the sandbox did not send\n"
         if reason:
             text += f"\n{NOTE}killed: {self.watch.detail}\n"
         for note in self.notes:
@@ -348,7 +361,7 @@ class _Process(Interactive):
         self._closed = Outcome(None if killed else rc, reason == "timeout", wall, text,
                                self.nbytes, oom=oom, error=error, cpu_s=cpu_s, cpu_source=source,
                                over_budget=reason == "over_budget", limit=limit,
-                               late_files=late)
+                               late_files=late, signal=foreign, stopped=stopped)
         return self._closed
 
     def _cpu(self) -> tuple[float | None, str]:

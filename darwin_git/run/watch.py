@@ -55,16 +55,92 @@ def disk_bytes(top: str) -> int:
     return total
 
 
-def scratch_bytes(paths) -> int:
-    """Bytes used on the step's private scratch file systems (tmpfs), via statvfs."""
-    total = 0
-    for path in paths:
-        try:
-            st = os.statvfs(path)
-            total += (st.f_blocks - st.f_bfree) * st.f_frsize
-        except OSError:
-            pass
-    return total
+def _tmpfs_devices(pid: int | str) -> dict[str, tuple[int, int]] | None:
+    """Mount point (as process ``pid`` sees it) -> device of every tmpfs in its mount table."""
+    try:
+        with open(f"/proc/{pid}/mountinfo") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    found = {}
+    for line in lines:
+        head, sep, tail = line.partition(" - ")
+        fields, kind = head.split(), tail.split()
+        if not sep or len(fields) < 5 or not kind:
+            continue
+        major, _, minor = fields[2].partition(":")
+        if kind[0] == "tmpfs" and major.isdigit() and minor.isdigit():
+            found[fields[4].replace("\\040", " ")] = (int(major), int(minor))
+    return found
+
+
+def _mount_ns(pid: int | str) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return None
+
+
+class ScratchMounts:
+    """A step's private scratch file systems (tmpfs at ``points`` inside it), counted only once
+    they are verified to be the step's own: a tmpfs at that mount point in the mount table of
+    a process of the step, whose mount namespace is not the engine's, on a device that no mount
+    of the engine's namespace has (a fresh file system, never the host's /tmp or /dev/shm), and
+    the folder opened there on that very device. The folder is then held open and read with
+    fstatvfs, so the count never moves to another file system, whether the step's process
+    exits, its pid is reused, or its view is not built yet (``/proc/PID/root`` then leads to the
+    host's own folders, which must never be counted)."""
+
+    def __init__(self, points: tuple[str, ...]):
+        self.points = tuple(points)
+        self._fds: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def found(self) -> list[str]:
+        return sorted(self._fds)
+
+    def usage(self, pid: int | None) -> dict[str, int]:
+        """Mount point -> bytes used, for the verified mounts (looked for through ``pid``, a
+        process of the step, while some are missing)."""
+        with self._lock:
+            if pid and len(self._fds) < len(self.points):
+                self._find(pid)
+            out = {}
+            for point, fd in self._fds.items():
+                try:
+                    st = os.fstatvfs(fd)
+                except OSError:
+                    continue
+                out[point] = (st.f_blocks - st.f_bfree) * st.f_frsize
+            return out
+
+    def _find(self, pid: int) -> None:
+        ns = _mount_ns(pid)
+        if ns is None or ns == _mount_ns("self"):
+            return  # gone, or not isolated yet: its /proc/PID/root is the engine's own view
+        theirs, ours = _tmpfs_devices(pid), _tmpfs_devices("self")
+        if theirs is None or ours is None:
+            return
+        host_devices = set(ours.values())
+        for point in self.points:
+            dev = theirs.get(point)
+            if point in self._fds or dev is None or dev in host_devices:
+                continue
+            try:
+                fd = os.open(f"/proc/{pid}/root{point}", os.O_RDONLY | os.O_DIRECTORY)
+            except OSError:
+                continue
+            st = os.fstat(fd)
+            if (os.major(st.st_dev), os.minor(st.st_dev)) == dev and _mount_ns(pid) == ns:
+                self._fds[point] = fd
+            else:  # the pid was reused meanwhile, or the folder is not that mount
+                os.close(fd)
+
+    def close(self) -> None:
+        with self._lock:
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds = {}
 
 
 class Probe:
@@ -83,8 +159,13 @@ class Probe:
     def pids_refused(self) -> int:
         return 0
 
-    def scratch_bytes(self) -> int:
-        return 0
+    def scratch(self) -> dict[str, int]:
+        """Bytes used on the step's own scratch file systems, by mount point (verified: see
+        ScratchMounts); {} where none is known."""
+        return {}
+
+    def close(self) -> None:
+        """The step is over: let go of whatever the probe holds open."""
 
 
 class Watch:
@@ -114,6 +195,7 @@ class Watch:
     def end(self) -> None:
         """The step is over: stop watching (a reason found so far stays)."""
         self._done.set()
+        self.probe.close()
 
     def sample_cpu(self) -> float | None:
         value = self.probe.cpu_s()
@@ -147,11 +229,15 @@ class Watch:
             reason = detail = None
             if self.probe.oom_kills() > 0:
                 reason, detail = "memory", f"the kernel's OOM killer ended a process: over " \
-                                           f"{limits.memory_bytes} bytes of memory"
+                                           f"{limits.memory_bytes} bytes of memory (the " \
+                                           "step's cgroup)"
             elif (rss := self.probe.rss_bytes()) is not None and rss > limits.memory_bytes:
-                reason, detail = "memory", f"resident memory {rss} over {limits.memory_bytes} bytes"
+                reason, detail = "memory", f"resident memory {rss} bytes over " \
+                                           f"{limits.memory_bytes} (summed over the step's " \
+                                           "processes)"
             elif self.probe.pids_refused() > 0:
-                reason, detail = "pids", f"a fork was refused at {limits.max_procs} processes"
+                reason, detail = "pids", f"a fork was refused at {limits.max_procs} " \
+                                         "processes (the step's cgroup)"
             elif limit is not None and limit.clock == "cpu" and cpu is not None \
                     and cpu > limit.seconds:
                 reason, detail = "over_budget", f"{cpu:.2f} CPU seconds passed the " \
@@ -200,8 +286,18 @@ class Watch:
         wait = self.poll_s
         while not self._done.wait(wait):
             t0 = time.monotonic()
-            used = sum(disk_bytes(d) for d in self.out_dirs) + self.probe.scratch_bytes()
+            parts = self.disk_usage()
             wait = max(self.poll_s, 4 * (time.monotonic() - t0))
+            used = sum(parts.values())
             if used > cap:
-                self.stop("disk", f"wrote {used} bytes, over the {cap} bytes a run may write")
+                where = ", ".join(f"{n} {name}" for name, n in parts.items())
+                self.stop("disk", f"wrote {used} bytes, over the {cap} bytes a run may write "
+                                  f"({where})")
                 return
+
+    def disk_usage(self) -> dict[str, int]:
+        """What the step wrote, by where it was read: its output folders (allocated blocks)
+        and its own scratch file systems (verified, see ScratchMounts)."""
+        parts = {f"in its output folder {d}": disk_bytes(d) for d in self.out_dirs}
+        parts.update({f"on its scratch tmpfs {p}": n for p, n in self.probe.scratch().items()})
+        return parts
