@@ -19,6 +19,7 @@ import pygit2
 
 from . import runconfig
 from .harness.spec import default_clock
+from .origin import is_evidence, is_infrastructure, of_result
 from .population.lineage import generation
 from .population.message import parse_message
 from .population.repo import Population
@@ -49,6 +50,7 @@ class Conditions:
     clock: str  # "cpu" | "wall"
     device: str  # "cpu" | "cuda"
     harness: str | None = None  # a harness version; None: any
+    layout: str | None = None  # how runs share the machine (Executor.layout, "2x1"); None: any
 
     def __post_init__(self):
         if self.clock not in CLOCKS:
@@ -57,10 +59,11 @@ class Conditions:
     @classmethod
     def of(cls, settings) -> "Conditions":
         """The conditions of a run with these settings (an evolve.settings.EvolveSettings:
-        budget_s, device, clock), scored by this install's harness."""
+        budget_s, device, clock, layout), scored by this install's harness."""
         return cls(budget_s=float(settings.budget_s),
                    clock=settings.clock or default_clock(settings.device),
-                   device=settings.device, harness=installed_harness())
+                   device=settings.device, harness=installed_harness(),
+                   layout=getattr(settings, "layout", None))
 
     @classmethod
     def from_config(cls, config: dict) -> "Conditions":
@@ -72,17 +75,20 @@ class Conditions:
         run = {"budget_s": config.get("budget_s", DEFAULT_BUDGET_S), **config.get("evolve", {})}
         device = run.get("device") or "cpu"
         return cls(budget_s=float(run["budget_s"]), clock=run.get("clock") or default_clock(device),
-                   device=device, harness=installed_harness())
+                   device=device, harness=installed_harness(), layout=run.get("layout"))
 
     def matches(self, record: dict) -> bool:
-        """Same budget, clock, device and harness. A record that does not say one of them
-        (a hand-made result, an engine failure recorded before the harness ran) is not excluded
-        for it, except the clock: a result without one was measured on the wall clock."""
-        def same(key, want):
-            have = record.get(key)
+        """Same budget, clock, device, harness and layout. A record that does not say one of
+        them (a hand-made result, a journal record) is not excluded for it, except the clock: a
+        result without one was measured on the wall clock."""
+        def same(have, want):
             return have is None or want is None or have == want
-        return (same("budget_s", self.budget_s) and same("device", self.device)
-                and same("harness", self.harness)
+        layout = record.get("layout")
+        if layout is None and isinstance(record.get("conditions"), dict):
+            layout = record["conditions"].get("layout")
+        return (same(record.get("budget_s"), self.budget_s)
+                and same(record.get("device"), self.device)
+                and same(record.get("harness"), self.harness) and same(layout, self.layout)
                 and (record.get("clock") or "wall") == self.clock)
 
 
@@ -92,9 +98,23 @@ def run_conditions(pop: Population) -> Conditions:
 
 
 def comparable(result, conditions: Conditions) -> bool:
-    """A result line (v 1, kind "result") measured under ``conditions``."""
+    """A result line (v 1, kind "result") measured under ``conditions`` that speaks about the
+    code: ok, or failed by the code's own doing. A failure of the engine or its infrastructure
+    (origin.py) says nothing about the code: it counts for nothing here (the tree is evaluated
+    again), and :func:`infrastructure_failures` counts it apart."""
+    return _under(result, conditions) and is_evidence(result)
+
+
+def _under(result, conditions: Conditions) -> bool:
     return (isinstance(result, dict) and result.get("v") == 1
             and result.get("kind") == "result" and conditions.matches(result))
+
+
+def infrastructure_failures(pop: Population, commit, conditions: Conditions) -> list[dict]:
+    """The commit's results under ``conditions`` that failed for the engine's or the
+    infrastructure's reasons (origin "engine" or "llm"), oldest first."""
+    return [r for r in pop.records(commit, "result") if _under(r, conditions)
+            and is_infrastructure(of_result(r))]
 
 
 @dataclass(frozen=True)

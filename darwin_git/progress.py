@@ -51,8 +51,15 @@ def describe(e: dict) -> str | None:
                 f"{e.get('runner')} x{e.get('slots')}" +
                 (f"\nacceptance: {rule_words(e['rule'])}" if e.get("rule") else ""))
     if kind == "noise_floor":
-        return (f"noise floor: seed val_loss {e.get('mean'):.4f} +/- {e.get('sigma'):.4f} "
-                f"over {e.get('repeats')} runs")
+        line = (f"noise floor: seed val_loss {e.get('mean'):.4f} +/- {e.get('sigma'):.4f} "
+                f"over {e.get('repeats')} seeds")
+        if e.get("paired_sigma") is not None:
+            line += (f"; a paired difference (the seed beside itself) spreads by "
+                     f"{e['paired_sigma']:.4f} ({e.get('paired_df')} df)")
+        if e.get("mde") is not None:
+            line += (f"\nsmallest effect acceptance can see: {e['mde']:.4f} nats (80% power, "
+                     f"{e.get('confidence', 0.95):.0%} confidence, {e.get('pairs')} pairs)")
+        return line
     if kind == "generation_started":
         return f"-- generation {e['generation']} --"
     if kind == "proposed":
@@ -73,6 +80,10 @@ def describe(e: dict) -> str | None:
         short = f"\n    warning: {e['too_short']}" if e.get("too_short") else ""
         return (f"  {e['commit'][:10]} {e.get('label', '')}{seed}: {e['status']} {val}{cached}"
                 f"{short}")
+    if kind == "retry":
+        return (f"  {e['commit'][:10]} {e.get('label', '')} seed {e.get('seed')}: "
+                f"{e.get('cause')} is the {e.get('origin')}'s failure, not the code's: "
+                f"retry {e.get('attempt')} of {e.get('of')} in {e.get('in_s', 0):g} s")
     if kind == "verdict":
         return f"  {e['commit'][:10]} {e.get('label', '')}: {e['reason']}"
     if kind == "remeasure":
@@ -92,6 +103,8 @@ def describe(e: dict) -> str | None:
         best = e.get("best")
         return f"generation {e['generation']} done: best val_loss {best:.4f}" if best else \
             f"generation {e['generation']} done: no agent has a result"
+    if kind == "headline":
+        return headline_words(e)
     if kind == "stopped":
         return f"stopped: {e['reason']}"
     if kind == "request":
@@ -112,6 +125,21 @@ def describe(e: dict) -> str | None:
     if kind == "hitl_error":
         return f"  human-in-the-loop step {e.get('step')} failed: {e.get('detail', '')}"
     return None
+
+
+def headline_words(h: dict) -> str:
+    """The run's re-measured gain (a "headline" journal record) in one line."""
+    import math
+
+    mean, (low, high) = h.get("mean"), h.get("interval") or (None, None)
+    if mean is None:
+        return (f"headline: {h.get('agent')} beside the seed on {h.get('pairs')} fresh seeds: "
+                "no pair where both trained ok")
+    ci = f" [{low:+.4f}, {high:+.4f}] (95%)" if low is not None else ""
+    return (f"headline: {h.get('agent')} vs the seed, re-measured side by side on "
+            f"{len(h.get('differences') or [])} fresh seeds never used in selection: "
+            f"{mean:+.4f} nats{ci}, perplexity x{math.exp(mean):.3f}; cost {h.get('runs')} "
+            f"runs, {h.get('wall_s')} s")
 
 
 def rule_words(rule: dict) -> str:

@@ -53,7 +53,7 @@ FIELDS = (
     "tokens_per_s", "mfu", "flops_per_token", "peak_flops", "params", "throughput_untrusted",
     "train_wall_s", "train_cpu_s", "eval_wall_s", "eval_cpu_s", "budget_s", "clock", "device", "device_name",
     "seed", "tokenizer", "vocab_size", "eval_tokens", "runner", "harness", "created", "train",
-    "log_tail", "reported", "origin", "exit_signal",
+    "log_tail", "reported", "origin", "exit_signal", "conditions",
 )
 
 

@@ -2,34 +2,59 @@
 numbers so the rules can be read, tested and documented without a repo (README "Noise-aware
 acceptance").
 
-Acceptance (:func:`decide`). A child is compared with its parent on the same training seeds
-(``seed, seed+1, ...``: the same initialisation and data order), seed by seed, in order:
+Acceptance (:func:`decide`). A CPU second is not a fixed amount of work (runs beside each
+other share caches and memory bandwidth), so a child is compared with its parent on the same
+training seeds (``seed, seed+1, ...``: the same initialisation and data order) and, wherever the
+comparison decides anything, side by side: the two runs start together on two slots.
 
-- on the first seed where the child is not better than its parent (or did not train), it is
-  rejected: a child that is not better on its first seed costs one run;
-- while it is better on every seed so far, it is evaluated on the next seed (and its parent
-  too, where the parent lacks that seed), up to ``max_seeds``;
-- after ``max_seeds`` seeds, all better, it is promoted only when a one-sided paired t-test
-  over the per-seed differences (child - parent) says "lower" at ``confidence`` *and* the mean
-  gain is at least ``min_effect`` nats.
+- **The screen**, on the first seed: the child against its parent's reference value there (its
+  runs on that seed measured under the run's layout, never the run it was itself selected on;
+  without one, the two run side by side). Not better: rejected. A child that is not better
+  costs one run.
+- **Pairs**, on the next seeds, up to ``max_seeds`` in all: the child and its parent side by
+  side on each seed, the difference child - parent taken within the pair. Not better on
+  average after any pair: rejected there.
+- **The test**, after the last pair: a one-sided t-test of the pairs' mean difference against
+  the spread of paired differences measured in the run (the seed against itself side by side,
+  and every child's pairs around their own mean, pooled: :class:`Noise`), promoted when it says
+  "lower" at ``confidence`` and the mean gain is at least ``min_effect`` nats (default 0: the
+  test alone). The screen's own difference is not part of the test: the child was selected on
+  it.
 
-Requiring the child to be better on every seed makes the rule cheaper (most children stop
-after one run) and stricter than the test alone: a mean gain whose sign is not the same on
-every seed is never promoted.
+:func:`minimum_effect` is the smallest gain the test finds with 80% power at that noise.
 
-Pruning keeps the noise bar: an agent within ``accept_k * sigma`` of the best (sigma: the
-spread of the seed's validation loss over seeds, the noise floor) is never pruned, nor an elite.
+Pruning keeps a noise bar: an agent within ``accept_k * sigma`` of the best (sigma: the spread
+of the seed's validation loss over seeds, the noise floor) is never pruned, nor an elite.
 """
 from __future__ import annotations
 
 import math
 import random
 import statistics
-import warnings
 from dataclasses import dataclass
 
-REJECT, MORE, PROMOTE = "reject", "more", "promote"
-TEST_NAME = "one-sided paired t-test"
+REJECT, MORE, PROMOTE, VOID = "reject", "more", "promote", "void"
+ACTIONS = (REJECT, MORE, PROMOTE, VOID)
+TEST_NAME = "one-sided paired t-test, side by side"
+MDE_POWER = 0.8  # the power minimum_effect is stated at
+
+
+class _Missing:
+    """A value not measured yet (a seed not evaluated, a pair not run)."""
+
+    def __repr__(self):
+        return "MISSING"
+
+
+class _Void:
+    """A seed the engine could not evaluate (its retries spent on infrastructure failures):
+    no evidence either way."""
+
+    def __repr__(self):
+        return "LOST"
+
+
+MISSING, LOST = _Missing(), _Void()
 
 
 @dataclass(frozen=True)
@@ -38,31 +63,36 @@ class SelectionSettings:
     elites: int = 1  # best agents that always survive untouched
     tournament_size: int = 2  # agents drawn per tournament when picking parents for spawns
     prune_per_generation: int = 1  # worst agents replaced each generation
-    min_sigma: float = 1e-3  # floor for sigma when repeats happen to agree closely
 
 
 @dataclass(frozen=True)
 class AcceptanceRule:
-    max_seeds: int = 3  # seeds a child that keeps looking better is evaluated on
-    confidence: float = 0.95  # of the paired t-test: promote only when p < 1 - confidence
-    min_effect: float = 0.02  # mean gain in nats a promoted child must reach
+    max_seeds: int = 4  # seeds a child is compared on: its first (the screen), then pairs
+    confidence: float = 0.95  # of the one-sided test: promote only when p < 1 - confidence
+    min_effect: float = 0.0  # mean gain in nats a promoted child must reach besides the test
 
     def __post_init__(self):
-        if self.max_seeds < 2:
-            raise ValueError("max_seeds must be at least 2: a paired test needs two seeds")
+        if self.max_seeds < 3:
+            raise ValueError("max_seeds must be at least 3: the first seed screens, and a "
+                             "paired test needs two pairs")
         if not 0 < self.confidence < 1:
             raise ValueError("confidence must be between 0 and 1 (e.g. 0.95)")
         if not (self.min_effect >= 0 and math.isfinite(self.min_effect)):
             raise ValueError("min_effect must be a finite number of nats, 0 or more")
 
     def seeds(self, first: int) -> list[int]:
-        """The training seeds a comparison uses, in order."""
+        """The training seeds a comparison uses, in order: the screen's, then the pairs'."""
         return [first + i for i in range(self.max_seeds)]
+
+    @property
+    def pairs(self) -> int:
+        return self.max_seeds - 1
 
     def describe(self) -> str:
         """The rule in one line, for the views."""
-        return (f"{TEST_NAME}, better on every one of up to {self.max_seeds} seeds, "
-                f"{self.confidence:.0%} confidence, mean gain >= {self.min_effect:g} nats")
+        gain = f", mean gain >= {self.min_effect:g} nats" if self.min_effect else ""
+        return (f"{TEST_NAME}: not better than the parent on the first seed rejects; then up "
+                f"to {self.pairs} pairs side by side, {self.confidence:.0%} confidence{gain}")
 
     def to_dict(self) -> dict:
         return {"test": TEST_NAME, "max_seeds": self.max_seeds, "confidence": self.confidence,
@@ -76,12 +106,44 @@ class AcceptanceRule:
 
 
 @dataclass(frozen=True)
+class Noise:
+    """The spread of a paired difference (side by side, one seed) that the test assumes, as a
+    pooled sum of squares and its degrees of freedom: each pair of a tree with itself adds its
+    difference squared (its mean is 0) and one degree; each child's pairs add their squares
+    around their own mean and one degree fewer than their count."""
+    ss: float = 0.0
+    df: int = 0
+
+    @property
+    def sigma(self) -> float | None:
+        return math.sqrt(self.ss / self.df) if self.df else None
+
+    @classmethod
+    def of_twins(cls, diffs: list[float]) -> "Noise":
+        """From pairs of a tree with itself (A/A)."""
+        return cls(sum(d * d for d in diffs), len(diffs))
+
+    def plus(self, diffs: list[float]) -> "Noise":
+        """Pooled with one more group of paired differences (a child's pairs)."""
+        if len(diffs) < 2:
+            return self
+        m = statistics.fmean(diffs)
+        return Noise(self.ss + sum((d - m) ** 2 for d in diffs), self.df + len(diffs) - 1)
+
+    def __add__(self, other: "Noise") -> "Noise":
+        return Noise(self.ss + other.ss, self.df + other.df)
+
+
+@dataclass(frozen=True)
 class Verdict:
-    action: str  # "reject" | "more" (evaluate the next seed) | "promote"
+    action: str  # "reject" | "more" (evaluate ``want`` on ``seed``) | "promote" | "void"
     reason: str  # in words, for journals, events, memory and prompts
-    n: int = 0  # seeds compared so far
-    mean_diff: float | None = None  # mean of child - parent over those seeds (negative: better)
-    p: float | None = None  # the paired test's p-value, once it ran
+    n: int = 0  # seeds compared so far (the screen's included)
+    mean_diff: float | None = None  # mean of child - parent over the pairs (negative: better)
+    p: float | None = None  # the test's p-value, once it ran
+    want: str | None = None  # for "more": "screen" (the child alone), "reference" (its parent
+    # alone), "pair" (both side by side)
+    seed: int | None = None  # for "more": the seed to evaluate
 
     @property
     def final(self) -> bool:
@@ -92,47 +154,76 @@ class Verdict:
                 "mean_diff": self.mean_diff, "p": self.p}
 
 
-def decide(child: dict, parent: dict, seeds: list[int], rule: AcceptanceRule) -> Verdict:
+def decide(child, parent, pairs: dict, seeds: list[int], rule: AcceptanceRule,
+           noise: Noise = Noise()) -> Verdict:
     """The verdict on a child given what is known so far.
 
-    ``child`` and ``parent`` map a training seed to the mean ok val_loss there, or to None when
-    that seed was evaluated without an ok result; a seed not evaluated yet is absent. ``seeds``
-    are the comparison's seeds in order (``rule.seeds(first)``). A "more" verdict's ``n`` is
-    the number of seeds compared: ``seeds[n]`` is the one to evaluate next, for both.
+    ``child``: the child's value on the first seed (its mean ok val_loss there), None when it
+    was evaluated there without an ok result, LOST when the engine could not evaluate it,
+    MISSING before. ``parent``: the parent's reference value on that seed (None: evaluated
+    there, never ok; MISSING: none). ``pairs``: seed -> (child value, parent value) of a pair
+    run side by side on that seed (None: that side failed; LOST: the engine could not run it);
+    seeds without a pair are absent. ``seeds``: ``rule.seeds(first)``. ``noise``: the spread
+    of paired differences measured in the run, without this child's (:class:`Noise`).
     """
     seeds = list(seeds)[: rule.max_seeds]
     if len(seeds) < rule.max_seeds:
         raise ValueError(f"need {rule.max_seeds} seeds, got {len(seeds)}")
-    parent_broken = bool(parent) and all(v is None for v in parent.values())
-    diffs, pairs = [], []
-    for i, seed in enumerate(seeds):
-        n = i + 1
-        if seed not in child or seed not in parent:
-            return Verdict(MORE, _more_reason(diffs, i, seed), i, _mean(diffs))
-        c, p = child[seed], parent[seed]
+    first = seeds[0]
+    if child is LOST:
+        return Verdict(VOID, f"no evidence: the engine could not evaluate seed {first}", 0)
+    if child is MISSING:
+        if parent is MISSING:
+            return Verdict(MORE, f"its parent has no reference value on seed {first}: the two "
+                           "side by side", 0, want="pair", seed=first)
+        return Verdict(MORE, f"waiting for seed {first}", 0, want="screen", seed=first)
+    if child is None:
+        return Verdict(REJECT, f"rejected after 1 seed: no ok result on seed {first}", 1)
+    if parent is MISSING:
+        return Verdict(MORE, f"waiting for its parent's reference value on seed {first}", 0,
+                       want="reference", seed=first)
+    if parent is None:  # a parent that never trained ok is beaten by any working child
+        return Verdict(PROMOTE, f"promoted: the parent has no ok result; the child trained on "
+                       f"seed {first}", 1)
+    d0 = child - parent
+    if d0 >= 0:
+        words = f"{d0:+.4f} nats worse" if d0 > 0 else "no better"
+        return Verdict(REJECT, f"rejected after 1 seed: {words} than its parent on seed "
+                       f"{first}", 1, d0)
+    diffs: list[float] = []
+    for i, seed in enumerate(seeds[1:], start=1):
+        if seed not in pairs:
+            so_far = (f"{_seeds(len(diffs))} side by side so far (mean "
+                      f"{statistics.fmean(diffs):+.4f} nats)" if diffs else
+                      f"{-d0:.4f} nats better on seed {first}")
+            return Verdict(MORE, f"{so_far}; pair {i} of {len(seeds) - 1} on seed {seed}", i,
+                           _mean(diffs), want="pair", seed=seed)
+        c, p = pairs[seed]
+        if c is LOST or p is LOST:
+            return Verdict(VOID, f"no evidence: the engine could not run the pair on seed "
+                           f"{seed}", i + 1, _mean(diffs))
         if c is None:
-            return Verdict(REJECT, f"rejected after {_seeds(n)}: no ok result on seed {seed}",
-                           n, _mean(diffs))
+            return Verdict(REJECT, f"rejected after {_seeds(i + 1)}: no ok result on seed "
+                           f"{seed}", i + 1, _mean(diffs))
         if p is None:
-            if parent_broken:  # a parent that never trained ok is beaten by any working child
-                return Verdict(PROMOTE, f"promoted: the parent has no ok result; the child "
-                               f"trained on seed {seed}", n)
-            continue  # nothing to pair on this seed
-        d = c - p
-        if d >= 0:
-            words = f"{d:+.4f} nats worse" if d > 0 else "no better"
-            return Verdict(REJECT, f"rejected after {_seeds(n)}: {words} on seed {seed}", n,
-                           _mean(diffs + [d]))
-        diffs.append(d)
-        pairs.append((c, p))
+            continue  # the parent failed there: nothing to pair on this seed
+        diffs.append(c - p)
+        mean = statistics.fmean(diffs)
+        if mean >= 0:
+            each = ", ".join(f"{d:+.4f}" for d in diffs)
+            return Verdict(REJECT, f"rejected after {_seeds(i + 1)}: side by side with its "
+                           f"parent {mean:+.4f} nats on average over {_pairs(len(diffs))} "
+                           f"({each})", i + 1, mean)
     n = len(seeds)
-    if len(diffs) < 2:
-        return Verdict(REJECT, f"rejected after {_seeds(n)}: fewer than 2 seeds where both "
-                       "trained ok, no paired test", n, _mean(diffs))
-    mean, p_value = statistics.fmean(diffs), paired_p([c for c, _ in pairs],
-                                                      [p for _, p in pairs])
-    se = statistics.stdev(diffs) / math.sqrt(len(diffs))
-    measured = f"{mean:+.4f} ± {se:.4f} nats over {_seeds(len(diffs))}, p = {_p(p_value)}"
+    pooled = noise.plus(diffs)
+    if not diffs or pooled.df == 0:
+        return Verdict(REJECT, f"rejected after {_seeds(n)}: fewer than 2 pairs where both "
+                       "trained ok and no measured noise, no test", n, _mean(diffs))
+    mean = statistics.fmean(diffs)
+    se = pooled.sigma / math.sqrt(len(diffs))
+    p_value = one_sided_p(mean, se, pooled.df)
+    measured = (f"{mean:+.4f} ± {se:.4f} nats over {_pairs(len(diffs))} side by side "
+                f"(σ {pooled.sigma:.4f}, {pooled.df} df), {_p(p_value)}")
     alpha = 1 - rule.confidence
     if p_value < alpha and -mean >= rule.min_effect:
         return Verdict(PROMOTE, f"promoted: {measured}", n, mean, p_value)
@@ -145,21 +236,25 @@ def decide(child: dict, parent: dict, seeds: list[int], rule: AcceptanceRule) ->
                    n, mean, p_value)
 
 
-def paired_p(child: list[float], parent: list[float]) -> float:
-    """p-value of the one-sided paired t-test that the child's losses are lower."""
-    from scipy.stats import ttest_rel
+def one_sided_p(mean: float, se: float, df: int) -> float:
+    """p-value that a mean paired difference this low arises with no true gain (Student's t
+    with ``df`` degrees of freedom)."""
+    from scipy.stats import t
 
-    with warnings.catch_warnings():  # identical differences: scipy warns, the answer stands
-        warnings.simplefilter("ignore")
-        p = float(ttest_rel(child, parent, alternative="less").pvalue)
-    return 1.0 if math.isnan(p) else p
+    if se <= 0:
+        return 0.0 if mean < 0 else 1.0
+    return float(t.cdf(mean / se, df))
 
 
-def _more_reason(diffs: list[float], i: int, seed: int) -> str:
-    if i == 0:
-        return f"waiting for seed {seed}"
-    return (f"better on {_seeds(i)} so far (mean {statistics.fmean(diffs):+.4f} nats)"
-            if diffs else f"compared on {_seeds(i)} so far") + f"; evaluating seed {seed}"
+def minimum_effect(sigma: float | None, df: int, pairs: int, confidence: float,
+                   power: float = MDE_POWER) -> float | None:
+    """The smallest mean gain (nats) the test finds with ``power`` at ``confidence``, over
+    ``pairs`` pairs whose differences spread by ``sigma`` (known to ``df`` degrees of freedom)."""
+    from scipy.stats import t
+
+    if sigma is None or df < 1 or pairs < 1:
+        return None
+    return float((t.ppf(confidence, df) + t.ppf(power, df)) * sigma / math.sqrt(pairs))
 
 
 def _mean(diffs: list[float]) -> float | None:
@@ -170,8 +265,12 @@ def _seeds(n: int) -> str:
     return f"{n} seed" + ("" if n == 1 else "s")
 
 
+def _pairs(n: int) -> str:
+    return f"{n} pair" + ("" if n == 1 else "s")
+
+
 def _p(p: float) -> str:
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
 def noise_sigma(losses: list[float], floor: float = 1e-3) -> float:

@@ -1,12 +1,15 @@
+import math
 import random
 
 import pytest
 
-from darwin_git.select import (AcceptanceRule, SelectionSettings, Verdict, best_promoted, decide,
-                               noise_sigma, paired_p, plan_replacements, prune_reason, rank)
+from darwin_git.select import (LOST, MISSING, AcceptanceRule, Noise, SelectionSettings,
+                               Verdict, best_promoted, decide, minimum_effect, noise_sigma,
+                               one_sided_p, plan_replacements, prune_reason, rank)
 
-RULE = AcceptanceRule(max_seeds=3, confidence=0.95, min_effect=0.02)
+RULE = AcceptanceRule(max_seeds=4, confidence=0.95, min_effect=0.0)
 SEEDS = RULE.seeds(0)
+NOISE = Noise.of_twins([0.004, -0.003, 0.005, -0.004])  # the seed beside itself, 4 pairs
 
 
 def test_noise_sigma_is_sample_stdev_with_a_floor():
@@ -17,80 +20,102 @@ def test_noise_sigma_is_sample_stdev_with_a_floor():
 
 def test_the_rule_compares_on_consecutive_seeds_and_refuses_nonsense():
     assert AcceptanceRule(max_seeds=4).seeds(7) == [7, 8, 9, 10]
-    with pytest.raises(ValueError, match="at least 2"):
-        AcceptanceRule(max_seeds=1)
+    assert AcceptanceRule(max_seeds=5).pairs == 4
+    with pytest.raises(ValueError, match="at least 3"):
+        AcceptanceRule(max_seeds=2)
     with pytest.raises(ValueError, match="confidence"):
         AcceptanceRule(confidence=1.0)
     with pytest.raises(ValueError, match="min_effect"):
         AcceptanceRule(min_effect=-0.1)
-    assert "paired t-test" in RULE.describe() and RULE.to_dict()["min_effect"] == 0.02
+    assert "side by side" in RULE.describe() and RULE.to_dict()["min_effect"] == 0.0
     assert AcceptanceRule.from_dict(RULE.to_dict()) == RULE  # as events and journals hold it
 
 
-def test_a_child_not_better_on_its_first_seed_is_rejected_after_that_run():
-    v = decide({0: 2.012}, {0: 2.0, 1: 2.1, 2: 2.05}, SEEDS, RULE)
+def test_noise_pools_twins_and_each_child_s_pairs_around_their_own_mean():
+    twins = Noise.of_twins([0.003, -0.004])
+    assert (twins.df, twins.sigma) == (2, pytest.approx(math.sqrt((9e-6 + 16e-6) / 2)))
+    pooled = twins.plus([-0.02, -0.03, -0.025])  # a child's pairs: their spread, not their mean
+    assert pooled.df == 4
+    assert pooled.ss == pytest.approx(25e-6 + 2 * 0.005 ** 2)
+    assert twins.plus([-0.02]) == twins  # one pair says nothing about the spread
+    assert Noise().sigma is None
+
+
+def test_a_child_not_better_on_its_screen_is_rejected_after_that_run():
+    v = decide(2.012, 2.0, {}, SEEDS, RULE, NOISE)
     assert (v.action, v.n) == ("reject", 1)
-    assert v.reason == "rejected after 1 seed: +0.0120 nats worse on seed 0"
-    tie = decide({0: 2.0}, {0: 2.0}, SEEDS, RULE)
-    assert tie.action == "reject" and tie.reason == "rejected after 1 seed: no better on seed 0"
+    assert v.reason == "rejected after 1 seed: +0.0120 nats worse than its parent on seed 0"
+    tie = decide(2.0, 2.0, {}, SEEDS, RULE, NOISE)
+    assert tie.reason == "rejected after 1 seed: no better than its parent on seed 0"
 
 
-def test_a_child_better_so_far_asks_for_the_next_seed_for_both():
-    first = decide({}, {0: 2.0}, SEEDS, RULE)
-    assert (first.action, first.n, first.reason) == ("more", 0, "waiting for seed 0")
-    v = decide({0: 1.95}, {0: 2.0}, SEEDS, RULE)
-    assert (v.action, v.n) == ("more", 1)  # seeds[1] next, for the child and the parent
-    assert v.reason == "better on 1 seed so far (mean -0.0500 nats); evaluating seed 1"
-    # the child's seed 1 is in, its parent's is not: still waiting on seed 1
-    assert decide({0: 1.95, 1: 1.9}, {0: 2.0}, SEEDS, RULE).n == 1
-    assert not v.final
+def test_what_a_child_waits_for_next():
+    assert decide(MISSING, 2.0, {}, SEEDS, RULE).want == "screen"
+    # the parent has no reference on the first seed: the two side by side there
+    both = decide(MISSING, MISSING, {}, SEEDS, RULE)
+    assert (both.want, both.seed) == ("pair", 0)
+    ref = decide(1.9, MISSING, {}, SEEDS, RULE)
+    assert (ref.want, ref.seed) == ("reference", 0)
+    v = decide(1.95, 2.0, {}, SEEDS, RULE, NOISE)
+    assert (v.action, v.want, v.seed, v.n) == ("more", "pair", 1, 1) and not v.final
+    assert v.reason == "0.0500 nats better on seed 0; pair 1 of 3 on seed 1"
+    v2 = decide(1.95, 2.0, {1: (1.9, 1.92)}, SEEDS, RULE, NOISE)
+    assert (v2.want, v2.seed) == ("pair", 2)
+    assert v2.reason.startswith("1 seed side by side so far (mean -0.0200 nats)")
 
 
-def test_a_mean_gain_with_an_inconsistent_sign_is_never_promoted():
-    # a huge gain on one seed does not carry a loss on the next: the rule stops there
-    v = decide({0: 1.5, 1: 2.11}, {0: 2.0, 1: 2.1, 2: 2.0}, SEEDS, RULE)
+def test_pairs_not_better_on_average_reject_at_once():
+    v = decide(1.95, 2.0, {1: (1.93, 1.92)}, SEEDS, RULE, NOISE)
     assert (v.action, v.n) == ("reject", 2)
-    assert v.reason == "rejected after 2 seeds: +0.0100 nats worse on seed 1"
+    assert v.reason == ("rejected after 2 seeds: side by side with its parent +0.0100 nats on "
+                        "average over 1 pair (+0.0100)")
 
 
-def test_promoted_only_on_the_paired_test_and_the_minimum_effect():
-    parent = {0: 2.00, 1: 2.10, 2: 2.05}
-    v = decide({0: 1.96, 1: 2.055, 2: 2.012}, parent, SEEDS, RULE)
-    assert v.action == "promote" and v.n == 3 and v.p < 0.05
-    assert v.mean_diff == pytest.approx(-0.041)
-    assert v.reason == "promoted: -0.0410 ± 0.0021 nats over 3 seeds, p = 0.001"  # ± s.e.
-    # better on every seed, consistently, but by less than min_effect
-    small = decide({0: 1.99, 1: 2.09, 2: 2.04}, parent, SEEDS, RULE)
-    assert small.action == "reject" and small.p < 0.05
-    assert small.reason.endswith("(a gain of at least 0.02 nats)")
-    # better on every seed, a large mean gain, but too noisy for the test at 95%
-    noisy = decide({0: 1.70, 1: 2.09, 2: 2.03}, parent, SEEDS, RULE)
-    assert noisy.action == "reject" and noisy.mean_diff < -0.02 and noisy.p >= 0.05
-    assert noisy.reason.startswith("rejected after 3 seeds: -0.1100 ± ")
-    assert noisy.reason.endswith("(needs p < 0.05)")
-    # the same numbers pass at a lower confidence
-    assert decide({0: 1.70, 1: 2.09, 2: 2.03}, parent, SEEDS,
-                  AcceptanceRule(confidence=0.8)).action == "promote"
+def test_promoted_on_the_pairs_alone_against_the_measured_noise():
+    pairs = {1: (1.990, 2.000), 2: (2.091, 2.100), 3: (2.039, 2.050)}
+    v = decide(1.5, 2.0, pairs, SEEDS, RULE, NOISE)  # the screen's huge gain is not counted
+    assert v.action == "promote" and v.n == 4
+    assert v.mean_diff == pytest.approx(-0.010)
+    pooled = NOISE.plus([-0.010, -0.009, -0.011])
+    se = pooled.sigma / math.sqrt(3)
+    assert v.p == pytest.approx(one_sided_p(-0.010, se, pooled.df))
+    assert v.reason.startswith(f"promoted: -0.0100 ± {se:.4f} nats over 3 pairs side by side "
+                               f"(σ {pooled.sigma:.4f}, {pooled.df} df), p = ")
+    # the same pairs against noise ten times larger: not enough
+    loud = decide(1.5, 2.0, pairs, SEEDS, RULE, Noise.of_twins([0.04, -0.03, 0.05, -0.04]))
+    assert loud.action == "reject" and loud.reason.endswith("(needs p < 0.05)")
+    # and a minimum effect on top of the test
+    big = decide(1.5, 2.0, pairs, SEEDS, AcceptanceRule(min_effect=0.02), NOISE)
+    assert big.action == "reject" and big.reason.endswith("(a gain of at least 0.02 nats)")
 
 
-def test_the_paired_p_value_is_scipys_one_sided_ttest_rel():
-    from scipy.stats import ttest_rel
-    child, parent = [1.9, 1.7, 1.85], [2.0, 1.9, 1.95]
-    assert paired_p(child, parent) == pytest.approx(
-        ttest_rel(child, parent, alternative="less").pvalue)
-    assert paired_p([1.9, 1.8, 1.7], [2.0, 1.9, 1.8]) < 1e-6  # identical differences
+def test_the_test_needs_measured_noise_or_two_pairs():
+    one = {1: (1.9, 2.0), 2: (1.9, None), 3: (1.9, None)}  # the parent failed twice
+    assert decide(1.9, 2.0, one, SEEDS, RULE).reason.endswith("no measured noise, no test")
+    assert decide(1.9, 2.0, one, SEEDS, RULE, NOISE).action == "promote"
 
 
 def test_failures_a_child_that_fails_loses_a_parent_that_never_trained_loses():
-    v = decide({0: None}, {0: 2.0}, SEEDS, RULE)
+    v = decide(None, 2.0, {}, SEEDS, RULE)
     assert v.action == "reject" and v.reason == "rejected after 1 seed: no ok result on seed 0"
-    late = decide({0: 1.9, 1: None}, {0: 2.0, 1: 2.1}, SEEDS, RULE)
+    late = decide(1.9, 2.0, {1: (None, 2.1)}, SEEDS, RULE, NOISE)
     assert (late.action, late.n) == ("reject", 2)
-    broken = decide({0: 3.0}, {0: None}, SEEDS, RULE)
+    broken = decide(3.0, None, {}, SEEDS, RULE)
     assert broken.action == "promote" and "parent has no ok result" in broken.reason
-    # a parent that failed on one seed only: that seed pairs nothing; two pairs still test
-    gap = decide({0: 1.9, 1: 2.0, 2: 1.95}, {0: 2.0, 1: None, 2: 2.05}, SEEDS, RULE)
-    assert gap.action == "promote" and "over 2 seeds" in gap.reason
+
+
+def test_an_evaluation_the_engine_gave_up_on_is_no_evidence():
+    assert decide(LOST, 2.0, {}, SEEDS, RULE).action == "void"
+    v = decide(1.9, 2.0, {1: (1.8, 1.9), 2: (LOST, LOST)}, SEEDS, RULE, NOISE)
+    assert v.action == "void" and "on seed 2" in v.reason
+
+
+def test_the_smallest_effect_the_test_sees():
+    from scipy.stats import t
+    mde = minimum_effect(0.005, 10, 3, 0.95)
+    assert mde == pytest.approx((t.ppf(0.95, 10) + t.ppf(0.8, 10)) * 0.005 / math.sqrt(3))
+    assert minimum_effect(0.005, 10, 12, 0.95) == pytest.approx(mde / 2)
+    assert minimum_effect(None, 0, 3, 0.95) is None
 
 
 def test_best_promoted_child_is_the_lowest_loss_among_promoted():

@@ -16,3 +16,14 @@ class LockHeld(DarwinError):
 
 class RunnerUnavailable(DarwinError):
     exit_code = 5
+
+
+class RunFailed(DarwinError):
+    """`bench`: a run did not end ok (its status and cause are printed)."""
+    exit_code = 6
+
+
+class NoEvidence(DarwinError):
+    """`evolve`: generations in a row produced no evidence about the code (infrastructure or
+    the LLM failing); the message names the cause."""
+    exit_code = 7

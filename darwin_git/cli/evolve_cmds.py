@@ -155,6 +155,9 @@ def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, exe
                               default=str))
         return
     _print_leaderboard(summary)
+    if summary.get("headline"):
+        from ..progress import headline_words
+        click.echo(headline_words(summary["headline"]))
     click.echo(f"{summary['stopped']}. Inspect with: darwin-git log, or "
                f"git -C {pop.path} {LINEAGE_GIT_ARGS}")
     if report_path:

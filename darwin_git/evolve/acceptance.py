@@ -1,19 +1,21 @@
 """Acceptance while a generation trains (README "Noise-aware acceptance"): each child is compared
-with its parent seed by seed by the pure rule darwin_git.select.decide. The moment a child's
-result arrives and the verdict is "more", the next seed is requested for the child and for its
-parent (a parent's result is shared by its children: one request, or a cached copy), so the
-slots stay busy; selection then reads the verdicts in ``Generation.verdicts``.
+with its parent by the pure rule darwin_git.select.decide, from what the notes hold
+(darwin_git.paired reads them). The moment a child's result arrives and the verdict is "more",
+what it asks for is requested: the child's screen on the first seed, or the next pair of the
+child and its parent side by side; the slots stay busy, and selection reads the verdicts in
+``Generation.verdicts``.
 
 A final verdict is an event, a "verdict" note on the child (what memory and prompts can show)
-and part of the generation's journal record. A failed child is counted once, at the stage of
-its first failed evaluation. After a crash the verdicts are decided again from the notes:
-nothing noted is evaluated again.
+and part of the generation's journal record. A "void" verdict (the engine could not evaluate
+the child: its retries were spent on infrastructure failures) is no evidence about the code.
+A failed child is counted once, at the stage of its first failed evaluation. After a crash the
+verdicts are decided again from the notes: nothing noted is evaluated again.
 """
 from __future__ import annotations
 
-from ..fitness import summarize
+from .. import paired
 from ..population.repo import Population
-from ..select import MORE, AcceptanceRule, Verdict, decide
+from ..select import LOST, MORE, VOID, AcceptanceRule, Verdict, decide
 from .evaluations import Evaluations
 from .generation import STAGE_OF_STATUS, Generation
 
@@ -25,6 +27,10 @@ class Acceptance:
         self.seeds = rule.seeds(first_seed)
         self._gen: Generation | None = None
         self._open: list[str] = []  # children without a final verdict, in the order made
+
+    @property
+    def conditions(self):
+        return self.evaluations.conditions
 
     def watch(self, gen: Generation, child: str) -> None:
         """Start comparing ``child`` (a candidate of ``gen``) with its parent."""
@@ -42,33 +48,50 @@ class Acceptance:
             if commit in (child, self._gen.candidates[child].parent):
                 self._step(child)
 
-    def values(self, commit: str) -> dict:
-        """seed -> the mean ok val_loss there, or None when evaluated without an ok result
-        (or evaluated here with a result that does not count under the run's conditions)."""
-        results = self.evaluations.results(commit)
-        out = {s: None for c, s in self.evaluations.finished if c == commit}
-        out.update({r.get("seed"): None for r in results})
-        out.update(summarize(results).seeds)
-        return out
+    def verdict(self, child: str, parent: str) -> Verdict:
+        """The rule's verdict on ``child`` against ``parent`` from what is noted so far."""
+        first, c = self.seeds[0], self.conditions
+        ev = self.evaluations
+        mine = LOST if (child, first) in ev.lost else \
+            paired.screen_value(self.pop, child, first, c)
+        pairs = {}
+        for seed in self.seeds[1:]:
+            if (child, parent, seed) in ev.lost:
+                pairs[seed] = (LOST, LOST)
+                continue
+            found = paired.pair_values(self.pop, child, parent, seed, c)
+            if found is not None:
+                pairs[seed] = found
+        if (child, parent, first) in ev.lost:
+            mine = LOST
+        return decide(mine, paired.reference(self.pop, parent, first, c), pairs, self.seeds,
+                      self.rule, paired.noise(self.pop, c, without=child))
 
     def _step(self, child: str) -> None:
         gen = self._gen
         cand = gen.candidates[child]
-        verdict = decide(self.values(child), self.values(cand.parent), self.seeds, self.rule)
+        verdict = self.verdict(child, cand.parent)
         before = gen.verdicts.get(child)
         gen.verdicts[child] = verdict
         if verdict.action == MORE:
-            seed = self.seeds[verdict.n]
-            self.evaluations.request(child, seed, gen.labels.get(child, ""))
-            self.evaluations.request(cand.parent, seed,
-                                     f"{cand.agent} tip (paired with its children)")
+            label = gen.labels.get(child, "")
+            if verdict.want == "screen":
+                self.evaluations.request(child, verdict.seed, label, role="screen")
+            elif verdict.want == "reference":
+                self.evaluations.request(cand.parent, verdict.seed,
+                                         f"{cand.agent} tip (reference for its children)",
+                                         role="reference", fresh=True)
+            else:
+                self.evaluations.request_pair(
+                    child, cand.parent, verdict.seed,
+                    (label, f"{cand.agent} tip (side by side with its child)"))
             if verdict.n and (before is None or before.n != verdict.n):
                 self._emit(child, verdict)
             return
         self._open.remove(child)
         self._emit(child, verdict)
         self._note(child, verdict)
-        stage = self._failed_stage(child)
+        stage = None if verdict.action == VOID else self._failed_stage(child)
         if stage:
             gen.stats.fail(stage)
 

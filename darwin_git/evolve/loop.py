@@ -23,16 +23,19 @@ moves); memory is regenerated from git.
 """
 from __future__ import annotations
 
+import time
+
 import pygit2
 
-from .. import memory, runconfig
+from .. import memory, paired, runconfig
+from ..compare import interval
 from ..fitness import Conditions, fitness, leaderboard, too_short
 from ..harness.preflight import make_preflight
 from ..hitl import Hitl, LoopHooks
 from ..population.refs import ref_target
 from ..population.repo import SEED_REF, Population
 from ..run.executor import Executor
-from ..select import noise_sigma
+from ..select import Noise, minimum_effect, noise_sigma
 from .acceptance import Acceptance
 from .budgets import Budgets
 from .evaluations import Evaluations
@@ -42,6 +45,8 @@ from .proposals import Proposals
 from .selection import Selection
 from .settings import EvolveSettings
 
+HEADLINE_SEED = 1000  # the headline's fresh seeds start here (selection never uses them)
+
 
 class Evolution:
     def __init__(self, pop: Population, settings: EvolveSettings, executor: Executor, mutator,
@@ -50,12 +55,14 @@ class Evolution:
         human side (default: hitl.Hitl, requests and answers through git)."""
         self.pop, self.s, self.executor, self.mutator, self.sink = \
             pop, settings, executor, mutator, sink
+        settings.layout = executor.layout  # results of another layout are not compared
         self.conditions = Conditions.of(settings)
         self.journal = Journal(pop.repo)
         self.budgets = Budgets(settings, self.journal)
         self.hitl = hitl or Hitl(pop, sink, self.conditions, self.journal,
                                  settings.stall_generations)
-        self.evaluations = Evaluations(pop, executor, self.conditions, sink)
+        self.evaluations = Evaluations(pop, executor, self.conditions, sink,
+                                       settings.infra_retries, settings.retry_backoff_s)
         self.proposals = Proposals(pop, settings, mutator, sink, self.conditions, self.hitl,
                                    self.budgets, resolver, slots=executor.slots,
                                    preflight=make_preflight(settings, executor, pop, sink))
@@ -84,9 +91,12 @@ class Evolution:
         stopped = self.budgets.reason or \
             f"completed {self.journal.last_done()} of {self.s.generations} generations"
         self.sink.emit({"event": "stopped", "reason": stopped})
+        headline = self.headline()
         summary = {"stopped": stopped, "generations_done": self.journal.last_done(),
                    "leaderboard": leaderboard(self.pop, self.conditions), "sigma": self.sigma,
-                   "rule": self.s.acceptance().to_dict(), "clock": self.conditions.clock}
+                   "rule": self.s.acceptance().to_dict(), "clock": self.conditions.clock,
+                   "headline": headline, "noise": self.journal.find("noise"),
+                   "infrastructure_failures": self.evaluations.counts["infrastructure"]}
         self.hitl.end_of_run(summary)
         return summary
 
@@ -99,7 +109,7 @@ class Evolution:
         for agent, tip in gen.tips.items():  # commits nobody evaluated yet: human work, first runs
             if not self.evaluations.results(tip):
                 gen.labels[tip] = f"{agent} tip"
-                self.evaluations.request(tip, self.s.seed, gen.labels[tip])
+                self.evaluations.request(tip, self.s.seed, gen.labels[tip], role="tip")
         accept = self.acceptance.on_result  # asks for the next seed the moment one is in
         for child in self.proposals.make(gen):  # a slot starts on each child as it is made
             self.acceptance.watch(gen, child)
@@ -112,33 +122,99 @@ class Evolution:
         self.hitl.after_selection(gen)
 
     def noise_floor(self) -> float:
-        """σ of the seed's validation loss over noise_repeats training seeds (seed, seed+1, ...,
-        the seeds acceptance compares on: they double as the seed's per-seed values), measured
-        once per run conditions and journaled (README "Noise-aware acceptance"). σ is shown
-        beside every fitness and sets pruning's noise bar; acceptance is the paired test."""
+        """The noise, measured once per run conditions and journaled (README "Noise-aware
+        acceptance"): the seed trained twice side by side on each of noise_repeats training
+        seeds (seed, seed+1, ..., the seeds acceptance compares on: they are the seed's
+        per-seed values too). Two numbers come out: σ, the spread of the seed's loss over
+        seeds (pruning's noise bar, shown beside every fitness), and the spread of a paired
+        difference of the seed with itself, from which the smallest effect acceptance can see
+        is computed and announced. Measured again when the conditions (layout included)
+        change."""
         rec = self.journal.find("noise")
         if rec and self.conditions.matches(rec):
+            self._announce(rec, resumed=True)
             return rec["sigma"]
-        root = ref_target(self.pop.repo, SEED_REF) or self._root()
+        root = str(ref_target(self.pop.repo, SEED_REF) or self._root())
+        label = "seed (noise floor, side by side with itself)"
         for i in range(max(1, self.s.noise_repeats)):
-            self.evaluations.request(str(root), self.s.seed + i, "seed (noise floor)")
+            self.evaluations.request_pair(root, root, self.s.seed + i, (label, label),
+                                          role="noise")
         self.evaluations.collect()
         fit = fitness(self.pop, root, self.conditions)
-        losses = list(fit.seeds.values())  # one per seed
+        losses = list(fit.seeds.values())  # one per seed, the mean of its two runs
         sigma = noise_sigma(losses)
-        self.journal.append({"phase": "noise", "generation": 0, "sigma": sigma,
-                             "mean": fit.loss, "losses": losses, "repeats": len(losses),
-                             **vars(self.conditions)},
-                            f"Noise floor: seed val_loss "
+        twins = paired.twin_differences(self.pop, self.conditions)
+        noise = Noise.of_twins(twins)
+        rule = self.s.acceptance()
+        record = {"phase": "noise", "generation": 0, "sigma": sigma, "mean": fit.loss,
+                  "losses": losses, "repeats": len(losses), "paired_sigma": noise.sigma,
+                  "paired_df": noise.df, "twin_differences": twins,
+                  "mde": minimum_effect(noise.sigma, noise.df, rule.pairs, rule.confidence),
+                  "steps": [(r.get("train") or {}).get("steps")
+                            for r in self.evaluations.results(root)],
+                  **vars(self.conditions)}
+        self.journal.append(record, f"Noise floor: seed val_loss "
                             f"{fit.loss if fit.loss is None else round(fit.loss, 4)}"
-                            f" +/- {sigma:.4f} over {len(losses)} runs")
-        self.sink.emit({"event": "noise_floor", "mean": fit.loss or float("nan"),
-                        "sigma": sigma, "repeats": len(losses)})
+                            f" +/- {sigma:.4f} over {len(losses)} seeds")
+        self._announce(record)
         short = [w for w in map(too_short, self.evaluations.results(root)) if w]
         if short:  # every later number would be noise too: say so before the first generation
             self.sink.emit({"event": "warning", "kind": "too_short",
                             "detail": f"the seed's runs are {short[0]}"})
         return sigma
+
+    def headline(self) -> dict | None:
+        """The run's gain, re-measured where selection never looked: the best tip beside the
+        seed on headline_pairs fresh training seeds (HEADLINE_SEED and up, never compared
+        on), paired, with its 95% interval and what it cost. None when the seed itself leads,
+        nothing is ranked, or it is turned off; journaled, and reused while the best tip and
+        the conditions stay the same."""
+        n = self.s.headline_pairs
+        board = leaderboard(self.pop, self.conditions)
+        root = str(ref_target(self.pop.repo, SEED_REF) or self._root())
+        if not n or not board or board[0]["val_loss"] is None:
+            return None
+        best = board[0]
+        if self.pop.commit(best["commit"]).tree_id == self.pop.commit(root).tree_id:
+            return None
+        for rec in reversed(self.journal.records()):
+            if rec.get("phase") == "headline" and rec.get("commit") == best["commit"] \
+                    and rec.get("pairs") == n and self.conditions.matches(rec):
+                self.sink.emit({"event": "headline", **rec, "resumed": True})
+                return rec
+        if self.budgets.exhausted() and self.budgets.deadline:
+            return None  # the wall-clock budget is spent: say nothing rather than overrun it
+        seeds = [HEADLINE_SEED + self.s.seed + i for i in range(n)]
+        started, runs = time.time(), self.evaluations.counts["run"]
+        for seed in seeds:
+            self.evaluations.request_pair(best["commit"], root, seed,
+                                          (f"{best['agent']} tip (headline)",
+                                           "seed (headline)"), role="headline")
+        self.evaluations.collect()
+        diffs = []
+        for seed in seeds:
+            found = paired.pair_values(self.pop, best["commit"], root, seed, self.conditions)
+            if found and None not in found:
+                diffs.append(found[0] - found[1])
+        mean, low, high = interval(diffs, paired.noise(self.pop, self.conditions))
+        rec = {"phase": "headline", "agent": best["agent"], "commit": best["commit"],
+               "seed_commit": root, "seeds": seeds, "differences": diffs, "pairs": n,
+               "mean": mean, "interval": [low, high], "level": 0.95,
+               "runs": self.evaluations.counts["run"] - runs,
+               "wall_s": round(time.time() - started, 1), **vars(self.conditions)}
+        self.journal.append(rec, f"Headline: {best['agent']} vs the seed on fresh seeds: "
+                            f"{'n/a' if mean is None else format(mean, '+.4f')} nats")
+        self.sink.emit({"event": "headline", **rec})
+        return rec
+
+    def _announce(self, rec: dict, resumed: bool = False) -> None:
+        self.sink.emit({"event": "noise_floor", "mean": rec.get("mean") or float("nan"),
+                        "sigma": rec["sigma"], "repeats": rec.get("repeats"),
+                        "paired_sigma": rec.get("paired_sigma"),
+                        "paired_df": rec.get("paired_df"), "mde": rec.get("mde"),
+                        "pairs": self.s.acceptance().pairs,
+                        "confidence": self.s.acceptance().confidence,
+                        "min_effect": self.s.acceptance().min_effect, "resumed": resumed})
 
     def _store_settings(self) -> None:
         stored = runconfig.read_stored(self.pop.repo).get("evolve", {})

@@ -107,7 +107,8 @@ class Selection:
                 self.sink.emit({"event": "remeasure", "agent": agent, "commit": tips[agent],
                                 "seeds": missing, "reason": reason})
                 for seed in missing:
-                    self.evaluations.request(tips[agent], seed, f"{agent} tip (re-measured)")
+                    self.evaluations.request(tips[agent], seed, f"{agent} tip (re-measured)",
+                                             role="remeasure")
             self.evaluations.collect()
 
     def facts(self, gen: Generation, plan: dict) -> dict:

@@ -33,6 +33,10 @@ class EvolveSettings:
     max_cost_usd: float | None = None  # stop once the run's LLM cost reaches this
     stall_generations: int = 3  # generations without improvement before an agent asks a human
     preflight_s: float = 20.0  # CPU seconds a child's pre-flight may take (import, build, one step); 0: none
+    layout: str | None = None  # how evaluations share the machine ("2x1": runs at once x CPU threads each), set by evolve from its executor; results of another layout are not compared
+    headline_pairs: int = 3  # at the end of a run, the best tip beside the seed on this many fresh seeds (its gain, re-measured where selection never looked); 0: none
+    infra_retries: int = 2  # times an evaluation that failed for the engine's or infrastructure's reasons runs again
+    retry_backoff_s: float = 10.0  # seconds before the first such retry; doubles each time
 
     def acceptance(self) -> AcceptanceRule:
         return AcceptanceRule(max_seeds=self.max_seeds, confidence=self.confidence,

@@ -306,6 +306,11 @@ class Population:
             self._tree_index = index
         return list(self._tree_index.get(str(tree), []))
 
+    def all_results(self) -> list[dict]:
+        """Every result line in the population (each commit's, copies included)."""
+        self.tree_results("")  # builds the index once
+        return [r for recs in self._tree_index.values() for r in recs]
+
     def cached_result(self, tree, **match) -> dict | None:
         """Latest result of any commit with this tree id whose fields equal ``match``."""
         for rec in reversed(self.tree_results(tree)):

@@ -172,6 +172,23 @@ def evaluate_packed(archive: bytes, job: dict, runner: str, work_root: str | Non
     return result, time.monotonic() - t0
 
 
+def evaluate_pair_packed(archives: list[bytes], jobs: list[dict], runner: str,
+                         work_root: str | None, data_root: str | None) -> list[tuple[dict, float]]:
+    """The Ray task body of a pair: both evaluations side by side on this worker's node, in
+    two threads, started together (run/executor.py Executor.submit_pair)."""
+    out: list = [None, None]
+
+    def one(i: int) -> None:
+        out[i] = evaluate_packed(archives[i], jobs[i], runner, work_root, data_root)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
 def _job(spec: dict) -> Job:
     """The job a task's spec was made from (what its results are measured under)."""
     return Job(spec["commit"], spec["budget_s"], seed=spec["seed"], device=spec["device"],
@@ -242,28 +259,74 @@ class RayExecutor(Executor):
         self.data_root = str(data_root) if data_root else None
         self.repo_path = Path(repo_path)
         self._task = ray.remote(evaluate_packed)
+        self._pair_task = ray.remote(evaluate_pair_packed)
         self._lock = threading.Lock()
         self._busy = 0.0
         self._refs: dict[Future, object] = {}
 
+    @property
+    def layout(self) -> str:
+        return f"ray:{self.slots}x{self.cpus_per_job:g}"
+
     def submit(self, job: Job) -> Future:
         out: Future = Future()
-        try:
-            archive, tree_id = self._pack(job.commit)
-        except Exception as exc:  # an unknown commit, a broken object: recorded, not raised
-            out.set_result(self._failure(job, None, "engine_error",
-                                         f"cannot pack the tree: {type(exc).__name__}: {exc}"))
+        packed = self._packed(job, out)
+        if packed is None:
             return out
-        spec = {"commit": job.commit, "tree": tree_id, "budget_s": job.budget_s,
-                "seed": job.seed, "device": job.device, "clock": job.clock}
+        archive, spec = packed
         ref = self._task.options(num_cpus=self.cpus_per_job, num_gpus=job.gpus,
                                  max_retries=self.max_retries, retry_exceptions=False,
                                  name=f"darwin-eval-{job.commit[:10]}").remote(
             archive, spec, self.sandbox_runner, self.work_root, self.data_root)
         with self._lock:
             self._refs[out] = ref
-        ref.future().add_done_callback(lambda f: self._finish(f, out, job, tree_id))
+        ref.future().add_done_callback(
+            lambda f: self._finish(f, out, job, spec["tree"], self._conditions(job)))
         return out
+
+    def submit_pair(self, first: Job, second: Job) -> tuple[Future, Future]:
+        """One task for both, asking for both jobs' resources: they run side by side on one
+        node, started together."""
+        outs = (Future(), Future())
+        packed = [self._packed(j, o) for j, o in zip((first, second), outs)]
+        if any(p is None for p in packed):
+            for p, o, j in zip(packed, outs, (first, second)):
+                if p is not None:
+                    o.set_result(self._failure(j, p[1]["tree"], "engine_error",
+                                               "its pair partner could not be packed"))
+            return outs
+        ref = self._pair_task.options(
+            num_cpus=2 * self.cpus_per_job, num_gpus=first.gpus + second.gpus,
+            max_retries=self.max_retries, retry_exceptions=False,
+            name=f"darwin-pair-{first.commit[:10]}").remote(
+            [p[0] for p in packed], [p[1] for p in packed], self.sandbox_runner,
+            self.work_root, self.data_root)
+        with self._lock:
+            for o in outs:
+                self._refs[o] = ref
+        for i, (job, out) in enumerate(zip((first, second), outs)):
+            ref.future().add_done_callback(
+                lambda f, i=i, job=job, out=out: self._finish(
+                    f, out, job, packed[i][1]["tree"], self._conditions(job), index=i))
+        return outs
+
+    def _packed(self, job: Job, out: Future) -> tuple[bytes, dict] | None:
+        """The job's tree archive and task spec; None (``out`` resolved as an engine failure)
+        when the tree cannot be packed."""
+        try:
+            archive, tree_id = self._pack(job.commit)
+        except Exception as exc:  # an unknown commit, a broken object: recorded, not raised
+            out.set_result(self._failure(job, None, "engine_error",
+                                         f"cannot pack the tree: {type(exc).__name__}: {exc}"))
+            return None
+        return archive, {"commit": job.commit, "tree": tree_id, "budget_s": job.budget_s,
+                         "seed": job.seed, "device": job.device, "clock": job.clock}
+
+    def _conditions(self, job: Job) -> dict:
+        """What a Ray run was measured under, as far as the coordinator knows: the node and
+        its other tasks are Ray's choice (only a pair's partner is known to run beside it)."""
+        return {"layout": self.layout, "slots": self.slots, "threads": None, "role": job.role,
+                "pair": job.pair, "beside": None}
 
     def _pack(self, commit: str) -> tuple[bytes, str]:
         import pygit2
@@ -272,12 +335,15 @@ class RayExecutor(Executor):
         # thread-safe, and opening one is cheap next to a training run.
         return pack_tree(pygit2.Repository(str(self.repo_path)), commit)
 
-    def _finish(self, ray_future: Future, out: Future, job: Job, tree_id: str) -> None:
-        """Runs on Ray's callback thread: turn the task's outcome into a result dict."""
+    def _finish(self, ray_future: Future, out: Future, job: Job, tree_id: str,
+                conditions: dict, index: int | None = None) -> None:
+        """Runs on Ray's callback thread: turn the task's outcome into a result dict
+        (``index``: which of a pair's two results)."""
         with self._lock:
             self._refs.pop(out, None)
         try:
-            result, spent = ray_future.result()
+            value = ray_future.result()
+            result, spent = value if index is None else value[index]
             with self._lock:
                 self._busy += spent
         except BaseException as exc:  # noqa: BLE001 - every outcome becomes a result
@@ -287,6 +353,7 @@ class RayExecutor(Executor):
             tries = f" after {self.max_retries + 1} attempts" if lost else ""
             result = self._failure(job, tree_id, cause,
                                    f"[darwin ray] {name}{tries}: {str(exc)[-1500:]}")
+        result["conditions"] = conditions
         try:
             out.set_result(result)
         except InvalidStateError:

@@ -1,0 +1,127 @@
+"""Acceptance in the loop, on the fake executor (milliseconds, no torch; real git): the noise
+floor measured as the seed beside itself, the screen against the parent's reference value, the
+pairs side by side, the test against the measured noise, a lost promotion's reference, and
+infrastructure failures that are retried and never count as the code's outcome."""
+from __future__ import annotations
+
+import pytest
+from conftest import BIGRAM_MODEL, Events, seed_toml
+from fake_executor import FakeExecutor
+
+from darwin_git import paired
+from darwin_git.evolve.journal import Journal
+from darwin_git.evolve.loop import Evolution
+from darwin_git.evolve.settings import EvolveSettings
+from darwin_git.fitness import Conditions, infrastructure_failures
+from darwin_git.mutate.base import Mutation, MutationFailure, Mutator
+from darwin_git.population import init_population
+
+TRAIN = "print('steps: 1')\n"
+
+
+class Planted(Mutator):
+    """Each target gets train.py with the lines its entry names appended."""
+    name = "planted"
+
+    def __init__(self, by_target: dict[str, str]):
+        self.by_target = by_target
+
+    def propose(self, ctx):
+        extra = self.by_target.get(ctx.target_agent)
+        if extra is None:
+            return MutationFailure("no_operator", "nothing planted", "none", self.name)
+        return Mutation(summary=f"plant {extra.strip()}", reasoning="planted for the test",
+                        changes={"train.py": ctx.files["train.py"] + extra + "\n"},
+                        operator="test", mutator=self.name)
+
+
+@pytest.fixture
+def pop(tmp_path):
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    for name, text in {"darwin.toml": seed_toml(budget_s=30), "model.py": BIGRAM_MODEL,
+                       "train.py": TRAIN}.items():
+        (seed / name).write_text(text)
+    return init_population(tmp_path / "run" / "population", seed=seed, agents=2, hooks=False)
+
+
+def run(pop, mutator, executor=None, **settings):
+    s = EvolveSettings(**{"generations": 1, "budget_s": 30.0, "clock": "cpu", "slots": 2,
+                          "noise_repeats": 3, "pairing": "self", "preflight_s": 0,
+                          "retry_backoff_s": 0.0, **settings})
+    executor = executor or FakeExecutor(pop.path)
+    sink = Events()
+    Evolution(pop, s, executor, mutator, sink).run()
+    return sink, executor, s
+
+
+def test_the_noise_floor_is_the_seed_beside_itself_and_announces_the_smallest_effect(pop):
+    sink, ex, s = run(pop, Planted({}), generations=0)
+    assert len(ex.pairs) == 3 and all(a.commit == b.commit for a, b in ex.pairs)
+    assert [a.seed for a, _ in ex.pairs] == [0, 1, 2] and {a.role for a, _ in ex.pairs} == {"noise"}
+    (floor,) = sink.of("noise_floor")
+    assert floor["paired_df"] == 3 and floor["paired_sigma"] == 0.0  # the fake's twins agree
+    rec = Journal(pop.repo).find("noise")
+    assert rec["layout"] == "2xfake" and rec["twin_differences"] == [0.0, 0.0, 0.0]
+
+
+def test_a_child_not_better_on_its_screen_costs_one_run(pop):
+    sink, ex, _ = run(pop, Planted({"agent-00": "# fake-effect: +0.05"}))
+    (v,) = sink.of("verdict")
+    assert v["action"] == "reject" and "than its parent on seed 0" in v["reason"]
+    child = v["commit"]
+    assert [j.role for j in ex.jobs if j.commit == child] == ["screen"]
+
+
+def test_a_real_gain_is_screened_then_confirmed_in_pairs_side_by_side(pop):
+    sink, ex, s = run(pop, Planted({"agent-00": "# fake-effect: -0.03"}),
+                      FakeExecutor(pop.path, trajectory_sd=0))
+    verdicts = [v for v in sink.of("verdict") if v["action"] != "more"]
+    (v,) = verdicts
+    assert v["action"] == "promote", v["reason"]
+    assert "3 pairs side by side" in v["reason"]
+    child = v["commit"]
+    roles = [j.role for j in ex.jobs if j.commit == child]
+    assert roles == ["screen", "pair", "pair", "pair"]
+    parent_pairs = [(a.seed, b.commit) for a, b in ex.pairs if a.commit == child]
+    assert [seed for seed, _ in parent_pairs] == [1, 2, 3]
+    assert pop.tip("agent-00") == pop.commit(child).id  # advanced
+
+
+def test_a_promoted_child_screens_its_own_children_beside_it(pop):
+    """Its value on the first seed is the run it was selected on: never a reference. Its first
+    child's screen runs side by side with it instead."""
+    run(pop, Planted({"agent-00": "# fake-effect: -0.03"}))
+    tip = str(pop.tip("agent-00"))
+    c = Conditions.from_config({"evolve": {"budget_s": 30.0, "clock": "cpu",
+                                           "layout": "2xfake"}})
+    assert paired.reference(pop, tip, 0, c) is paired.MISSING
+    sink, ex, _ = run(pop, Planted({"agent-00": "# fake-effect: -0.03\n# fake-effect: -0.02"}),
+                      generations=2)
+    first = next(a for a, b in ex.pairs if b.commit == tip)
+    assert (first.seed, first.role) == (0, "pair")
+
+
+def test_an_infrastructure_failure_is_retried_and_never_the_code_s_outcome(pop):
+    sink, ex, _ = run(pop, Planted({"agent-00": "# fake-fail-once: sandbox_error"}))
+    (retry,) = sink.of("retry")
+    assert retry["origin"] == "engine" and retry["attempt"] == 1
+    (v,) = [v for v in sink.of("verdict") if v["action"] != "more"]
+    assert v["action"] == "reject" and "no ok result" not in v["reason"]
+
+
+def test_a_child_the_engine_never_evaluates_is_void_and_may_be_tried_again(pop):
+    sink, ex, s = run(pop, Planted({"agent-00": "# fake-fail: engine_error"}), infra_retries=1)
+    (v,) = [v for v in sink.of("verdict") if v["action"] != "more"]
+    assert v["action"] == "void" and "could not evaluate" in v["reason"]
+    child = v["commit"]
+    assert len(infrastructure_failures(pop, child, Conditions.of(s))) == 2
+    assert paired.screen_value(pop, child, 0, Conditions.of(s)) is paired.MISSING
+    assert pop.tip("agent-00") != pop.commit(child).id
+
+
+def test_a_code_failure_rejects_and_is_not_retried(pop):
+    sink, ex, _ = run(pop, Planted({"agent-00": "# fake-fail: exception"}))
+    assert not sink.of("retry")
+    (v,) = [v for v in sink.of("verdict") if v["action"] != "more"]
+    assert v["action"] == "reject" and "no ok result on seed 0" in v["reason"]
