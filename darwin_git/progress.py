@@ -103,6 +103,9 @@ def describe(e: dict) -> str | None:
         best = e.get("best")
         return f"generation {e['generation']} done: best val_loss {best:.4f}" if best else \
             f"generation {e['generation']} done: no agent has a result"
+    if kind == "no_evidence":
+        return (f"generation {e['generation']} gave no evidence about the code; nothing "
+                f"selected: {e.get('cause')}")
     if kind == "headline":
         return headline_words(e)
     if kind == "stopped":

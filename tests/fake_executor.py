@@ -6,8 +6,9 @@ A tree's val_loss on a seed is
 
     BASE + effect(files) + seed_offset(seed) + trajectory(tree, seed) + timing(run)
 
-- ``effect``: the change's true effect; by default the sum of the numbers in lines
-  ``# fake-effect: -0.03`` of the tree's files (0 for a tree without one);
+- ``effect``: the change's true effect: the sum of the numbers in lines
+  ``# fake-effect: -0.03`` of the tree's files (0 for a tree without one), plus those of lines
+  ``# fake-effect@SEED: -0.5`` on that training seed only (a lucky run);
 - ``seed_offset``: how hard that seed is, the same for every tree (N(0, seed_sd));
 - ``trajectory``: how a tree's training happens to go on a seed (N(0, trajectory_sd)), the same
   whenever that tree runs on that seed, 0 for the seed's own tree;
@@ -33,6 +34,7 @@ from darwin_git.run.executor import Executor, Job
 
 BASE = 2.6
 EFFECT = re.compile(r"#\s*fake-effect:\s*([-+0-9.eE]+)")
+SEED_EFFECT = re.compile(r"#\s*fake-effect@(\d+):\s*([-+0-9.eE]+)")
 FAIL = re.compile(r"#\s*fake-fail(-once)?:\s*(\w+)")
 
 
@@ -104,7 +106,8 @@ class FakeExecutor(Executor):
                     else "train_failed"
                 return make_result(status, cause=cause, log_tail=f"fake: {cause}",
                                    conditions=conditions, **common)
-        effect = sum(float(m) for m in EFFECT.findall(text))
+        effect = sum(float(m) for m in EFFECT.findall(text)) + sum(
+            float(v) for seed, v in SEED_EFFECT.findall(text) if int(seed) == job.seed)
         is_seed = not commit.parents
         loss = (BASE + effect + _normal(self.seed_sd, "seed", job.seed)
                 + (0.0 if is_seed else _normal(self.trajectory_sd, "tree", tree_id, job.seed))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import BIGRAM_MODEL, Events, run_git, seed_toml
+from fake_executor import FakeExecutor
 from llm_server import LLMServer, mutation_reply, reply
 
 from darwin_git.evolve.journal import Journal
@@ -111,44 +112,58 @@ def seeds_of(pop, commit) -> list:
     return sorted(r["seed"] for r in results(pop, commit))
 
 
-@pytest.mark.slow
-def test_what_each_child_costs_and_the_parent_seeds_its_children_share(tmp_path, seed):
+def fake_loop(pop, mutator, executor=None, **settings) -> tuple[Events, FakeExecutor]:
+    """The loop on the fake executor: milliseconds, no torch (tests/fake_executor.py)."""
+    s = EvolveSettings(**{"generations": 1, "budget_s": 30.0, "clock": "cpu", "slots": 2,
+                          "noise_repeats": 2, "pairing": "self", "preflight_s": 0,
+                          "headline_pairs": 0, **settings})
+    executor = executor or FakeExecutor(pop.path)
+    sink = Events()
+    Evolution(pop, s, executor, mutator, sink).run()
+    return sink, executor
+
+
+def planted(effect: str) -> str:
+    """The seed's train.py with a fake effect (the fake executor reads it)."""
+    return TRAIN + f"# fake-effect: {effect}\n"
+
+
+def test_what_each_child_costs_and_the_parent_side_by_side(tmp_path, seed):
     pop = population(tmp_path, seed, agents=3)
     root = str(pop.tip("agent-00"))
-    events = run_loop(pop, Scripted({
-        "agent-00": ("Train 5 steps", train_with("5")),  # worse on every seed
-        "agent-01": ("Train 90 steps", train_with("90")),  # better on every seed
-        "agent-02": ("Train 120 steps", train_with("120")),
-    }), prune_per_generation=1)
+    events, ex = fake_loop(pop, Scripted({
+        "agent-00": ("Worse", planted("+0.05")),  # worse on every seed
+        "agent-01": ("Better", planted("-0.04")),
+        "agent-02": ("Best", planted("-0.06")),
+    }), FakeExecutor(pop.path, trajectory_sd=0.002), prune_per_generation=1)
     (done,) = [r for r in Journal(pop.repo).records() if r["phase"] == "done"]
     verdicts = {v["label"].split(" -> ")[1]: v for v in done["verdicts"]}
     worse, better, best = verdicts["agent-00"], verdicts["agent-01"], verdicts["agent-02"]
 
-    # a child worse on its first seed costs exactly one evaluation
+    # a child worse on its first seed costs exactly one evaluation: its screen
     assert (worse["action"], worse["n"]) == ("reject", 1)
-    assert worse["reason"].startswith("rejected after 1 seed: +") and "worse on seed 0" in \
-        worse["reason"]
+    assert worse["reason"].startswith("rejected after 1 seed: +") and \
+        worse["reason"].endswith("worse than its parent on seed 0")
     assert seeds_of(pop, worse["commit"]) == [0]
-    # children that look better are evaluated on the rule's seeds, and promoted
+    # children that look better are compared in pairs side by side on the next seeds
     for v in (better, best):
-        assert (v["action"], v["n"]) == ("promote", 3) and v["reason"].startswith("promoted: -")
-        assert v["p"] < 0.05 and v["mean_diff"] <= -0.02
-        assert seeds_of(pop, v["commit"]) == [0, 1, 2]
-    # the parent lacked seed 2 (the noise floor measured 0 and 1): trained once, for both
-    assert seeds_of(pop, root) == [0, 1, 2]
-    started = Counter((e["commit"], e["seed"]) for e in events.of("eval_started"))
-    assert started[(root, 2)] == 1 and max(started.values()) == 1
-    assert (done["evaluations_run"], done["evaluations_cached"]) == (1 + 3 + 3 + 1, 0)
+        assert (v["action"], v["n"]) == ("promote", 4) and v["reason"].startswith("promoted: -")
+        assert "over 3 pairs side by side" in v["reason"] and v["p"] < 0.05
+        assert seeds_of(pop, v["commit"]) == [0, 1, 2, 3]
+        partners = [(a.seed, b.commit) for a, b in ex.pairs if a.commit == v["commit"]]
+        assert partners == [(1, root), (2, root), (3, root)]
+    # the parent: its noise floor beside itself (seeds 0, 1), then beside each child
+    assert seeds_of(pop, root) == [0, 0, 1, 1] + [1, 1] + [2, 2] + [3, 3]
+    assert (done["evaluations_run"], done["evaluations_cached"]) == (3 + 2 * 3 * 2, 0)
     assert done["proposed"] == 3 and done["failures"] == {
         "proposal": 0, "preflight": 0, "training": 0, "scoring": 0}
-    assert done["rule"] == {"test": "one-sided paired t-test", "max_seeds": 3,
-                            "confidence": 0.95, "min_effect": 0.02}
+    assert done["rule"] == {"test": "one-sided paired t-test, side by side", "max_seeds": 4,
+                            "confidence": 0.95, "min_effect": 0.0}
     # selection: both promoted children advance; the agent left on the seed's code is pruned
     assert [v["advanced"] for v in (worse, better, best)] == [False, True, True]
     assert str(pop.tip("agent-02")) == best["commit"]
     assert [p["agent"] for p in done["pruned"]] == ["agent-00"]
     assert done["pruned"][0]["reason"].startswith("agent-00 ranks 3 of 3: val_loss ")
-    assert done["remeasured"] == []  # everyone who decided had every seed already
     # each verdict is an event and a note on its child, reason in words
     final = [e for e in events.of("verdict") if e["action"] != "more"]
     assert sorted(e["commit"] for e in final) == sorted(v["commit"] for v in verdicts.values())
@@ -157,6 +172,10 @@ def test_what_each_child_costs_and_the_parent_seeds_its_children_share(tmp_path,
         "promote", best["reason"], 1)
     accepted = {e["agent"]: e["reason"] for e in events.of("accepted")}
     assert accepted["agent-02"] == best["reason"]
+    # every run says what it was for, where it ran and what ran beside it
+    for r in results(pop, best["commit"]):
+        assert r["conditions"]["layout"] == "2xfake" and r["conditions"]["role"] in (
+            "screen", "pair")
 
 
 class NoChange(Mutator):
@@ -166,31 +185,32 @@ class NoChange(Mutator):
         return MutationFailure("no_operator", "this test makes no mutations", "none", "none")
 
 
-@pytest.mark.slow
 def test_a_leader_on_one_lucky_run_is_re_measured_before_it_counts(tmp_path, seed, git):
     pop = population(tmp_path, seed, agents=2)
     root = str(pop.tip("agent-00"))
-    # a human commit (no trailers) that trains well on seed 0 only: it leads on one run
+    # a human commit (no trailers) that does well on seed 0 only: it leads on one run
     git("switch", "-q", "agents/agent-01", cwd=pop.path)
-    (pop.path / "train.py").write_text(train_with("200 if SEED == 0 else 2"))
-    git("commit", "-q", "-am", "Train long, on one seed", cwd=pop.path)
+    (pop.path / "train.py").write_text(TRAIN + "# fake-effect: +0.2\n# fake-effect@0: -0.7\n")
+    git("commit", "-q", "-am", "Lucky on one seed", cwd=pop.path)
     lucky = git("rev-parse", "HEAD", cwd=pop.path).strip()
 
-    events = run_loop(pop, NoChange(), noise_repeats=3, prune_per_generation=1)
+    events, _ = fake_loop(pop, NoChange(), noise_repeats=3, prune_per_generation=1)
     (done,) = [r for r in Journal(pop.repo).records() if r["phase"] == "done"]
-    assert seeds_of(pop, lucky) == [0, 1, 2]  # measured on seed 0 like any tip, then again
-    (again,) = done["remeasured"]
-    assert (again["agent"], again["commit"], again["seeds"]) == ("agent-01", lucky, [1, 2])
+    assert seeds_of(pop, lucky) == [0, 1, 2, 3]  # measured on seed 0 like any tip, then again
+    again, root_again = done["remeasured"]
+    assert (again["agent"], again["commit"], again["seeds"]) == ("agent-01", lucky, [1, 2, 3])
+    # the seed's code, then pruning's candidate, lacked the rule's last seed
+    assert (root_again["agent"], root_again["seeds"]) == ("agent-00", [3])
     assert again["loss_before"] < again["loss_after"]
-    assert again["reason"] == ("agent-01 leads on 1 seed: evaluating seeds 1, 2 before it "
+    assert again["reason"] == ("agent-01 leads on 1 seed: evaluating seeds 1, 2, 3 before it "
                                "decides")
-    assert [e["agent"] for e in events.of("remeasure")] == ["agent-01"]
+    assert [e["agent"] for e in events.of("remeasure")] == ["agent-01", "agent-00"]
     # measured on every seed, it is no leader: the seed's code leads, the lucky one is pruned
-    assert done["best"]["agent"] == "agent-00" and done["best"]["seeds"] == 3
+    assert done["best"]["agent"] == "agent-00" and done["best"]["seeds"] == 4
     assert [p["agent"] for p in done["pruned"]] == ["agent-01"]
     assert done["failures"]["proposal"] == 2 and done["failed"] == 2
-    assert seeds_of(pop, root) == [0, 1, 2]
-    assert done["evaluations_run"] == 3 and not done["verdicts"]
+    assert seeds_of(pop, root) == [0, 0, 1, 1, 2, 2, 3]  # the noise floor, then seed 3
+    assert done["evaluations_run"] == 1 + 3 + 1 and not done["verdicts"]
 
 
 @pytest.mark.slow
@@ -205,8 +225,9 @@ def test_resume_in_the_middle_of_a_childs_seeds_runs_only_what_is_not_noted(tmp_
     with LLMServer() as srv:
         srv.push(mutation_reply(diff, "More steps learn more.", "Train 90 steps"))
         env = {**os.environ, "OPENAI_BASE_URL": srv.base_url, "OPENAI_API_KEY": "sk-test",
-               # noted: the seed's 2 noise runs, the child's seeds 0 and 1; then killed
-               "DARWIN_CRASH_AT": "result_noted:4"}
+               # noted: the seed beside itself on seeds 0 and 1 (4 runs), the child's screen
+               # on seed 0, its first pair with the parent (seed 1); then killed
+               "DARWIN_CRASH_AT": "result_noted:7"}
         first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
         assert first.returncode == -signal.SIGKILL, first.stdout[-2000:] + first.stderr[-2000:]
         del env["DARWIN_CRASH_AT"]
@@ -219,11 +240,12 @@ def test_resume_in_the_middle_of_a_childs_seeds_runs_only_what_is_not_noted(tmp_
     assert child != root  # promoted after the resume
     events = [json.loads(l) for l in second.stdout.splitlines() if l.startswith("{")]
     started = [(e["commit"], e["seed"]) for e in events if e["event"] == "eval_started"]
-    assert sorted(started) == sorted([(child, 2), (root, 2)])  # only what was missing
-    for commit in (root, child):
-        assert seeds_of(pop, commit) == [0, 1, 2]  # one result per seed, none twice
+    # only what was missing: the last two pairs
+    assert sorted(started) == sorted([(child, 2), (root, 2), (child, 3), (root, 3)])
+    assert seeds_of(pop, child) == [0, 1, 2, 3]  # one result per seed, none twice
+    assert seeds_of(pop, root) == [0, 0, 1, 1, 1, 2, 3]  # beside itself, then its child
     (note,) = pop.records(child, "verdict")
-    assert note["action"] == "promote" and note["n"] == 3
+    assert note["action"] == "promote" and note["n"] == 4
 
 
 @pytest.mark.slow
@@ -256,16 +278,19 @@ def test_end_to_end_a_comment_only_change_is_never_promoted(tmp_path, seed):
     done = [r for r in Journal(pop.repo).records() if r["phase"] == "done"]
     assert [(r["proposed"], r["failed"]) for r in done] == [(2, 0), (2, 0)]
     assert sum(r["retries"] for r in done) == 1  # the reply in prose, asked again
-    assert [r["evaluations_run"] for r in done] == [2 + 1, 2]  # + the leader's seed 2
+    assert [r["evaluations_run"] for r in done] == [2 + 2, 2]  # + the leader's seeds 2, 3
     verdicts = [v for r in done for v in r["verdicts"]]
     assert len(verdicts) == 4
     for v in verdicts:
         assert (v["action"], v["n"], v["advanced"]) == ("reject", 1, False)
-        assert v["reason"] == "rejected after 1 seed: no better on seed 0"
+        assert v["reason"] == "rejected after 1 seed: no better than its parent on seed 0"
         assert seeds_of(pop, v["commit"]) == [0]  # one run each
     summary = events[-1]
-    assert summary["event"] == "summary" and summary["rule"]["max_seeds"] == 3
-    # the leader, the seed's code on its 2 noise runs, was measured on seed 2 once (gen 1)
-    assert [r["seeds"] for r in summary["leaderboard"]] == [3, 3]
+    assert summary["event"] == "summary" and summary["rule"]["max_seeds"] == 4
+    # the leader, the seed's code beside itself on seeds 0 and 1, was measured on seeds 2
+    # and 3 once (generation 1)
+    assert [r["seeds"] for r in summary["leaderboard"]] == [4, 4]
     assert [(e["commit"], e["seeds"]) for e in events if e["event"] == "remeasure"] == [
-        (root, [2])]
+        (root, [2, 3])]
+    (noise,) = [e for e in events if e["event"] == "noise_floor"]
+    assert noise["paired_sigma"] == 0.0 and noise["paired_df"] == 2  # fixed steps: twins agree

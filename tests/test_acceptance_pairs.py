@@ -48,7 +48,7 @@ def pop(tmp_path):
 def run(pop, mutator, executor=None, **settings):
     s = EvolveSettings(**{"generations": 1, "budget_s": 30.0, "clock": "cpu", "slots": 2,
                           "noise_repeats": 3, "pairing": "self", "preflight_s": 0,
-                          "retry_backoff_s": 0.0, **settings})
+                          "retry_backoff_s": 0.0, "headline_pairs": 0, **settings})
     executor = executor or FakeExecutor(pop.path)
     sink = Events()
     Evolution(pop, s, executor, mutator, sink).run()
@@ -125,3 +125,37 @@ def test_a_code_failure_rejects_and_is_not_retried(pop):
     assert not sink.of("retry")
     (v,) = [v for v in sink.of("verdict") if v["action"] != "more"]
     assert v["action"] == "reject" and "no ok result on seed 0" in v["reason"]
+
+
+class Silent(Mutator):
+    """An LLM that never answers: every proposal times out (origin "llm")."""
+    name = "silent"
+
+    def propose(self, ctx):
+        return MutationFailure("timeout", "no complete reply within the deadline of 300 s "
+                               "from http://127.0.0.1:9/v1", "llm", "llm:test")
+
+
+def test_generations_without_evidence_change_nothing_and_stop_the_run(pop):
+    tips = dict(pop.agents())
+    sink, ex, s = run(pop, Silent(), generations=5)
+    assert dict(pop.agents()) == tips  # no branch moved: no selection, no pruning
+    assert not sink.of("pruned") and not sink.of("accepted") and not sink.of("request")
+    done = [r for r in Journal(pop.repo).records() if r["phase"] == "done"]
+    assert [(r["generation"], r["evidence"]) for r in done] == [(1, False), (2, False)]
+    assert "the LLM's: timeout" in done[0]["cause"] and "127.0.0.1:9" in done[0]["cause"]
+    (stopped,) = sink.of("stopped")
+    assert stopped["reason"].startswith("2 generations in a row gave no evidence")
+    # run again (say, after fixing the endpoint): the empty generations are not run again;
+    # one more is tried, and while nothing changed the run stops after it
+    sink2, _, _ = run(pop, Silent(), generations=5)
+    assert [e["generation"] for e in sink2.of("generation_started")] == [3]
+    assert sink2.of("stopped")[0]["reason"].startswith("3 generations in a row")
+
+
+def test_an_empty_generation_between_good_ones_only_pauses(pop):
+    run(pop, Silent(), generations=1, max_empty_generations=2)
+    sink, ex, _ = run(pop, Planted({"agent-00": "# fake-effect: -0.03"}), generations=2)
+    done = [r for r in Journal(pop.repo).records() if r["phase"] == "done"]
+    assert [r["evidence"] for r in done] == [False, True]
+    assert not sink.of("stopped")[0]["reason"].startswith("2 generations")

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from ..select import AcceptanceRule
-from .errors import DarwinError, LockHeld, RunnerUnavailable
+from .errors import DarwinError, LockHeld, NoEvidence, RunnerUnavailable
 from .options import repo_option, user_errors
 
 
@@ -153,6 +153,8 @@ def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, exe
     if json_events:  # one line, like every other event
         click.echo(json.dumps({"event": "summary", **summary, "report": report_path},
                               default=str))
+        if summary.get("no_evidence"):
+            raise NoEvidence(summary["no_evidence"])
         return
     _print_leaderboard(summary)
     if summary.get("headline"):
@@ -162,6 +164,10 @@ def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, exe
                f"git -C {pop.path} {LINEAGE_GIT_ARGS}")
     if report_path:
         click.echo(f"Report: {report_path}")
+    if summary.get("no_evidence"):
+        raise NoEvidence(f"{summary['no_evidence']}. Fix the cause and run evolve again to "
+                         "continue (evolve.max_empty_generations sets how many empty "
+                         "generations it tolerates).")
 
 
 def _default_device() -> str:

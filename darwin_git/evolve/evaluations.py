@@ -82,7 +82,8 @@ class Evaluations:
         self.lost: set[tuple] = set()  # unit keys given up after infrastructure failures
         self.pairs_done: set[tuple[str, str, int]] = set()  # (first, second, seed) noted
         self._fresh: set[tuple[str, int, str]] = set()  # fresh runs asked for: (commit, seed, role)
-        self.counts = {"run": 0, "cached": 0, "infrastructure": 0}
+        self.counts = {"run": 0, "cached": 0, "infrastructure": 0, "evidence": 0}
+        self.problems: list[dict] = []  # infrastructure failures: {"origin", "cause", "detail"}
 
     def results(self, commit) -> list[dict]:
         """The commit's results that count for this run."""
@@ -246,7 +247,7 @@ class Evaluations:
         for job, result in zip(unit.jobs, results):
             self.pop.add_result(job.commit, result)
             if is_infrastructure(of_result(result)):
-                self.counts["infrastructure"] += 1
+                self._count_problem(result)
         wait_s = self.backoff_s * 2 ** (tries - 1)
         pair = uuid.uuid4().hex[:12] if unit.pair else None
         jobs = [Job(**{**vars(j), "pair": pair}) for j in unit.jobs]
@@ -257,6 +258,13 @@ class Evaluations:
                         "cause": bad.get("cause"), "origin": of_result(bad), "attempt": tries,
                         "of": self.retries, "in_s": wait_s})
         return True
+
+    def _count_problem(self, result: dict) -> None:
+        from ..memory import error_line
+
+        self.counts["infrastructure"] += 1
+        self.problems.append({"origin": of_result(result), "cause": result.get("cause"),
+                              "detail": error_line(result.get("log_tail")) or ""})
 
     def _record_copy(self, commit: str, seed: int, source: dict, role: str) -> None:
         copy = {k: v for k, v in source.items() if k != "kind"}
@@ -270,7 +278,9 @@ class Evaluations:
         crashpoint("result_noted")  # the note is in git, memory does not know yet
         origin = of_result(result)
         if is_infrastructure(origin):
-            self.counts["infrastructure"] += 1
+            self._count_problem(result)
+        elif not cached:
+            self.counts["evidence"] += 1  # a result that speaks about the code, measured now
         agent = self.pop.message(commit)[2].get("Darwin-Agent")
         if agent and agent in self.pop.agents():
             memory.update(self.pop, [agent])

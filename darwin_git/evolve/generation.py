@@ -30,6 +30,13 @@ class Stats:
     # pre-flight checks of proposed trees: run, caught (failed: each a retry turn instead of a
     # training run), and the wall seconds they took
     preflight: dict = field(default_factory=lambda: {"checks": 0, "caught": 0, "seconds": 0.0})
+    # what went wrong where no evidence came of it: {"stage", "origin", "cause", "detail"} of
+    # every proposal that made no commit and every evaluation lost to the infrastructure
+    problems: list = field(default_factory=list)
+
+    def problem(self, stage: str, origin: str, cause: str | None, detail: str | None) -> None:
+        self.problems.append({"stage": stage, "origin": origin, "cause": cause,
+                              "detail": " ".join(str(detail or "").split())[:300]})
 
     def spend(self, tokens: dict | None, cost_usd: float | None = None,
               attempts: int = 1) -> None:

@@ -41,6 +41,15 @@ class Journal:
         rec = self.find("done")
         return rec["generation"] if rec else 0
 
+    def empty_streak(self) -> list[dict]:
+        """The generations closed last without evidence about the code, newest last (the
+        "done" records since the last one with evidence)."""
+        streak: list[dict] = []
+        for rec in self.records():
+            if rec.get("phase") == "done":
+                streak = streak + [rec] if rec.get("evidence") is False else []
+        return streak
+
     def append(self, record: dict, summary: str) -> None:
         record = {"v": 1, **record}
         self.doc.write(json.dumps(record, indent=1, sort_keys=True).encode() + b"\n", summary)

@@ -85,14 +85,18 @@ class Evolution:
         self.selection.finish_pending()
         self.sigma = self.noise_floor()
         g = self.journal.last_done() + 1
+        no_evidence = None
         while g <= self.s.generations and not self.budgets.exhausted():
             self.generation(g)
+            no_evidence = self.no_evidence()
+            if no_evidence:
+                break
             g += 1
-        stopped = self.budgets.reason or \
+        stopped = no_evidence or self.budgets.reason or \
             f"completed {self.journal.last_done()} of {self.s.generations} generations"
         self.sink.emit({"event": "stopped", "reason": stopped})
-        headline = self.headline()
-        summary = {"stopped": stopped, "generations_done": self.journal.last_done(),
+        headline = None if no_evidence else self.headline()
+        summary = {"stopped": stopped, "no_evidence": no_evidence, "generations_done": self.journal.last_done(),
                    "leaderboard": leaderboard(self.pop, self.conditions), "sigma": self.sigma,
                    "rule": self.s.acceptance().to_dict(), "clock": self.conditions.clock,
                    "headline": headline, "noise": self.journal.find("noise"),
@@ -102,7 +106,9 @@ class Evolution:
 
     def generation(self, g: int) -> None:
         gen = Generation(g)
-        self.evaluations.counts.update(run=0, cached=0)  # the generation's own, for the journal
+        # the generation's own, for the journal and its evidence
+        self.evaluations.counts.update(run=0, cached=0, infrastructure=0, evidence=0)
+        self.evaluations.problems = []
         self.sink.emit({"event": "generation_started", "generation": g})
         self.hitl.before_generation(gen)  # merged answers, stalled agents asking for help
         gen.read_tips(self.pop.agents())
@@ -118,8 +124,25 @@ class Evolution:
         self.hitl.after_evaluation(gen)  # e.g. revert a human answer that failed to train
         gen.read_tips(self.pop.agents())
         self.budgets.spend(gen.stats)
-        self.selection.run(gen, self.sigma)  # re-measures a leader on one lucky seed first
+        for p in self.evaluations.problems:
+            gen.stats.problem("evaluation", p["origin"], p["cause"], p["detail"])
+        if self.evaluations.counts["evidence"]:
+            self.selection.run(gen, self.sigma)  # re-measures a leader on one lucky seed first
+        else:  # nothing spoke about the code: no branch moves, nobody is pruned or asks
+            self.selection.without_evidence(gen, self.sigma)
         self.hitl.after_selection(gen)
+
+    def no_evidence(self) -> str | None:
+        """Why the run must stop: max_empty_generations generations in a row gave no evidence
+        about the code (every proposal failed or repeated evaluated code, every evaluation was
+        lost to the infrastructure); None while that is not so."""
+        streak = self.journal.empty_streak()
+        k = self.s.max_empty_generations
+        if not k or len(streak) < k:
+            return None
+        return (f"{len(streak)} generations in a row gave no evidence about the code "
+                f"(generations {streak[0]['generation']}-{streak[-1]['generation']}): "
+                f"{streak[-1].get('cause')}")
 
     def noise_floor(self) -> float:
         """The noise, measured once per run conditions and journaled (README "Noise-aware

@@ -18,6 +18,7 @@ from ..fitness import Conditions, fitness
 from ..hitl import LoopHooks
 from ..mutate.base import Mutation, MutationContext, MutationFailure
 from ..mutate.operators import BuiltinMutator, few_fit_warning
+from ..origin import of_proposal
 from ..population.refs import ref_target, update_refs
 from ..population.repo import CANDIDATE_PREFIX, Population
 from ..select import rank
@@ -177,10 +178,14 @@ class Proposals:
         """A proposal that made no commit: an "attempt" note on the parent, with its cause."""
         gen.stats.failed += 1
         gen.stats.fail("preflight" if failure.cause == "preflight_failed" else "proposal")
-        self.pop.add_attempt(parent, failure, target, gen.g, mutator_agent=speaker, slot=slot)
+        origin = of_proposal(failure.cause)
+        gen.stats.problem("proposal", origin, failure.cause, failure.detail)
+        self.pop.add_attempt(parent, failure, target, gen.g, mutator_agent=speaker, slot=slot,
+                             origin=origin)
         memory.update(self.pop, [target])
         self.sink.emit({"event": "proposal_failed", "generation": gen.g, "mutator": speaker,
-                        "target": target, "cause": failure.cause, "detail": failure.detail})
+                        "target": target, "cause": failure.cause, "detail": failure.detail,
+                        "origin": origin})
         self.contexts.release(slot)  # the tree it claimed (Contexts) is free again
 
     # ----- what a mutator sees -------------------------------------------------------------

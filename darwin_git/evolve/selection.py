@@ -37,6 +37,16 @@ class Selection:
         crashpoint("selection_planned")
         self.apply(gen.g, plan, facts, gen.elapsed(), sigma)
 
+    def without_evidence(self, gen: Generation, sigma: float | None) -> None:
+        """A generation that gave no evidence about the code: nothing is selected, advanced,
+        re-measured or pruned; its "done" record says so and why (a resumed run does not run
+        it again)."""
+        cause = no_evidence_cause(gen)
+        facts = self.facts(gen, {"advance": [], "replace": []})
+        self.sink.emit({"event": "no_evidence", "generation": gen.g, "cause": cause})
+        self._close(gen.g, {"advance": [], "replace": [], "remeasured": []}, facts,
+                    gen.elapsed(), sigma, evidence=False, cause=cause)
+
     def loss(self, commit) -> float | None:
         return fitness(self.pop, commit, self.conditions).loss
 
@@ -155,7 +165,7 @@ class Selection:
         self._close(g, plan, facts, wall, sigma)
 
     def _close(self, g: int, plan: dict, facts: dict, wall: float | None,
-               sigma: float | None) -> None:
+               sigma: float | None, evidence: bool = True, cause: str | None = None) -> None:
         """The "done" record: the leaderboard after selection, best and median, and what the
         generation did (``facts``: proposals, failures by stage, verdicts, evaluations)."""
         board = leaderboard(self.pop, self.conditions)
@@ -167,12 +177,32 @@ class Selection:
                   "median": statistics.median(losses) if losses else None,
                   "leaderboard": board, "advanced": len(plan["advance"]),
                   "replaced": len(plan["replace"]), "wall_s": wall, "sigma": sigma,
-                  "pruned": pruned, "remeasured": plan.get("remeasured", []), **facts}
-        self.journal.append(record, f"Generation {g} done: best "
-                            f"{best['agent'] + ' ' + format(best['val_loss'], '.4f') if best else 'none'}")
+                  "pruned": pruned, "remeasured": plan.get("remeasured", []), **facts,
+                  "evidence": evidence, "cause": cause}
+        said = f"best {best['agent'] + ' ' + format(best['val_loss'], '.4f') if best else 'none'}"
+        self.journal.append(record, f"Generation {g} done: " + (
+            said if evidence else f"no evidence, nothing selected ({cause})"))
         self.sink.emit({"event": "leaderboard", "agents": board})
         self.sink.emit({"event": "generation_done", "generation": g,
                         "best": best["val_loss"] if best else None})
+
+
+def no_evidence_cause(gen: Generation) -> str:
+    """Why a generation gave no evidence, in words: its most common problem by origin and
+    cause, with one detail (the endpoint that did not answer and what it said, say)."""
+    from collections import Counter
+
+    problems = gen.stats.problems
+    if not problems:
+        return ("nothing was evaluated: every proposal repeated code evaluated before"
+                if gen.stats.proposed else "no agent proposed anything")
+    counts = Counter((p["origin"], p["cause"]) for p in problems)
+    (origin, cause), n = counts.most_common(1)[0]
+    detail = next(p["detail"] for p in problems if (p["origin"], p["cause"]) == (origin, cause))
+    whose = {"llm": "the LLM's", "engine": "the engine's", "code": "the proposals' own"}[origin]
+    return (f"{n} of {len(problems)} failure(s) were {whose}: {cause}: {detail}"
+            + (f"; also {', '.join(f'{c} ({k})' for (_, c), k in counts.most_common()[1:4])}"
+               if len(counts) > 1 else ""))
 
 
 def _new_name(used: set[str]) -> str:

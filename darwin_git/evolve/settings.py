@@ -35,6 +35,7 @@ class EvolveSettings:
     preflight_s: float = 20.0  # CPU seconds a child's pre-flight may take (import, build, one step); 0: none
     layout: str | None = None  # how evaluations share the machine ("2x1": runs at once x CPU threads each), set by evolve from its executor; results of another layout are not compared
     headline_pairs: int = 3  # at the end of a run, the best tip beside the seed on this many fresh seeds (its gain, re-measured where selection never looked); 0: none
+    max_empty_generations: int = 2  # generations in a row without evidence about the code (nothing evaluated: the LLM or the infrastructure failing) after which evolve stops with exit 7; 0: never
     infra_retries: int = 2  # times an evaluation that failed for the engine's or infrastructure's reasons runs again
     retry_backoff_s: float = 10.0  # seconds before the first such retry; doubles each time
 

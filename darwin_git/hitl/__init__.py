@@ -172,7 +172,8 @@ class Hitl(LoopHooks):
         k = int(self.stall_generations or 0)
         if k <= 0:
             return
-        done = [r for r in self.journal.records() if r.get("phase") == "done"][-k:]
+        done = [r for r in self.journal.records() if r.get("phase") == "done"
+                and r.get("evidence") is not False][-k:]  # nothing was tried in the others
         if len(done) < k:
             return
         for agent, tip in self.pop.agents().items():
