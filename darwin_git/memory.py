@@ -36,15 +36,17 @@ import pygit2
 from .fitness import Conditions, comparable, fitness, latest, leaderboard, nearest_evaluated, \
     run_conditions, summarize
 from .mutate.base import MemoryEntry
+from .origin import of_attempt
 from .population.errors import PopulationError
 from .population.lineage import NON_AGENT_REFS, agent_refs, generation
 from .population.message import is_human, parse_message
 from .population.notes import parse_records
 from .population.repo import AGENT_PREFIX, CONFIG_REF, PRUNED_PREFIX, Population, is_agent_name
 
-MEMORY_VERSION = 2
+MEMORY_VERSION = 3
 RESULT_KEYS = ("status", "cause", "val_loss", "perplexity", "tokens_per_s", "mfu", "params")
-OUTCOMES = ("kept", "rejected", "failed", "pending")
+OUTCOMES = ("kept", "rejected", "failed", "pending", "void")  # void: the engine could not
+# evaluate it (infrastructure failures, origin.py): no fact about the code, never in a prompt
 REASON_CHARS = 300  # of a failure's detail or an error line, in the file and the prompt
 ATTEMPT_KEYS = ("cause", "detail", "operator", "mutator", "model", "generation", "attempts",
                 "tokens")
@@ -132,7 +134,7 @@ class _Index:
         notes = pop.notes.records(commit.id, None, self.notes_tree)  # read once: results, verdicts
         results = [r for r in notes if comparable(r, run)]
         verdicts = [r for r in notes if r.get("kind") == "verdict"
-                    and r.get("action") in ("promote", "reject")]
+                    and r.get("action") in ("promote", "reject", "void")]
         after, shown = summarize(results), latest(results)
         before_id = nearest_evaluated(pop, parent.id, run)[0] if parent else None
         before = fitness(pop, before_id, run) if before_id is not None else None
@@ -179,7 +181,9 @@ class _Index:
             return "failed", failure_reason(latest(results))
         if verdicts:
             last = verdicts[-1]
-            return ("kept" if last["action"] == "promote" else "rejected"), last.get("reason")
+            outcome = {"promote": "kept", "reject": "rejected", "void": "void"}[last["action"]]
+            if outcome != "void" or not results:
+                return outcome, last.get("reason")
         if commit in self.branch_commits(owner):
             return "kept", None
         if not results:
@@ -226,8 +230,8 @@ class _Index:
             if speaker and owner and c.parent_ids:
                 out.setdefault(speaker, []).append(_proposal(self.entry(c, owner)))
         for commit, records in _attempt_notes(self.pop, self.notes_tree).items():
-            for rec in records:
-                if rec.get("mutator_agent"):
+            for rec in records:  # the LLM's and the engine's failures are not the proposal's
+                if rec.get("mutator_agent") and of_attempt(rec) == "code":
                     out.setdefault(rec["mutator_agent"], []).append(_attempt(commit, rec))
         for rows in out.values():
             rows.sort(key=_proposal_order)
@@ -326,7 +330,7 @@ def agent_memory(pop: Population, agent: str, refs: list[str] | None = None,
             if mine and c.parent_ids:
                 entries.append(index.entry(c, agent))
             for rec in pop.notes.records(c.id, "attempt", index.notes_tree):
-                if rec.get("agent") == agent:
+                if rec.get("agent") == agent and of_attempt(rec) == "code":
                     failures.append({"commit": str(c.id),
                                      **{k: rec.get(k) for k in ATTEMPT_KEYS}})
     entries.sort(key=lambda e: (e["generation"] if e["generation"] is not None else -1,
@@ -475,7 +479,8 @@ def _memory_entry(row: dict, speaker: str | None = None) -> MemoryEntry:
 
 def pick(rows: list[dict], per_outcome: dict[str, int] | None = None) -> list[dict]:
     """At most ``per_outcome[o]`` rows of each outcome, grouped kept, rejected, failed,
-    pending; each group by delta (best first; failed and pending newest first)."""
+    pending; each group by delta (best first; failed and pending newest first). Void rows
+    (the engine could not evaluate them) are never shown: they say nothing about the code."""
     per_outcome = per_outcome or SHOWN_PER_OUTCOME
     out = []
     for outcome in OUTCOMES:
@@ -532,8 +537,9 @@ def recent_attempts(pop: Population, limit: int = 12,
     what every agent (but ``skip``) already tried, failed and rejected ideas included."""
     rows = []
     for speaker in known_agents(pop):
-        if speaker != skip:
-            rows += [(speaker, r) for r in load(pop, speaker)["proposals"]]
+        if speaker != skip:  # void ones (the engine's failures) say nothing about the code
+            rows += [(speaker, r) for r in load(pop, speaker)["proposals"]
+                     if r["outcome"] != "void"]
     rows.sort(key=lambda sr: (-(sr[1]["generation"] if isinstance(sr[1]["generation"], int)
                                 else -1), sr[0], _proposal_order(sr[1])))
     return [_memory_entry(r, s) for s, r in rows[:limit]]

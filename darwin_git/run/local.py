@@ -340,7 +340,11 @@ class _Process(Interactive):
         oom = limit == "memory" or any(m in text[-20000:] for m in OOM_MARKERS)
         # A signal we did not send, with no limit of the step's behind it (a SIGKILL from the
         # host's OOM killer, say): the step's own accounting does not pin it on the code.
-        foreign = -rc if rc is not None and rc < 0 and not killed and not closed_by_us \
+        # (The launcher passes a signal on as itself, or, from a PID namespace's init, which
+        # cannot signal itself, as the shell does: status 128 + n.)
+        by_signal = -rc if rc is not None and rc < 0 else \
+            rc - 128 if rc is not None and 128 < rc <= 128 + 64 else None
+        foreign = by_signal if by_signal and not killed and not closed_by_us \
             and limit is None and not oom else None
         if foreign:
             text += f"\n{NOTE}ended by signal {foreign}, which the sandbox did not send\n"
