@@ -30,7 +30,9 @@ def test_peeking_at_the_target_and_caching_by_prefix_only_scores_worse(tmp_path,
     # The peek lands on filler, never on a scored target, and the cache cannot answer a
     # position it has not been asked about: the model scores like an honest one or worse.
     assert r["status"] != "ok" or r["val_loss"] > honest["val_loss"] + 1.0, r["log_tail"]
-    assert r["status"] == "ok"  # (the cache hides the peek from the probes: ok, and worse)
+    # What the machine's speed decides is only how it ends: ok and worse (the cache hides the
+    # peek from the probes), or past scoring's compute allowance on a slow or loaded machine.
+    assert r["status"] == "ok" or r["cause"] == "eval_budget_exceeded", r["log_tail"]
 
 
 def test_an_expanded_unbound_entry_and_a_cheap_bench_inflate_nothing(tmp_path, data_root,

@@ -108,7 +108,8 @@ def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, exe
     path = resolve_repo(repo)
     if not (path.exists() and any(path.iterdir())):
         init_population(path, seed=seed_dir, agents=population or 4,
-                        check="train" if check else "none", device=device or _default_device())
+                        check="train" if check else "none", device=device or _default_device(),
+                        budget_s=budget_s, clock=clock)  # checked as the run will train it
     pop = Population(path)
     if population and population != len(pop.agents()) and not json_events:
         click.echo(f"note: the population already has {len(pop.agents())} agents; "

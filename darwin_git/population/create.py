@@ -78,11 +78,12 @@ def install_hooks(repo: pygit2.Repository) -> list[Path]:
 
 def init_population(path=None, seed: Path | None = None, agents: int = 4, bare: bool = False,
                     names: list[str] | None = None, config: dict | None = None,
-                    hooks: bool = True, check: str = "tree", device: str = "cpu"
-                    ) -> Population:
+                    hooks: bool = True, check: str = "tree", device: str = "cpu",
+                    budget_s: float | None = None, clock: str | None = None) -> Population:
     """Create the population repo at ``path`` from ``seed``. Nothing is created unless the seed
     passes ``check`` (seedcheck.LEVELS: "none", "tree" (static, the default) or "train" (a
-    real harness run on ``device``, what the CLI asks for)); SeedError says why."""
+    real harness run on ``device``, at the run's ``budget_s`` and ``clock`` when an evolve
+    creates it, what the CLI asks for)); SeedError says why."""
     path = layout.resolve_repo(path)
     seed = Path(seed) if seed is not None else default_seed()
     if not (seed / CONTRACT_FILE).is_file():
@@ -98,7 +99,7 @@ def init_population(path=None, seed: Path | None = None, agents: int = 4, bare: 
         raise PopulationError("agent names must be unique")
     if path.exists() and any(path.iterdir()):
         raise PopulationError(f"{path} exists and is not empty; choose another --repo")
-    seedcheck.check_seed(seed, contract, check, device=device)
+    seedcheck.check_seed(seed, contract, check, device=device, budget_s=budget_s, clock=clock)
 
     path.parent.mkdir(parents=True, exist_ok=True)
     repo = pygit2.init_repository(str(path), bare=bare, initial_head="seed")

@@ -88,13 +88,16 @@ def tree_problems(seed: Path, contract: Contract) -> list[str]:
 
 
 def preflight(seed: Path, contract: Contract, budget_s: float | None = None,
-              device: str = "cpu") -> dict:
+              device: str = "cpu", clock: str | None = None) -> dict:
     """One real harness run of the seed's files (a copy, as `init` would commit them); the
-    harness result."""
+    harness result. It trains at the budget and on the clock the run will use (``budget_s``
+    and ``clock`` of an evolve that creates the population; the contract's for `init`), at
+    most PREFLIGHT_BUDGET_S: a seed whose contract budget is smaller than a run's is checked
+    at the run's, which is what every candidate gets."""
     from ..harness import EvalSpec, evaluate
     from ..run.local import LocalSandbox
 
-    budget = float(budget_s or min(contract.budget_s, PREFLIGHT_BUDGET_S))
+    budget = min(float(budget_s or contract.budget_s), PREFLIGHT_BUDGET_S)
     work = Path(tempfile.mkdtemp(prefix="darwin-seedcheck-"))
     try:
         tree = work / "tree"
@@ -103,13 +106,16 @@ def preflight(seed: Path, contract: Contract, budget_s: float | None = None,
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(Path(seed) / rel, dest, follow_symlinks=False)
         return evaluate(tree, LocalSandbox(), EvalSpec(
-            budget_s=budget, device=device, windows=PREFLIGHT_WINDOWS, bench=False))
+            budget_s=budget, device=device, clock=clock, windows=PREFLIGHT_WINDOWS,
+            bench=False))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def check_seed(seed: Path, contract: Contract, level: str = "tree", device: str = "cpu") -> None:
-    """Raise SeedError (one line) if the seed fails the checks of ``level`` (see LEVELS)."""
+def check_seed(seed: Path, contract: Contract, level: str = "tree", device: str = "cpu",
+               budget_s: float | None = None, clock: str | None = None) -> None:
+    """Raise SeedError (one line) if the seed fails the checks of ``level`` (see LEVELS);
+    ``budget_s`` and ``clock``: the run's (see :func:`preflight`)."""
     if level not in LEVELS:
         raise ValueError(f"check must be one of {LEVELS}, not {level!r}")
     if level == "none":
@@ -120,7 +126,7 @@ def check_seed(seed: Path, contract: Contract, level: str = "tree", device: str 
         raise SeedError(f"seed {seed}: {problems[0]}{more}; fix the seed, or skip this check "
                         "with --no-check")
     if level == "train":
-        result = preflight(seed, contract, device=device)
+        result = preflight(seed, contract, budget_s, device=device, clock=clock)
         if result.get("status") != "ok":
             # a timeout is the harness's finding (what was over which budget), not the code's
             said = _last_line(result.get("log_tail"), own=result.get("status") != "timeout")
