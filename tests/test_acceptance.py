@@ -143,7 +143,8 @@ def test_what_each_child_costs_and_the_parent_side_by_side(tmp_path, seed):
     # a child worse on its first seed costs exactly one evaluation: its screen
     assert (worse["action"], worse["n"]) == ("reject", 1)
     assert worse["reason"].startswith("rejected after 1 seed: +") and \
-        worse["reason"].endswith("worse than its parent on seed 0")
+        "worse than its parent on seed 0 (optimizer steps child/parent: seed 0 120/120)" \
+        in worse["reason"]
     assert seeds_of(pop, worse["commit"]) == [0]
     # children that look better are compared in pairs side by side on the next seeds
     for v in (better, best):
@@ -283,7 +284,8 @@ def test_end_to_end_a_comment_only_change_is_never_promoted(tmp_path, seed):
     assert len(verdicts) == 4
     for v in verdicts:
         assert (v["action"], v["n"], v["advanced"]) == ("reject", 1, False)
-        assert v["reason"] == "rejected after 1 seed: no better than its parent on seed 0"
+        assert v["reason"].startswith("rejected after 1 seed: no better than its parent on "
+                                      "seed 0 (optimizer steps child/parent: seed 0 30/30)")
         assert seeds_of(pop, v["commit"]) == [0]  # one run each
     summary = events[-1]
     assert summary["event"] == "summary" and summary["rule"]["max_seeds"] == 4
