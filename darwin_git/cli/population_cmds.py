@@ -70,8 +70,8 @@ def status(repo, as_json):
     were too short to learn. A tip with commits nobody evaluated yet shows them as +N."""
     from ..evolve.journal import Journal
     from ..evolve.settings import EvolveSettings
-    from ..fitness import leaderboard, run_conditions
-    from ..progress import rule_words
+    from ..fitness import infrastructure_failures, leaderboard, run_conditions
+    from ..progress import headline_words, rule_words
     from ..runconfig import read_config
 
     pop = open_population(repo)
@@ -84,9 +84,16 @@ def status(repo, as_json):
     except ValueError:  # a stored setting the rules refuse: evolve says so; status still shows
         rule = None
     sigma = noise.get("sigma") if noise else None
+    journal = Journal(pop.repo)
+    headline = next((r for r in reversed(journal.records()) if r.get("phase") == "headline"
+                     and run.matches(r)), None)
+    infra = sum(len(infrastructure_failures(pop, r["commit"], run)) for r in rows)
     if as_json:
         emit_json({"repo": str(pop.path), "agents": rows, "sigma": sigma, "rule": rule,
-                   "conditions": vars(run)})
+                   "conditions": vars(run),
+                   "noise": {k: noise.get(k) for k in ("sigma", "paired_sigma", "paired_df",
+                                                       "mde")} if noise else None,
+                   "headline": headline, "infrastructure_failures": infra})
         return
     from rich.table import Table
 
@@ -111,6 +118,16 @@ def status(repo, as_json):
                       tip, r["summary"][:60])
     con = _console()
     con.print(table)
+    if noise and noise.get("mde") is not None:
+        con.print(f"smallest effect acceptance can see: {noise['mde']:.4f} nats (a paired "
+                  f"difference spreads by {noise['paired_sigma']:.4f}, the seed beside itself)",
+                  markup=False)
+    if headline:
+        con.print(headline_words(headline), markup=False)
+    if infra:
+        con.print(f"{infra} evaluation(s) of these tips failed for the engine's or the "
+                  "infrastructure's reasons (not the code's): counted apart, run again",
+                  markup=False)
     for r in rows:
         if r.get("too_short"):
             con.print(f"warning: {r['agent']}: {r['too_short']}", markup=False)
