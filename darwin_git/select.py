@@ -63,6 +63,7 @@ class SelectionSettings:
     elites: int = 1  # best agents that always survive untouched
     tournament_size: int = 2  # agents drawn per tournament when picking parents for spawns
     prune_per_generation: int = 1  # worst agents replaced each generation
+    min_distinct: int = 2  # distinct tip trees pruning never goes below (clones count once)
 
 
 @dataclass(frozen=True)
@@ -292,28 +293,80 @@ def rank(fitness: dict[str, float | None]) -> list[str]:
     return sorted(fitness, key=lambda a: (fitness[a] is None, fitness[a] or 0.0, a))
 
 
+def distinct(trees: dict[str, str]) -> int:
+    """How many different trees the agents' tips hold (clones count once)."""
+    return len(set(trees.values()))
+
+
 def plan_replacements(fitness: dict[str, float | None], settings: SelectionSettings,
-                      rng: random.Random, margin: float = 0.0) -> list[tuple[str, str]]:
+                      rng: random.Random, margin: float = 0.0,
+                      islands: dict[str, int] | None = None, trees: dict[str, str] | None = None,
+                      keep: frozenset | set = frozenset()) -> list[tuple[str, str]]:
     """Which agents to prune and, for each, which survivor to branch its replacement from.
 
-    Never prunes an elite, nor an agent within ``margin`` (the noise bar) of the best: such an
-    agent is not measurably worse, and replacing it by a copy of a winner only costs the
-    population its diversity. Parents come from tournaments among the survivors.
+    An agent competes within its island (``islands``: agent -> island; None: one island).
+    Never pruned: an elite of its island, an agent in ``keep`` (promoted in this very
+    selection: its change would be lost), an agent within ``margin`` (the noise bar) of its
+    island's best (not measurably worse: replacing it by a copy of a winner only costs the
+    population its diversity). Among the rest, worst first, a clone (its tree is another
+    agent's too, ``trees``: agent -> tip tree) goes before a distinct tree, and a distinct
+    tree only while ``settings.min_distinct`` distinct trees remain (its replacement is a
+    clone). Parents come from tournaments among the survivors of the loser's island.
     """
+    islands = islands or {a: 0 for a in fitness}
+    trees = trees or {a: a for a in fitness}
     ranked = rank(fitness)
-    protected = set(ranked[: settings.elites])
-    n_prune = min(settings.prune_per_generation, max(0, len(ranked) - max(1, settings.elites)))
-    doomed = [a for a in reversed(ranked) if a not in protected][:n_prune]
-    # an agent that is as good as the best is not worth pruning: nothing to gain
-    best = fitness[ranked[0]] if ranked else None
-    doomed = [a for a in doomed if fitness[a] is None or best is None
-              or fitness[a] > best + margin]
-    survivors = [a for a in ranked if a not in doomed]
+    protected, best, elites = set(keep), {}, {}
+    for agent in ranked:  # best first: each island's best and its elites
+        k = islands.get(agent, 0)
+        best.setdefault(k, fitness[agent])
+        if elites.get(k, 0) < settings.elites:
+            elites[k] = elites.get(k, 0) + 1
+            protected.add(agent)
+    candidates = [a for a in reversed(ranked) if a not in protected and (
+        fitness[a] is None or best[islands.get(a, 0)] is None
+        or fitness[a] > best[islands.get(a, 0)] + margin)]
+    clones = {a for a in fitness if sum(t == trees[a] for t in trees.values()) > 1}
+    candidates.sort(key=lambda a: a not in clones)  # stable: worst first within each group
+    doomed, left = [], dict(trees)
+    for agent in candidates:
+        if len(doomed) >= settings.prune_per_generation:
+            break
+        if agent not in clones and distinct(left) - 1 < settings.min_distinct:
+            continue  # the last distinct trees stay: the population keeps its diversity
+        doomed.append(agent)
+        left.pop(agent)
     plan = []
     for loser in doomed:
-        pool = rng.sample(survivors, min(settings.tournament_size, len(survivors)))
-        parent = min(pool, key=lambda a: (fitness[a] is None, fitness[a] or 0.0, a))
-        plan.append((loser, parent))
+        pool = [a for a in ranked if a not in doomed and islands.get(a, 0) ==
+                islands.get(loser, 0)] or [a for a in ranked if a not in doomed]
+        if not pool:
+            continue
+        drawn = rng.sample(pool, min(settings.tournament_size, len(pool)))
+        plan.append((loser, min(drawn, key=lambda a: (fitness[a] is None, fitness[a] or 0.0, a))))
+    return plan
+
+
+def plan_migrations(fitness: dict[str, float | None], islands: dict[str, int],
+                    trees: dict[str, str], busy: set[str]) -> list[tuple[str, str]]:
+    """(migrant, loser): the best agent of each island replaces the worst agent of the next
+    island (a ring), when it is better and that island holds no copy of its tree yet; never
+    an agent in ``busy`` (promoted, elite, or already replaced in this selection)."""
+    ranked = rank(fitness)
+    order = sorted(set(islands.values()))
+    plan = []
+    for i, k in enumerate(order if len(order) > 1 else []):
+        target = order[(i + 1) % len(order)]
+        migrant = next((a for a in ranked if islands[a] == k and fitness[a] is not None), None)
+        there = [a for a in reversed(ranked) if islands[a] == target]
+        if migrant is None or any(trees[a] == trees[migrant] for a in there):
+            continue
+        loser = next((a for a in there if a not in busy), None)
+        if loser is None or (fitness[loser] is not None
+                             and fitness[loser] <= fitness[migrant]):
+            continue
+        busy.add(loser)
+        plan.append((migrant, loser))
     return plan
 
 

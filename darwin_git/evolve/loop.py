@@ -39,6 +39,7 @@ from ..select import Noise, minimum_effect, noise_sigma
 from .acceptance import Acceptance
 from .budgets import Budgets
 from .evaluations import Evaluations
+from . import islands
 from .generation import Generation
 from .journal import Journal
 from .proposals import Proposals
@@ -112,6 +113,7 @@ class Evolution:
         self.sink.emit({"event": "generation_started", "generation": g})
         self.hitl.before_generation(gen)  # merged answers, stalled agents asking for help
         gen.read_tips(self.pop.agents())
+        gen.islands = islands.membership(self.journal, gen.tips, self.s.islands)
         for agent, tip in gen.tips.items():  # commits nobody evaluated yet: human work, first runs
             if not self.evaluations.results(tip):
                 gen.labels[tip] = f"{agent} tip"

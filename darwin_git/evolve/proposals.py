@@ -23,6 +23,7 @@ from ..population.refs import ref_target, update_refs
 from ..population.repo import CANDIDATE_PREFIX, Population
 from ..select import rank
 from .budgets import Budgets
+from . import islands
 from .context import Contexts
 from .generation import Generation, seed_of
 from .settings import EvolveSettings
@@ -60,7 +61,9 @@ class Proposals:
         self.contexts.start(gen.g)
         self._warn_few_operators(gen)
         made, failed_before, self._new = 0, gen.stats.failed, 0
-        for speaker, target, commit in self.mutations(gen, self.pairs(list(gen.tips), rng)):
+        pairs = [p for group in islands.groups(gen.islands or {a: 0 for a in gen.tips})
+                 for p in self.pairs(group, rng)]
+        for speaker, target, commit in self.mutations(gen, pairs):
             made += 1
             yield gen.add(commit, target, f"{speaker} -> {target}")
         for i in range(self.s.crossovers if len(gen.tips) > 1 else 0):
@@ -86,7 +89,8 @@ class Proposals:
                             "detail": f"built-in mutator: {warning}"})
 
     def pairs(self, names: list[str], rng: random.Random) -> list[tuple[str, str]]:
-        """(speaker, target): ring (agent i rewrites agent i+1, DARWIN), self or random."""
+        """(speaker, target) within one island: ring (agent i rewrites agent i+1, DARWIN),
+        self or random."""
         if self.s.pairing == "self" or len(names) == 1:
             return [(a, a) for a in names]
         if self.s.pairing == "random":

@@ -20,9 +20,12 @@ class EvolveSettings:
     confidence: float = AcceptanceRule.confidence  # of the one-sided paired t-test that promotes a child
     min_effect: float = AcceptanceRule.min_effect  # mean gain (nats) a promoted child must reach: 2% perplexity, above the per-seed jitter a neutral change shows, below what a good change gains (0.1+)
     accept_k: float = 1.0  # pruning's noise bar: an agent within accept_k * sigma of the best is never pruned
-    elites: int = 1
+    elites: int = 1  # best agents of each island that always survive untouched
     prune_per_generation: int = 1
     tournament_size: int = 2
+    min_distinct: int = 2  # distinct tip trees pruning never goes below (clones count once)
+    islands: int = 2  # groups of agents that evolve apart (at most one per two agents)
+    migration_interval: int = 3  # generations between migrations (each island's best to the next island); 0: never
     pairing: str = "ring"  # ring: agent i rewrites agent i+1 (DARWIN); self; random
     crossovers: int = 0  # crossover children per generation
     device: str = "cpu"
@@ -46,7 +49,8 @@ class EvolveSettings:
     def selection(self) -> SelectionSettings:
         return SelectionSettings(accept_k=self.accept_k, elites=self.elites,
                                  tournament_size=self.tournament_size,
-                                 prune_per_generation=self.prune_per_generation)
+                                 prune_per_generation=self.prune_per_generation,
+                                 min_distinct=self.min_distinct)
 
     @classmethod
     def from_config(cls, config: dict, **overrides) -> "EvolveSettings":
