@@ -70,6 +70,7 @@ def status(repo, as_json):
     were too short to learn. A tip with commits nobody evaluated yet shows them as +N."""
     from ..evolve.journal import Journal
     from ..evolve.settings import EvolveSettings
+    from ..evolve.selection import diversity
     from ..fitness import infrastructure_failures, leaderboard, run_conditions
     from ..progress import headline_words, rule_words
     from ..runconfig import read_config
@@ -88,12 +89,14 @@ def status(repo, as_json):
     headline = next((r for r in reversed(journal.records()) if r.get("phase") == "headline"
                      and run.matches(r)), None)
     infra = sum(len(infrastructure_failures(pop, r["commit"], run)) for r in rows)
+    spread = diversity(pop)
     if as_json:
         emit_json({"repo": str(pop.path), "agents": rows, "sigma": sigma, "rule": rule,
                    "conditions": vars(run),
                    "noise": {k: noise.get(k) for k in ("sigma", "paired_sigma", "paired_df",
                                                        "mde")} if noise else None,
-                   "headline": headline, "infrastructure_failures": infra})
+                   "headline": headline, "infrastructure_failures": infra,
+                   "diversity": spread})
         return
     from rich.table import Table
 
@@ -118,6 +121,9 @@ def status(repo, as_json):
                       tip, r["summary"][:60])
     con = _console()
     con.print(table)
+    con.print(f"diversity: {spread['distinct']} distinct tips of {spread['agents']} agents "
+              f"(clones count once), {spread['pairwise_lines']:.0f} changed lines between two "
+              "distinct tips on average", markup=False)
     if noise and noise.get("mde") is not None:
         con.print(f"smallest effect acceptance can see: {noise['mde']:.4f} nats (a paired "
                   f"difference spreads by {noise['paired_sigma']:.4f}, the seed beside itself)",
