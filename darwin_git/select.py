@@ -37,6 +37,10 @@ REJECT, MORE, PROMOTE, VOID = "reject", "more", "promote", "void"
 ACTIONS = (REJECT, MORE, PROMOTE, VOID)
 TEST_NAME = "one-sided paired t-test, side by side"
 MDE_POWER = 0.8  # the power minimum_effect is stated at
+# No spread is taken as smaller than this (nats): runs that happen to agree exactly (a tree
+# beside itself making the same steps trains the same weights) say nothing about how a change
+# spreads, and 0.001 nats is below what the 2,048 scored tokens resolve.
+SIGMA_FLOOR = 1e-3
 
 
 class _Missing:
@@ -117,7 +121,8 @@ class Noise:
 
     @property
     def sigma(self) -> float | None:
-        return math.sqrt(self.ss / self.df) if self.df else None
+        """The pooled estimate, never below SIGMA_FLOOR; None without any degree of freedom."""
+        return max(SIGMA_FLOOR, math.sqrt(self.ss / self.df)) if self.df else None
 
     @classmethod
     def of_twins(cls, diffs: list[float]) -> "Noise":
@@ -274,7 +279,7 @@ def _p(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
-def noise_sigma(losses: list[float], floor: float = 1e-3) -> float:
+def noise_sigma(losses: list[float], floor: float = SIGMA_FLOOR) -> float:
     """Standard deviation of repeated evaluations of one tree; at least ``floor``."""
     if len(losses) < 2:
         return floor

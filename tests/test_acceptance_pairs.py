@@ -15,6 +15,7 @@ from darwin_git.evolve.settings import EvolveSettings
 from darwin_git.fitness import Conditions, infrastructure_failures
 from darwin_git.mutate.base import Mutation, MutationFailure, Mutator
 from darwin_git.population import init_population
+from darwin_git.select import SIGMA_FLOOR, minimum_effect
 
 TRAIN = "print('steps: 1')\n"
 
@@ -60,7 +61,9 @@ def test_the_noise_floor_is_the_seed_beside_itself_and_announces_the_smallest_ef
     assert len(ex.pairs) == 3 and all(a.commit == b.commit for a, b in ex.pairs)
     assert [a.seed for a, _ in ex.pairs] == [0, 1, 2] and {a.role for a, _ in ex.pairs} == {"noise"}
     (floor,) = sink.of("noise_floor")
-    assert floor["paired_df"] == 3 and floor["paired_sigma"] == 0.0  # the fake's twins agree
+    # the fake's twins agree exactly: the spread is floored, and so is the smallest effect
+    assert floor["paired_df"] == 3 and floor["paired_sigma"] == SIGMA_FLOOR
+    assert floor["mde"] == pytest.approx(minimum_effect(SIGMA_FLOOR, 3, 3, 0.95))
     rec = Journal(pop.repo).find("noise")
     assert rec["layout"] == "2xfake" and rec["twin_differences"] == [0.0, 0.0, 0.0]
 
