@@ -162,3 +162,19 @@ def test_an_empty_generation_between_good_ones_only_pauses(pop):
     done = [r for r in Journal(pop.repo).records() if r["phase"] == "done"]
     assert [r["evidence"] for r in done] == [False, True]
     assert not sink.of("stopped")[0]["reason"].startswith("2 generations")
+
+
+def test_a_tree_lost_to_the_infrastructure_is_evaluated_again_when_proposed_again(pop):
+    """No retries left in generation 1: the child is void. Proposed again in generation 2
+    (the same tree, another commit), it is trained: never "already evaluated"."""
+    plant = "# fake-fail-once: sandbox_error\n# fake-effect: -0.03"
+    sink, ex, _ = run(pop, Planted({"agent-00": plant}), infra_retries=0)
+    (first,) = [v for v in sink.of("verdict") if v["action"] != "more"]
+    assert first["action"] == "void"
+    tree = str(pop.commit(first["commit"]).tree_id)
+    # the same machine: its hiccup is over
+    sink2, _, _ = run(pop, Planted({"agent-00": plant}), ex, generations=2, infra_retries=0)
+    (again,) = [v for v in sink2.of("verdict") if v["action"] != "more"]
+    assert str(pop.commit(again["commit"]).tree_id) == tree
+    assert again["action"] == "promote"
+    assert not [e for e in sink2.of("evaluated") if e["cached"]]  # trained, not copied
