@@ -40,18 +40,23 @@ _IGNORABLE = re.compile("[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u3164\ufe0
 _INVISIBLE = ("Cc", "Cf", "Zl", "Zp", "Cs")
 
 
-def normal(path: str) -> str:
-    """``path`` as a case-insensitive, Unicode-normalising file system reads it."""
+def visible(path: str) -> str:
+    """``path`` in NFKC without the characters nobody sees (zero-width, format, control)."""
     text = unicodedata.normalize("NFKC", path)
     text = _IGNORABLE.sub("", "".join(c for c in text if unicodedata.category(c)
                                       not in _INVISIBLE))
-    text = unicodedata.normalize("NFKC", text.casefold())
     return "/".join(part.rstrip(" .") or part for part in text.split("/"))
 
 
+def normal(path: str) -> str:
+    """``path`` as a case-insensitive, Unicode-normalising file system reads it."""
+    return visible(unicodedata.normalize("NFKC", visible(path).casefold()))
+
+
 def skeleton(path: str) -> str:
-    """The TS #39 skeleton of the normalised path: two paths with one skeleton look alike."""
-    return skeleton_key(normal(path), digit_policy="tr39").replace("m", "rn")
+    """The TS #39 skeleton of the path (before case folding, which would hide I/l): two paths
+    with one skeleton look alike."""
+    return skeleton_key(visible(path), digit_policy="tr39").replace("m", "rn")
 
 
 def problem(contract: Contract, path: str, existing: Iterable[str] = ()) -> str | None:

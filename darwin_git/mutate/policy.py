@@ -61,7 +61,9 @@ def mode_problem(path: str, old: str | None, new: str | None) -> str | None:
         try:
             said[side] = int(value, 8)
         except ValueError:
-            return f"the diff gives {path!r} the mode {value!r}, which is no git file mode"
+            return (f"the diff gives {path!r} the mode {value!r}, which is no git file mode; a "
+                    "mutation may only change the text of regular files (no contract key "
+                    "allows a mode change)")
     words = {k: MODE_WORDS.get(v, f"mode {v:o}") for k, v in said.items()}
     for side in ("old", "new"):
         if side in said and said[side] not in (REGULAR, EXECUTABLE):
