@@ -12,7 +12,7 @@ import random
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-from .. import memory
+from .. import memory, origin
 from ..failpoints import crashpoint
 from ..fitness import Conditions, fitness
 from ..hitl import LoopHooks
@@ -177,7 +177,8 @@ class Proposals:
         """A proposal that made no commit: an "attempt" note on the parent, with its cause."""
         gen.stats.failed += 1
         gen.stats.fail("preflight" if failure.cause == "preflight_failed" else "proposal")
-        self.pop.add_attempt(parent, failure, target, gen.g, mutator_agent=speaker, slot=slot)
+        self.pop.add_attempt(parent, failure, target, gen.g, mutator_agent=speaker, slot=slot,
+                             origin=origin.of_proposal(failure.cause), stage=failure.stage)
         memory.update(self.pop, [target])
         self.sink.emit({"event": "proposal_failed", "generation": gen.g, "mutator": speaker,
                         "target": target, "cause": failure.cause, "detail": failure.detail})
