@@ -136,13 +136,17 @@ def unverified(answer: Answer) -> ReplyError:
 def complete(client: openai.OpenAI, kwargs: dict) -> Answer:
     """One non-streamed call; its body read as data."""
     raw = client.chat.completions.with_raw_response.create(**kwargs)
-    body = raw.http_response.content
+    return _completion(raw.http_response, raw.http_response.content)
+
+
+def _completion(response: httpx2.Response, body: bytes) -> Answer:
+    """The Answer of a whole chat-completion body."""
     try:
         data = json.loads(body)
     except ValueError:
-        kind = raw.http_response.headers.get("content-type", "no content-type")
-        raise EndpointError("not_json", f"the server answered HTTP {raw.http_response.status_code}"
-                            f" with a body that is not JSON ({kind}, {len(body):,} bytes: "
+        kind = response.headers.get("content-type", "no content-type")
+        raise EndpointError("not_json", f"the server answered HTTP {response.status_code} with "
+                            f"a body that is not JSON ({kind}, {len(body):,} bytes: "
                             f"{_quote(body.decode('utf-8', 'replace'))})") from None
     if not isinstance(data, dict) or "error" in data and not data.get("choices"):
         raise EndpointError(*_not_completion(data))
@@ -167,6 +171,9 @@ def stream(client: openai.OpenAI, kwargs: dict, limit: int) -> Answer:
     (a closed connection, a broken chunk) is an answer that did not end, not an exception."""
     raw = client.chat.completions.with_raw_response.create(
         **kwargs, stream=True, stream_options={"include_usage": True})
+    if "text/event-stream" not in raw.http_response.headers.get("content-type", ""):
+        # a server that ignores stream=True: its body is a whole completion, or not JSON
+        return _completion(raw.http_response, _read_capped(raw.http_response, 6 * limit))
     watch = _StreamEnd(raw.http_response.stream)
     raw.http_response.stream = watch
     parts, usage, size, cut, broken = _Parts(), {}, 0, False, None
@@ -197,6 +204,26 @@ def stream(client: openai.OpenAI, kwargs: dict, limit: int) -> Answer:
                     usage=usage)
     parts.fill(answer)
     return answer
+
+
+def _read_capped(response: httpx2.Response, limit: int) -> bytes:
+    """At most ``limit`` bytes of the body (more: the answer is over the size limit anyway)."""
+    out, size = [], 0
+    try:
+        for chunk in response.iter_bytes():
+            out.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                break
+    except httpx2.TimeoutException as exc:
+        raise openai.APITimeoutError(request=response.request) from exc
+    except httpx2.HTTPError as exc:
+        raise EndpointError("incomplete", f"the connection closed before the end of the "
+                            f"HTTP {response.status_code} reply: {type(exc).__name__}: "
+                            f"{_quote(str(exc))}") from exc
+    finally:
+        response.close()
+    return b"".join(out)
 
 
 class _StreamEnd(httpx2.SyncByteStream):
