@@ -219,9 +219,11 @@ def test_ordinary_new_paths_and_existing_unicode_names_are_fine():
 
 def test_a_broad_allow_glob_never_overrides_a_deny_rule():
     everything = Contract(("python", "train.py"), "model:build_model", mutable=("*", ".*/*"),
-                          protected=("darwin.toml",))
-    for path in (".gitmodules", ".Gitmodules", ".git/config", "DARWIN.toml"):
-        assert write_problem(everything, path, FILES), path
+                          protected=("darwin.toml", "README.md", "Eval/*"))
+    for path in (".gitmodules", ".Gitmodules", ".git/config", "DARWIN.toml", "readme.md",
+                 "README.MD", "eval/x.py", "EVAL/x.py"):
+        problem = write_problem(everything, path, {**FILES, path: ""})
+        assert problem and ("git control" in problem or "protected" in problem), path
 
 
 def test_normal_and_skeleton():

@@ -90,8 +90,8 @@ def _denied(contract: Contract, path: str) -> str | None:
         return (f"{path!r} has an 8.3 short-name form ('~N', as in GIT~1 for .git): write the "
                 "file's full name")
     protected = (CONTRACT_FILE,) + tuple(contract.protected)
-    if norm != path and (contract.is_protected(norm) or
-                         any(fnmatch.fnmatchcase(norm, normal(g)) for g in protected)):
+    if contract.is_protected(path) or any(fnmatch.fnmatchcase(norm, normal(g))
+                                          for g in protected):
         return f"{shown} is protected by {CONTRACT_FILE}"
     return None
 
