@@ -20,7 +20,8 @@ HOSTILE = {
 
 @pytest.mark.parametrize("text, shown", [
     ("a\u202eb", "a\\u202eb"), ("zero\u200bwidth", "zero\\u200bwidth"),
-    ("bell\x07", "bell\\u0007"), ("esc\x1b[0m", "esc\\u001b[0m"), ("tab\tand\nline", "tab\tand\nline"),
+    ("bell\x07", "bell\\u0007"), ("esc\x1b[0m", "esc\\u001b[0m"),
+    ("tab\tand\nline", "tab\tand\nline"),
     ("iso\u2066late\u2069", "iso\\u2066late\\u2069"), ("sep\u2028", "sep\\u2028"),
 ])
 def test_safe_text_shows_what_cannot_be_seen(text, shown):
