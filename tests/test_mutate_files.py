@@ -217,6 +217,15 @@ def test_ordinary_new_paths_and_existing_unicode_names_are_fine():
     check_changes(WIDE, files, out)
 
 
+def test_two_new_spellings_of_one_file_and_a_bom_copied_into_the_context():
+    refused(new_file("lib/a.py") + new_file("lib/A.py").replace("+x", "+y"),
+            words="one file on a case-insensitive file system")
+    before = {"train.py": "\ufeff" + TRAIN}
+    out = apply_diff(before, "--- a/train.py\n+++ b/train.py\n@@ -1,2 +1,2 @@\n-\ufeffimport os"
+                     "\n+import sys\n \n", WIDE)
+    assert out == {"train.py": "\ufeff" + TRAIN.replace("os", "sys")}
+
+
 def test_a_broad_allow_glob_never_overrides_a_deny_rule():
     everything = Contract(("python", "train.py"), "model:build_model", mutable=("*", ".*/*"),
                           protected=("darwin.toml", "README.md", "Eval/*"))

@@ -124,7 +124,8 @@ def parse_diff(diff_text: str) -> list[_FilePatch]:
                     if lines and lines[-1][0] == "+":
                         new_no_eol = True
                     continue
-                lines.append((ln.line_type, ln.value.rstrip("\n").rstrip("\r")))
+                # a model that copies line 1 of a file with a BOM copies the mark too
+                lines.append((ln.line_type, ln.value.rstrip("\n").rstrip("\r").lstrip(BOM)))
             hunks.append(_Hunk(h.source_start, lines, new_no_eol))
         if not hunks:
             raise DiffError("diff_failed", f"the section for {pf.path!r} has no '@@' hunks")

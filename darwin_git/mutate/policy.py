@@ -135,6 +135,11 @@ def check_changes(contract: Contract, before: dict[str, str], changes: dict[str,
         elif path.casefold().endswith(".py"):
             unparsable.append(python_problem(path, text) or "")
     unparsable = [u for u in unparsable if u]
+    spellings: dict[str, list[str]] = {}
+    for path in changes:
+        spellings.setdefault(paths.normal(path), []).append(path)
+    rejected += [f"the change writes {sorted(same)!r}, one file on a case-insensitive file "
+                 "system; keep one of them" for same in spellings.values() if len(same) > 1]
     if rejected:
         raise DiffError("diff_rejected", "; ".join(rejected + too_large + unparsable))
     if too_large:
