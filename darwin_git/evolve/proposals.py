@@ -22,8 +22,8 @@ from ..origin import of_proposal
 from ..population.refs import ref_target, update_refs
 from ..population.repo import CANDIDATE_PREFIX, Population
 from ..select import rank
-from .budgets import Budgets
 from . import islands
+from .budgets import Budgets
 from .context import Contexts
 from .generation import Generation, seed_of
 from .settings import EvolveSettings
@@ -185,7 +185,7 @@ class Proposals:
         origin = of_proposal(failure.cause)
         gen.stats.problem("proposal", origin, failure.cause, failure.detail)
         self.pop.add_attempt(parent, failure, target, gen.g, mutator_agent=speaker, slot=slot,
-                             origin=origin)
+                             origin=origin, stage=failure.stage)
         memory.update(self.pop, [target])
         self.sink.emit({"event": "proposal_failed", "generation": gen.g, "mutator": speaker,
                         "target": target, "cause": failure.cause, "detail": failure.detail,

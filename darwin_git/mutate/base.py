@@ -106,7 +106,7 @@ class Mutation:
 @dataclass
 class MutationFailure:
     cause: str  # stable code: "llm_error", "timeout", "bad_reply", "truncated", "too_large",
-    #             "diff_rejected", "diff_failed", "empty_diff", "duplicate_tree",
+    #             "diff_rejected", "diff_failed", "syntax_error", "empty_diff", "duplicate_tree",
     #             "preflight_failed", "no_operator", "merge_conflict", ... (see errors.py)
     detail: str  # a precise, human-readable reason
     operator: str
@@ -117,6 +117,7 @@ class MutationFailure:
     log: str | None = None  # transcript tail, for debugging
     request: dict | None = None  # a request to the human the reply carried (HITL), if any
     summary: str | None = None  # the summary of the last change the model proposed, if any
+    stage: str | None = None  # where it failed: prompt, call, reply, apply, check (llm.py STAGES)
 
 
 class Mutator(abc.ABC):
