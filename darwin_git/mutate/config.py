@@ -21,7 +21,7 @@ class LLMConfig:
     base_url: str | None = None  # None = the SDK's default (api.openai.com)
     api_key: str | None = None
     timeout_s: float = 120.0  # per network read/connect; the SDK aborts a silent request
-    deadline_s: float = 300.0  # wall clock for one model call, SDK retries and streaming included
+    deadline_s: float = 240.0  # wall clock for one model call, SDK retries and streaming included (two generations of an endpoint that never answers stop evolve within 10 min)
     max_retries: int = 2  # the SDK's own transport retries (429, 5xx, timeouts); the only layer
     max_apply_attempts: int = 3  # conversation turns to get a change that is accepted
     stream: bool = False  # stream the reply (stops reading at max_reply_chars)
