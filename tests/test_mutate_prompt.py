@@ -106,8 +106,8 @@ def test_the_prompt_shows_the_run_training_memories_attempts_and_answers(history
     assert "sigma = 0.0200" in user
     assert "- Acceptance: a child is compared with its parent on the same training seeds" in user
     assert "Not better than its parent on its first seed: rejected after that one run" in user
-    assert "up to 3; then it is promoted" in user and "95% confidence" in user
-    assert "at least 0.02 nats" in user and "1 x sigma = 0.0200 nats behind the best" in user
+    assert "side by side on up to 3 more seeds" in user and "95% confidence" in user
+    assert "1 x sigma = 0.0200 nats behind the best of its island" in user
     # the target now: fitness over 3 seeds, its training dynamics
     assert "val_loss 2.5000 (mean over 3 seeds)." in user
     assert "100 optimizer steps, 61.5 ms per step, 33,300 tokens/s" in user

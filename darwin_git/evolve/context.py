@@ -130,24 +130,32 @@ class Contexts:
         if "run" not in self._cache:
             c = self.conditions
             noise = Journal(self.pop.repo).find("noise")
-            sigma = noise.get("sigma") if noise and c.matches(noise) else None
+            noise = noise if noise and c.matches(noise) else {}
             self._cache["run"] = RunInfo(
                 budget_s=c.budget_s, clock=c.clock, device=c.device,
                 threads=threads_per_slot(self.slots) if c.device == "cpu" else None,
-                sigma=sigma, rule=self.rule_words(sigma))
+                sigma=noise.get("sigma"), rule=self.rule_words(noise))
         return self._cache["run"]
 
-    def rule_words(self, sigma: float | None) -> str:
-        """The acceptance rule (darwin_git.select.decide) and the pruning bar, in words."""
-        rule, k = self.s.acceptance(), self.s.accept_k
+    def rule_words(self, noise: dict) -> str:
+        """The acceptance rule (darwin_git.select.decide), the smallest gain it sees in this
+        run, and the pruning bar, in words."""
+        rule, k, sigma = self.s.acceptance(), self.s.accept_k, noise.get("sigma")
         bar = f"{k:g} x sigma = {k * sigma:.4f}" if sigma is not None else f"{k:g} x sigma"
-        return (f"a child is compared with its parent on the same training seeds, one at a "
-                f"time. Not better than its parent on its first seed: rejected after that one "
-                f"run. Better on every seed so far: it gets the next seed, up to "
-                f"{rule.max_seeds}; then it is promoted (its agent moves to it) only when a "
-                f"one-sided paired t-test says it is lower at {rule.confidence:.0%} confidence "
-                f"and its mean gain is at least {rule.min_effect:g} nats. An agent more than "
-                f"{bar} nats behind the best may be pruned.")
+        gain = f" and its mean gain is at least {rule.min_effect:g} nats" \
+            if rule.min_effect else ""
+        mde = (f" In this run the smallest gain it finds with 80% power is about "
+               f"{noise['mde']:.4f} nats; smaller ones are mostly missed."
+               if noise.get("mde") is not None else "")
+        return (f"a child is compared with its parent on the same training seeds. Not better "
+                f"than its parent on its first seed: rejected after that one run. Otherwise "
+                f"the child and its parent train side by side on up to {rule.pairs} more seeds "
+                f"(whatever else the machine does slows both alike); not better on average "
+                f"after any of them: rejected there; after the last it is promoted (its agent "
+                f"moves to it) only when a one-sided t-test of their differences, against the "
+                f"noise measured in this run, says it is lower at {rule.confidence:.0%} "
+                f"confidence{gain}.{mde} An agent more than {bar} nats behind the best of its "
+                f"island may be pruned.")
 
     def population(self, speaker: str):
         """The population's recent attempts (newest first), without ``speaker``'s own."""
