@@ -27,7 +27,7 @@ from .population.lineage import generation as inferred_generation
 from .population.message import is_human, parse_message
 from .population.refs import ref_target
 from .population.repo import AGENT_PREFIX, PRUNED_PREFIX, Population
-from .select import AcceptanceRule
+from .select import describe_rule
 
 FAILED_STATUSES = ("train_failed", "eval_failed", "timeout", "rejected")
 STAGE_WORDS = {"proposal": "the proposal made no commit", "train_failed": "training failed",
@@ -97,7 +97,7 @@ def summary_lines(d: dict) -> list[str]:
     noise, winner = d.get("noise"), d.get("winner")
     rule = d.get("rule")
     rule_text = (f" A change is promoted by the acceptance rule: "
-                 f"{AcceptanceRule.from_dict(rule).describe()}." if rule else "")
+                 f"{describe_rule(rule)}." if rule else "")
     if noise and noise.get("mean") is not None:
         out.append(f"Seed: val_loss {fmt(noise['mean'])} (mean of {noise.get('repeats')} runs "
                    f"with different seeds, {noise.get('budget_s')} s of {d.get('clock')} time "

@@ -110,6 +110,24 @@ class AcceptanceRule:
                       if rule.get(k) is not None})
 
 
+def describe_rule(rule: dict) -> str:
+    """A stored rule (AcceptanceRule.to_dict()) in one line; a rule an older darwin-git
+    stored (another test) in its own terms."""
+    if rule.get("test") == TEST_NAME:
+        try:
+            return AcceptanceRule.from_dict(rule).describe()
+        except ValueError:
+            pass
+    parts = [str(rule.get("test") or "acceptance")]
+    if rule.get("max_seeds") is not None:
+        parts.append(f"up to {rule['max_seeds']} seeds")
+    if rule.get("confidence") is not None:
+        parts.append(f"{rule['confidence']:.0%} confidence")
+    if rule.get("min_effect"):
+        parts.append(f"mean gain >= {rule['min_effect']:g} nats")
+    return ", ".join(parts)
+
+
 @dataclass(frozen=True)
 class Noise:
     """The spread of a paired difference (side by side, one seed) that the test assumes, as a
