@@ -16,8 +16,12 @@ A tree's val_loss on a seed is
   pair (they ran side by side), fresh for every single run.
 
 A line ``# fake-fail: CAUSE`` makes every run of the tree fail with that cause (``exception``,
-``engine_error``, ``sandbox_error`` ...); ``# fake-fail-once: CAUSE`` fails its first run only
-(an infrastructure hiccup that a retry clears).
+``engine_error``, ``sandbox_error`` ...), with that line in its log tail (where a traceback would
+show the failing code); ``# fake-fail-once: CAUSE`` fails its first run only (an infrastructure
+hiccup that a retry clears).
+
+An ok run reports (``reported``, the training's own summary) ``extra_files``: how many files the
+tree holds under ``data/``, as a train.py that reads a human's data would print it.
 """
 from __future__ import annotations
 
@@ -35,7 +39,7 @@ from darwin_git.run.executor import Executor, Job
 BASE = 2.6
 EFFECT = re.compile(r"#\s*fake-effect:\s*([-+0-9.eE]+)")
 SEED_EFFECT = re.compile(r"#\s*fake-effect@(\d+):\s*([-+0-9.eE]+)")
-FAIL = re.compile(r"#\s*fake-fail(-once)?:\s*(\w+)")
+FAIL = re.compile(r"^.*#\s*fake-fail(-once)?:\s*(\w+).*$", re.M)
 
 
 def _normal(sd: float, *key) -> float:
@@ -104,7 +108,8 @@ class FakeExecutor(Executor):
                 status = "eval_failed" if cause in ("engine_error", "sandbox_error",
                                                     "harness_error", "worker_lost") \
                     else "train_failed"
-                return make_result(status, cause=cause, log_tail=f"fake: {cause}",
+                return make_result(status, cause=cause,
+                                   log_tail=f"{fail.group(0).strip()}\nfake: {cause}",
                                    conditions=conditions, **common)
         effect = sum(float(m) for m in EFFECT.findall(text)) + sum(
             float(v) for seed, v in SEED_EFFECT.findall(text) if int(seed) == job.seed)
@@ -112,6 +117,10 @@ class FakeExecutor(Executor):
         loss = (BASE + effect + _normal(self.seed_sd, "seed", job.seed)
                 + (0.0 if is_seed else _normal(self.trajectory_sd, "tree", tree_id, job.seed))
                 + timing)
+        data = commit.tree["data"] if "data" in commit.tree else None
+        extra = sum(1 for e in repo[data.id] if e.type_str == "blob") if data is not None \
+            and data.type_str == "tree" else 0
         return make_result("ok", val_loss=loss, perplexity=2.718281828 ** loss,
                            train={"steps": self.steps}, eval_tokens=2048, vocab_size=84,
+                           reported={"extra_files": extra},
                            conditions=conditions, **common)

@@ -1,5 +1,6 @@
-"""Human in the loop through git, with stock `git` as the human, a bare remote, the real loop,
-the local sandbox, a seed that trains for 0.4 s and the loopback LLM server."""
+"""Human in the loop through git, with stock `git` as the human, a bare remote, the real loop on
+the fake executor (tests/fake_executor.py: no training, real git; an ok run reports the files
+it found under data/) and the loopback LLM server."""
 from __future__ import annotations
 
 import json
@@ -8,49 +9,22 @@ import pygit2
 import pytest
 from click.testing import CliRunner
 from conftest import BIGRAM_MODEL, Events, seed_toml
+from fake_executor import FakeExecutor
 from llm_server import llm_server, mutation_reply  # noqa: F401 (fixture)
 
 from darwin_git import hitl, memory
 from darwin_git.cli import cli
 from darwin_git.evolve.loop import Evolution
 from darwin_git.evolve.settings import EvolveSettings
-from darwin_git.mutate.base import MutationFailure, Mutator
+from darwin_git.mutate.base import Mutation, MutationFailure, Mutator
 from darwin_git.mutate.config import LLMConfig
 from darwin_git.mutate.llm import LLMMutator
 from darwin_git.population import Population, init_population
-from darwin_git.run.executor import LocalExecutor
-from darwin_git.run.local import LocalSandbox
 
-# A bigram model that trains for half a second and says how many files it found under data/.
 SEED = {
-    "darwin.toml": seed_toml(budget_s=5),  # room to import torch and save within the budget
+    "darwin.toml": seed_toml(budget_s=30),
     "model.py": BIGRAM_MODEL,
-    "train.py": """\
-import json, os, time
-import numpy as np
-import torch
-import torch.nn.functional as F
-from model import build_model
-
-torch.set_num_threads(1)
-torch.manual_seed(int(os.environ["DARWIN_SEED"]))
-src = os.environ["DARWIN_DATA"]
-data = torch.from_numpy(np.fromfile(os.path.join(src, "train.bin"), dtype=np.uint16).astype(np.int64))
-vocab = json.load(open(os.path.join(src, "meta.json")))["vocab_size"]
-extra = sorted(os.listdir("data")) if os.path.isdir("data") else []  # human-provided files
-model = build_model({"vocab_size": vocab})
-opt = torch.optim.AdamW(model.parameters(), lr=5e-2)
-t0 = time.time()
-while time.time() - t0 < 0.4:
-    ix = torch.randint(len(data) - 17, (32,))
-    x = torch.stack([data[i:i + 16] for i in ix])
-    y = torch.stack([data[i + 1:i + 17] for i in ix])
-    loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
-    opt.zero_grad(); loss.backward(); opt.step()
-torch.save({"darwin_ckpt": 1, "model_config": {"vocab_size": vocab}, "model": model.state_dict(),
-            "train": {"batch_size": 32, "block_size": 16}}, os.path.join(os.environ["DARWIN_OUT"], "ckpt.pt"))
-print(f"extra_files: {len(extra)}")
-""",
+    "train.py": "print('steps: 1')\n",  # the fake executor reads the tree, never runs it
 }
 
 
@@ -74,17 +48,24 @@ def pop(tmp_path) -> Population:
 
 
 def run_loop(pop, mutator, generations, stall=0):
-    # The seed trains 0.4 s; the budget only sets the kill limit (on the run's clock, cpu by
-    # default, plus the 2 s save window), which must cover importing torch on a busy machine.
     settings = EvolveSettings(generations=generations, budget_s=30.0, noise_repeats=1,
-                              pairing="self", prune_per_generation=0, stall_generations=stall)
-    executor = LocalExecutor(pop.path, LocalSandbox(), slots=1, work_root=pop.state_dir / "work")
+                              pairing="self", prune_per_generation=0, stall_generations=stall,
+                              preflight_s=0, headline_pairs=0, retry_backoff_s=0.0)
     sink = Events()
-    try:
-        Evolution(pop, settings, executor, mutator, sink).run()  # the git Hitl by default
-    finally:
-        executor.shutdown()
+    Evolution(pop, settings, FakeExecutor(pop.path, slots=1), mutator, sink).run()  # git Hitl
     return sink
+
+
+class Worse(Mutator):
+    """Every proposal is worse than its parent (a planted effect the fake executor reads): it is
+    trained, rejected, and its agent stays where it was."""
+    name = "worse"
+
+    def propose(self, ctx):
+        return Mutation(summary="A worse idea", reasoning="planted for the test",
+                        changes={"train.py": ctx.files["train.py"] +
+                                 f"# fake-effect: +0.1 ({ctx.target_agent}, {ctx.generation})\n"},
+                        operator="test", mutator=self.name)
 
 
 def llm(server) -> LLMMutator:
@@ -162,13 +143,14 @@ def test_request_answered_through_a_remote_is_evaluated_and_reported(
     doc = memory.load(pop, asker)
     assert any(e["human"] and e["commit"] == merged_tip and e["status"] == "ok"
                for e in doc["entries"])
-    # The other agent did not move for a generation: it asked for help by itself.
-    stall = hitl.get_request(pop, f"{other}/1")
-    assert stall.history[0]["origin"] == "stall" and stall.state == "open"
 
     # Generation 3: the asker's prompt carries the answer and the guidance.
     llm_server.push(mutation_reply(""), mutation_reply(""))
-    events = run_loop(pop, llm(llm_server), generations=3)
+    events = run_loop(pop, llm(llm_server), generations=3, stall=1)
+    # The other agent did not move through a generation that tried something (generation 2
+    # evaluated the asker's merged tip; generation 1 only asked): it asked for help by itself.
+    stall = hitl.get_request(pop, f"{other}/1")
+    assert stall.history[0]["origin"] == "stall" and stall.state == "open"
     prompts = [json.dumps(b) for b in llm_server.bodies()[-2:]]
     assert any("was answered by Test Human" in p and "data/plays.txt" in p for p in prompts)
     assert all("Prefer changes that train faster." in p for p in prompts)
@@ -196,7 +178,7 @@ def test_failed_answer_is_reverted_and_a_direct_human_commit_is_evaluated(pop, g
     assert req.branch == "requests/agent-01/1"
     wt = pop.path  # the population repo's own work tree, used by hand
     git("switch", "-q", req.branch, cwd=wt)
-    (wt / "train.py").write_text("raise SystemExit('human typo')\n")
+    (wt / "train.py").write_text("raise SystemExit('human typo')  # fake-fail: exception\n")
     git("commit", "-q", "-am", "Rewrite the loop", cwd=wt)
     git("switch", "-q", "agents/agent-01", cwd=wt)
     git("merge", "-q", "--no-ff", req.branch, "-m", "Merge the faster loop", cwd=wt)
@@ -218,7 +200,7 @@ def test_failed_answer_is_reverted_and_a_direct_human_commit_is_evaluated(pop, g
     assert str(revert.parent_ids[0]) == failed_tip and revert.tree_id == seed_tree
     assert trailers["Darwin-Operator"] == "revert" and "human typo" in body
     assert pop.latest_result(revert.id)["status"] == "ok"
-    assert pop.latest_result(revert.id)["cached_from"]
+    assert pop.records(revert.id, "result")[0]["cached_from"]  # a copy, before any re-measure
     req = hitl.get_request(pop, "agent-01/1")
     assert req.state == "answered" and "failed to train" in req.last["answer"]
     assert "restored the last good tree" in req.last["answer"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from llm_server import llm_server, mutation_reply  # noqa: F401 (fixture)
-from test_hitl import NoChange, llm, pop, run_loop  # noqa: F401 (fixture)
+from test_hitl import NoChange, Worse, llm, pop, run_loop  # noqa: F401 (fixture)
 
 from darwin_git import hitl
 from darwin_git.cli import cli
@@ -143,7 +143,7 @@ def test_a_conflicting_push_keeps_the_humans_files_and_pull_says_so(population, 
 def test_requests_of_the_last_generation_reach_the_remote_with_a_sync(pop, tmp_path, git):
     remote = published(git, pop, tmp_path)
     pop.repo.config["darwin.remote"] = str(remote)
-    run_loop(pop, NoChange(), generations=2, stall=1)  # generation 2: both agents ask
+    run_loop(pop, Worse(), generations=2, stall=1)  # generation 2: both agents ask
     asked = {r.branch for r in hitl.list_requests(pop, states=("open",))}
     assert asked == {"requests/agent-00/1", "requests/agent-01/1"}
     event = sync(pop, when="end")
@@ -157,7 +157,7 @@ def test_requests_of_the_last_generation_reach_the_remote_with_a_sync(pop, tmp_p
 def test_evolve_returns_with_its_last_requests_on_the_remote(pop, tmp_path, git):
     remote = published(git, pop, tmp_path)
     pop.repo.config["darwin.remote"] = str(remote)
-    run_loop(pop, NoChange(), generations=2, stall=1)
+    run_loop(pop, Worse(), generations=2, stall=1)
     heads = git("ls-remote", "--heads", remote)
     assert "refs/heads/requests/agent-00/1" in heads and "refs/heads/requests/agent-01/1" in heads
 
