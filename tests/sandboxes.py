@@ -13,7 +13,8 @@ import pytest
 
 from darwin_git.run.base import Step
 
-RUNNERS = ["local", pytest.param("docker", marks=pytest.mark.docker)]
+# Docker tests are in the slow tier (pyproject: `slow`); the local runner is everyday.
+RUNNERS = ["local", pytest.param("docker", marks=[pytest.mark.docker, pytest.mark.slow])]
 
 
 def make_sandbox(runner: str):

@@ -12,7 +12,7 @@ from harness_fixtures import data_root, run  # noqa: F401 (fixture)
 # Same daemon/skip policy, image fixture and leftover-container check as the sandbox tests.
 from test_docker_sandbox import docker_client, no_container_left, sandbox  # noqa: F401
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
 SMALL = dict(windows=32, cuts=4, probes=1, bench=False)  # a quicker protocol, same rules
 
 

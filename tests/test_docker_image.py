@@ -117,12 +117,14 @@ def test_the_gpu_build_context_is_the_package_only():
     assert not any(n.startswith((".venv", ".git", "tests")) or "__pycache__" in n for n in names)
 
 
+@pytest.mark.slow
 def test_check_on_a_missing_image_exits_5_and_says_how_to_build(docker_client):
     result = CliRunner().invoke(cli, ["image", "check", "--tag", "darwin-git:absent-tag"])
     assert result.exit_code == 5
     assert "darwin-git image build" in result.output and "--gpu" in result.output
 
 
+@pytest.mark.slow
 def test_image_build_makes_a_working_offline_image(docker_client, tmp_path):
     from darwin_git.run.docker import DockerSandbox
 
@@ -149,6 +151,7 @@ def test_image_build_makes_a_working_offline_image(docker_client, tmp_path):
         docker_client.images.remove(tag, force=True)
 
 
+@pytest.mark.slow
 def test_image_cleanup_removes_containers_of_a_dead_engine(docker_client):
     from darwin_git.run.docker import _owner
     from darwin_git.run.image import DEFAULT_TAG, ensure_host_image
@@ -188,6 +191,7 @@ def test_the_gpu_image_keeps_darwin_gits_dependencies_but_not_the_package():
     assert '! python -c "import darwin_git"' in text
 
 
+@pytest.mark.slow
 def test_an_installed_darwin_git_in_the_mounted_python_is_masked(docker_client, tmp_path):
     """A regular install puts the package (and its corpus) in site-packages, which the offline
     image mounts: the image records it and every container covers it."""

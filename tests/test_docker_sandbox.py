@@ -16,7 +16,7 @@ import pytest
 
 from darwin_git.run.base import Limits, SandboxUnavailable, Step
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
 MiB = 1 << 20
 
 

@@ -20,6 +20,7 @@ from harness_fixtures import data_root, fixed_peak  # noqa: F401 (fixtures)
 from harness_fixtures import SEED, TREES, make_tree, run
 
 
+@pytest.mark.slow
 def test_ok_tree_is_scored_by_the_harness(tmp_path, data_root):
     r = run(tmp_path, data_root, commit="c" * 40, tree="t" * 40, seed=3)
     assert r["status"] == "ok", r["log_tail"]
@@ -42,6 +43,7 @@ def test_ok_tree_is_scored_by_the_harness(tmp_path, data_root):
     dumps(r)  # a valid note line
 
 
+@pytest.mark.slow
 def test_every_evaluation_scores_the_same_tokens(tmp_path, data_root):
     """Filler, halves and probes are drawn afresh each time, yet the same weights get the same
     loss: what is scored depends on the split alone, so two trees compare token by token."""
@@ -61,6 +63,7 @@ def test_paired_standard_error_comes_from_window_means():
     assert mean == pytest.approx(0.1, abs=0.01) and 0 < se < 0.01
 
 
+@pytest.mark.slow
 def test_model_problems_are_caught_at_evaluation(tmp_path, data_root):
     variants = {"nan": ("eval_failed", "nan_logits"),
                 "mismatch": ("eval_failed", "checkpoint_mismatch"),
@@ -76,6 +79,7 @@ def test_model_problems_are_caught_at_evaluation(tmp_path, data_root):
     assert "moved their logits" in results["noncausal"]["log_tail"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant,status,cause,in_log", [
     ("raises", "train_failed", "exception", "boom: the learning-rate schedule is empty"),
     ("silent", "train_failed", "no_checkpoint", "wrote no ckpt.pt"),
@@ -88,12 +92,14 @@ def test_training_failures(tmp_path, data_root, variant, status, cause, in_log):
     assert r["val_loss"] is None and r["train_wall_s"] is not None
 
 
+@pytest.mark.slow
 def test_no_checkpoint_keeps_the_reported_summary_apart(tmp_path, data_root):
     r = run(tmp_path, data_root, "no_checkpoint")
     assert r["reported"] == {"steps": 100.0, "train_loss": 1.23}
     assert r["train"] == {"steps": 100}
 
 
+@pytest.mark.slow
 def test_a_hang_is_ended_by_the_wall_net(tmp_path, data_root):
     r = run(tmp_path, data_root, "hang", clock="cpu", budget_s=0.5, wall_timeout_s=1.0)
     assert (r["status"], r["cause"]) == ("timeout", "wall_timeout")
@@ -184,6 +190,7 @@ def test_flops_model_and_peaks():
     assert measure_cpu_peak(size=64, seconds=0.05) > 1e6
 
 
+@pytest.mark.slow
 def test_seed_repo_end_to_end(data_root):
     """The seed on the default clock (cpu on CPU): needs the sandbox to measure CPU time."""
     r = evaluate(SEED, LocalSandbox(), EvalSpec(data_root=data_root, budget_s=10, bench_s=0.3))

@@ -13,6 +13,8 @@ import torch  # noqa: F401 - the parent imports it to read checkpoints: not what
 from darwin_git import data
 from harness_fixtures import data_root, fixed_peak, run  # noqa: F401 (fixtures)
 
+pytestmark = pytest.mark.slow  # every attack trains tiny and scores it
+
 
 @pytest.fixture(scope="module")
 def honest(data_root, tmp_path_factory):

@@ -15,6 +15,8 @@ from darwin_git.harness.spec import scoring_limit
 
 from harness_fixtures import data_root, fixed_peak, run  # noqa: F401 (fixtures)
 
+pytestmark = pytest.mark.slow  # every case trains a tree through the harness
+
 BUDGET_S = 8.0  # room for importing torch and tiny's one second of training, even under load
 
 

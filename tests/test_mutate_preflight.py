@@ -20,6 +20,7 @@ from conftest import Events
 from llm_server import llm_server, mutation_reply  # noqa: F401  (fixture)
 
 TREES = Path(__file__).parent / "trees"
+pytestmark = pytest.mark.slow  # the pre-flight trains each tree in the real sandbox
 
 
 def tree(tmp_path: Path, **files: str) -> Path:

@@ -112,6 +112,7 @@ def _evolve(repo: Path, executor: str) -> list[dict]:
     return [json.loads(line) for line in out.output.splitlines() if line.startswith("{")]
 
 
+@pytest.mark.slow
 def test_evolve_through_ray_keeps_the_same_books_as_local_slots(ray_cluster, tmp_path,
                                                                 monkeypatch):
     probes = []
@@ -157,6 +158,7 @@ def _descendants_titled(title: str) -> list[int]:
     return found
 
 
+@pytest.mark.slow
 def test_worker_killed_mid_run_is_retried_or_recorded(ray_cluster, tmp_path):
     pop = init_population(tmp_path / "population", seed=TINY, agents=1)
     tip = str(next(iter(pop.agents().values())))
@@ -212,6 +214,7 @@ def _steps_under(workspace: Path, also: bytes = b"") -> list[int]:
     return pids
 
 
+@pytest.mark.slow
 def test_unknown_commit_becomes_a_result_not_an_exception(ray_cluster, tmp_path):
     pop = init_population(tmp_path / "population", seed=TINY, agents=1)
     executor = RayExecutor(pop.path, slots=2)

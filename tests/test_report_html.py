@@ -14,6 +14,8 @@ import pytest
 import known_run
 from darwin_git.report import write_report
 
+pytestmark = pytest.mark.slow  # a real browser
+
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update",
                   "--disable-sync", "--window-size=1500,1300")

@@ -29,6 +29,8 @@ from darwin_git.data import load_meta, load_tokens, prepare, val_windows
 from darwin_git.harness import parse_training
 from darwin_git.harness.spec import SAVE_WINDOW_S
 
+pytestmark = pytest.mark.slow  # trains the real seed
+
 SEED_REPO = Path(__file__).resolve().parents[1] / "seed_repo"
 CHAR_BUDGET_S = 12.0
 GPT2_BUDGET_S = 8.0
