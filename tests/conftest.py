@@ -1,9 +1,13 @@
 """Shared fixtures: every test runs with its own HOME and no user/system git config, and can
-drive stock git through the ``git`` helper."""
+drive stock git through the ``git`` helper. Safe under pytest-xdist: what a session builds once
+(the tokenized corpus, the docker image) is shared by its workers behind a file lock."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -54,10 +58,28 @@ def build_model(config):
 """
 
 
+@contextlib.contextmanager
+def machine_lock(name: str):
+    """Held by one process at a time on this machine (xdist workers, test sessions side by
+    side): for what one of them builds for all, such as the docker image. The file is only
+    ever locked, never written."""
+    with open(Path(tempfile.gettempdir()) / f"darwin-git-tests-{name}.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
 @pytest.fixture(scope="session")
 def shared_data_cache(tmp_path_factory) -> str:
-    """Tokenized corpus shared by the whole session (preparing it per test would be slow)."""
-    return os.environ.get("DARWIN_DATA_CACHE") or str(tmp_path_factory.mktemp("data-cache"))
+    """Tokenized corpus shared by the whole session, its xdist workers included (preparing it
+    per test would be slow; data.prepare locks the folder, so the first worker tokenizes)."""
+    if os.environ.get("DARWIN_DATA_CACHE"):
+        return os.environ["DARWIN_DATA_CACHE"]
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the session's folder, above each worker's own
+    cache = base / "data-cache"
+    cache.mkdir(exist_ok=True)
+    return str(cache)
 
 
 @pytest.fixture(autouse=True)

@@ -25,14 +25,23 @@ def make_sandbox(runner: str):
 
         return LocalSandbox()
     from darwin_git.run.docker import DockerSandbox
-    from darwin_git.run.image import ensure_host_image
     from test_docker_sandbox import _daemon_or_skip
 
     client = _daemon_or_skip()
-    ensure_host_image(client=client)
+    ensure_image(client)
     box = DockerSandbox(client=client)
     box.check()
     return box
+
+
+def ensure_image(client, tag: str | None = None):
+    """This build's offline image, built by one test process at a time (xdist workers would
+    otherwise build it side by side and remove each other's build)."""
+    from conftest import machine_lock
+    from darwin_git.run.image import ensure_host_image
+
+    with machine_lock("docker-image"):
+        return ensure_host_image(tag, client=client)
 
 
 def script_step(tmp_path: Path, script: str, timeout_s: float = 120, argv=None, **kw) -> Step:

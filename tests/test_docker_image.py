@@ -154,9 +154,10 @@ def test_image_build_makes_a_working_offline_image(docker_client, tmp_path):
 @pytest.mark.slow
 def test_image_cleanup_removes_containers_of_a_dead_engine(docker_client):
     from darwin_git.run.docker import _owner
-    from darwin_git.run.image import DEFAULT_TAG, ensure_host_image
+    from darwin_git.run.image import DEFAULT_TAG
+    from sandboxes import ensure_image
 
-    ensure_host_image(DEFAULT_TAG, client=docker_client)
+    ensure_image(docker_client, DEFAULT_TAG)
     host = _owner().split(":")[0]
     orphan = docker_client.containers.create(
         DEFAULT_TAG, ["sleep", "60"], network_mode="none",

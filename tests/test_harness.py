@@ -103,7 +103,8 @@ def test_no_checkpoint_keeps_the_reported_summary_apart(tmp_path, data_root):
 def test_a_hang_is_ended_by_the_wall_net(tmp_path, data_root):
     r = run(tmp_path, data_root, "hang", clock="cpu", budget_s=0.5, wall_timeout_s=1.0)
     assert (r["status"], r["cause"]) == ("timeout", "wall_timeout")
-    assert r["train_wall_s"] < 5 and "safety net" in r["log_tail"]
+    # ended by the net, not by the hang (never): room for a loaded machine
+    assert r["train_wall_s"] < 30 and "safety net" in r["log_tail"]
 
 
 def test_contract_problems_are_rejected(tmp_path, data_root):

@@ -130,7 +130,7 @@ def test_endless_sleep_times_out(tmp_path, sandbox, data_root):
     tree = make_tree(tmp_path / "tree", "hang")
     r = evaluate(tree, sandbox, EvalSpec(data_root=data_root, budget_s=0.5, wall_timeout_s=1.0))
     assert (r["status"], r["budget_s"]) == ("timeout", 0.5)
-    assert r["train_wall_s"] < 5
+    assert r["train_wall_s"] < 30  # ended at its limit, not by the hang (never): room for load
     assert "warming up the cache" in r["log_tail"] and "timeout" in r["log_tail"]
 
 

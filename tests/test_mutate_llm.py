@@ -146,11 +146,12 @@ def test_repeated_500s_end_as_llm_error(llm_server):
 
 
 def test_slow_reply_ends_as_timeout(llm_server):
-    llm_server.push(delay(1.5, as_json()))
+    llm_server.push(delay(120, as_json()))  # the server stops waiting when the test ends
     t0 = time.monotonic()
     out = mutator(llm_server, timeout_s=0.3, max_retries=0).propose(ctx())
     assert isinstance(out, MutationFailure) and out.cause == "timeout"
-    assert time.monotonic() - t0 < 1.4
+    # It gave up at its deadline, not when the reply came: room for a loaded machine.
+    assert time.monotonic() - t0 < 60
 
 
 def test_unreachable_server_and_missing_key():

@@ -152,6 +152,7 @@ def test_a_proposal_is_an_honest_reproducible_mutation():
     assert len(picks) > 5
 
 
+@pytest.mark.slow  # 500 proposals, each checking (compiling) every fitting operator's edit: ~25 CPU-s
 def test_memory_prefers_what_helped_and_avoids_what_failed():
     memory = [
         MemoryEntry("Raise peak learning rate to 2.8e-3", "", "builtin:lr_scale", -0.05, "ok"),

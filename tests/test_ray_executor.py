@@ -233,7 +233,7 @@ def test_unreachable_cluster_is_a_clear_error(tmp_path):
         RayExecutor(tmp_path, address=f"127.0.0.1:{port}")
     with pytest.raises(RayUnavailable, match="not host:port"):
         RayExecutor(tmp_path, address="head-without-port")
-    assert time.monotonic() - t0 < 10
+    assert time.monotonic() - t0 < 60  # a clear error, not Ray's minutes of retrying
 
 
 def test_archive_carries_what_export_tree_writes(tmp_path):
