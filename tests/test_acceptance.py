@@ -1,8 +1,9 @@
-"""Paired, sequential acceptance in the real loop: a real population repo, the local sandbox and
-real training of a bigram model for a fixed number of optimizer steps on one thread (the same
-weights every run at a seed, so "better" is a property of the code, not of the machine's load).
-What each child costs, the parent's seeds shared by its children, a lucky leader re-measured,
-and a resume in the middle of a child's seeds."""
+"""Paired, sequential acceptance in the real loop on a real population repo: what each child
+costs, the parent's seeds shared by its children, a lucky leader re-measured, and a resume in
+the middle of a child's seeds, on the fake executor (tests/fake_executor.py; the resume through
+`darwin-git evolve` itself, tests/fake_evolve.py); and end to end, the local sandbox and real
+training of a bigram model for a fixed number of optimizer steps on one thread (the same weights
+every run at a seed, so "better" is a property of the code, not of the machine's load)."""
 from __future__ import annotations
 
 import json
@@ -10,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -18,13 +18,12 @@ from conftest import BIGRAM_MODEL, Events, run_git, seed_toml
 from fake_executor import FakeExecutor
 from llm_server import LLMServer, mutation_reply, reply
 
+from darwin_git import runconfig
 from darwin_git.evolve.journal import Journal
 from darwin_git.evolve.loop import Evolution
 from darwin_git.evolve.settings import EvolveSettings
 from darwin_git.mutate.base import Mutation, MutationFailure, Mutator
 from darwin_git.population import Population, init_population
-from darwin_git.run.executor import LocalExecutor
-from darwin_git.run.local import LocalSandbox
 
 TRAIN = """\
 import json, os
@@ -88,20 +87,6 @@ class Scripted(Mutator):
         summary, text = self.by_target[ctx.target_agent]
         return Mutation(summary=summary, reasoning="scripted for the test",
                         changes={"train.py": text}, operator="test", mutator=self.name)
-
-
-def run_loop(pop, mutator, **settings) -> Events:
-    # The budget is a wall-clock kill deadline the fixed-step training never reaches.
-    s = EvolveSettings(**{"generations": 1, "budget_s": 30.0, "clock": "wall", "slots": 2,
-                          "noise_repeats": 2, "pairing": "self", **settings})
-    executor = LocalExecutor(pop.path, LocalSandbox(), slots=s.slots,
-                             work_root=pop.state_dir / "work")
-    sink = Events()
-    try:
-        Evolution(pop, s, executor, mutator, sink).run()
-    finally:
-        executor.shutdown()
-    return sink
 
 
 def results(pop, commit) -> list[dict]:
@@ -215,25 +200,33 @@ def test_a_leader_on_one_lucky_run_is_re_measured_before_it_counts(tmp_path, see
     assert done["evaluations_run"] == 1 + 3 + 1 and not done["verdicts"]
 
 
-@pytest.mark.slow
+FAKE_EVOLVE = [sys.executable, str(Path(__file__).with_name("fake_evolve.py"))]
+
+
 def test_resume_in_the_middle_of_a_childs_seeds_runs_only_what_is_not_noted(tmp_path, seed):
+    """`darwin-git evolve` on the fake executor (tests/fake_evolve.py), killed by a crash point
+    after its 7th note, then run again."""
     repo = tmp_path / "run" / "population"
     diff = ("--- a/train.py\n+++ b/train.py\n@@ -8,1 +8,1 @@\n"
-            f"-{STEPS_LINE}\n+STEPS = 90  # three times the steps\n")
-    cmd = [sys.executable, "-m", "darwin_git.cli", "evolve", "--repo", str(repo), "--seed",
-           str(seed), "--runner", "local", "--json", "--population", "1", "--pairing", "self",
-           "--noise-repeats", "2", "--slots", "1", "--clock", "wall", "--generations", "1",
-           "--mutator", "llm", "--model", "test-model", "--no-report"]
+            f"-{STEPS_LINE}\n+STEPS = 90  # fake-effect: -0.05 (three times the steps)\n")
+    darwin = lambda *args, **kw: subprocess.run([*FAKE_EVOLVE, *map(str, args)],  # noqa: E731
+                                                capture_output=True, text=True, timeout=300, **kw)
+    pop = population(tmp_path, seed, agents=1)
+    runconfig.write_config(pop.repo, {"evolve": {"preflight_s": 0.0, "headline_pairs": 0,
+                                                 "retry_backoff_s": 0.0}})
+    cmd = ["evolve", "--repo", repo, "--json", "--pairing", "self", "--noise-repeats", "2",
+           "--slots", "1", "--generations", "1", "--mutator", "llm", "--model", "test-model",
+           "--no-report"]
     with LLMServer() as srv:
         srv.push(mutation_reply(diff, "More steps learn more.", "Train 90 steps"))
         env = {**os.environ, "OPENAI_BASE_URL": srv.base_url, "OPENAI_API_KEY": "sk-test",
                # noted: the seed beside itself on seeds 0 and 1 (4 runs), the child's screen
                # on seed 0, its first pair with the parent (seed 1); then killed
                "DARWIN_CRASH_AT": "result_noted:7"}
-        first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+        first = darwin(*cmd, env=env)
         assert first.returncode == -signal.SIGKILL, first.stdout[-2000:] + first.stderr[-2000:]
         del env["DARWIN_CRASH_AT"]
-        second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+        second = darwin(*cmd, env=env)
         assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
         assert len(srv.requests) == 1  # the child was not proposed again
     pop = Population(repo)
