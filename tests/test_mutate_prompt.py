@@ -123,7 +123,9 @@ def test_the_prompt_shows_the_run_training_memories_attempts_and_answers(history
     assert "by agent-00: Halve steps" in section(user, "## History of agent-01's code")
     # the other agents' attempts, failed and kept ones included; not the speaker's own
     others = section(user, "## What other agents tried recently")
-    assert "- g1 agent-02 -> agent-00: Raise lr (llm): kept (delta -0.1000 over 1 seed)" in others
+    # what a change earned seed by seed against its parent, with the steps both made
+    assert ("- g1 agent-02 -> agent-00: Raise lr (llm): kept (delta -0.1000 over 1 seed "
+            "[seed 0: -0.1000 (120/100 steps)])") in others
     assert "- g1 agent-01 -> agent-02: Use flash attention (llm): failed (preflight_failed: " \
            "ImportError: no module named flash)" in others
     assert "Halve steps" not in others
@@ -246,4 +248,5 @@ def test_an_agent_branched_from_another_shows_the_line_it_inherited(history):
         [("Raise lr", "kept", "agent-00")]
     from darwin_git.mutate.prompt import render_memory
     assert render_memory(ctx.target_history, owner="agent-03").splitlines()[1] == \
-        "- g1 by agent-02 in agent-00's line: Raise lr (llm); delta -0.1000 over 1 seed"
+        ("- g1 by agent-02 in agent-00's line: Raise lr (llm); delta -0.1000 over 1 seed "
+         "[seed 0: -0.1000 (120/100 steps)]")

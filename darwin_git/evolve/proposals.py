@@ -109,7 +109,8 @@ class Proposals:
                 slot, parent = f"{target}.{speaker}", gen.tips[target]
                 existing = ref_target(self.pop.repo, candidate_ref(gen.g, slot))
                 if existing is not None:  # made before a crash: never propose twice
-                    self._new += self.contexts.kept(str(existing), slot)
+                    self.contexts.kept(str(existing), slot)  # its tree is claimed again
+                    self._new += 1  # it was new when it was made (its results are its own)
                     yield speaker, target, str(existing)
                     continue
                 if self._attempted(gen.g, slot, parent) or \
