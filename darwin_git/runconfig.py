@@ -33,6 +33,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
+from .bounds import AT_LEAST_1, POSITIVE, Bounds
 from .evolve.settings import PAIRINGS, EvolveSettings
 from .run.base import CLOCKS
 from .mutate.config import LLMConfig
@@ -57,6 +58,7 @@ class Setting:
     choices: tuple = ()
     settable: bool = True  # False: written by `init`, it describes the population
     default_note: str | None = None  # the default is decided when the run starts
+    bounds: Bounds | None = None  # the range of a number (darwin_git/bounds.py)
 
     @property
     def table(self) -> str:
@@ -67,14 +69,22 @@ class Setting:
         name = "|".join(map(repr, self.choices)) if self.choices else self.kind.__name__
         return name + (" (optional)" if self.optional else "")
 
+    @property
+    def allowed(self) -> str | None:
+        """The values it takes in words, beyond its type: 'one of cpu, wall', '>= 0'."""
+        if self.choices:
+            return f"one of {', '.join(map(str, self.choices))}"
+        return self.bounds.words() if self.bounds else None
+
 
 # Keys written by `init`; budget_s is the seed's darwin.toml budget, [evolve] budget_s wins.
 _TOP = (
-    Setting("version", int, 1, "format of run.toml", settable=False),
+    Setting("version", int, 1, "format of run.toml", settable=False, bounds=Bounds(1, 1)),
     Setting("population_size", int, 4, "agents the population was created with",
-            settable=False),
+            settable=False, bounds=AT_LEAST_1),
     Setting("budget_s", float, 60.0, "training seconds per evaluation from the seed's "
-            "darwin.toml (evolve.budget_s, once stored, wins)", settable=False),
+            "darwin.toml (evolve.budget_s, once stored, wins)", settable=False,
+            bounds=POSITIVE),
     Setting("tokenizer", str, "char", "the seed's tokenizer", settable=False),
     Setting("seed_name", str, None, "folder name of the seed the population started from",
             optional=True, settable=False),
@@ -87,7 +97,7 @@ _RUN_TIME_DEFAULTS = {
     "evolve.device": "cuda when available, else cpu",
     "evolve.slots": "1 per GPU; on CPU 1 per core (cpu clock), 1 per 2 cores (wall clock)",
 }
-_CHOICES = {"evolve.pairing": PAIRINGS, "evolve.clock": CLOCKS}
+_CHOICES = {"evolve.pairing": PAIRINGS, "evolve.clock": CLOCKS}  # device: EvolveSettings checks
 # Never stored: run.toml travels with every push of the population.
 _SECRETS = {"mutator.api_key": "set OPENAI_API_KEY in the environment instead"}
 TABLES = {"evolve": EvolveSettings, "mutator": LLMConfig}
@@ -142,6 +152,7 @@ def _table_settings(table: str, cls) -> list[Setting]:
     hints = typing.get_type_hints(cls)
     # EvolveSettings hands elites, tournament_size, ... to SelectionSettings, which says why.
     helps = {**_field_comments(SelectionSettings), **_field_comments(cls)}
+    bounds = getattr(cls, "BOUNDS", {})
     out = []
     for f in dataclasses.fields(cls):
         key = f"{table}.{f.name}"
@@ -155,7 +166,7 @@ def _table_settings(table: str, cls) -> list[Setting]:
         out.append(Setting(key, kind, default, helps.get(f.name) or _HELP.get(key, ""),
                            optional,
                            _CHOICES.get(key, choices),
-                           default_note=_RUN_TIME_DEFAULTS.get(key)))
+                           default_note=_RUN_TIME_DEFAULTS.get(key), bounds=bounds.get(f.name)))
     return out
 
 
@@ -278,6 +289,9 @@ def check_value(key: str, value):
     if s.choices and value not in s.choices:
         raise ConfigError(f"{_section(key)} must be one of "
                           f"{', '.join(map(str, s.choices))}, got {value!r}")
+    problem = s.bounds.problem(_section(key), value) if s.bounds else None
+    if problem:
+        raise ConfigError(problem)
     return value
 
 

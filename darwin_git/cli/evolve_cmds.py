@@ -8,23 +8,29 @@ from pathlib import Path
 
 import click
 
+from ..evolve.settings import EvolveSettings
 from ..select import AcceptanceRule
 from .errors import DarwinError, LockHeld, NoEvidence, RunnerUnavailable
 from .options import repo_option, user_errors
+
+
+def _range(name: str, kind: type = float):
+    """The option's type: the setting's own range (EvolveSettings.BOUNDS), one rule for both."""
+    return EvolveSettings.BOUNDS[name].click_type(kind)
 
 
 @click.command()
 @repo_option
 @click.option("--seed", "seed_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Seed training repo for a new population [default: the bundled seed_repo].")
-@click.option("--generations", "-g", type=click.IntRange(0), envvar="DARWIN_GENERATIONS",
+@click.option("--generations", "-g", type=_range("generations", int), envvar="DARWIN_GENERATIONS",
               help="Total generations of the run; a resumed run continues up to it [default 5].")
 @click.option("--population", "-n", type=click.IntRange(1), envvar="DARWIN_POPULATION",
               help="Agents in a new population [default 4].")
-@click.option("--budget", "budget_s", type=click.FloatRange(1), envvar="DARWIN_BUDGET",
+@click.option("--budget", "budget_s", type=_range("budget_s"), envvar="DARWIN_BUDGET",
               help="Training budget per evaluation, in seconds of --clock [default: darwin.toml's "
                    "budget_s].")
-@click.option("--slots", type=click.IntRange(1), envvar="DARWIN_SLOTS",
+@click.option("--slots", type=_range("slots", int), envvar="DARWIN_SLOTS",
               help="Evaluations at once [default: 1 per GPU; on CPU 1 per core on the cpu clock, 1 per 2 cores on the wall clock].")
 @click.option("--runner", type=click.Choice(["auto", "local", "docker"]), default="auto",
               envvar="DARWIN_RUNNER", show_default=True,
@@ -45,30 +51,30 @@ from .options import repo_option, user_errors
               help="LLM model name [env DARWIN_LLM_MODEL; default: run config, gpt-4o-mini].")
 @click.option("--pairing", type=click.Choice(["ring", "self", "random"]),
               help="Who rewrites whom [default ring: agent i rewrites agent i+1].")
-@click.option("--crossovers", type=click.IntRange(0), help="Crossover children per generation.")
+@click.option("--crossovers", type=_range("crossovers", int), help="Crossover children per generation.")
 @click.option("--clock", type=click.Choice(["cpu", "wall"]), envvar="DARWIN_CLOCK",
               help="The clock --budget is measured on: cpu (CPU seconds of the whole training "
                    "process tree; it does not shrink when other work shares the machine) or "
                    "wall [env DARWIN_CLOCK; default: cpu on CPU devices, wall on CUDA].")
-@click.option("--max-seeds", type=click.IntRange(2), envvar="DARWIN_MAX_SEEDS",
+@click.option("--max-seeds", type=_range("max_seeds", int), envvar="DARWIN_MAX_SEEDS",
               help="Seeds a child that keeps beating its parent is evaluated on, paired with "
                    "the parent's, before the paired t-test decides [env DARWIN_MAX_SEEDS; "
                    f"default {AcceptanceRule.max_seeds}].")
-@click.option("--confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+@click.option("--confidence", type=_range("confidence"),
               help="Confidence of the one-sided paired t-test that promotes a child "
                    f"[default {AcceptanceRule.confidence}].")
-@click.option("--min-effect", type=click.FloatRange(0),
+@click.option("--min-effect", type=_range("min_effect"),
               help="Mean gain in nats (val_loss) a promoted child must reach "
                    f"[default {AcceptanceRule.min_effect}].")
-@click.option("--accept-k", type=click.FloatRange(0),
+@click.option("--accept-k", type=_range("accept_k"),
               help="Pruning's noise bar: an agent within k noise sigmas of the best is never "
                    "pruned [default 1.0].")
-@click.option("--noise-repeats", type=click.IntRange(1),
+@click.option("--noise-repeats", type=_range("noise_repeats", int),
               help="Seed runs (seeds seed, seed+1, ...) measuring the noise floor [default 3].")
-@click.option("--max-wall", "max_wall_s", type=click.FloatRange(1), envvar="DARWIN_MAX_WALL",
+@click.option("--max-wall", "max_wall_s", type=_range("max_wall_s"), envvar="DARWIN_MAX_WALL",
               help="Stop after this many seconds (at a consistent state).")
-@click.option("--max-tokens", type=click.IntRange(1), help="Stop once LLM tokens reach this.")
-@click.option("--max-cost", "max_cost_usd", type=click.FloatRange(0),
+@click.option("--max-tokens", type=_range("max_tokens", int), help="Stop once LLM tokens reach this.")
+@click.option("--max-cost", "max_cost_usd", type=_range("max_cost_usd"),
               help="Stop once the LLM cost (USD, needs prices in config) reaches this.")
 @click.option("--check/--no-check", default=True, show_default=True,
               help="A new population's seed must pass the seed check first (its files, then one "
