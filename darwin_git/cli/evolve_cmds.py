@@ -11,7 +11,7 @@ import click
 from ..evolve.settings import EvolveSettings
 from ..select import AcceptanceRule
 from .errors import DarwinError, LockHeld, NoEvidence, RunnerUnavailable
-from .options import repo_option, user_errors
+from .options import open_population, repo_option, user_errors
 
 
 def _range(name: str, kind: type = float):
@@ -100,8 +100,7 @@ def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, exe
     from ..evolve.loop import Evolution
     from ..evolve.settings import EvolveSettings
     from ..lock import LockBusy, population_lock
-    from ..population import Population
-    from ..population.create import init_population
+    from ..population.create import default_seed, init_population
     from ..population.graph import LINEAGE_GIT_ARGS
     from ..population.layout import resolve_repo
     from ..progress import make_sink
@@ -112,11 +111,18 @@ def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, exe
     from ..run.ray_executor import RayUnavailable
 
     path = resolve_repo(repo)
-    if not (path.exists() and any(path.iterdir())):
-        init_population(path, seed=seed_dir, agents=population or 4,
-                        check="train" if check else "none", device=device or _default_device(),
-                        budget_s=budget_s, clock=clock)  # checked as the run will train it
-    pop = Population(path)
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+        if repo is not None and seed_dir is None:
+            raise DarwinError(_no_population(path))
+        pop = init_population(path, seed=seed_dir, agents=population or 4,
+                              check="train" if check else "none",
+                              device=device or _default_device(),
+                              budget_s=budget_s, clock=clock)  # checked as the run will train it
+        click.echo(f"Created a population of {len(pop.agents())} agents at {pop.path} from "
+                   f"the seed {seed_dir or f'{default_seed()} (bundled)'}", err=True)
+    else:
+        pop = open_population(path)
+        _name_the_seed(pop, seed_dir)
     if population and population != len(pop.agents()) and not json_events:
         click.echo(f"note: the population already has {len(pop.agents())} agents; "
                    "--population only applies to a new one", err=True)
@@ -175,6 +181,48 @@ def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, exe
         raise NoEvidence(f"{summary['no_evidence']}. Fix the cause and run evolve again to "
                          "continue (evolve.max_empty_generations sets how many empty "
                          "generations it tolerates).")
+
+
+def _no_population(path: Path) -> str:
+    """An explicit --repo (or DARWIN_REPO) where there is no population: never a silent new
+    run from the bundled seed (a typo'd path would start someone else's experiment)."""
+    from click.core import ParameterSource
+
+    from ..population.create import default_seed
+
+    ctx = click.get_current_context()
+    named = "DARWIN_REPO" if ctx.get_parameter_source("repo") == ParameterSource.ENVIRONMENT \
+        else "--repo"
+    return (f"no population at {path} ({named}); evolve creates one there only when --seed "
+            f"says what it grows from: add --seed DIR (the bundled seed is {default_seed()}), "
+            "or correct the path")
+
+
+def _name_the_seed(pop, seed_dir: Path | None) -> None:
+    """Say which seed this population grew from; refuse a --seed that is not it (--seed only
+    creates: it is never silently ignored)."""
+    from .. import runconfig
+    from ..population import SEED_REF
+    from ..population.create import seed_differences
+
+    name = runconfig.read_stored(pop.repo).get("seed_name") or "?"
+    root = pop.repo.references.get(SEED_REF)
+    sha = str(root.peel().id)[:10] if root is not None else "its seed ref is missing"
+    if seed_dir is not None:
+        differ = seed_differences(pop, seed_dir) if root is not None else ["(no seed to compare)"]
+        if differ:
+            shown = ", ".join(differ[:5]) + (f" and {len(differ) - 5} more" if len(differ) > 5
+                                             else "")
+            raise DarwinError(
+                f"{pop.path} already holds a population, grown from the seed {name!r} ({sha}); "
+                f"--seed {seed_dir} is another seed ({len(differ)} file(s) differ: {shown}). "
+                "--seed only says what a new population grows from: drop it to resume this "
+                "population, or choose a new --repo for the new seed")
+        click.echo(f"Resuming the population at {pop.path}; --seed {seed_dir} is its seed "
+                   f"{name!r} ({sha})", err=True)
+        return
+    click.echo(f"Resuming the population at {pop.path}, grown from the seed {name!r} ({sha})",
+               err=True)
 
 
 def _default_device() -> str:

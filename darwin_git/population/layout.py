@@ -1,7 +1,8 @@
 """Where a run keeps its parts: the population repo P and, in P's run folder R, its memory, the
 engine's state (the evolve lock, caches, work dirs) and its reports.
 
-    P                    population repo (default ./darwin-run/population; env DARWIN_REPO)
+    P                    population repo: --repo, else env DARWIN_REPO, else the population
+                         the current folder is in (like git), else ./darwin-run/population
     R = P.parent         when P is named "population" (the quick start: darwin-run/)
     R = P.parent/P.name.darwin   for any other name (D/p-good -> D/p-good.darwin/,
                                  a bare D/pop.git -> D/pop.git.darwin/)
@@ -27,8 +28,29 @@ RUN_SUFFIX = ".darwin"
 
 def resolve_repo(path: str | os.PathLike | None = None) -> Path:
     if path is None or str(path) == "":
-        path = os.environ.get("DARWIN_REPO") or DEFAULT_REPO
+        path = os.environ.get("DARWIN_REPO") or enclosing_population() or DEFAULT_REPO
     return Path(path).expanduser().absolute()
+
+
+def enclosing_population(cwd: Path | None = None) -> Path | None:
+    """The population repo that the current folder is inside (its work tree or, bare, its git
+    folder), as git finds the repo around it: so `darwin-git push REMOTE` run in a clone or in
+    darwin-run/population means that population. None when the repo around is none (or not a
+    population: the darwin-git checkout of the quick start)."""
+    import pygit2
+
+    from .repo import AGENT_PREFIX, CONFIG_REF  # a population's marks: its config, its agents
+
+    try:
+        found = pygit2.discover_repository(str(cwd or Path.cwd()))
+        if found is None:
+            return None
+        repo = pygit2.Repository(found)
+    except (pygit2.GitError, KeyError, OSError):
+        return None
+    if not any(n == CONFIG_REF or n.startswith(AGENT_PREFIX) for n in repo.references):
+        return None
+    return Path(repo.workdir or repo.path).resolve()
 
 
 def run_dir(repo_path: Path) -> Path:
