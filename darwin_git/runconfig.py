@@ -48,6 +48,15 @@ class ConfigError(Exception):
     """run.toml cannot be read or written, or a setting is unknown or of the wrong type."""
 
 
+class ConfigDamaged(ConfigError):
+    """run.toml on refs/darwin/config cannot be read at all (not TOML, not there): only an
+    earlier version can stand in for it (`darwin-git repair`)."""
+
+
+REPAIR_HINT = ("`darwin-git repair` restores its last readable version (`git log -p "
+               "refs/darwin/config` shows them all) and names the changes that were lost")
+
+
 @dataclass(frozen=True)
 class Setting:
     key: str  # dotted: "budget_s", "evolve.accept_k", "mutator.timeout_s"
@@ -369,15 +378,24 @@ def read_stored(repo: pygit2.Repository) -> dict:
     tip = ref_target(repo, CONFIG_REF)
     if tip is None:
         return {}
-    tree = repo[tip].peel(pygit2.Commit).tree
+    return parse_stored(repo, tip)
+
+
+def parse_stored(repo: pygit2.Repository, commit) -> dict:
+    """run.toml as stored at ``commit`` of the config history; ConfigDamaged when that
+    version cannot be read (no run.toml, not UTF-8, not TOML)."""
     try:
+        tree = repo[commit].peel(pygit2.Commit).tree
         text = repo[tree[CONFIG_FILE].id].data.decode()
-    except KeyError:
-        return {}
-    try:
         return tomllib.loads(text)
+    except KeyError:
+        why = f"holds no {CONFIG_FILE}"
+    except UnicodeDecodeError:
+        why = "is not UTF-8 text"
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{CONFIG_REF}:{CONFIG_FILE} is not valid TOML: {exc}") from exc
+        why = f"is not valid TOML ({exc})"
+    raise ConfigDamaged(f"{CONFIG_REF}:{CONFIG_FILE} {why}: the run's settings cannot be read. "
+                        f"{REPAIR_HINT}")
 
 
 def read_config(repo: pygit2.Repository) -> dict:

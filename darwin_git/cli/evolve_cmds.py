@@ -11,7 +11,7 @@ import click
 from ..evolve.settings import EvolveSettings
 from ..select import AcceptanceRule
 from .errors import DarwinError, LockHeld, NoEvidence, RunnerUnavailable
-from .options import open_population, repo_option, user_errors
+from .options import open_population, refuse_if_damaged, repo_option, user_errors
 
 
 def _range(name: str, kind: type = float):
@@ -122,6 +122,8 @@ def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, exe
                    f"the seed {seed_dir or f'{default_seed()} (bundled)'}", err=True)
     else:
         pop = open_population(path)
+        refuse_if_damaged(pop, "evolve would build on it (results it cannot read would be "
+                               "measured again, or lost)")
         _name_the_seed(pop, seed_dir)
     if population and population != len(pop.agents()) and not json_events:
         click.echo(f"note: the population already has {len(pop.agents())} agents; "

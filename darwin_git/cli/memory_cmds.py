@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import click
 
-from .options import emit_json, json_option, open_population, repo_option, user_errors
+from .options import (emit_json, json_option, open_population, refuse_if_damaged, repo_option,
+                      user_errors, warn_if_damaged)
 
 
 @click.group()
@@ -20,6 +21,8 @@ def rebuild(repo, as_json):
     from .. import memory as mem
 
     pop = open_population(repo)
+    refuse_if_damaged(pop, "a memory rebuilt now would lack what cannot be read, and say "
+                           "nothing of it")
     paths = mem.rebuild(pop)
     if as_json:
         emit_json({"memory": str(pop.memory_dir), "files": [p.name for p in paths]})
@@ -37,6 +40,7 @@ def update(agents, quiet, repo):
     from .. import memory as mem
 
     pop = open_population(repo)
+    refuse_if_damaged(pop, "a memory updated now would lack what cannot be read")
     paths = mem.update(pop, list(agents) or None)
     if not quiet:
         click.echo(f"Updated {len(paths)} memory file(s) in {pop.memory_dir}")
@@ -54,6 +58,7 @@ def show_memory(agent, limit, repo, as_json):
     from .. import memory as mem
 
     pop = open_population(repo)
+    warn_if_damaged(pop)
     doc = mem.load(pop, agent)
     if as_json:
         emit_json(doc)

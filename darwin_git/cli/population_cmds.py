@@ -5,7 +5,8 @@ from pathlib import Path
 
 import click
 
-from .options import emit_json, json_option, open_population, repo_option, user_errors
+from .options import (emit_json, json_option, open_population, repo_option, user_errors,
+                      warn_if_damaged)
 
 
 def _console():
@@ -75,10 +76,16 @@ def status(repo, as_json):
     from ..progress import headline_words, rule_words
     from ..runconfig import read_config
 
+    from ..population.errors import DamagedPopulation
+
     pop = open_population(repo)
+    warn_if_damaged(pop)
     run = run_conditions(pop)
     rows = leaderboard(pop, run)
-    noise = Journal(pop.repo).find("noise")
+    try:
+        noise = Journal(pop.repo).find("noise")
+    except DamagedPopulation:  # warned above: the leaderboard stands without the noise floor
+        noise = None
     noise = noise if noise and run.matches(noise) else None
     try:
         rule = EvolveSettings.from_config(read_config(pop.repo)).acceptance().to_dict()
@@ -156,6 +163,7 @@ def log(agent, max_count, repo, as_json):
     from ..population.graph import lineage, render
 
     pop = open_population(repo)
+    warn_if_damaged(pop)
     rows = lineage(pop, agent, max_count)
     if as_json:
         emit_json({"commits": rows})
@@ -176,6 +184,7 @@ def show(rev, no_diff, repo, as_json):
     from ..fitness import fitness, run_conditions
 
     pop = open_population(repo)
+    warn_if_damaged(pop)
     c = pop.commit(rev)
     fit = fitness(pop, c.id, run_conditions(pop))
     summary, reasoning, trailers = pop.message(c.id)
@@ -213,6 +222,10 @@ def show(rev, no_diff, repo, as_json):
     for r in records:
         if r.get("kind") == "attempt":
             con.print(f"Attempt failed: {r.get('cause')}: {r.get('detail')}", markup=False)
+        elif r.get("kind") == "raw":
+            text = str(r.get("text"))
+            con.print("Unreadable note line (see `darwin-git repair`): "
+                      + (text if len(text) <= 200 else text[:197] + "..."), markup=False)
     if not no_diff and info["diff"]:
         con.print("")
         click.echo(info["diff"], nl=False)

@@ -61,6 +61,26 @@ def run_dir(repo_path: Path) -> Path:
     return repo.parent / f"{repo.name}{RUN_SUFFIX}"
 
 
+def damage_hint(path, repo_path: Path) -> str | None:
+    """What to do when ``path``, in this population's run folder, cannot be used (a file
+    where a folder belongs, no permission, a full disk): nothing there is the only copy."""
+    try:
+        rel = Path(path).resolve().relative_to(run_dir(repo_path))
+    except (ValueError, OSError, TypeError):
+        return None
+    part = rel.parts[0] if rel.parts else ""
+    if part == "memory":
+        return (f"memory is a mirror of git, nothing in it is lost: remove "
+                f"{memory_dir(repo_path)} if it is in the way, then `darwin-git memory rebuild`")
+    if part == "state":
+        return (f"state is disposable (the evolve lock, caches, work folders): remove "
+                f"{state_dir(repo_path)} and run the command again")
+    if part == "reports":
+        return (f"reports are written from git: remove {reports_dir(repo_path)} if it is in "
+                "the way, then `darwin-git report`")
+    return None
+
+
 def memory_dir(repo_path: Path) -> Path:
     return run_dir(repo_path) / "memory"
 
