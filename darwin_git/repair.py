@@ -79,9 +79,9 @@ def inspect(pop: Population) -> list[Damage]:
                      f"{first[:10]}: {bad[first][0]})",
             "the results and verdicts on those lines count nowhere: fitness, status, memory "
             "and the report miss them"))
-    if ref_target(pop.repo, NOTES_REF) is None and _journal_says_evaluated(pop):
+    if ref_target(pop.repo, NOTES_REF) is None and _had_results(pop):
         out.append(Damage("notes", f"the results ref {NOTES_REF} is missing although the "
-                                   "journal records evaluations",
+                                   "run has evaluated (its journal or its candidates say so)",
                           "every result is gone from every view: agents read as unevaluated"))
     journal_damage = _journal_damage(pop)
     if journal_damage:
@@ -93,7 +93,11 @@ def inspect(pop: Population) -> list[Damage]:
     return out
 
 
-def _journal_says_evaluated(pop: Population) -> bool:
+def _had_results(pop: Population) -> bool:
+    """Whether the run has evaluated something: the noise floor comes before any proposal, so
+    a candidate ref, like a journal record, means results were noted."""
+    if any(n.startswith(CANDIDATE_PREFIX) for n in pop.repo.references):
+        return True
     try:
         return any(r.get("phase") in ("noise", "done") for r in Journal(pop.repo).records())
     except DamagedPopulation:
@@ -309,12 +313,18 @@ def _repair_seed(pop: Population, dry_run: bool) -> list[Repaired]:
 
 # -- notes
 def _is_notes_commit(commit: pygit2.Commit) -> bool:
-    return (commit.committer.name == engine_signature().name
-            and commit.message.startswith(("Notes added by darwin-git", "Notes merged")))
+    """A commit of a notes ref, by its tree's shape: fan-out folders (2 hex digits) or notes
+    named by a full object id (engine, hand and merge commits alike)."""
+    hexdigits = set("0123456789abcdef")
+    tree = commit.tree
+    return len(tree) > 0 and all(
+        set(e.name) <= hexdigits and ((len(e.name) == 2 and e.type_str == "tree")
+                                      or (len(e.name) in (38, 40) and e.type_str == "blob"))
+        for e in tree)
 
 
 def _repair_notes_ref(pop: Population, dry_run: bool) -> list[Repaired]:
-    if ref_target(pop.repo, NOTES_REF) is not None or not _journal_says_evaluated(pop):
+    if ref_target(pop.repo, NOTES_REF) is not None or not _had_results(pop):
         return []
     lost = _lost_tip(pop.repo, _is_notes_commit)
     if lost is None:
