@@ -255,25 +255,25 @@ def _mutator(kind: str, model: str | None, config: dict):
 
 
 def _print_leaderboard(summary: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     from ..progress import rule_words
+    from .tables import Column, console, fit
 
     sigma = summary.get("sigma")
     caption = (f"noise σ {sigma:.4f} (the seed over seeds)" if sigma is not None
                else "noise σ not measured")
     if summary.get("rule"):
         caption += f"; acceptance: {rule_words(summary['rule'])}"
-    table = Table(title="leaderboard (val_loss: mean over seeds, lower is better)",
-                  caption=caption)
-    for col in ("agent", "val_loss", "± sd", "seeds", "perplexity", "tokens/s", "MFU",
-                "commit", "warning"):
-        table.add_column(col)
+    columns = [Column("agent"), Column("val_loss", "right"), Column("± sd", "right", drop=5),
+               Column("seeds", "right", drop=6), Column("perplexity", "right", drop=3),
+               Column("tokens/s", "right", drop=1), Column("MFU", "right", drop=2),
+               Column("commit", drop=4), Column("warning", wrap=True, least=16)]
     fmt = lambda v, s: "-" if not isinstance(v, (int, float)) else format(v, s)
-    for r in summary["leaderboard"]:
-        table.add_row(r["agent"], fmt(r["val_loss"], ".4f"), fmt(r.get("spread"), ".4f"),
-                      str(r["seeds"]), fmt(r["perplexity"], ".2f"),
-                      fmt(r["tokens_per_s"], ".0f"), fmt(r["mfu"], ".2%"), r["commit"][:10],
-                      r.get("too_short") or "")
-    Console().print(table)
+    rows = [[r["agent"], fmt(r["val_loss"], ".4f"), fmt(r.get("spread"), ".4f"),
+             str(r["seeds"]), fmt(r["perplexity"], ".2f"), fmt(r["tokens_per_s"], ".0f"),
+             fmt(r["mfu"], ".2%"), r["commit"][:10], r.get("too_short") or ""]
+            for r in summary["leaderboard"]]
+    if not any(row[-1] for row in rows):  # no warning: no empty column
+        columns, rows = columns[:-1], [row[:-1] for row in rows]
+    con = console()
+    con.print(fit(con, columns, rows,
+                  "leaderboard (val_loss: mean over seeds, lower is better)", caption))
