@@ -167,6 +167,10 @@ CASES = [
          ["unknown run setting evolve.acept_k (did you mean evolve.accept_k?)"]),
     Case("config set: a typo'd table", _config_set("evolv.accept_k", "2"), 2,
          ["(did you mean evolve.accept_k?)", "there is no [evolv] table"]),
+    Case("config set: a prompt override with a typo'd name", lambda c: (
+        (c.tmp / "prompts").mkdir(), (c.tmp / "prompts" / "mutte.txt").write_text("x"),
+        ["config", "set", "--repo", c.repo, "mutator.templates_dir", c.tmp / "prompts"])[2], 2,
+        ["mutte.txt overrides no template (did you mean mutate.txt?)"]),
     Case("config get: a typo'd key", lambda c: ["config", "get", "--repo", c.repo,
                                                 "mutator.temprature"], 2,
          ["did you mean mutator.temperature?"]),

@@ -86,6 +86,12 @@ class LLMConfig:
             raise LLMConfigError(str(exc)) from None
         if not cfg.model:
             raise LLMConfigError("[mutator] model is empty")
+        if cfg.templates_dir is not None:
+            from .prompt import Prompts, TemplateError
+            try:
+                Prompts(cfg.templates_dir)
+            except TemplateError as exc:
+                raise LLMConfigError(f"[mutator] {exc}") from None
         if cfg.base_url and not cfg.base_url.startswith(("http://", "https://")):
             raise LLMConfigError(f"[mutator] base_url must be an http:// or https:// URL, got "
                                  f"{cfg.base_url!r}")
