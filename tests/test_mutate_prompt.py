@@ -254,8 +254,6 @@ def test_an_agent_branched_from_another_shows_the_line_it_inherited(history):
 
 def test_an_override_that_uses_a_name_it_is_not_given_is_refused(tmp_path):
     """A typo'd $placeholder would reach the model as is: refused, with the closest name."""
-    import pytest
-
     from darwin_git.mutate.prompt import Prompts, TemplateError
 
     (tmp_path / "retry_reply.txt").write_text("Try again: $raeson\n")
