@@ -58,8 +58,9 @@ class Repaired:
 
 
 # ----- finding damage ------------------------------------------------------------------------
-def inspect(pop: Population) -> list[Damage]:
-    """Every damaged piece (empty: none). Reads each note once; cheap enough for every view."""
+def inspect(pop: Population, full: bool = False) -> list[Damage]:
+    """Every damaged piece (empty: none). A view reads only the notes the notes history says
+    another hand touched (Notes.unreadable); ``full`` reads every note (`repair`)."""
     out = []
     if ref_target(pop.repo, CONFIG_REF) is None:
         out.append(Damage("config", f"the run config {CONFIG_REF} is missing",
@@ -70,7 +71,7 @@ def inspect(pop: Population) -> list[Damage]:
         except runconfig.ConfigDamaged as exc:
             out.append(Damage("config", str(exc).split(": the run's")[0],
                               "no command can read the run's settings"))
-    bad = pop.notes.unreadable()
+    bad = pop.notes.unreadable(full=full)
     if bad:
         lines = sum(len(v) for v in bad.values())
         first = next(iter(sorted(bad)))
@@ -339,7 +340,7 @@ def _repair_notes_ref(pop: Population, dry_run: bool) -> list[Repaired]:
 
 def _repair_notes(pop: Population, dry_run: bool) -> list[Repaired]:
     notes = pop.notes
-    bad = notes.unreadable()
+    bad = notes.unreadable(full=True)
     if not bad:
         return []
     tip, tree = notes.snapshot()

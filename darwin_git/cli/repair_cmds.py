@@ -28,7 +28,7 @@ def repair(dry_run, repo, as_json):
         pop = Population(repo, require_config=False)
     except NotAPopulationRepo as exc:
         raise NotAPopulation(str(exc)) from exc
-    found = fix.inspect(pop)
+    found = fix.inspect(pop, full=True)
     done = fix.repair(pop, dry_run=dry_run) if found else []
     if as_json:
         emit_json({"repo": str(pop.path), "dry_run": dry_run,
@@ -45,6 +45,6 @@ def repair(dry_run, repo, as_json):
     if found and dry_run:
         raise Damaged(f"{len(found)} damaged piece(s); run `darwin-git repair` to repair them")
     if found and not dry_run:
-        left = fix.inspect(pop)
+        left = fix.inspect(pop, full=True)
         if left:
             raise Damaged("still damaged after the repair: " + "; ".join(d.what for d in left))

@@ -19,11 +19,13 @@ import pygit2
 from ..result import STATUSES
 from . import trees
 from .errors import RefMoved
-from .refs import engine_signature, ref_target, update_refs
+from .refs import ENGINE_NAME, engine_signature, ref_target, update_refs
 
 NOTES_REF = "refs/notes/darwin"
 RECORD_VERSION = 1
 RETRY_FOR_S = 30.0  # keep retrying a contended append this long, with jittered backoff
+# How Notes' own commits begin (append_many, replace_many): whole JSON lines, nothing lost.
+OWN_MESSAGES = ("Notes added by darwin-git", "Repair: ")
 
 
 def _note_path(tree: pygit2.Tree | None, hexsha: str, load) -> tuple[str, pygit2.Oid] | None:
@@ -139,11 +141,23 @@ class Notes:
             return {}
         return {path.replace("/", ""): e.id for path, e in trees.walk(self.repo, tree)}
 
-    def unreadable(self, tree: pygit2.Tree | None = None) -> dict[str, list[str]]:
+    def unreadable(self, full: bool = False) -> dict[str, list[str]]:
         """hex of every object whose note has lines no record can be read from -> those lines,
-        each with why (see line_problem); a note whose blob is missing is one such line."""
+        each with why (see line_problem); a note whose blob is missing is one such line.
+
+        By default only the notes that a commit not written by this engine ever touched are
+        read (a hand edit, a tool, a merge from a remote): the engine's own appends write
+        whole JSON lines and keep what was there, so a view pays for the history's length,
+        not for every note. ``full`` reads every note (what `darwin-git repair` does)."""
+        tip, tree = self.snapshot()
+        if tree is None:
+            return {}
+        notes = self.annotated(tree)
+        if not full:
+            suspect = self._touched_by_others(tip)
+            notes = {h: b for h, b in notes.items() if h in suspect}
         out: dict[str, list[str]] = {}
-        for hexsha, blob in self.annotated(tree).items():
+        for hexsha, blob in notes.items():
             try:
                 data = self.repo[blob].data
             except KeyError:
@@ -158,6 +172,21 @@ class Notes:
                     bad.append(f"{shown!r}: {why}")
             if bad:
                 out[hexsha] = bad
+        return out
+
+    def _touched_by_others(self, tip: pygit2.Oid) -> set[str]:
+        """hex of every note that a commit of the notes history not made by Notes (append or
+        repair) added or changed."""
+        out: set[str] = set()
+        for c in self.repo.walk(tip, pygit2.GIT_SORT_NONE):
+            if (len(c.parent_ids) == 1 and c.committer.name == ENGINE_NAME
+                    and c.message.startswith(OWN_MESSAGES)):
+                continue
+            parent = self.repo[c.parent_ids[0]].tree if c.parent_ids else None
+            diff = (self.repo.diff(parent, c.tree) if parent is not None
+                    else c.tree.diff_to_tree(swap=True))
+            out.update(d.delta.new_file.path.replace("/", "") for d in diff
+                       if d.delta.status_char() != "D")
         return out
 
     def replace_many(self, texts: dict[str, str], message: str) -> pygit2.Oid:
