@@ -5,7 +5,7 @@ Git is the source of truth, and git keeps history: a note line a hand edit broke
 that no longer parses, a journal record that is not JSON all have earlier versions in the
 history of their ref; a ref that was deleted leaves its commits in the object store. Each
 piece below is checked on every read that depends on it (the views warn, the commands that
-write refuse: exit 7), and repaired from that history, never guessed:
+write refuse: exit 8), and repaired from that history, never guessed:
 
 - **notes** (`refs/notes/darwin`): a line no record can be read from (not JSON, a result whose
   status or val_loss is not one) hides that result from fitness, memory and every view. Repair

@@ -196,31 +196,31 @@ CASES = [
         ["warning: 1 note line(s) on 1 commit(s) cannot be read", "not JSON",
          "count nowhere", "`darwin-git repair` fixes it"]),
     Case("a corrupted results note: memory rebuild refuses", lambda c: (
-        corrupt_note(c.pop, c.git), ["memory", "rebuild", "--repo", c.repo])[1], 7,
+        corrupt_note(c.pop, c.git), ["memory", "rebuild", "--repo", c.repo])[1], 8,
         ["is damaged: 1 note line(s)", "A memory rebuilt now would lack what cannot be read",
          "run `darwin-git repair` first"]),
     Case("a corrupted results note: evolve refuses", lambda c: (
-        corrupt_note(c.pop, c.git), ["evolve", "--repo", c.repo, "-g", "1"])[1], 7,
+        corrupt_note(c.pop, c.git), ["evolve", "--repo", c.repo, "-g", "1"])[1], 8,
         ["is damaged: 1 note line(s)", "run `darwin-git repair` first"]),
     Case("a deleted config ref", lambda c: (
         c.git("update-ref", "-d", "refs/darwin/config", cwd=c.repo),
-        ["status", "--repo", c.repo])[1], 7,
+        ["status", "--repo", c.repo])[1], 8,
         ["has agents but no run config refs/darwin/config",
          "git fetch REMOTE refs/darwin/config:refs/darwin/config", "darwin-git repair"]),
     Case("run.toml is not TOML", lambda c: (
-        store_run_toml(c.git, c.repo, "budget_s = [\n"), ["config", "--repo", c.repo])[1], 7,
+        store_run_toml(c.git, c.repo, "budget_s = [\n"), ["config", "--repo", c.repo])[1], 8,
         ["run.toml is not valid TOML", "`darwin-git repair` restores its last readable "
          "version"]),
     Case("an unreadable journal record", lambda c: (
         store_journal_record(c.git, c.repo, '{"phase": "done", ', "Generation 1 done"),
-        ["report", "--repo", c.repo])[1], 7,
+        ["report", "--repo", c.repo])[1], 8,
         ["journal record(s) cannot be read", "\"Generation 1 done\"", "darwin-git repair"]),
     Case("memory is a file", lambda c: (
         [p.unlink() for p in c.pop.memory_dir.glob("*.json")], c.pop.memory_dir.rmdir(),
-        c.pop.memory_dir.write_text("x"), ["memory", "rebuild", "--repo", c.repo])[-1], 7,
+        c.pop.memory_dir.write_text("x"), ["memory", "rebuild", "--repo", c.repo])[-1], 8,
         ["memory is a mirror of git, nothing in it is lost", "memory rebuild"]),
     Case("state is a file", lambda c: (
-        c.pop.state_dir.write_text("x"), ["evolve", "--repo", c.repo, "-g", "1"])[1], 7,
+        c.pop.state_dir.write_text("x"), ["evolve", "--repo", c.repo, "-g", "1"])[1], 8,
         ["state is disposable", "remove"]),
     Case("show: not a commit", lambda c: ["show", "nope", "--repo", c.repo], 2,
          ["'nope' is neither an agent nor a commit"]),

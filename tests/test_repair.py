@@ -30,7 +30,7 @@ def test_a_corrupted_note_gets_its_result_back(population, git):
 
     before = snapshot(repo.parent)
     dry = invoke("repair", "--repo", repo, "--dry-run")
-    assert dry.exit_code == 7 and "would repair" in dry.output, dry.output
+    assert dry.exit_code == 8 and "would repair" in dry.output, dry.output
     assert snapshot(repo.parent) == before  # a dry run changes nothing
 
     res = invoke("repair", "--repo", repo)

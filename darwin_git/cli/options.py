@@ -70,7 +70,7 @@ def warn_if_damaged(pop) -> None:
 
 def refuse_if_damaged(pop, doing: str) -> None:
     """A command that writes what it derives from the population stops on a damaged one
-    (exit 7), before it changes anything."""
+    (exit 8), before it changes anything."""
     from ..population.errors import DamagedPopulation
     from ..repair import require_intact
 

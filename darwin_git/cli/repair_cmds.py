@@ -18,7 +18,7 @@ def repair(dry_run, repo, as_json):
     notes or journal ref. Each repair says what it restored and what was lost. Memory and state
     (the run folder) need none: `darwin-git memory rebuild`, or delete state/.
 
-    Exit 0 when the population is (now) whole; with --dry-run, 7 when something is damaged."""
+    Exit 0 when the population is (now) whole; with --dry-run, 8 when something is damaged."""
     from .. import repair as fix
     from ..population import Population
     from ..population.errors import NotAPopulationRepo
