@@ -148,7 +148,7 @@ CASES = [
     Case("config set: outside an open range", _config_set("evolve.confidence", "1"), 2,
          ["[evolve] confidence must be > 0 and < 1, got 1.0"]),
     Case("config set: too few seeds", _config_set("evolve.max_seeds", "1"), 2,
-         ["[evolve] max_seeds must be >= 2, got 1"]),
+         ["[evolve] max_seeds must be >= 3, got 1"]),
     Case("config set: a negative seed", _config_set("evolve.seed", "-5"), 2,
          ["[evolve] seed must be from 0 to 2147483647, got -5"]),
     Case("config set: a mutator range", _config_set("mutator.temperature", "3"), 2,
