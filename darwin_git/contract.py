@@ -17,6 +17,9 @@
     mutable = ["train.py", "model.py"] # globs a mutation may change
     protected = ["darwin.toml"]        # globs a mutation may never touch (the contract always is)
 
+Any other table or key is refused, with the closest known name ("[train] clok is unknown (did
+you mean clock?)"); a misspelled required key says that the key it resembles is missing.
+
 What training sees (environment): DARWIN_DATA (folder with train.bin + meta.json),
 DARWIN_OUT (writable), DARWIN_BUDGET_S, DARWIN_BUDGET_CLOCK, DARWIN_DEVICE (cpu | cuda),
 DARWIN_SEED, and DARWIN_PREFLIGHT.
@@ -52,6 +55,7 @@ and a final block of ``key: value`` lines (``steps: 322``, ``tokens_per_s: 12374
 """
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import posixpath
 from dataclasses import dataclass, field
@@ -66,6 +70,15 @@ except ModuleNotFoundError:  # Python 3.10
 
 CONTRACT_FILE = "darwin.toml"
 CHECKPOINT_FORMAT = 1
+# Every table and key darwin.toml may hold (the module docstring says what each means). Any
+# other name is refused with the closest known one: a typo never runs silently with a default.
+KEYS = {
+    "train": ("command", "budget_s", "clock"),
+    "model": ("entry", "checkpoint"),
+    "eval": ("tokenizer", "context"),
+    "paths": ("mutable", "protected"),
+}
+REQUIRED = {"train": ("command",), "model": ("entry",)}
 
 
 class ContractError(Exception):
@@ -121,6 +134,9 @@ def parse_contract(text: str) -> Contract:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ContractError(f"{CONTRACT_FILE} is not valid TOML: {exc}") from exc
+    unknown = unknown_keys(data)
+    if unknown:
+        raise ContractError(f"{CONTRACT_FILE}: " + "; ".join(unknown))
     train, model = data.get("train", {}), data.get("model", {})
     evals, paths = data.get("eval", {}), data.get("paths", {})
     command = train.get("command")
@@ -153,6 +169,46 @@ def parse_contract(text: str) -> Contract:
     if problem:
         raise ContractError(f"{CONTRACT_FILE}: {problem}")
     return contract
+
+
+def _closest(name: str, known) -> str | None:
+    match = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+def unknown_keys(data: dict) -> list[str]:
+    """Every table or key of a parsed darwin.toml that KEYS does not know, each with the
+    closest known name; a misspelled required key is called what it is."""
+    problems = []
+    tables = ", ".join(f"[{t}]" for t in KEYS)
+    for name, value in data.items():
+        if name not in KEYS:
+            home = next((t for t, keys in KEYS.items() if name in keys), None)
+            close = _closest(name, KEYS)
+            hint = f" (did you mean [{close}]?)" if close else ""
+            if home:
+                problems.append(f"{name} must be in the [{home}] table")
+            elif isinstance(value, dict):
+                problems.append(f"unknown table [{name}]{hint}; known tables: {tables}")
+            else:
+                problems.append(f"unknown key {name}: every setting is in one of the tables "
+                                f"{tables}")
+            continue
+        if not isinstance(value, dict):
+            problems.append(f"[{name}] must be a table, not {value!r}")
+            continue
+        for key in value:
+            if key in KEYS[name]:
+                continue
+            close = _closest(key, KEYS[name])
+            if close in REQUIRED.get(name, ()) and close not in value:
+                problems.append(f"[{name}] {key} is unknown: did you mean {close}? The required "
+                                f"[{name}] {close} is missing")
+            else:
+                hint = f" (did you mean {close}?)" if close else ""
+                problems.append(f"[{name}] {key} is unknown{hint}; known [{name}] keys: "
+                                f"{', '.join(KEYS[name])}")
+    return problems
 
 
 def load_contract(tree_dir: Path) -> Contract:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import statistics
 import tempfile
 from pathlib import Path
@@ -43,6 +42,7 @@ from .population.lineage import NON_AGENT_REFS, agent_refs, generation
 from .population.message import is_human, parse_message
 from .population.notes import parse_records
 from .population.repo import AGENT_PREFIX, CONFIG_REF, PRUNED_PREFIX, Population, is_agent_name
+from .result import error_line  # noqa: F401 - memory.error_line: the loop's callers use it
 
 MEMORY_VERSION = 3
 RESULT_KEYS = ("status", "cause", "val_loss", "perplexity", "tokens_per_s", "mfu", "params")
@@ -51,9 +51,6 @@ OUTCOMES = ("kept", "rejected", "failed", "pending", "void")  # void: the engine
 REASON_CHARS = 300  # of a failure's detail or an error line, in the file and the prompt
 ATTEMPT_KEYS = ("cause", "detail", "operator", "mutator", "model", "generation", "attempts",
                 "tokens")
-# the line of a log tail that names the error: "ValueError: ...", "torch.OutOfMemoryError: ..."
-ERROR_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*)$")
-FRAME_LINE = re.compile(r'^File "(?:.*/)?([^/"]+)", line (\d+)')
 
 
 def _agent_refs(pop: Population) -> dict[str, list[str]]:
@@ -70,25 +67,6 @@ def _num(value):
         return float(value) if "." in str(value) else int(value)
     except (TypeError, ValueError):
         return None
-
-
-def error_line(log_tail: str | None) -> str | None:
-    """The line of a log that says what went wrong: the last exception line (with the code
-    line that raised it when the exception carries no message, e.g. a bare AssertionError),
-    else the last non-empty line; bounded."""
-    lines = [ln.strip() for ln in (log_tail or "").splitlines() if ln.strip()]
-    if not lines:
-        return None
-    at = next((i for i in range(len(lines) - 1, -1, -1) if ERROR_LINE.match(lines[i])), None)
-    if at is None:
-        return lines[-1][:REASON_CHARS]
-    found = ERROR_LINE.match(lines[at]).group(1)
-    where = next((i for i in range(at - 1, -1, -1) if FRAME_LINE.match(lines[i])), None)
-    if ":" not in found and where is not None:
-        frame = FRAME_LINE.match(lines[where])
-        code = lines[where + 1] if where + 1 < at else ""
-        found += f" at {frame.group(1)}, line {frame.group(2)}" + (f": {code}" if code else "")
-    return found[:REASON_CHARS]
 
 
 def failure_reason(result: dict) -> str:

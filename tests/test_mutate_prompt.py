@@ -250,3 +250,15 @@ def test_an_agent_branched_from_another_shows_the_line_it_inherited(history):
     assert render_memory(ctx.target_history, owner="agent-03").splitlines()[1] == \
         ("- g1 by agent-02 in agent-00's line: Raise lr (llm); delta -0.1000 over 1 seed "
          "[seed 0: -0.1000 (120/100 steps)]")
+
+
+def test_an_override_that_uses_a_name_it_is_not_given_is_refused(tmp_path):
+    """A typo'd $placeholder would reach the model as is: refused, with the closest name."""
+    from darwin_git.mutate.prompt import Prompts, TemplateError
+
+    (tmp_path / "retry_reply.txt").write_text("Try again: $raeson\n")
+    with pytest.raises(TemplateError, match=r"uses \$raeson, which it is not given \(did you "
+                                            r"mean \$reason\?\)"):
+        Prompts(tmp_path).render("retry_reply", reason="bad JSON")
+    (tmp_path / "retry_reply.txt").write_text("Try again: $reason ($$5)\n")
+    assert Prompts(tmp_path).render("retry_reply", reason="bad JSON") == "Try again: bad JSON ($5)\n"

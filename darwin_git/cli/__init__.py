@@ -24,6 +24,7 @@ COMMANDS = {
     "pull": "darwin_git.cli.hitl_cmds:pull",
     "image": "darwin_git.cli.image_cmds:image",
     "config": "darwin_git.cli.config_cmds:config",
+    "repair": "darwin_git.cli.repair_cmds:repair",
 }
 
 SHORT_HELP = {
@@ -40,6 +41,7 @@ SHORT_HELP = {
     "pull": "Fetch the population from a remote.",
     "image": "Build the offline Docker image for the docker runner.",
     "config": "Show or change the run's settings (run.toml).",
+    "repair": "Repair a damaged population from its own history.",
 }
 
 

@@ -27,3 +27,8 @@ class NoEvidence(DarwinError):
     """`evolve`: generations in a row produced no evidence about the code (infrastructure or
     the LLM failing); the message names the cause."""
     exit_code = 7
+
+
+class Damaged(DarwinError):
+    """A piece of the population is unreadable or missing: `darwin-git repair`."""
+    exit_code = 8

@@ -5,6 +5,7 @@ templates use ``$name`` placeholders (``string.Template``), so code with braces 
 """
 from __future__ import annotations
 
+import difflib
 import math
 from pathlib import Path
 from string import Template
@@ -47,12 +48,35 @@ class TemplateError(ValueError):
     """A template cannot be read."""
 
 
+def _placeholders(text: str) -> set[str]:
+    """The $names a template uses ($$ is a literal dollar)."""
+    return {m.group("named") or m.group("braced") for m in Template.pattern.finditer(text)
+            if m.group("named") or m.group("braced")}
+
+
 class Prompts:
     def __init__(self, templates_dir: Path | str | None = None):
         self.dir = Path(templates_dir) if templates_dir else None
         if self.dir is not None and not self.dir.is_dir():
             raise TemplateError(f"templates_dir {str(self.dir)!r} is not a folder")
         self._cache: dict[str, Template] = {}
+        problems = self.override_problems()
+        if problems:
+            raise TemplateError(f"templates_dir {str(self.dir)!r}: " + "; ".join(problems))
+
+    def override_problems(self) -> list[str]:
+        """An override folder's files that override no template: a typo'd name is never
+        silently ignored (a $placeholder a template is not given is refused when it renders)."""
+        if self.dir is None:
+            return []
+        problems = []
+        for path in sorted(self.dir.glob("*.txt")):
+            if path.stem not in TEMPLATES:
+                close = difflib.get_close_matches(path.stem, TEMPLATES, n=1)
+                problems.append(f"{path.name} overrides no template"
+                                + (f" (did you mean {close[0]}.txt?)" if close else "")
+                                + f"; templates: {', '.join(t + '.txt' for t in TEMPLATES)}")
+        return problems
 
     def template(self, name: str) -> Template:
         if name not in self._cache:
@@ -66,7 +90,15 @@ class Prompts:
         return self._cache[name]
 
     def render(self, name: str, **values) -> str:
-        return self.template(name).safe_substitute(**values).strip() + "\n"
+        template = self.template(name)
+        unknown = sorted(_placeholders(template.template) - values.keys())
+        if unknown:  # only an override can: a typo'd $name would be sent to the model as is
+            close = difflib.get_close_matches(unknown[0], sorted(values), n=1)
+            raise TemplateError(
+                f"prompt template {name}.txt in {self.dir} uses ${', $'.join(unknown)}, which "
+                f"it is not given" + (f" (did you mean ${close[0]}?)" if close else "")
+                + f"; it is given: {', '.join('$' + k for k in sorted(values))}")
+        return template.safe_substitute(**values).strip() + "\n"
 
     def mutate_messages(self, ctx: MutationContext,
                         budget: int = CONTEXT_BUDGET_CHARS) -> list[dict]:

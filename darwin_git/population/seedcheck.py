@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from ..contract import Contract
+from ..result import reason
 from .errors import PopulationError
 
 LEVELS = ("none", "tree", "train")
@@ -128,8 +129,9 @@ def check_seed(seed: Path, contract: Contract, level: str = "tree", device: str 
     if level == "train":
         result = preflight(seed, contract, budget_s, device=device, clock=clock)
         if result.get("status") != "ok":
-            # a timeout is the harness's finding (what was over which budget), not the code's
-            said = _last_line(result.get("log_tail"), own=result.get("status") != "timeout")
+            # the harness's finding (a checkpoint missing, unloadable or late, a budget
+            # overrun) or the code's own error: never just the run's last log line
+            said = reason(result) or "no output"
             raise SeedError(f"seed {seed} cannot train: {result.get('status')} "
                             f"({result.get('cause')}): {said}; "
                             "fix it, or skip this check with --no-check")
@@ -211,14 +213,3 @@ def _train_scripts(command: tuple[str, ...], files: set[str], problems: list[str
         else:
             problems.append(f"[train] command runs {w}, which is not a file of the seed")
     return out
-
-
-def _last_line(text: str | None, own: bool = True) -> str:
-    """The training's own last words (the error), not the harness's or sandbox's notes; with
-    ``own`` False, the harness's last note."""
-    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
-    notes = [ln for ln in lines if ln.startswith("[darwin ")]
-    mine = [ln for ln in lines if not ln.startswith("[darwin ")]
-    if not own and notes:
-        return notes[-1].split("] ", 1)[-1][:300]
-    return (mine or lines)[-1][:300] if lines else "no output"

@@ -39,6 +39,7 @@ class Limits:
 
 
 CLOCKS = ("cpu", "wall")
+DEVICES = ("cpu", "cuda")  # what a run trains on (evolve --device)
 
 
 @dataclass(frozen=True)
