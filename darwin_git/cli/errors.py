@@ -18,9 +18,14 @@ class RunnerUnavailable(DarwinError):
     exit_code = 5
 
 
+class RemoteFailed(DarwinError):
+    """`push`, `pull`: a remote refused a ref or could not be reached."""
+    exit_code = 6
+
+
 class RunFailed(DarwinError):
     """`bench`: a run did not end ok (its status and cause are printed)."""
-    exit_code = 6
+    exit_code = 9
 
 
 class NoEvidence(DarwinError):

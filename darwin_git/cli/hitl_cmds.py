@@ -3,13 +3,9 @@ from __future__ import annotations
 
 import click
 
-from .errors import DarwinError
+from .errors import DarwinError, RemoteFailed
 from .options import (emit_json, json_option, open_population, repo_option, user_errors,
                       warn_if_damaged)
-
-
-class RemoteFailed(DarwinError):
-    exit_code = 6
 
 
 @click.group(invoke_without_command=True)
