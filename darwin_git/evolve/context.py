@@ -98,7 +98,7 @@ class Contexts:
         slot = f"{target}.{speaker}"
         return MutationContext(
             mutator_agent=speaker, target_agent=target, generation=g, contract=contract,
-            files=files, target_fitness=state.fitness,
+            files=files, read_only=self.read_only(parent, contract), target_fitness=state.fitness,
             memory=memory.proposals(self.pop, speaker, pending=False),
             target_history=memory.history(self.pop, target, parent),
             population=self.population(speaker), top_diffs=memory.top_diffs(self.pop),
@@ -125,6 +125,20 @@ class Contexts:
                 except UnicodeDecodeError:
                     continue
         return contract, files
+
+    def read_only(self, commit: str, contract: Contract) -> dict[str, str]:
+        """The config files ``commit``'s train command names that no mutation may change: they
+        may override settings the mutable files set (mutate/builtin/core.py)."""
+        tree = self.pop.commit(commit).tree
+        out = {}
+        for path in contract.config_files:
+            if contract.is_mutable(path):
+                continue
+            try:
+                out[path] = self.pop.repo[tree[path].id].data.decode("utf-8")
+            except (KeyError, UnicodeDecodeError, AttributeError):
+                continue
+        return out
 
     def run_info(self) -> RunInfo:
         if "run" not in self._cache:
