@@ -5,7 +5,8 @@ every assignment of ``learning_rate`` matters; an edit to one that the run overr
 nothing. The site that decides a setting at run time is, in this order:
 1. the train command itself (``--lr=3e-4``: fixed, no mutation may change it);
 2. the training script and the config files the command makes it execute after it
-   (nanoGPT's ``python train.py config/x.py``): the last top-level assignment wins;
+   (nanoGPT's ``python train.py config/x.py``), and files any of them executes with
+   ``exec(open("y.py").read())`` (at that point): the last top-level assignment wins;
 3. a top-level assignment in another file the model or the script imports;
 4. the default of a config class's field (``n_layer: int = 12`` in ``GPTConfig``), unless a
    call of that class passes the field (``GPTConfig(**model_args)`` with ``model_args =
@@ -111,13 +112,9 @@ class Code:
             return (f"{k} is set on the train command (--{k}={v}) in darwin.toml, which no "
                     "mutation may change")
         chain, live = self.chain, self.live_files()
-        last = None
-        for path in chain:
-            parsed = self._parsed(path)
-            for site in parsed.assigned.get(key, []) if parsed else ():
-                last = site
-        if last is not None:
-            return self._editable(last)
+        ran = self._run_order(key)
+        if ran:
+            return self._editable(ran[-1])
         for path in live:
             parsed = self._parsed(path)
             if path not in chain and parsed and parsed.assigned.get(key):
@@ -131,6 +128,28 @@ class Code:
             for site in parsed.entries.get(key, []) if parsed else ():
                 return self._editable(site)
         return None
+
+    def _run_order(self, key: str) -> list[Site]:
+        """The top-level assignments of ``key`` in the training script's chain, in the order
+        they run (a file another executes runs at its exec statement)."""
+        out: list[Site] = []
+
+        def visit(path: str, seen: frozenset) -> None:
+            parsed = self._parsed(posixpath.normpath(path))
+            if parsed is None or path in seen:
+                return
+            events = sorted([(s.span[0], 0, s) for s in parsed.assigned.get(key, [])] +
+                            [(pos, 1, target) for pos, target in parsed.execs],
+                            key=lambda e: (e[0], e[1]))
+            for _, kind, item in events:
+                if kind == 0:
+                    out.append(item)
+                else:
+                    visit(item, seen | {path})
+
+        for path in self.chain:
+            visit(path, frozenset())
+        return out
 
     def _editable(self, site: Site) -> Site | str:
         if site.literal is None:

@@ -88,6 +88,8 @@ class Parsed:
     classes: dict[str, list[str]] = field(default_factory=dict)  # class -> field order
     calls: list[ClassCall] = field(default_factory=list)
     names: set[str] = field(default_factory=set)  # every Name/Attribute identifier used
+    # top-level exec(open("X").read()): (position, "X"), the file's settings run there
+    execs: list[tuple[int, str]] = field(default_factory=list)
     imports: list[tuple[int, str]] = field(default_factory=list)  # (level, dotted module)
 
 
@@ -223,7 +225,11 @@ class _Reader:
         elif isinstance(stmt, ast.Assign):
             targets, value = stmt.targets, stmt.value
         elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
-            self.arguments(stmt.value, None, stmt)
+            target = _exec_target(stmt.value)
+            if target:
+                self.out.execs.append((first, target))
+            else:
+                self.arguments(stmt.value, None, stmt)
             return
         else:
             return
@@ -291,6 +297,20 @@ def _number(node, text: str, span: tuple[int, int]) -> str | None:
     except ValueError:  # 0x10, 1j: not a literal the operators can step
         return None
     return literal
+
+
+def _exec_target(call: ast.Call) -> str | None:
+    """"X" of ``exec(open("X").read())``: a file whose code runs in this module's globals."""
+    if _dotted(call.func) != "exec" or len(call.args) != 1:
+        return None
+    read = call.args[0]
+    if not (isinstance(read, ast.Call) and isinstance(read.func, ast.Attribute) and
+            read.func.attr == "read" and isinstance(read.func.value, ast.Call) and
+            _dotted(read.func.value.func) == "open" and read.func.value.args):
+        return None
+    name = read.func.value.args[0]
+    return name.value if isinstance(name, ast.Constant) and isinstance(name.value, str) \
+        else None
 
 
 def _dotted(node) -> str | None:
