@@ -64,8 +64,9 @@ def check(directory, train_once, suggest, as_json):
 
 def _operators(directory: Path, contract) -> dict:
     """Which built-in operators fit the repo's mutable files (config files the command names
-    count as read-only)."""
+    and the model entry's module count as read-only)."""
     from ..mutate.operators import operator_fit
+    from ..mutate.policy import model_path
     from ..population.seedcheck import seed_files
 
     files, read_only = {}, {}
@@ -78,7 +79,7 @@ def _operators(directory: Path, contract) -> dict:
             continue
         if contract.is_mutable(rel):
             files[rel] = text
-        elif rel in contract.config_files:
+        elif rel in contract.config_files or rel == model_path(contract):
             read_only[rel] = text
     fit = operator_fit(files, contract, read_only=read_only)
     return {"fit": [n for n, why in fit if why is None],

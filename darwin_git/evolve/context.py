@@ -30,6 +30,7 @@ from ..fitness import Conditions, comparable, comparable_results, latest, neares
 from ..harness.export import export_tree
 from ..hitl import LoopHooks
 from ..mutate.base import Changes, MutationContext, RunInfo, TargetRun
+from ..mutate.policy import model_path
 from ..population import trees
 from ..population.errors import PopulationError
 from ..population.repo import Population
@@ -127,11 +128,12 @@ class Contexts:
         return contract, files
 
     def read_only(self, commit: str, contract: Contract) -> dict[str, str]:
-        """The config files ``commit``'s train command names that no mutation may change: they
-        may override settings the mutable files set (mutate/builtin/core.py)."""
+        """Files ``commit``'s run reads that no mutation may change: the config files its train
+        command names (they may override settings the mutable files set) and the model entry's
+        module (what it imports is where the model is defined): mutate/builtin/core.py."""
         tree = self.pop.commit(commit).tree
         out = {}
-        for path in contract.config_files:
+        for path in (*contract.config_files, model_path(contract)):
             if contract.is_mutable(path):
                 continue
             try:

@@ -11,7 +11,8 @@ nothing. The site that decides a setting at run time is, in this order:
 4. the default of a config class's field (``n_layer: int = 12`` in ``GPTConfig``), unless a
    call of that class passes the field (``GPTConfig(**model_args)`` with ``model_args =
    dict(n_layer=n_layer, ...)``: then that value decides, and the default changes nothing);
-5. an entry of a config dict or a keyword of a top-level call.
+5. an entry of a config dict or a keyword of a top-level call (``GPTConfig(n_layer=4)``, the
+   value that overrides a default).
 Names are matched without regard to case, among each knob's usual spellings (numeric.py).
 """
 from __future__ import annotations
@@ -69,21 +70,23 @@ class Code:
         imports first, then the training script's chain and its imports (breadth first)."""
         known = set(self.files) | set(self.read_only)
         order: list[str] = []
-        queue = [self.model_path, *self.chain]
-        while queue:
-            path = queue.pop(0)
-            if path in order or path not in known:
-                continue
-            order.append(path)
-            parsed = self._parsed(path)
-            for level, module in parsed.imports if parsed else ():
-                queue += [p for p in _module_files(path, level, module) if p in known]
+        for root in [self.model_path, *self.chain]:  # the model's closure first
+            queue = [root]
+            while queue:
+                path = queue.pop(0)
+                if path in order or path not in known:
+                    continue
+                order.append(path)
+                parsed = self._parsed(path)
+                for level, module in parsed.imports if parsed else ():
+                    queue += [p for p in _module_files(path, level, module) if p in known]
         return order
 
     def model_files(self) -> list[str]:
         """The files an architecture change may edit: the live mutable Python files, the model
         entry's module first (the model definition wherever it lives)."""
-        return [p for p in self.live_files() if self.writable(p)]
+        configs = set(self.contract.config_files)
+        return [p for p in self.live_files() if self.writable(p) and p not in configs]
 
     # ----- settings ----------------------------------------------------------------------
     def knob(self, aliases: tuple[str, ...]) -> Site | str | None:
@@ -104,7 +107,7 @@ class Code:
         found = self.knob((name,) if isinstance(name, str) else name)
         return found.value() if isinstance(found, Site) else None
 
-    def _resolve(self, key: str) -> Site | str | None:
+    def _resolve(self, key: str, depth: int = 0) -> Site | str | None:
         base = key.split("[")[0]
         fixed = {k.lower(): (k, v) for k, v in self.contract.command_settings().items()}
         if base in fixed:
@@ -115,19 +118,29 @@ class Code:
         ran = self._run_order(key)
         if ran:
             return self._editable(ran[-1])
+        if depth:  # a name another setting refers to: only the script's chain defines it
+            return None
         for path in live:
             parsed = self._parsed(path)
             if path not in chain and parsed and parsed.assigned.get(key):
                 return self._editable(parsed.assigned[key][-1])
+        why = None
         for path in live:
             parsed = self._parsed(path)
             for site in parsed.fields.get(key, []) if parsed else ():
-                return self._overridden(site, live) or self._editable(site)
-        for path in dict.fromkeys(chain + live):
+                why = self._overridden(site, live)
+                if why is None:
+                    return self._editable(site)
+                break
+            if why:
+                break
+        for path in dict.fromkeys(chain + live):  # e.g. the call that overrides the default
             parsed = self._parsed(path)
             for site in parsed.entries.get(key, []) if parsed else ():
+                if site.ref and depth < 3:  # dict(n_layer=depth): depth decides
+                    return self._resolve(site.ref.lower(), depth + 1) or self._editable(site)
                 return self._editable(site)
-        return None
+        return why
 
     def _run_order(self, key: str) -> list[Site]:
         """The top-level assignments of ``key`` in the training script's chain, in the order

@@ -35,6 +35,7 @@ class Site:
     comment: str  # the line's comment, without '#'
     own_line: bool  # the line holds this setting's statement alone: its comment is its reason
     line_start: int
+    ref: str | None = None  # the name the value is, when it is a bare name (``n_layer=depth``)
 
     @property
     def start(self) -> int:
@@ -160,7 +161,8 @@ class _Reader:
         own = not self.text[ls:first].strip() and _AFTER.fullmatch(after) is not None and \
             "\n" not in self.text[first:last]
         return Site(self.path, name, kind, owner, literal, span, (code_end, le),
-                    rest[1:].strip() if rest.startswith("#") else "", own, ls)
+                    rest[1:].strip() if rest.startswith("#") else "", own, ls,
+                    value.id if isinstance(value, ast.Name) else None)
 
     def add(self, table: dict, site: Site) -> None:
         table.setdefault(site.key, []).append(site)
@@ -252,6 +254,8 @@ class _Reader:
                         self.add(self.out.assigned, site)
 
     def arguments(self, call: ast.Call, target: str | None, stmt) -> None:
+        """Keyword arguments of a top-level call, and of calls nested in its arguments
+        (``GPT(GPTConfig(n_layer=4))``)."""
         callee = _dotted(call.func) or ""
         is_dict = callee == "dict"
         for kw in call.keywords:
@@ -259,6 +263,9 @@ class _Reader:
                 continue
             self.values(kw.arg, kw.value, "entry" if is_dict else "argument",
                         target if is_dict else callee, _Span(kw, kw.value), self.out.entries)
+        for inner in [*call.args, *(kw.value for kw in call.keywords)]:
+            if isinstance(inner, ast.Call):
+                self.arguments(inner, None, stmt)
 
     def values(self, name: str, value, kind: str, owner, stmt, table: dict) -> None:
         """Sites for ``name = value``: one, or one per element of a tuple of numbers."""
@@ -269,8 +276,7 @@ class _Reader:
                 self.add(table, self.site(f"{name}[{i}]", kind, owner, e, first, last))
             self.add(table, self.site(name, kind, owner, None, first, last))
             return
-        self.add(table, self.site(name, kind, owner, value if _is_number(value) else None,
-                                  first, last))
+        self.add(table, self.site(name, kind, owner, value, first, last))
 
 
 class _Span:
