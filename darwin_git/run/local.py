@@ -115,6 +115,16 @@ class LocalSandbox(Sandbox):
         return _Process(self, step, interactive=True)
 
 
+def _own_mount(path: str) -> bool:
+    """Whether ``path`` (a scratch folder seen through the init's root) is the step's own tmpfs
+    yet: until the init has built its view, it is the host's folder, whose file system's usage
+    (the whole root disk) is no write of the step's."""
+    try:
+        return os.stat(path).st_dev != os.stat(path.split("/root", 1)[1] or "/").st_dev
+    except OSError:
+        return False
+
+
 class _LocalProbe(Probe):
     def __init__(self, launcher: int, cgroup: StepCgroup | None, scratch: bool):
         self.launcher, self.cgroup, self.scratch = launcher, cgroup, scratch
@@ -145,7 +155,8 @@ class _LocalProbe(Probe):
             if not kids:
                 return 0
             self._init = kids[0]  # the launcher's only child: the namespace's init
-        return scratch_bytes(f"/proc/{self._init}/root{p}" for p, _ in PRIVATE_SCRATCH)
+        return scratch_bytes(path for path in (f"/proc/{self._init}/root{p}"
+                                               for p, _ in PRIVATE_SCRATCH) if _own_mount(path))
 
 
 class _Process(Interactive):
