@@ -5,6 +5,7 @@ LayerNorm with an optional bias, forward(idx, targets=None) with the last-positi
 adapted with exactly the glue SEEDS.md shows. Nothing is fetched."""
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import random
@@ -390,12 +391,12 @@ def test_init_and_one_generation_of_an_adapted_nanogpt(tmp_path, nanogpt):
                           timeout=600)
     assert init.returncode == 0, init.stdout + init.stderr
     proc = subprocess.run([*DARWIN, "evolve", "--repo", str(repo), "--runner", "local",
-                           "--json", "--generations", "1", "--budget", "6", "--noise-repeats",
-                           "1", "--slots", "2", "--mutator", "builtin", "--no-report"],
+                           "--json", "--generations", "1", "--budget", "4", "--noise-repeats",
+                           "1", "--max-seeds", "2", "--slots", "2", "--mutator", "builtin",
+                           "--no-report"],
                           capture_output=True, text=True, env=env, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    events = [__import__("json").loads(ln) for ln in proc.stdout.splitlines()
-              if ln.startswith("{")]
+    events = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith("{")]
     assert not [e for e in events if e.get("kind") == "few_operators"]
     children = [e for e in events if e["event"] == "proposed"]
     assert children, [e for e in events if e["event"] in ("proposal_failed", "nothing_new")]

@@ -144,8 +144,6 @@ def _on_deadline(signum, frame) -> None:
 
 
 def _stop(reason: str) -> None:
-    signal.setitimer(signal.ITIMER_PROF, 0)
-    signal.setitimer(signal.ITIMER_REAL, 0)
     save(reason)
     raise Stopped()
 
@@ -165,6 +163,9 @@ def save(reason: str = "end") -> str:
     if _state.saved:
         return path
     _state.saved = True
+    if _state.attached:  # the deadline's timer must not interrupt the save itself
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.setitimer(signal.ITIMER_REAL, 0)
     import torch
 
     model = _find_model()
