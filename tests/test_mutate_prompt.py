@@ -201,20 +201,22 @@ def test_a_tree_proposed_twice_in_a_generation_is_one_child(history, llm_server)
         failed["detail"]
 
 
-def test_a_generation_with_nothing_new_says_so_and_the_builtin_warns_once(population):
+def test_a_generation_with_nothing_new_says_so_and_the_builtin_warns_once(tmp_path, seed_dir):
     from darwin_git.mutate.operators import BuiltinMutator
+    from darwin_git.population import init_population
 
-    pop = population
+    (seed_dir / "train.py").write_text("epochs = 100\nprint('train')\n")  # no knob's name
+    pop = init_population(tmp_path / "run" / "population", seed=seed_dir, agents=3)
     events = Events()
     props = proposals(pop, BuiltinMutator(), events)
     for g in (1, 2):
         gen = Generation(g)
         gen.read_tips(pop.agents())
-        assert list(props.make(gen)) == []  # conftest's seed has no setting an operator knows
+        assert list(props.make(gen)) == []  # the seed has no setting an operator knows
     assert [e["generation"] for e in events.of("nothing_new")] == [1, 2]
     [warning] = events.of("warning")
     assert warning["kind"] == "few_operators"
-    assert "built-in operators fit this code" in warning["detail"]
+    assert "none of the" in warning["detail"] and "can propose nothing" in warning["detail"]
 
 
 def test_prompt_size_is_bounded_and_measured(history, llm_server):

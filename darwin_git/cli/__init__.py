@@ -12,6 +12,7 @@ from .. import __version__
 # command name -> "module:attribute"; each module owns its command(s).
 COMMANDS = {
     "init": "darwin_git.cli.population_cmds:init",
+    "check": "darwin_git.cli.check_cmds:check",
     "status": "darwin_git.cli.population_cmds:status",
     "log": "darwin_git.cli.population_cmds:log",
     "show": "darwin_git.cli.population_cmds:show",
@@ -29,6 +30,7 @@ COMMANDS = {
 
 SHORT_HELP = {
     "init": "Create a population repo from a seed.",
+    "check": "List what a training repo lacks to be a seed, with fixes.",
     "status": "Leaderboard of live agents.",
     "log": "Lineage graph, pruned agents included.",
     "show": "Reasoning, diff and metrics of an agent or commit.",

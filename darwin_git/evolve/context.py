@@ -30,6 +30,7 @@ from ..fitness import Conditions, comparable, comparable_results, latest, neares
 from ..harness.export import export_tree
 from ..hitl import LoopHooks
 from ..mutate.base import Changes, MutationContext, RunInfo, TargetRun
+from ..mutate.policy import model_path
 from ..population import trees
 from ..population.errors import PopulationError
 from ..population.repo import Population
@@ -98,7 +99,7 @@ class Contexts:
         slot = f"{target}.{speaker}"
         return MutationContext(
             mutator_agent=speaker, target_agent=target, generation=g, contract=contract,
-            files=files, target_fitness=state.fitness,
+            files=files, read_only=self.read_only(parent, contract), target_fitness=state.fitness,
             memory=memory.proposals(self.pop, speaker, pending=False),
             target_history=memory.history(self.pop, target, parent),
             population=self.population(speaker), top_diffs=memory.top_diffs(self.pop),
@@ -126,6 +127,21 @@ class Contexts:
                 except UnicodeDecodeError:
                     continue
         return contract, files
+
+    def read_only(self, commit: str, contract: Contract) -> dict[str, str]:
+        """Files ``commit``'s run reads that no mutation may change: the config files its train
+        command names (they may override settings the mutable files set) and the model entry's
+        module (what it imports is where the model is defined): mutate/builtin/core.py."""
+        tree = self.pop.commit(commit).tree
+        out = {}
+        for path in (*contract.config_files, model_path(contract)):
+            if contract.is_mutable(path):
+                continue
+            try:
+                out[path] = self.pop.repo[tree[path].id].data.decode("utf-8")
+            except (KeyError, UnicodeDecodeError, AttributeError):
+                continue
+        return out
 
     def run_info(self) -> RunInfo:
         if "run" not in self._cache:

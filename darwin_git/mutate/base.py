@@ -75,6 +75,9 @@ class MutationContext:
     generation: int
     contract: Contract
     files: dict[str, str]  # the target's mutable files, path -> text
+    # files the run reads that no mutation may change: the config files the train command
+    # names (they may override settings the mutable files set), the model entry's module
+    read_only: dict[str, str] = field(default_factory=dict)
     target_fitness: float | None = None  # val_loss of the target's tip, if known
     memory: list[MemoryEntry] = field(default_factory=list)  # the speaker's own proposals
     target_history: list[MemoryEntry] = field(default_factory=list)  # changes to the target
