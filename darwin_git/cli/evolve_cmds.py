@@ -76,6 +76,10 @@ def _range(name: str, kind: type = float):
 @click.option("--max-tokens", type=_range("max_tokens", int), help="Stop once LLM tokens reach this.")
 @click.option("--max-cost", "max_cost_usd", type=_range("max_cost_usd"),
               help="Stop once the LLM cost (USD, needs prices in config) reaches this.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Set any [evolve] setting for this run, checked and stored like `darwin-git "
+                   "config set evolve.KEY VALUE` (e.g. --set islands=1 --set headline_pairs=0); "
+                   "repeatable.")
 @click.option("--check/--no-check", default=True, show_default=True,
               help="A new population's seed must pass the seed check first (its files, then one "
                    "short training run through the harness).")
@@ -86,7 +90,7 @@ def _range(name: str, kind: type = float):
 def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, executor_kind,
            ray_address, device, mutator, model, pairing, crossovers, clock, max_seeds,
            confidence, min_effect, accept_k, noise_repeats, max_wall_s, max_tokens,
-           max_cost_usd, check, json_events, report):
+           max_cost_usd, assignments, check, json_events, report):
     """Run the evolutionary loop (the main job); run it again to resume.
 
     Each generation every agent proposes a mutation to another agent's training code; all
@@ -110,6 +114,7 @@ def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, exe
     from ..run.factory import default_slots, make_executor
     from ..run.ray_executor import RayUnavailable
 
+    assigned = _assigned(assignments)  # checked before anything is created
     path = resolve_repo(repo)
     if not path.exists() or (path.is_dir() and not any(path.iterdir())):
         if repo is not None and seed_dir is None:
@@ -137,7 +142,8 @@ def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, exe
             slots=slots or default_slots(device, run_clock), device=device, pairing=pairing,
             crossovers=crossovers, clock=clock, max_seeds=max_seeds, confidence=confidence,
             min_effect=min_effect, accept_k=accept_k, noise_repeats=noise_repeats,
-            max_wall_s=max_wall_s, max_tokens=max_tokens, max_cost_usd=max_cost_usd)
+            max_wall_s=max_wall_s, max_tokens=max_tokens, max_cost_usd=max_cost_usd,
+            **assigned)
     except ValueError as exc:  # a stored [evolve] value the rules refuse
         raise DarwinError(f"run settings: {exc}")
 
@@ -225,6 +231,23 @@ def _name_the_seed(pop, seed_dir: Path | None) -> None:
         return
     click.echo(f"Resuming the population at {pop.path}, grown from the seed {name!r} ({sha})",
                err=True)
+
+
+def _assigned(assignments: tuple[str, ...]) -> dict:
+    """--set KEY=VALUE ... as [evolve] settings, each parsed and checked as `config set` does."""
+    from .. import runconfig
+
+    out = {}
+    for item in assignments:
+        key, eq, text = item.partition("=")
+        key = key.strip().removeprefix("evolve.")
+        if not eq or not key:
+            raise DarwinError(f"--set {item!r}: write KEY=VALUE, e.g. --set islands=1")
+        try:
+            out[key] = runconfig.parse_value(f"evolve.{key}", text)
+        except runconfig.ConfigError as exc:
+            raise DarwinError(f"--set {item}: {exc}") from exc
+    return out
 
 
 def _default_device() -> str:
