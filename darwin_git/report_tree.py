@@ -20,7 +20,7 @@ import statistics
 
 import pygit2
 
-from .evolve.journal import JOURNAL_REF, RECORD_FILE
+from .evolve.journal import Journal
 from .evolve.settings import EvolveSettings
 from .population.graph import fitness_of, ref_labels, run_conditions
 from .population.lineage import generation as inferred_generation
@@ -184,18 +184,7 @@ def lineage_note(d: dict) -> str | None:
 # ----- the run's journal, with the time each record was written ----------------------------
 def journal_records(pop: Population) -> list[tuple[int, dict]]:
     """(commit time, record), oldest first."""
-    import json
-
-    tip = ref_target(pop.repo, JOURNAL_REF)
-    if tip is None:
-        return []
-    out = []
-    for c in pop.repo.walk(tip, pygit2.GIT_SORT_TOPOLOGICAL | pygit2.GIT_SORT_REVERSE):
-        try:
-            out.append((c.commit_time, json.loads(pop.repo[c.tree[RECORD_FILE].id].data)))
-        except (KeyError, ValueError):
-            continue
-    return out
+    return Journal(pop.repo).timed_records()
 
 
 def _evaluated_in(result: dict, node_generation: int | None,

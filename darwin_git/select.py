@@ -32,6 +32,9 @@ import math
 import random
 import statistics
 from dataclasses import dataclass
+from typing import ClassVar
+
+from .bounds import AT_LEAST_0, AT_LEAST_1, Bounds, check
 
 REJECT, MORE, PROMOTE, VOID = "reject", "more", "promote", "void"
 ACTIONS = (REJECT, MORE, PROMOTE, VOID)
@@ -69,6 +72,13 @@ class SelectionSettings:
     prune_per_generation: int = 1  # worst agents replaced each generation
     min_distinct: int = 2  # distinct tip trees pruning never goes below (clones count once)
 
+    BOUNDS: ClassVar[dict[str, Bounds]] = {
+        "accept_k": AT_LEAST_0, "elites": AT_LEAST_0, "tournament_size": AT_LEAST_1,
+        "prune_per_generation": AT_LEAST_0, "min_distinct": AT_LEAST_0}
+
+    def __post_init__(self):
+        check("", self.BOUNDS, self)
+
 
 @dataclass(frozen=True)
 class AcceptanceRule:
@@ -76,14 +86,13 @@ class AcceptanceRule:
     confidence: float = 0.95  # of the one-sided test: promote only when p < 1 - confidence
     min_effect: float = 0.0  # mean gain in nats a promoted child must reach besides the test
 
+    BOUNDS: ClassVar[dict[str, Bounds]] = {
+        "max_seeds": Bounds(3),  # the first seed screens, and a paired test needs two pairs
+        "confidence": Bounds(0, 1, low_open=True, high_open=True),  # e.g. 0.95
+        "min_effect": AT_LEAST_0}  # nats
+
     def __post_init__(self):
-        if self.max_seeds < 3:
-            raise ValueError("max_seeds must be at least 3: the first seed screens, and a "
-                             "paired test needs two pairs")
-        if not 0 < self.confidence < 1:
-            raise ValueError("confidence must be between 0 and 1 (e.g. 0.95)")
-        if not (self.min_effect >= 0 and math.isfinite(self.min_effect)):
-            raise ValueError("min_effect must be a finite number of nats, 0 or more")
+        check("", self.BOUNDS, self)
 
     def seeds(self, first: int) -> list[int]:
         """The training seeds a comparison uses, in order: the screen's, then the pairs'."""

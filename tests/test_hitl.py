@@ -143,12 +143,13 @@ def test_request_answered_through_a_remote_is_evaluated_and_reported(
     doc = memory.load(pop, asker)
     assert any(e["human"] and e["commit"] == merged_tip and e["status"] == "ok"
                for e in doc["entries"])
+    # Generation 1 gave no evidence (two requests, no code): no agent asks a human for it
+    assert hitl.list_requests(pop, agent=other) == []
 
-    # Generation 3: the asker's prompt carries the answer and the guidance.
+    # Generation 3: the asker's prompt carries the answer and the guidance; the other agent
+    # did not move through generation 2, which had evidence: it asked for help by itself.
     llm_server.push(mutation_reply(""), mutation_reply(""))
     events = run_loop(pop, llm(llm_server), generations=3, stall=1)
-    # The other agent did not move through a generation that tried something (generation 2
-    # evaluated the asker's merged tip; generation 1 only asked): it asked for help by itself.
     stall = hitl.get_request(pop, f"{other}/1")
     assert stall.history[0]["origin"] == "stall" and stall.state == "open"
     prompts = [json.dumps(b) for b in llm_server.bodies()[-2:]]

@@ -98,6 +98,7 @@ class Evolution:
             f"completed {self.journal.last_done()} of {self.s.generations} generations"
         self.sink.emit({"event": "stopped", "reason": stopped})
         headline = None if no_evidence else self.headline()
+        memory.update(self.pop)  # the last runs (the headline's) are the seed's and a tip's
         summary = {"stopped": stopped, "no_evidence": no_evidence, "generations_done": self.journal.last_done(),
                    "leaderboard": leaderboard(self.pop, self.conditions), "sigma": self.sigma,
                    "rule": self.s.acceptance().to_dict(), "clock": self.conditions.clock,

@@ -82,8 +82,10 @@ class Proposals:
         if self._warned or not isinstance(self.mutator, BuiltinMutator) or not gen.tips:
             return
         self._warned = True
-        code = self.contexts.code(next(iter(gen.tips.values())))
-        warning = few_fit_warning(code[1], code[0]) if code else None
+        tip = next(iter(gen.tips.values()))
+        code = self.contexts.code(tip)
+        warning = few_fit_warning(code[1], code[0], read_only=self.contexts.read_only(
+            tip, code[0])) if code else None
         if warning:
             self.sink.emit({"event": "warning", "kind": "few_operators",
                             "detail": f"built-in mutator: {warning}"})
@@ -109,7 +111,8 @@ class Proposals:
                 slot, parent = f"{target}.{speaker}", gen.tips[target]
                 existing = ref_target(self.pop.repo, candidate_ref(gen.g, slot))
                 if existing is not None:  # made before a crash: never propose twice
-                    self._new += self.contexts.kept(str(existing), slot)
+                    self.contexts.kept(str(existing), slot)  # its tree is claimed again
+                    self._new += 1  # it was new when it was made (its results are its own)
                     yield speaker, target, str(existing)
                     continue
                 if self._attempted(gen.g, slot, parent) or \

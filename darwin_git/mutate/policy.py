@@ -93,14 +93,8 @@ def model_path(contract: Contract) -> str:
 
 
 def train_script(contract: Contract) -> str | None:
-    """The file the train command runs: its first ``*.py`` argument, or ``-m``'s module."""
-    cmd = list(contract.train_command)
-    for i, arg in enumerate(cmd):
-        if arg == "-m" and i + 1 < len(cmd):
-            return cmd[i + 1].replace(".", "/") + ".py"
-        if arg.endswith(".py"):
-            return arg
-    return None
+    """The file the train command runs (Contract.train_script)."""
+    return contract.train_script
 
 
 def check_changes(contract: Contract, before: dict[str, str], changes: dict[str, str | None],
