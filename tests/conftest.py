@@ -58,6 +58,40 @@ def build_model(config):
 """
 
 
+# A seed that really trains: the bigram model for 0.4 s, then a summary line (its own last word,
+# which a refusal must not mistake for the harness's finding).
+TRAINING_SEED = {
+    "darwin.toml": seed_toml(budget_s=5),  # room to import torch and save within the budget
+    "model.py": BIGRAM_MODEL,
+    "train.py": """\
+import json, os, time
+import numpy as np
+import torch
+import torch.nn.functional as F
+from model import build_model
+
+torch.set_num_threads(1)
+torch.manual_seed(int(os.environ["DARWIN_SEED"]))
+src = os.environ["DARWIN_DATA"]
+data = torch.from_numpy(np.fromfile(os.path.join(src, "train.bin"), dtype=np.uint16).astype(np.int64))
+vocab = json.load(open(os.path.join(src, "meta.json")))["vocab_size"]
+extra = sorted(os.listdir("data")) if os.path.isdir("data") else []  # human-provided files
+model = build_model({"vocab_size": vocab})
+opt = torch.optim.AdamW(model.parameters(), lr=5e-2)
+t0 = time.time()
+while time.time() - t0 < 0.4:
+    ix = torch.randint(len(data) - 17, (32,))
+    x = torch.stack([data[i:i + 16] for i in ix])
+    y = torch.stack([data[i + 1:i + 17] for i in ix])
+    loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+    opt.zero_grad(); loss.backward(); opt.step()
+torch.save({"darwin_ckpt": 1, "model_config": {"vocab_size": vocab}, "model": model.state_dict(),
+            "train": {"batch_size": 32, "block_size": 16}}, os.path.join(os.environ["DARWIN_OUT"], "ckpt.pt"))
+print(f"extra_files: {len(extra)}")
+""",
+}
+
+
 @contextlib.contextmanager
 def machine_lock(name: str):
     """Held by one process at a time on this machine (xdist workers, test sessions side by
@@ -93,6 +127,10 @@ def isolated_env(tmp_path_factory, monkeypatch, shared_data_cache):
     for var in list(os.environ):
         if var.startswith("GIT_") or var == "DARWIN_REPO":
             monkeypatch.delenv(var, raising=False)
+    # No terminal size: xdist's workers inherit COLUMNS=80 from their start, which a serial run
+    # does not have; human tables read it (cli/tables.py), so a test that wants one sets it.
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("LINES", raising=False)
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / ".gitconfig"))
     monkeypatch.setenv("GIT_AUTHOR_NAME", "Test Human")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import SEED_TOML
-from test_hitl import SEED
+from conftest import TRAINING_SEED as SEED
 
 from darwin_git.cli import cli
 from darwin_git.lock import population_lock
@@ -244,6 +244,7 @@ def test_bad_input_is_refused_and_changes_nothing(case, tmp_path, population, gi
     assert snapshot(tmp_path) == before
 
 
+@pytest.mark.slow  # init's seed check trains the seed
 @pytest.mark.parametrize("edit, words", [
     # trains, then writes nothing: the harness's finding, not the training's last line
     (lambda t: t.replace("torch.save(", "(lambda *a: None)("), "training exited 0 but wrote "

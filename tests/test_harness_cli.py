@@ -89,16 +89,17 @@ def test_bench_two_targets_compares_b_with_a_side_by_side(tmp_path):
     b = make_tree(tmp_path / "b", "fixed_steps")  # the same code: fixed steps, same weights
     res = CliRunner().invoke(cli, ["bench", str(a), str(b), "--json", "--device", "cpu",
                                    "--clock", "wall", "--budget", "60", "--noise-pairs", "1",
-                                   "--pairs", "2", "--slots", "2"])
+                                   "--pairs", "3", "--slots", "2"])
     assert res.exit_code == 0, res.output
     lines = [json.loads(line) for line in res.stdout.splitlines()]
     summary, runs = lines[-1], lines[:-1]
-    assert len(runs) == 2 + 2 * 2  # the noise pair, then two pairs of B beside A
+    # (3 pairs: the fewest acceptance's rule allows, select.AcceptanceRule)
+    assert len(runs) == 2 + 2 * 3  # the noise pair, then three pairs of B beside A
     assert {(r["conditions"]["role"], r["seed"]) for r in runs} == \
-        {("noise", 100), ("pair", 0), ("pair", 1)}
+        {("noise", 100), ("pair", 0), ("pair", 1), ("pair", 2)}
     pairs = {r["conditions"]["pair"] for r in runs}
-    assert len(pairs) == 3 and {r["conditions"]["layout"][:2] for r in runs} == {"2x"}
-    assert summary["difference"] == 0.0 and summary["pairs"] == 2
+    assert len(pairs) == 4 and {r["conditions"]["layout"][:2] for r in runs} == {"2x"}
+    assert summary["difference"] == 0.0 and summary["pairs"] == 3
     assert summary["verdict"]["action"] == "reject"  # no better on the first seed
     assert "no better than its parent on seed 0" in summary["verdict"]["reason"]
     assert summary["settings"]["slots"] == 2 and summary["settings"]["clock"] == "wall"

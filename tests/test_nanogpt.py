@@ -301,6 +301,7 @@ def test_nanogpts_iter_line_is_read_like_the_seeds_metric_line():
     assert parse_training(log + "steps: 3\nstop: budget\n")["steps"] == 3
 
 
+@pytest.mark.slow  # the harness trains and scores the tree
 def test_a_last_position_forward_is_scored_without_real_targets(tmp_path, data_root):
     r = run(tmp_path, data_root, "last_only")
     assert r["status"] == "ok", r["log_tail"]

@@ -6,7 +6,7 @@ import re
 
 import pytest
 from click.testing import CliRunner
-from conftest import BIGRAM_MODEL, seed_toml
+from conftest import TRAINING_SEED as SEED
 
 from darwin_git.cli import cli
 from darwin_git.contract import ContractError, parse_contract
@@ -14,42 +14,9 @@ from darwin_git.population import init_population
 from darwin_git.population.seedcheck import SeedError, tree_problems
 
 
-# A bigram model that trains for half a second (the seed of these checks: a real run each).
-SEED = {
-    "darwin.toml": seed_toml(budget_s=5),  # room to import torch and save within the budget
-    "model.py": BIGRAM_MODEL,
-    "train.py": """\
-import json, os, time
-import numpy as np
-import torch
-import torch.nn.functional as F
-from model import build_model
-
-torch.set_num_threads(1)
-torch.manual_seed(int(os.environ["DARWIN_SEED"]))
-src = os.environ["DARWIN_DATA"]
-data = torch.from_numpy(np.fromfile(os.path.join(src, "train.bin"), dtype=np.uint16).astype(np.int64))
-vocab = json.load(open(os.path.join(src, "meta.json")))["vocab_size"]
-extra = sorted(os.listdir("data")) if os.path.isdir("data") else []  # human-provided files
-model = build_model({"vocab_size": vocab})
-opt = torch.optim.AdamW(model.parameters(), lr=5e-2)
-t0 = time.time()
-while time.time() - t0 < 0.4:
-    ix = torch.randint(len(data) - 17, (32,))
-    x = torch.stack([data[i:i + 16] for i in ix])
-    y = torch.stack([data[i + 1:i + 17] for i in ix])
-    loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
-    opt.zero_grad(); loss.backward(); opt.step()
-torch.save({"darwin_ckpt": 1, "model_config": {"vocab_size": vocab}, "model": model.state_dict(),
-            "train": {"batch_size": 32, "block_size": 16}}, os.path.join(os.environ["DARWIN_OUT"], "ckpt.pt"))
-print(f"extra_files: {len(extra)}")
-""",
-}
-
-
 @pytest.fixture
 def good_seed(tmp_path):
-    """The bigram seed above: trains for 0.4 s and scores."""
+    """conftest's bigram seed: trains for 0.4 s and scores."""
     seed = tmp_path / "seed"
     seed.mkdir()
     for name, text in SEED.items():
