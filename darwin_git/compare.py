@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
+import uuid
 from dataclasses import dataclass, field
 
 from .origin import is_infrastructure, of_result
@@ -97,8 +98,9 @@ def pair(executor: Executor, first: str, second: str, seed: int, job: dict, retr
     for attempt in range(retries + 1):
         if attempt:
             time.sleep(backoff_s * 2 ** (attempt - 1))
-        f1, f2 = executor.submit_pair(Job(first, seed=seed, role=role, **job),
-                                      Job(second, seed=seed, role=role, **job))
+        pair_id = uuid.uuid4().hex[:12]  # as evolve's pairs (evolve/evaluations.py)
+        f1, f2 = executor.submit_pair(Job(first, seed=seed, role=role, pair=pair_id, **job),
+                                      Job(second, seed=seed, role=role, pair=pair_id, **job))
         r1, r2 = f1.result(), f2.result()
         if not any(is_infrastructure(of_result(r)) for r in (r1, r2)):
             break

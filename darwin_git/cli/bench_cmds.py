@@ -51,7 +51,7 @@ from .errors import DarwinError, RunFailed, RunnerUnavailable
               help="First training seed [default: the population's, else 0].")
 @click.option("--repeats", type=click.IntRange(1, 100), default=None,
               help="bench A: seeds to run A on [default: one per slot, side by side].")
-@click.option("--pairs", type=click.IntRange(2, 100), default=None,
+@click.option("--pairs", type=click.IntRange(3, 100), default=None,
               help="bench A B: run this many pairs whatever the verdict (a measurement) "
                    "[default: stop where acceptance stops].")
 @click.option("--noise-pairs", type=click.IntRange(0, 20), default=2, show_default=True,
