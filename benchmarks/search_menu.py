@@ -61,8 +61,9 @@ class Item:
         after = self.apply(files)
         parts = []
         for path in sorted({p for p, _, _ in self.edits}):
-            parts += difflib.unified_diff(files[path].splitlines(True), after[path].splitlines(True),
-                                          f"a/{path}", f"b/{path}", n=3)
+            parts += difflib.unified_diff(files[path].splitlines(True),
+                                          after[path].splitlines(True), f"a/{path}", f"b/{path}",
+                                          n=3)
         return "".join(parts)
 
 
@@ -91,7 +92,8 @@ MENU: tuple[Item, ...] = (
          "the last 30% anneals just as well and learns faster before it.",
          (("train.py",
            "    t = min(1.0, (progress - WARMUP_FRAC) / (1.0 - WARMUP_FRAC))\n"
-           "    return LEARNING_RATE * (MIN_LR_RATIO + (1 - MIN_LR_RATIO) * 0.5 * (1 + math.cos(math.pi * t)))\n",
+           "    return LEARNING_RATE * (MIN_LR_RATIO + (1 - MIN_LR_RATIO) * 0.5 * "
+           "(1 + math.cos(math.pi * t)))\n",
            "    if progress < 0.7:  # stable: hold the peak for 70% of the budget\n"
            "        return LEARNING_RATE\n"
            "    t = min(1.0, (progress - 0.7) / 0.3)  # decay: linear over the last 30%\n"
@@ -133,8 +135,8 @@ MENU: tuple[Item, ...] = (
          "overfitting to the training batches.",
          (("train.py", "DROPOUT = 0.0  #", "DROPOUT = 0.1  #"),)),
     Item("wide", "harmful",
-         "twice the width is about 3.5x the compute per step: a quarter of the steps (BENCHMARKS.md: "
-         "even N_EMBD=96 did not help)",
+         "twice the width is about 3.5x the compute per step: a quarter of the steps "
+         "(BENCHMARKS.md: even N_EMBD=96 did not help)",
          "Double the width to 256 for more capacity",
          "A wider residual stream gives the model more capacity per layer, which should lower "
          "the loss it can reach.",

@@ -90,7 +90,8 @@ def seed_files() -> dict[str, str]:
 
 
 def menu_hash() -> str:
-    return hashlib.sha256(json.dumps([(i.name, i.edits) for i in menu.MENU]).encode()).hexdigest()[:16]
+    text = json.dumps([(i.name, i.edits) for i in menu.MENU])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def variant(work: Path, name: str, items: list[str]) -> Path:
@@ -118,6 +119,9 @@ def bench(seed_dir: Path, other: Path, args) -> dict:
     if not lines or "difference" not in lines[-1]:
         raise SystemExit(f"bench failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
     summary, runs = lines[-1], lines[:-1]
+    trees = ({r.get("tree") for r in runs[0::2]}, {r.get("tree") for r in runs[1::2]})
+    if len(runs) % 2 or len(trees[0]) != 1 or len(trees[1]) != 1:
+        raise SystemExit(f"bench printed runs this script cannot pair (B, A per seed): {trees}")
     pairs = []
     for b, a in zip(runs[0::2], runs[1::2]):  # bench prints B then A for every pair
         lb = b.get("val_loss") if b.get("status") == "ok" else None
@@ -126,7 +130,8 @@ def bench(seed_dir: Path, other: Path, args) -> dict:
                       "b_status": b.get("status"), "a_status": a.get("status"),
                       "b_steps": (b.get("train") or {}).get("steps"),
                       "a_steps": (a.get("train") or {}).get("steps")})
-    return {"pairs": pairs, "cli": {"difference": summary.get("difference"),
+    return {"pairs": pairs, "trees": {"b": trees[0].pop(), "a": trees[1].pop()},
+            "cli": {"difference": summary.get("difference"),
                                     "interval": summary.get("interval"),
                                     "verdict": (summary.get("verdict") or {}).get("reason")},
             "exit": done.returncode, "wall_s": round(time.time() - t0, 1)}
@@ -182,10 +187,12 @@ def measure(args, work: Path) -> dict:
     rows: list[dict] = []
     started = time.time()
     for name, kind, items in plan:
-        say(f"measure {name} ({len(rows) + 1}/{len(plan) + 1}) vs the seed, {args.pairs} pairs "
+        say(f"measure {name} ({len(rows) + 1}/{len(plan)}) vs the seed, {args.pairs} pairs "
             f"at {args.budget:g} s, load {load_avg()}")
         rows.append({"name": name, "designed": kind, "items": items,
                      **bench(seed_dir, variant(work, name, items), args)})
+    if len({r["trees"]["a"] for r in rows}) != 1:
+        raise SystemExit("the seed's tree differs between measurements")
     label_rows(rows)
     best = [r for r in rows if r["label"] == "improvement" and r["name"] != "null"]
     together = sorted({i for r in best for i in r["items"]},
@@ -442,23 +449,26 @@ def print_effects(fx: dict) -> None:
           f"`darwin-git bench`; {fx['wall_s'] / 60:.0f} min, {fx['date']})\n")
     print("Labels are the measurement's (95% interval below 0: improvement; above: harmful; "
           "else no effect seen), not the design's.\n")
-    print("| item | designed as | effect B - A (nats) | 95% interval | label (measured) | "
-          "steps (item / seed) | pairs |")
-    print("|---|---|---|---|---|---|---|")
+    print("| item | designed as | effect B - A (nats) | 95% interval (pooled) | label (measured) | "
+          "bench's own interval | steps (item / seed) | pairs |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in fx["rows"]:
         lo, hi = r["interval"]
+        own = r["cli"]["interval"] or [None, None]
         steps = f"{_f(r['steps'], '.0f')} / {_f(r['seed_steps'], '.0f')}"
         fails = f" ({r['failed_runs']} failed)" if r["failed_runs"] else ""
         print(f"| {r['name']} | {r['designed']} | {_f(r['effect'])} | [{_f(lo)}, {_f(hi)}] | "
-              f"{r['label']}{fails} | {steps} | {r['n']} |")
+              f"{r['label']}{fails} | [{_f(own[0])}, {_f(own[1])}] | {steps} | {r['n']} |")
     rows = {r["name"]: r for r in fx["rows"]}
     pair = "+".join(menu.SYNERGY)
     if pair in rows and all(s in rows for s in menu.SYNERGY):
         a, b, ab = (rows[s]["effect"] for s in (*menu.SYNERGY, pair))
+        only = rows[pair]["label"] == "improvement" and all(
+            rows[s]["label"] != "improvement" for s in menu.SYNERGY)
         if None not in (a, b, ab):
             print(f"\nSynergy pair: {pair} {ab:+.4f} vs {a:+.4f} and {b:+.4f} alone "
-                  f"(interaction {ab - a - b:+.4f}); helps only together: "
-                  f"{'yes' if rows[pair]['label'] == 'improvement' and rows[menu.SYNERGY[0]]['label'] != 'improvement' and rows[menu.SYNERGY[1]]['label'] != 'improvement' else 'no'}")
+                  f"(interaction {ab - a - b:+.4f}); helps only together (by the labels): "
+                  f"{'yes' if only else 'no'}")
 
 
 def print_run(run: dict, j: dict, fx: dict | None) -> None:
@@ -469,9 +479,9 @@ def print_run(run: dict, j: dict, fx: dict | None) -> None:
             f"over {h['pairs']} fresh seeds") if h else "n/a"
     print(f"- stopped: {run['stop']}; {run['generations']} generations, {run['evaluations']} "
           f"evaluations (by role: {run['roles']}), {run['cached']} cached; search "
-          f"{run['search_wall_s'] / 60:.1f} min ({run['search_wall_s'] / max(1, run['evaluations']):.0f} s "
-          f"per evaluation), with the headline {run['wall_s'] / 60:.1f} min; load at the end "
-          f"{run['load_end']}")
+          f"{run['search_wall_s'] / 60:.1f} min "
+          f"({run['search_wall_s'] / max(1, run['evaluations']):.0f} s per evaluation), "
+          f"with the headline {run['wall_s'] / 60:.1f} min; load at the end {run['load_end']}")
     print(f"- smallest effect acceptance can see (the run's MDE): {_f(j['mde'], '.4f')} nats; "
           f"distinct tips at the end: {j['distinct_tips']} of {len(run['tips'])}")
     print(f"- best tip: {j['best_agent']} {_f(j['best_val_loss'], '.4f')} over "
@@ -502,11 +512,19 @@ def print_run(run: dict, j: dict, fx: dict | None) -> None:
             ("yes" if abs(r["effect"]) > j["mde"] else "no")
         print(f"| {item.name} | {_f(r and r['effect'])} | {r['label'] if r else 'not measured'} | "
               f"{beyond} | {p['children']} | {p['promoted']} | "
-              f"{'yes' if item.name in j['best_held'] else 'no'} | {holding} of {len(run['tips'])} |")
+              f"{'yes' if item.name in j['best_held'] else 'no'} | "
+              f"{holding} of {len(run['tips'])} |")
 
 
-def print_summary(runs: list[dict], judged: list[dict]) -> None:
+def print_summary(runs: list[dict], judged: list[dict], fx: dict | None) -> None:
     print("\n### Side by side\n")
+    together = next((r for r in (fx or {}).get("rows", []) if r["name"] == "all improvements"),
+                    None)
+    if together:
+        lo, hi = together["interval"]
+        print(f"All measured improvements together ({', '.join(together['items'])}) vs the "
+              f"seed: {_f(together['effect'])} [{_f(lo)}, {_f(hi)}] (the menu's best tree, to "
+              "compare with each run's headline).\n")
     print("| configuration | agents | evaluations | generations | wall (min) | MDE | distinct "
           "tips | best tip holds | required improvements held | harmful on best / any tip | "
           "headline | goal |")
@@ -520,12 +538,14 @@ def print_summary(runs: list[dict], judged: list[dict]) -> None:
         print(f"| {run['name']} | {run['population']} | {run['evaluations']} | "
               f"{run['generations']} | {run['wall_s'] / 60:.1f} | {_f(j['mde'], '.4f')} | "
               f"{j['distinct_tips']} | {', '.join(j['best_held']) or '-'} | {held} | {harm} | "
-              f"{_f(h and h['mean'])} | {'n/a' if 'goal' not in j else ('met' if j['goal'] else 'not met')} |")
+              f"{_f(h and h['mean'])} | "
+              f"{'n/a' if 'goal' not in j else ('met' if j['goal'] else 'not met')} |")
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--budget", type=float, default=20.0, help="training seconds per run (cpu clock)")
+    ap.add_argument("--budget", type=float, default=20.0,
+                    help="training seconds per run (cpu clock)")
     ap.add_argument("--evaluations", type=int, default=150,
                     help="training runs per configuration (noise floor included, headline apart)")
     ap.add_argument("--configs", default="default,islands=1,max_seeds=3",
@@ -564,7 +584,7 @@ def main(argv=None) -> int:
             judged.append(judge(run, fx))
             print_run(run, judged[-1], fx)
             sys.stdout.flush()
-        print_summary(runs, judged)
+        print_summary(runs, judged, fx)
     if args.json:
         Path(args.json).write_text(json.dumps({
             "budget_s": args.budget, "evaluations": args.evaluations, "configs": args.configs,
