@@ -478,7 +478,9 @@ def print_run(run: dict, j: dict, fx: dict | None) -> None:
     head = (f"{h['agent']} {h['mean']:+.4f} [{_f(h['interval'][0])}, {_f(h['interval'][1])}] "
             f"over {h['pairs']} fresh seeds") if h else "n/a"
     print(f"- stopped: {run['stop']}; {run['generations']} generations, {run['evaluations']} "
-          f"evaluations (by role: {run['roles']}), {run['cached']} cached; search "
+          f"evaluations (by role: "
+          f"{ {k: v for k, v in run['roles'].items() if k != 'headline'} }; the headline's "
+          f"{run['headline_runs']} apart), {run['cached']} cached; search "
           f"{run['search_wall_s'] / 60:.1f} min "
           f"({run['search_wall_s'] / max(1, run['evaluations']):.0f} s per evaluation), "
           f"with the headline {run['wall_s'] / 60:.1f} min; load at the end {run['load_end']}")
