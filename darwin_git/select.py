@@ -32,11 +32,18 @@ import math
 import random
 import statistics
 from dataclasses import dataclass
+from typing import ClassVar
+
+from .bounds import AT_LEAST_0, AT_LEAST_1, Bounds, check
 
 REJECT, MORE, PROMOTE, VOID = "reject", "more", "promote", "void"
 ACTIONS = (REJECT, MORE, PROMOTE, VOID)
 TEST_NAME = "one-sided paired t-test, side by side"
 MDE_POWER = 0.8  # the power minimum_effect is stated at
+# No spread is taken as smaller than this (nats): runs that happen to agree exactly (a tree
+# beside itself making the same steps trains the same weights) say nothing about how a change
+# spreads, and 0.001 nats is below what the 2,048 scored tokens resolve.
+SIGMA_FLOOR = 1e-3
 
 
 class _Missing:
@@ -65,6 +72,13 @@ class SelectionSettings:
     prune_per_generation: int = 1  # worst agents replaced each generation
     min_distinct: int = 2  # distinct tip trees pruning never goes below (clones count once)
 
+    BOUNDS: ClassVar[dict[str, Bounds]] = {
+        "accept_k": AT_LEAST_0, "elites": AT_LEAST_0, "tournament_size": AT_LEAST_1,
+        "prune_per_generation": AT_LEAST_0, "min_distinct": AT_LEAST_0}
+
+    def __post_init__(self):
+        check("", self.BOUNDS, self)
+
 
 @dataclass(frozen=True)
 class AcceptanceRule:
@@ -72,14 +86,13 @@ class AcceptanceRule:
     confidence: float = 0.95  # of the one-sided test: promote only when p < 1 - confidence
     min_effect: float = 0.0  # mean gain in nats a promoted child must reach besides the test
 
+    BOUNDS: ClassVar[dict[str, Bounds]] = {
+        "max_seeds": Bounds(3),  # the first seed screens, and a paired test needs two pairs
+        "confidence": Bounds(0, 1, low_open=True, high_open=True),  # e.g. 0.95
+        "min_effect": AT_LEAST_0}  # nats
+
     def __post_init__(self):
-        if self.max_seeds < 3:
-            raise ValueError("max_seeds must be at least 3: the first seed screens, and a "
-                             "paired test needs two pairs")
-        if not 0 < self.confidence < 1:
-            raise ValueError("confidence must be between 0 and 1 (e.g. 0.95)")
-        if not (self.min_effect >= 0 and math.isfinite(self.min_effect)):
-            raise ValueError("min_effect must be a finite number of nats, 0 or more")
+        check("", self.BOUNDS, self)
 
     def seeds(self, first: int) -> list[int]:
         """The training seeds a comparison uses, in order: the screen's, then the pairs'."""
@@ -106,6 +119,24 @@ class AcceptanceRule:
                       if rule.get(k) is not None})
 
 
+def describe_rule(rule: dict) -> str:
+    """A stored rule (AcceptanceRule.to_dict()) in one line; a rule an older darwin-git
+    stored (another test) in its own terms."""
+    if rule.get("test") == TEST_NAME:
+        try:
+            return AcceptanceRule.from_dict(rule).describe()
+        except ValueError:
+            pass
+    parts = [str(rule.get("test") or "acceptance")]
+    if rule.get("max_seeds") is not None:
+        parts.append(f"up to {rule['max_seeds']} seeds")
+    if rule.get("confidence") is not None:
+        parts.append(f"{rule['confidence']:.0%} confidence")
+    if rule.get("min_effect"):
+        parts.append(f"mean gain >= {rule['min_effect']:g} nats")
+    return ", ".join(parts)
+
+
 @dataclass(frozen=True)
 class Noise:
     """The spread of a paired difference (side by side, one seed) that the test assumes, as a
@@ -117,7 +148,8 @@ class Noise:
 
     @property
     def sigma(self) -> float | None:
-        return math.sqrt(self.ss / self.df) if self.df else None
+        """The pooled estimate, never below SIGMA_FLOOR; None without any degree of freedom."""
+        return max(SIGMA_FLOOR, math.sqrt(self.ss / self.df)) if self.df else None
 
     @classmethod
     def of_twins(cls, diffs: list[float]) -> "Noise":
@@ -274,7 +306,7 @@ def _p(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
-def noise_sigma(losses: list[float], floor: float = 1e-3) -> float:
+def noise_sigma(losses: list[float], floor: float = SIGMA_FLOOR) -> float:
     """Standard deviation of repeated evaluations of one tree; at least ``floor``."""
     if len(losses) < 2:
         return floor

@@ -77,6 +77,13 @@ class Acceptance:
         gen.verdicts[child] = verdict
         if verdict.action == MORE:
             label = gen.labels.get(child, "")
+            if verdict.want in ("pair", "reference") and verdict.seed == self.seeds[0] and \
+                    self.evaluations.pending(cand.parent, verdict.seed):
+                # the parent's run there is under way (the noise floor, say): wait for it
+                if not self.evaluations.pending(child, verdict.seed) and \
+                        not paired.at_seed(self.pop, child, verdict.seed, self.conditions):
+                    self.evaluations.request(child, verdict.seed, label, role="screen")
+                return
             if verdict.want == "screen":
                 self.evaluations.request(child, verdict.seed, label, role="screen")
             elif verdict.want == "reference":

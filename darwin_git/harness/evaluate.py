@@ -169,8 +169,8 @@ def _serve(tree_dir: Path, sandbox: Sandbox, spec: EvalSpec, contract: Contract,
     env = {"DARWIN_DEVICE": device, "DARWIN_SEED": "0", "DARWIN_THREADS": str(threads)}
     if device == "cpu":
         env["OMP_WAIT_POLICY"] = "PASSIVE"  # idle threads must not spin on the CPU clock
-    serve = Step(argv=server.argv("ckpt.pt", contract.model_entry), tree=tree_dir,
-                 out_dir=work / "eval_out", timeout_s=spec.eval_timeout_s,
+    serve = Step(argv=server.argv("ckpt.pt", contract.model_entry, contract.config_entry),
+                 tree=tree_dir, out_dir=work / "eval_out", timeout_s=spec.eval_timeout_s,
                  inputs={"CKPT": work / "ckpt", "SERVER": server.ship(work / "server")},
                  env=env, limits=spec.limits, gpus=1 if device == "cuda" else 0, label="eval",
                  clock_limit=limit)

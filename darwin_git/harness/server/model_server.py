@@ -3,12 +3,14 @@
 This folder (model_server.py + protocol.py) is copied into the evaluation step as an input; the
 step never imports darwin_git. The harness starts it as
 
-    python -I -c BOOTSTRAP CHECKPOINT MODULE:FUNCTION
+    python -I -c BOOTSTRAP CHECKPOINT MODULE:FUNCTION [MODULE:CONFIG]
 
 where BOOTSTRAP (harness/serve.py) runs this file from $DARWIN_SERVER; CHECKPOINT is a file name
 inside the read-only input folder $DARWIN_CKPT. It builds the model from the checkpoint
-(``weights_only=True``), loads the weights strictly and answers the parent over the framed
-protocol on its original stdout/stdin. Every request has an "id" that its answer repeats:
+(``weights_only=True``): FUNCTION(model_config), or FUNCTION(CONFIG(**model_config)) when a
+config class is named (nanoGPT's GPT(GPTConfig)); loads the weights strictly and answers the
+parent over the framed protocol on its original stdout/stdin. Every request has an "id" that
+its answer repeats:
 
     (ready, sent first, id 0)                         -> {"params": [[name, shape], ...]}
     {"op": "logits"} + idx (B, T) + positions (B, P)  -> logits at those positions (B, P, V) float32
@@ -20,6 +22,12 @@ protocol on its original stdout/stdin. Every request has an "id" that its answer
 It computes no score: it returns logits and claimed bench losses, and the parent does the
 arithmetic and the checks. Whatever the model prints goes to stderr (the log), never into the
 protocol stream.
+
+A forward called with ids alone must give logits for every position. One that gives only the
+last position's (nanoGPT's ``forward(idx, targets=None)``, an inference shortcut) is called
+again with filler targets: zeros of the ids' shape, never the text that follows, so its
+logits for every position come back and nothing it is shown predicts a scored token. Once a
+model needed it, every later call passes the filler at once (``full_logits``).
 """
 from __future__ import annotations
 
@@ -60,10 +68,11 @@ def main(argv: list[str]) -> int:
     def fail(cause: str, detail: str, rid=0) -> None:
         protocol.send(proto_out, {"error": cause, "id": rid, "detail": detail[-3000:]})
 
-    if len(argv) != 2 or argv[1].count(":") != 1:
-        fail("usage", "usage: model_server CHECKPOINT MODULE:FUNCTION")
+    if len(argv) not in (2, 3) or any(a.count(":") != 1 for a in argv[1:]):
+        fail("usage", "usage: model_server CHECKPOINT MODULE:FUNCTION [MODULE:CONFIG]")
         return 2
-    ckpt_name, entry = argv
+    ckpt_name, entry = argv[:2]
+    config_entry = argv[2] if len(argv) == 3 else None
     ckpt_path = os.path.join(os.environ.get("DARWIN_CKPT", "."), ckpt_name)
     device = os.environ.get("DARWIN_DEVICE", "cpu")
     threads = os.environ.get("DARWIN_THREADS", "")
@@ -76,11 +85,14 @@ def main(argv: list[str]) -> int:
         fail("bad_checkpoint", traceback.format_exc())
         return 1
     sys.path.insert(0, os.getcwd())
-    module_name, func_name = entry.split(":")
     try:
         import importlib
 
-        model = getattr(importlib.import_module(module_name), func_name)(config)
+        def named(spec):
+            module_name, name = spec.split(":")
+            return getattr(importlib.import_module(module_name), name)
+
+        model = named(entry)(named(config_entry)(**config) if config_entry else config)
     except Exception:  # noqa: BLE001
         fail("model_error", traceback.format_exc())
         return 1
@@ -93,8 +105,20 @@ def main(argv: list[str]) -> int:
     bound = [[name, list(p.shape)] for name, p in model.named_parameters()]
     protocol.send(proto_out, {"op": "ready", "id": 0, "params": bound})
 
+    filler = {"on": False}  # full_logits: set once the model needed filler targets
+
     def forward(idx):
+        if filler["on"]:
+            return full_logits(idx)
         out = model(idx)
+        logits = out[0] if isinstance(out, (tuple, list)) else out
+        if getattr(logits, "dim", lambda: 0)() == 3 and logits.shape[1] == 1 < idx.shape[1]:
+            filler["on"] = True  # last position only: ask again with filler targets
+            return full_logits(idx)
+        return logits
+
+    def full_logits(idx):
+        out = model(idx, torch.zeros_like(idx))
         return out[0] if isinstance(out, (tuple, list)) else out
 
     while True:
