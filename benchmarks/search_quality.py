@@ -12,7 +12,7 @@ then about an hour per configuration on 2 cores):
 Smoke test (a few minutes; numbers mean nothing at this budget):
 
     .venv/bin/python benchmarks/search_quality.py --budget 5 --evaluations 10 --population 2 \\
-        --configs default,islands=1 --pairs 3 --items warmup_long
+        --configs default,max_seeds=3 --pairs 3 --items warmup_long
 
 1. The menu (benchmarks/search_menu.py): real improvements of several sizes, neutral changes
    (behaviour-free: a comment, a renamed local; behaviour-changing but about neutral), harmful
