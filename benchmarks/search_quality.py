@@ -497,7 +497,7 @@ def print_run(run: dict, j: dict, fx: dict | None) -> None:
     rows = {r["name"]: r for r in fx["rows"]}
     print(f"- goal (best tip carries every measured improvement beyond the MDE: "
           f"{', '.join(j['required']) or 'none'}; and no measured-harmful item): "
-          f"**{'met' if j['goal'] else 'not met'}**"
+          f"**{_goal(j)}**"
           + (f"; missing {', '.join(j['missing'])}" if j["missing"] else "")
           + (f"; harmful on the best tip: {', '.join(j['harmful_on_best'])}"
              if j["harmful_on_best"] else "")
@@ -516,6 +516,12 @@ def print_run(run: dict, j: dict, fx: dict | None) -> None:
               f"{beyond} | {p['children']} | {p['promoted']} | "
               f"{'yes' if item.name in j['best_held'] else 'no'} | "
               f"{holding} of {len(run['tips'])} |")
+
+
+def _goal(j: dict) -> str:
+    if "goal" not in j:
+        return "n/a"
+    return ("met" if j["goal"] else "not met") + ("" if j["required"] else " (nothing required)")
 
 
 def print_summary(runs: list[dict], judged: list[dict], fx: dict | None) -> None:
@@ -541,7 +547,7 @@ def print_summary(runs: list[dict], judged: list[dict], fx: dict | None) -> None
               f"{run['generations']} | {run['wall_s'] / 60:.1f} | {_f(j['mde'], '.4f')} | "
               f"{j['distinct_tips']} | {', '.join(j['best_held']) or '-'} | {held} | {harm} | "
               f"{_f(h and h['mean'])} | "
-              f"{'n/a' if 'goal' not in j else ('met' if j['goal'] else 'not met')} |")
+              f"{_goal(j)} |")
 
 
 def main(argv=None) -> int:
