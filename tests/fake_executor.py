@@ -51,7 +51,8 @@ class FakeExecutor(Executor):
     runner = "fake"
 
     def __init__(self, repo_path, slots: int = 2, seed_sd: float = 0.01,
-                 trajectory_sd: float = 0.004, timing_sd: float = 0.002, steps: int = 120):
+                 trajectory_sd: float = 0.004, timing_sd: float = 0.002, steps=120):
+        """``steps``: the optimizer steps every run reports, or a function of its Job."""
         self.repo_path = str(repo_path)
         self.slots = slots
         self.seed_sd, self.trajectory_sd, self.timing_sd = seed_sd, trajectory_sd, timing_sd
@@ -117,10 +118,11 @@ class FakeExecutor(Executor):
         loss = (BASE + effect + _normal(self.seed_sd, "seed", job.seed)
                 + (0.0 if is_seed else _normal(self.trajectory_sd, "tree", tree_id, job.seed))
                 + timing)
+        steps = self.steps(job) if callable(self.steps) else self.steps
         data = commit.tree["data"] if "data" in commit.tree else None
         extra = sum(1 for e in repo[data.id] if e.type_str == "blob") if data is not None \
             and data.type_str == "tree" else 0
         return make_result("ok", val_loss=loss, perplexity=2.718281828 ** loss,
-                           train={"steps": self.steps}, eval_tokens=2048, vocab_size=84,
+                           train={"steps": steps}, eval_tokens=2048, vocab_size=84,
                            reported={"extra_files": extra},
                            conditions=conditions, **common)

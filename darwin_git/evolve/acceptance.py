@@ -17,9 +17,14 @@ from dataclasses import replace
 
 from .. import paired
 from ..population.repo import Population
-from ..select import LOST, MORE, VOID, AcceptanceRule, Verdict, decide
+from ..select import LOST, MORE, REJECT, VOID, AcceptanceRule, Verdict, decide
 from .evaluations import Evaluations
 from .generation import STAGE_OF_STATUS, Generation
+
+
+# How far apart (a fraction of the reference's) the optimizer steps of a screen run and its
+# parent's reference runs may be before the screen is taken as made under other conditions.
+STEPS_TOLERANCE = 0.1
 
 
 class Acceptance:
@@ -51,11 +56,17 @@ class Acceptance:
                 self._step(child)
 
     def verdict(self, child: str, parent: str) -> Verdict:
-        """The rule's verdict on ``child`` against ``parent`` from what is noted so far."""
+        """The rule's verdict on ``child`` against ``parent`` from what is noted so far. The
+        screen compares with the parent's reference value, except where the two already ran
+        side by side on the first seed: then with that pair."""
         first, c = self.seeds[0], self.conditions
         ev = self.evaluations
         mine = LOST if (child, first) in ev.lost else \
             paired.screen_value(self.pop, child, first, c)
+        ref = paired.reference(self.pop, parent, first, c)
+        beside = paired.pair_values(self.pop, child, parent, first, c)
+        if beside is not None:
+            mine, ref = beside
         pairs = {}
         for seed in self.seeds[1:]:
             if (child, parent, seed) in ev.lost:
@@ -66,13 +77,37 @@ class Acceptance:
                 pairs[seed] = found
         if (child, parent, first) in ev.lost:
             mine = LOST
-        return decide(mine, paired.reference(self.pop, parent, first, c), pairs, self.seeds,
-                      self.rule, paired.noise(self.pop, c, without=child))
+        return decide(mine, ref, pairs, self.seeds, self.rule,
+                      paired.noise(self.pop, c, without=child))
+
+    def unfair_screen(self, child: str, parent: str) -> bool:
+        """The child's screen run and its parent's reference runs made optimizer steps too far
+        apart to compare (the machine's load changed between them: a CPU second is not a fixed
+        amount of work), and the two have not run side by side on the first seed yet. Steps are
+        what the training reports: a false report can only cost a pair, never win one."""
+        first, c = self.seeds[0], self.conditions
+        if paired.pair_values(self.pop, child, parent, first, c) is not None:
+            return False
+        mine = [paired.steps(r) for r in paired.at_seed(self.pop, child, first, c)]
+        ref = [paired.steps(r) for r in paired.at_seed(self.pop, parent, first, c)
+               if (r.get("conditions") or {}).get("role") != "screen"]
+        mine = [v for v in mine if isinstance(v, (int, float))]
+        ref = [v for v in ref if isinstance(v, (int, float)) and v > 0]
+        if not mine or not ref:
+            return False
+        theirs = sum(ref) / len(ref)
+        return abs(sum(mine) / len(mine) - theirs) > STEPS_TOLERANCE * theirs
 
     def _step(self, child: str) -> None:
         gen = self._gen
         cand = gen.candidates[child]
         verdict = self.verdict(child, cand.parent)
+        if verdict.final and verdict.n == 1 and verdict.action == REJECT and \
+                self.unfair_screen(child, cand.parent):
+            # not better on a screen made under other conditions: side by side before it counts
+            verdict = Verdict(MORE, f"its screen made {self._steps_words(child, cand.parent)}: "
+                              "the two side by side on that seed before it counts", 0,
+                              want="pair", seed=self.seeds[0])
         before = gen.verdicts.get(child)
         gen.verdicts[child] = verdict
         if verdict.action == MORE:
@@ -106,16 +141,29 @@ class Acceptance:
         if stage:
             gen.stats.fail(stage)
 
+    def _screen_steps(self, child: str, parent: str) -> str:
+        """'child/parent' optimizer steps of what the screen compared: the pair side by side
+        on the first seed where there is one, else the screen run and the reference runs."""
+        first, c = self.seeds[0], self.conditions
+        pair = paired.pair_results(self.pop, child, parent, first, c)
+        if pair is not None:
+            return f"{paired.steps(pair[0])}/{paired.steps(pair[1])}"
+        mine = [paired.steps(r) for r in paired.at_seed(self.pop, child, first, c)]
+        ref = [paired.steps(r) for r in paired.at_seed(self.pop, parent, first, c)
+               if (r.get("conditions") or {}).get("role") != "screen"]
+        return f"{_steps(mine)}/{_steps(ref)}"
+
+    def _steps_words(self, child: str, parent: str) -> str:
+        mine, ref = self._screen_steps(child, parent).split("/")
+        return f"{mine} optimizer steps, its parent's reference {ref}"
+
     def _with_steps(self, child: str, parent: str, verdict: Verdict) -> Verdict:
         """The verdict's reason with the optimizer steps each compared run made beside its
         loss, seed by seed (a CPU second is not a fixed amount of work: they say how fair the
         comparison was)."""
         c, first, rows = self.conditions, self.seeds[0], []
         if verdict.n >= 1:
-            mine = [paired.steps(r) for r in paired.at_seed(self.pop, child, first, c)]
-            ref = [paired.steps(r) for r in paired.at_seed(self.pop, parent, first, c)
-                   if (r.get("conditions") or {}).get("role") != "screen"]
-            rows.append(f"seed {first} {_steps(mine)}/{_steps(ref)}")
+            rows.append(f"seed {first} {self._screen_steps(child, parent)}")
         for seed in self.seeds[1:verdict.n]:
             found = paired.pair_results(self.pop, child, parent, seed, c)
             if found:
