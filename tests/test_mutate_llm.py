@@ -31,7 +31,7 @@ def ctx(**kw):
 
 
 def mutator(srv, **kw):
-    cfg = dict(model="test-model", base_url=srv.base_url, api_key="k", timeout_s=2.0,
+    cfg = dict(model="test-model", base_url=srv.base_url, api_key="k", timeout_s=10.0,
                max_retries=0, max_apply_attempts=3, price_prompt_per_1m=1.0,
                price_completion_per_1m=2.0)
     cfg.update(kw)
