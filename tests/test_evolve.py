@@ -144,6 +144,7 @@ def test_evolve_with_builtin_operators_end_to_end(tmp_path, tiny_seed):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # a whole run on the cpu clock: slow on a loaded machine
 def test_evolve_through_an_openai_compatible_server(tmp_path, tiny_seed):
     diff = ("--- a/train.py\n+++ b/train.py\n@@ -1,1 +1,1 @@\n"
             "-LEARNING_RATE = 2e-3  # small models tolerate, and need, a high peak rate\n"
@@ -178,6 +179,7 @@ def test_evolve_through_an_openai_compatible_server(tmp_path, tiny_seed):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # a whole run on the cpu clock: slow on a loaded machine
 @pytest.mark.parametrize("preflight", [True, False])
 def test_generation_where_every_candidate_fails(tmp_path, tiny_seed, preflight):
     """Two proposals that cannot even import: the pre-flight catches them in seconds (no child,
@@ -237,6 +239,7 @@ def test_second_evolve_on_the_same_repo_is_refused(tmp_path, tiny_seed):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # six evolves of two generations on the cpu clock, loaded
 def test_sigkill_anywhere_then_resume(tmp_path, tiny_seed):
     """Kill -9 between a commit and its ref, during training, between a note and memory,
     after planning selection and mid-selection; each rerun continues; the end state is as if
