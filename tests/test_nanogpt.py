@@ -382,6 +382,7 @@ def test_the_kit_stops_on_the_budget_and_saves_darwins_checkpoint(tmp_path):
 
 # ----- end to end --------------------------------------------------------------------------
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # init's seed check and a generation on the cpu clock, loaded
 def test_init_and_one_generation_of_an_adapted_nanogpt(tmp_path, nanogpt):
     """The issue's first hour, with the documented glue: init checks and trains the seed, one
     generation of two agents proposes with the built-in operators and trains the children."""
@@ -393,7 +394,7 @@ def test_init_and_one_generation_of_an_adapted_nanogpt(tmp_path, nanogpt):
     assert init.returncode == 0, init.stdout + init.stderr
     proc = subprocess.run([*DARWIN, "evolve", "--repo", str(repo), "--runner", "local",
                            "--json", "--generations", "1", "--budget", "4", "--noise-repeats",
-                           "1", "--max-seeds", "2", "--slots", "2", "--mutator", "builtin",
+                           "1", "--max-seeds", "3", "--slots", "2", "--mutator", "builtin",
                            "--no-report"],
                           capture_output=True, text=True, env=env, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
