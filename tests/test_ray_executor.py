@@ -115,6 +115,7 @@ def _evolve(repo: Path, executor: str) -> list[dict]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # two whole evolves: 275 s at load 6-8 on two cores, past 300 s at 9
 def test_evolve_through_ray_keeps_the_same_books_as_local_slots(ray_cluster, tmp_path,
                                                                 monkeypatch):
     probes = []
