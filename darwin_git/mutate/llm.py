@@ -269,7 +269,7 @@ class _Conversation:
         where = cfg.base_url or "OpenAI"
         # a non-streamed body is read whole: cap its bytes (JSON escapes a character in <= 6)
         body_cap = None if cfg.stream else 6 * cfg.max_reply_chars + (1 << 20)
-        late = (f"no complete reply within the deadline of {cfg.deadline_s:g}s "
+        late = (f"no complete reply from {where} within the deadline of {cfg.deadline_s:g}s "
                 "([mutator] deadline_s)")
         with deadline(cfg.deadline_s, body_cap) as call:
             try:
