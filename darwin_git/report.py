@@ -160,8 +160,13 @@ def page_extras(pop: Population, data: dict) -> dict:
                 labels.append({"kind": "pruned", "name": ref[len("pruned:"):]})
             elif ref in agents:
                 labels.append({"kind": "agent", "name": ref})
-        made_after = (max([g for t, g in done if t <= c.commit_time], default=0)
-                      if n["origin"] == "human" else None)
+        made_after = None
+        if n["origin"] == "human":
+            made_after = max([g for t, g in done if t <= c.commit_time], default=0)
+            # times are whole seconds: a generation that evaluated the commit was not yet
+            # done when it was made, whatever a tie in the clock says
+            if n.get("evaluated_in"):
+                made_after = min(made_after, min(n["evaluated_in"]) - 1)
         out[n["id"]] = {"author": c.author.name, "labels": labels, "made_after": made_after}
     return out
 
