@@ -95,12 +95,15 @@ def inspect(pop: Population, full: bool = False) -> list[Damage]:
 
 
 def _had_results(pop: Population) -> bool:
-    """Whether the run has evaluated something: the noise floor comes before any proposal, so
-    a candidate ref, like a journal record, means results were noted."""
-    if any(n.startswith(CANDIDATE_PREFIX) for n in pop.repo.references):
-        return True
+    """Whether the run has evaluated something, by its journal. The noise floor trains beside
+    the first proposals, so a candidate alone proves nothing was noted yet, unless the journal
+    (whose first record precedes every candidate) is gone too: then nothing can tell, and a
+    missing results ref is named with the journal rather than passed over."""
+    if ref_target(pop.repo, JOURNAL_REF) is None:
+        return any(n.startswith(CANDIDATE_PREFIX) for n in pop.repo.references)
     try:
-        return any(r.get("phase") in ("noise", "done") for r in Journal(pop.repo).records())
+        return any(r.get("phase") in ("noise", "done", "selecting", "headline")
+                   for r in Journal(pop.repo).records())
     except DamagedPopulation:
         return True
 

@@ -63,22 +63,33 @@ def no_peak_probe(monkeypatch):
 
 
 class OverlapProbe(BuiltinMutator):
-    """The built-in mutator, slowed like an LLM call, counting calls in flight at once."""
+    """The built-in mutator, slowed like an LLM call, counting calls in flight at once. Its
+    answers then arrive in the targets' order: two targets with one parent may be offered the
+    same edit, and a generation keeps the one that arrives first (first come, first served, as
+    with an LLM), so the books can only match when the arrival order does."""
 
     def __init__(self):
         super().__init__()
         self.lock, self.now, self.most = threading.Lock(), 0, 0
+        self.turn = threading.Condition()
+        self.done: set[str] = set()
 
     def propose(self, ctx):
         with self.lock:
             self.now += 1
             self.most = max(self.most, self.now)
         time.sleep(0.5)
+        with self.turn:  # every target before this one has had its answer
+            self.turn.wait_for(lambda: all(t in self.done for t in ("agent-00", "agent-01")
+                                           if t < ctx.target_agent), timeout=120)
         try:
             return super().propose(ctx)
         finally:
             with self.lock:
                 self.now -= 1
+            with self.turn:
+                self.done.add(ctx.target_agent)
+                self.turn.notify_all()
 
 
 def books(pop: Population) -> dict:
