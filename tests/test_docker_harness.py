@@ -51,6 +51,14 @@ def test_a_checkpoint_saved_in_the_save_window_is_a_timeout_in_containers(sandbo
     assert "written after the 8 s budget" in r["log_tail"]
 
 
+def test_a_checkpoint_changed_through_a_mapping_is_a_timeout_in_containers(sandbox, tmp_path,
+                                                                          data_root):
+    r = run(tmp_path, data_root, "mapped", sandbox=sandbox, clock="cpu", budget_s=8.0, **SMALL)
+    assert (r["status"], r["cause"]) == ("timeout", "budget_exceeded"), r["log_tail"]
+    assert "more in the save window" in r["log_tail"]
+    assert "written after the 8 s budget" in r["log_tail"]
+
+
 def test_the_validation_text_is_out_of_reach_in_containers(sandbox, tmp_path, data_root):
     """The container view: no step gets the package (an installed copy is masked), nor the
     corpus or the cached validation split."""

@@ -43,6 +43,18 @@ def test_a_checkpoint_saved_in_the_save_window_is_a_timeout(tmp_path, data_root,
     assert r["val_loss"] is None
 
 
+def test_a_checkpoint_changed_through_a_mapping_after_the_budget_is_a_timeout(tmp_path,
+                                                                             data_root):
+    """Written before the budget through a shared writable mapping, then overwritten there with
+    weights trained in the save window: no write call and no change time after the budget, but
+    its content at the budget is not its content at the end (issue 24)."""
+    r = clocked(tmp_path, data_root, "mapped", "cpu")
+    assert (r["status"], r["cause"]) == ("timeout", "budget_exceeded"), r["log_tail"]
+    assert "more in the save window" in r["log_tail"]  # the attack did what it says
+    assert "ckpt.pt was written after the 8 s budget" in r["log_tail"], r["log_tail"]
+    assert r["val_loss"] is None
+
+
 def test_a_run_that_saved_in_time_may_use_the_window_to_exit(tmp_path, data_root):
     """On the cpu clock, which load does not stretch (on the wall clock a loaded machine can
     delay the save itself past the budget; honest wall-clock runs that save in time are every

@@ -77,6 +77,10 @@ class Step:
     gpus: int = 0  # GPUs requested (docker device requests / CUDA_VISIBLE_DEVICES locally)
     label: str = "step"  # for logs and container names
     clock_limit: ClockLimit | None = None  # the compute budget; timeout_s stays the wall net
+    # Outputs (relative to out_dir) that must be final when the clock passes the budget: their
+    # content is read then and when the step ends (Outcome.late_files), which a writer through a
+    # shared mapping, whose writes change no ctime, cannot hide.
+    final_files: tuple[str, ...] = ()
 
 
 @dataclass
@@ -97,7 +101,8 @@ class Outcome:
     stopped: str | None = None
     # Output files (relative to the output folder) changed after the step's clock passed its
     # ClockLimit.budget_s: the kernel's change time (ctime, which the step cannot set back)
-    # against when the watchdog saw the clock pass it.
+    # against when the watchdog saw the clock pass it, and Step.final_files whose content then
+    # and at the end differ.
     late_files: tuple[str, ...] = ()
     # The signal that ended the step's main process when nothing of the sandbox's explains it
     # (not the watchdog, a limit, the step's own OOM, nor the end of a conversation): a kill
