@@ -120,6 +120,11 @@ class Interactive(abc.ABC):
     def close(self, timeout_s: float = 5.0) -> Outcome:
         """Close stdin, wait briefly, kill whatever is left; return the outcome with logs."""
 
+    def cpu_s(self) -> float | None:
+        """The step's CPU seconds so far, from the kernel's count (every process and thread of
+        the step), or None where this sandbox cannot read it cheaply while the step runs."""
+        return None
+
     def __enter__(self):
         return self
 

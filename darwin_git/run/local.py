@@ -300,6 +300,9 @@ class _Process(Interactive):
     def wait(self) -> Outcome:
         return self.close(timeout_s=None)
 
+    def cpu_s(self) -> float | None:
+        return self.watch.sample_cpu()
+
     def close(self, timeout_s: float | None = 5.0) -> Outcome:
         if self._closed is not None:
             return self._closed
