@@ -109,3 +109,14 @@ def test_a_checkpoint_bomb_is_refused_in_containers(sandbox, tmp_path, data_root
     r = run(tmp_path, data_root, "bomb", sandbox=sandbox, **SMALL)
     assert (r["status"], r["cause"]) == ("eval_failed", "bad_checkpoint"), r["log_tail"]
     assert "stored (uncompressed) entries" in r["log_tail"]
+
+
+def test_an_honest_score_is_the_models_own_loss_in_containers(sandbox, tmp_path, data_root):
+    from darwin_git.harness import EvalSpec, score_checkpoint
+    from test_harness_seal import honest_checkpoint
+
+    tree, ckpt, direct = honest_checkpoint(tmp_path, data_root)
+    got = score_checkpoint(tree, ckpt, sandbox, EvalSpec(data_root=data_root, bench=False))
+    assert "cause" not in got, got
+    assert got["val_loss"] == pytest.approx(direct, abs=1e-6)
+    assert got["audit"]["rows"] == 64 and got["eval_used_s"] <= got["eval_allowance_s"]

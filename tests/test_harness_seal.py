@@ -10,6 +10,7 @@ import os
 import threading
 import zipfile
 
+import numpy as np
 import pytest
 import torch
 
@@ -177,3 +178,92 @@ def test_the_loader_refuses_what_could_inflate_before_reading_it(tmp_path):
 def _rss() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_the_allowance_follows_the_measured_forwards():
+    """The rule alone (allowance.py), on a clock the test drives: forwards that cost what
+    their tokens do pass, with co-tenancy slowing half of them by 25%; a lump of compute in one
+    request (or before the first, at load time) does not; every figure scales with the
+    model's own cost, none is a fixed large allowance."""
+    from darwin_git.harness.allowance import Meter
+
+    def metered(costs, loaded=1.0, lump_at=None, lump=0.0):
+        clock = [loaded]
+        meter = Meter(lambda: clock[0])
+        meter.mark_loaded()
+        clock[0] += 0.1  # building the model
+        for i, (tokens, seconds) in enumerate(costs):
+            def ask(s=seconds + (lump if i == lump_at else 0.0)):
+                clock[0] += s
+            meter.timed("logits", tokens, ask)
+        return meter
+
+    honest = [(128 * n, 128 * n * 40e-6) for n in range(16, 129, 16)] * 2
+    assert metered(honest).over(elements=800_000) is None
+    slowed = [(t, s * (1.25 if i >= 8 else 1.0)) for i, (t, s) in enumerate(honest)]
+    assert metered(slowed).over(elements=800_000) is None
+    used, allowed = metered(honest, lump_at=0, lump=5.0).over(elements=800_000)
+    assert used > allowed
+    tenfold = [(t, s * 10) for t, s in honest]  # a model 10x as expensive: 10x the allowance
+    assert metered(tenfold).over(elements=800_000) is None
+    assert metered(tenfold).allowance(800_000) > 5 * metered(honest).allowance(800_000) - 5
+
+
+def honest_checkpoint(tmp_path, data_root):
+    """tiny trained in this process (deterministic), saved as training would save it; and its
+    loss on the scored tokens computed here directly: every window once, full length, the
+    logits at each cut (what the sealed protocol must reproduce)."""
+    from harness_fixtures import make_tree
+    import importlib.util
+    import sys
+
+    tree = make_tree(tmp_path / "tree")
+    sys.path.insert(0, str(tree))
+    try:
+        spec = importlib.util.spec_from_file_location("tiny_direct", tree / "model.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(tree))
+    paths = data.prepare("char", data_root)
+    vocab = data.load_meta(paths.train_dir)["vocab_size"]
+    train = torch.from_numpy(data.load_tokens(paths.train_dir, "train").astype("int64"))
+    torch.manual_seed(0)
+    model = module.build_model({"vocab_size": vocab, "n_embd": 64})
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-2)
+    for _ in range(60):
+        ix = torch.randint(len(train) - 33, (32,))
+        x = torch.stack([train[i : i + 32] for i in ix])
+        y = torch.stack([train[i + 1 : i + 33] for i in ix])
+        loss = torch.nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    ckpt = tmp_path / "ckpt.pt"
+    torch.save({"darwin_ckpt": 1, "model_config": {"vocab_size": vocab, "n_embd": 64},
+                "model": model.state_dict(), "train": {"batch_size": 32, "block_size": 32}},
+               ckpt)
+    from darwin_git.harness import scoring
+    val = data.load_tokens(paths.val_dir, "val")
+    windows = scoring.windows_for(val.size, 32, 256)
+    text = data.val_windows(val, windows, 32)
+    cut = data.cut_points(windows, 8, 32)
+    with torch.no_grad():
+        logits = model.eval()(torch.from_numpy(text[:, :32])).double().numpy()
+    rows = logits[np.arange(windows)[:, None], cut]  # (W, K, V)
+    targets = np.take_along_axis(text, cut + 1, axis=1)
+    direct = scoring.token_nll(rows.reshape(-1, rows.shape[-1]), targets.reshape(-1)).mean()
+    return tree, ckpt, float(direct)
+
+
+def test_an_honest_score_is_the_models_own_loss(tmp_path, data_root):
+    """All of the seal (frozen copy, loader, metering, length groups, the audit) leaves an
+    honest model's score what it is: its loss on the scored tokens, computed directly."""
+    from darwin_git.harness import EvalSpec, score_checkpoint
+    from darwin_git.run.local import LocalSandbox
+
+    tree, ckpt, direct = honest_checkpoint(tmp_path, data_root)
+    got = score_checkpoint(tree, ckpt, LocalSandbox(), EvalSpec(data_root=data_root, bench=False))
+    assert "cause" not in got, got
+    assert got["val_loss"] == pytest.approx(direct, abs=1e-6)
+    assert got["audit"]["rows"] == 64 and got["eval_used_s"] <= got["eval_allowance_s"]

@@ -179,6 +179,9 @@ def _train_and_score(tree_dir: Path, sandbox: Sandbox, spec: EvalSpec, contract:
                      common["vocab_size"], device, budget, clock)
     common.update(eval_wall_s=metrics.pop("eval_wall_s"), eval_cpu_s=metrics.pop("eval_cpu_s"),
                   eval_allowance_s=metrics.pop("eval_allowance_s", None))
+    eval_allowance = common["eval_allowance_s"]
+    if eval_allowance is not None:
+        common["eval_allowance_s"] = round(eval_allowance, 3)
     if "cause" in metrics:
         return make_result("eval_failed", cause=metrics["cause"],
                            log_tail=log + NOTE + sealed_words(metrics), **common,
@@ -200,9 +203,10 @@ def _score(tree_dir: Path, sandbox: Sandbox, spec: EvalSpec, contract: Contract,
     """Score the frozen checkpoint (work/ckpt/ckpt.pt, sha256 ``digest``) in two sealed steps:
     the scoring pass, then the audit (a fresh server: re-scores a sample in another order,
     after the bench). The metrics (with ``facts``, ``bound``, ``token_losses``, ``audit``,
-    ``bench``) or {"cause", "detail"}; eval_wall_s and eval_cpu_s of both steps."""
+    ``bench``, the scoring pass's allowance and use) or {"cause", "detail"}; eval_wall_s and
+    eval_cpu_s of both steps, and eval_steps_cpu_s of each."""
     rng = np.random.default_rng()  # filler, halves and samples must not be predictable
-    spent = {"eval_wall_s": 0.0, "eval_cpu_s": 0.0}
+    spent = {"eval_wall_s": 0.0, "eval_cpu_s": 0.0, "eval_steps_cpu_s": {}}
 
     def scoring_pass(client, facts, bound, meter):
         metrics = scoring.score(client, paths.val_dir, contract.tokenizer, contract.eval_context,
@@ -219,7 +223,7 @@ def _score(tree_dir: Path, sandbox: Sandbox, spec: EvalSpec, contract: Contract,
                               "headroom): compute at scoring time is not training time"}
         _quit(client)
         return {**metrics, "facts": facts, "bound": bound,
-                "eval_allowance_s": meter.allowance(facts.elements)}
+                "eval_allowance_s": meter.allowance(facts.elements), "eval_used_s": meter.last_s}
 
     limit_clock = default_clock(device)
     scored = _session("score", scoring_pass, tree_dir, sandbox, spec, contract, work, digest,
@@ -229,10 +233,11 @@ def _score(tree_dir: Path, sandbox: Sandbox, spec: EvalSpec, contract: Contract,
 
     def audit_pass(client, facts, bound, meter):
         use_cpu = clock == "cpu" and device == "cpu" and meter.read() is not None
+        counted = _count(client, facts.train.get("block_size") or contract.eval_context, paths)
         bench = throughput.bench(client, facts.train, paths.train_dir, vocab, spec.bench_s,
                                  rng, clock=meter.read if use_cpu else None) \
-            if spec.bench else _count_only(client, facts, paths)
-        bench["clock"] = "cpu" if use_cpu else "wall"
+            if spec.bench else {}
+        bench.update(counted, clock="cpu" if use_cpu else "wall")
         checked = scoring.audit(client, paths.val_dir, contract.eval_context, vocab,
                                 scored["token_losses"], scored["halves"], spec.audit_per_request,
                                 spec.probes, rng)
@@ -248,16 +253,14 @@ def _score(tree_dir: Path, sandbox: Sandbox, spec: EvalSpec, contract: Contract,
     return {**scored, **audited, **spent}
 
 
-def _count_only(client: Client, facts: Facts, paths) -> dict:
-    """The counted FLOPs without a bench (spec.bench off): one row at the training context."""
-    t = facts.train.get("block_size")
-    if not isinstance(t, int) or not 0 < t <= throughput.MAX_BENCH_TOKENS:
-        return {}
+def _count(client: Client, t: int, paths) -> dict:
+    """The counted FLOPs (throughput.count) on one row of ``t`` training tokens: the training
+    context the checkpoint declares, else the scoring context."""
     tokens = data_mod.load_tokens(paths.train_dir, "train")
-    if tokens.size < t + 2:
+    if not isinstance(t, int) or not 0 < t <= throughput.MAX_BENCH_TOKENS or tokens.size < t + 2:
         return {}
-    x = tokens[None, :t].astype(np.int64)
-    return throughput.count(client, x, tokens[None, 1 : t + 1].astype(np.int64))
+    row = tokens[None, : t + 1].astype(np.int64)
+    return throughput.count(client, row[:, :-1], row[:, 1:])
 
 
 def _session(label: str, converse, tree_dir: Path, sandbox: Sandbox, spec: EvalSpec,
@@ -302,6 +305,7 @@ def _session(label: str, converse, tree_dir: Path, sandbox: Sandbox, spec: EvalS
         metrics = {"cause": "harness_error", "detail": where(exc)}
     outcome = session.close()
     spent["eval_wall_s"] = round(spent["eval_wall_s"] + time.monotonic() - t0, 3)
+    spent["eval_steps_cpu_s"][label] = outcome.cpu_s
     if outcome.cpu_s is not None and spent["eval_cpu_s"] is not None:
         spent["eval_cpu_s"] = round(spent["eval_cpu_s"] + outcome.cpu_s, 3)
     else:

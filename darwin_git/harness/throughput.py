@@ -39,9 +39,8 @@ BENCH_TOL_ABS, BENCH_TOL_REL = 0.1, 0.1
 
 def bench(client: Client, train: dict, train_dir, vocab: int, bench_s: float,
           rng: np.random.Generator, clock=None) -> dict:
-    """{"tokens_per_s", "untrusted", "flops_per_token", "forward_flops_per_token"}
-    (untrusted: None or the reason; the FLOPs: None where the counter could not run the model),
-    or {} when the checkpoint declares no usable batch shape or the bench itself failed.
+    """{"tokens_per_s", "untrusted"} (untrusted: None or the reason), or {} when the
+    checkpoint declares no usable batch shape or the bench itself failed.
     ``clock``: reads the step's clock (CPU seconds of the step from the sandbox's count, on
     the cpu clock); None: the wall time the parent sees for the request."""
     b, t = train.get("batch_size"), train.get("block_size")
@@ -55,13 +54,12 @@ def bench(client: Client, train: dict, train_dir, vocab: int, bench_s: float,
     starts = fixed.integers(0, tokens.size - t - 1, size=(BENCH_BATCHES, b))
     x = np.stack([[tokens[s : s + t] for s in row] for row in starts]).astype(np.int64)
     y = np.stack([[tokens[s + 1 : s + 1 + t] for s in row] for row in starts]).astype(np.int64)
-    counted = count(client, x[0, :1], y[0, :1])
     try:
         seconds, _ = _timed(clock, lambda: _losses(client, x, y, 1))  # warm-up, sizes k
         k = max(1, min(MAX_BENCH_STEPS, round(bench_s / max(1e-6, seconds))))
         seconds, claimed = _timed(clock, lambda: _losses(client, x, y, k))
         tokens_per_s = k * b * t / max(1e-9, seconds)
-        out = {"tokens_per_s": tokens_per_s, **counted}
+        out = {"tokens_per_s": tokens_per_s}
         if claimed is None:
             return {**out, "untrusted": "the bench returned no losses"}
         r = int(rng.integers(min(BENCH_BATCHES, k)))
@@ -75,8 +73,9 @@ def bench(client: Client, train: dict, train_dir, vocab: int, bench_s: float,
 
 def count(client: Client, x: np.ndarray, y: np.ndarray) -> dict:
     """The matmul FLOPs per token of the model that is run, counted by the harness's counter
-    (torch.utils.flop_counter, in the server) over one row at the training context: a
-    forward, and a training step (forward + backward). Nothing a config says enters it."""
+    (server/flopcount.py) over one row ``x`` of training tokens: a forward, and a training step
+    (3 x the forward). Nothing a config says enters it; None where the counter could not run
+    the model."""
     none = {"flops_per_token": None, "forward_flops_per_token": None}
     try:
         _, (flops,) = client.request({"op": "count"}, (x, y), expect=(2 * 8,), tokens=3 * x.size)

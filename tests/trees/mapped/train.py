@@ -1,8 +1,9 @@
 """Trains into the save window and hides it: the checkpoint is written before the budget
 through a shared writable mapping of the file (the page faults, and the file's change time, all
-fall before the budget), training goes on until the clock is 0.8 s past the budget (inside the
-2 s window), and the later weights are copied into the same mapping before exiting. Pages that
-are already dirty take the copy without a fault, so no change time records it."""
+fall before the budget), training goes on until the clock is 0.5 s past the budget (inside the
+2 s window), and the later weights are copied into the same mapping before it exits at once
+(no interpreter teardown to overrun the window). Pages that are already dirty take the copy
+without a fault, so no change time need record it."""
 import io
 import json
 import mmap
@@ -60,8 +61,9 @@ fd = os.open(os.path.join(os.environ["DARWIN_OUT"], "ckpt.pt"), os.O_RDWR | os.O
 os.ftruncate(fd, len(first))
 mapped = mmap.mmap(fd, len(first))  # MAP_SHARED, writable
 mapped[:] = first  # every page faults here, before the budget
-after = train_until(budget + 0.8)
+after = train_until(budget + 0.5)
 second = saved()
 assert len(second) == len(first)
 mapped[:] = second  # the pages are dirty already: no fault, no change time
-print(f"steps: {before} before the budget, {after} more in the save window")
+print(f"steps: {before} before the budget, {after} more in the save window", flush=True)
+os._exit(0)
