@@ -3,14 +3,18 @@ server on 127.0.0.1 (tests/llm_server.py): wrong commits, hangs, refusal reasons
 
     .venv/bin/python benchmarks/mutator_replay.py [--cases] [--json] [--deadline 2]
 
-Corpus: benchmarks/replay_corpus/replies.json (make_corpus.py wrote it), 63 cases against
-benchmarks/diff_corpus/base/ (a snapshot of seed_repo/). Each case is one or more server turns
-and what the mutator must do:
+Corpus: benchmarks/replay_corpus/replies.json (make_corpus.py wrote it), 150 cases against
+benchmarks/diff_corpus/base/ (a snapshot of seed_repo/; a case may store it with CRLF line ends
+or a byte-order mark). Each case is one or more server turns, shaped the way servers and
+networks send them (finish reasons, reasoning fields, tool calls, streams with or without
+their end, bodies cut or framed by close), and what the mutator must do:
 
-- accept: the resulting tree equals base/ with the intended edits, byte for byte, and the commit
-  message built from the mutation keeps its trailers (else the case is a *wrong commit*);
-- refuse: a MutationFailure with the expected cause, its detail naming the reason (a Mutation
-  here is a *wrong commit*; another cause is a *wrong reason*).
+- accept: the resulting tree equals base/ with the intended edits, byte for byte (line ends and
+  BOM included), the commit message built from the mutation keeps its trailers, and a request
+  it carries renders as a safe request file (else the case is a *wrong commit*);
+- refuse: a MutationFailure with the expected cause (and stage, where the case names one), its
+  detail naming the reason (a Mutation here is a *wrong commit*; another cause is a *wrong
+  reason*; a request that renders unsafely is an *unsafe request*).
 
 A case *hangs* when the mutator has not answered within its bound: turns x deadline_s + 10 s
 (the SDK's backoff pauses and the machine's load). Nothing here is timing-sensitive beyond
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import threading
 import time
@@ -34,6 +39,7 @@ import make_corpus as edits_table  # noqa: E402  (the intended edits: diff_corpu
 from llm_server import Behaviour, LLMServer, status  # noqa: E402
 
 from darwin_git.contract import parse_contract  # noqa: E402
+from darwin_git.hitl.requests import request_file, validate  # noqa: E402
 from darwin_git.mutate.base import Mutation, MutationContext  # noqa: E402
 from darwin_git.mutate.config import LLMConfig  # noqa: E402
 from darwin_git.mutate.llm import LLMMutator  # noqa: E402
@@ -58,11 +64,44 @@ def text_of(turn: dict) -> str | None:
     return turn.get("text")
 
 
+SHAPES = ("drip_s", "delay_s", "message", "finish_event", "done", "framing", "cut_after",
+          "content_type", "raw_body", "chunk_events")  # how the server sends a turn
+# a request file may hold none of these: raw HTML, an invisible or bidi character, a link
+# definition; and every link goes to http(s) or a relative path (link_targets)
+UNSAFE_MD = re.compile(r"<[a-zA-Z/!?]|[\u200b-\u200f\u202a-\u202e\u2066-\u2069\x00-\x08"
+                       r"\x0b-\x1f\x7f]|^ {0,3}\[(?:[^\]\\]|\\.)*\]:", re.M)
+LINK_TARGET = re.compile(r"(?<!\\)\]\(\s*([^\s)]*)")
+
+
 def behaviour(turn: dict) -> Behaviour:
     if "status" in turn:
         return status(turn["status"], "replayed error")
+    shape = {k: turn[k] for k in SHAPES if k in turn}
     return Behaviour(text=text_of(turn), finish_reason=turn.get("finish_reason", "stop"),
-                     drip_s=turn.get("drip_s", 0.0), delay_s=turn.get("delay_s", 0.0))
+                     **shape)
+
+
+def files_as(files: dict[str, str], form: str | None) -> dict[str, str]:
+    """The files as a case stores them: with CRLF line ends, or a byte-order mark."""
+    if form == "crlf":
+        return {p: t.replace("\n", "\r\n") for p, t in files.items()}
+    if form == "bom":
+        return {p: "\ufeff" + t for p, t in files.items()}
+    return files
+
+
+def request_safe(request: dict | None) -> bool:
+    """The request file rendered from a reply's request holds nothing unsafe."""
+    if not request:
+        return True
+    text = request_file(validate(request), "agent-01/1", "agent-01", "agent-00", 1, "0" * 40)
+    if UNSAFE_MD.search(text):
+        return False
+    for target in LINK_TARGET.findall(text):
+        relative = ":" not in target and not target.startswith(("/", "\\"))
+        if not (target.startswith(("http://", "https://")) or relative):
+            return False
+    return True
 
 
 def expected_tree(base: dict[str, str], names: list[str]) -> dict[str, str]:
@@ -87,7 +126,8 @@ def run_case(srv: LLMServer, base: dict[str, str], case: dict, deadline_s: float
     if case.get("mutable"):
         contract = parse_contract(base["darwin.toml"].replace(
             'mutable = ["train.py", "model.py"]', f"mutable = {json.dumps(case['mutable'])}"))
-    files = {p: t for p, t in base.items() if contract.is_mutable(p)}
+    files = files_as({p: t for p, t in base.items() if contract.is_mutable(p)},
+                     case.get("files_as"))
     cfg = {"model": "replay", "base_url": srv.base_url, "api_key": "replay", "timeout_s": 30.0,
            "deadline_s": deadline_s, "max_retries": 0, "max_apply_attempts": 1,
            **case.get("config", {})}
@@ -116,20 +156,26 @@ def run_case(srv: LLMServer, base: dict[str, str], case: dict, deadline_s: float
     elif isinstance(out, Mutation):
         tree = {**files, **out.changes}
         tree = {p: t for p, t in tree.items() if t is not None}
-        ok = ("accept" in want and tree == {p: t for p, t in expected_tree(base, want["accept"])
-                                            .items() if p in files}
-              and message_intact(out))
+        expected = files_as({p: t for p, t in expected_tree(base, want.get("accept", []))
+                             .items() if p in files}, case.get("files_as"))
+        ok = ("accept" in want and tree == expected and message_intact(out)
+              and request_safe(out.request))
         row.update(verdict="correct" if ok else "wrong_commit", cause=None,
                    attempts=out.attempts)
     else:
         row.update(cause=out.cause, detail=out.detail[:160], attempts=out.attempts)
+        row["stage"] = out.stage
         if "accept" in want:
             row["verdict"] = "missed"
-        elif out.cause == want["refuse"] and want.get("words", "") in out.detail:
+        elif not request_safe(out.request):
+            row["verdict"] = "unsafe_request"
+        elif (out.cause == want["refuse"] and want.get("words", "") in out.detail
+              and want.get("stage", out.stage) == out.stage):
             row["verdict"] = "refused_right"
         else:
             row["verdict"] = "wrong_reason"
     row["kind"] = "accept" if "accept" in want else "refuse"
+    row["streamed"] = bool(cfg.get("stream"))
     return row
 
 
@@ -151,6 +197,8 @@ def summarise(rows: list[dict], deadline_s: float) -> dict:
         "missed": sum(r["verdict"] == "missed" for r in rows),
         "refused_right": sum(r["verdict"] == "refused_right" for r in rows),
         "wrong_reasons": sum(r["verdict"] == "wrong_reason" for r in rows),
+        "unsafe_requests": sum(r["verdict"] == "unsafe_request" for r in rows),
+        "streamed": sum(r["streamed"] for r in rows),
         "hangs": sum(r["hang"] for r in rows),
         "deadline_s": deadline_s,
         "timeouts": len(timeouts),
@@ -190,13 +238,15 @@ def main(argv=None) -> int:
         print(f"accepted with the expected tree: {s['accepted_correct']}/{s['to_accept']}; "
               f"good replies refused: {s['missed']}")
         print(f"refused with the expected cause: {s['refused_right']}/{s['to_refuse']}; "
-              f"wrong reasons: {s['wrong_reasons']}")
+              f"wrong reasons: {s['wrong_reasons']}; unsafe request files: "
+              f"{s['unsafe_requests']}; streamed cases: {s['streamed']}")
         print(f"wrong commits: {s['wrong_commits']}; hangs: {s['hangs']}; timeouts "
               f"{s['timeouts']}, slowest {s['timeout_max_elapsed_s']}s")
         print(f"prompt chars: first turn mean {s['prompt_chars_first_turn_mean']}, max "
               f"{s['prompt_chars_first_turn_max']}; retry turn max "
               f"{s['prompt_chars_retry_turn_max']}")
-    bad = summary["wrong_commits"] + summary["hangs"] + summary["wrong_reasons"]
+    bad = (summary["wrong_commits"] + summary["hangs"] + summary["wrong_reasons"]
+           + summary["unsafe_requests"] + summary["missed"])
     return 0 if bad == 0 else 1
 
 

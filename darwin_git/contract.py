@@ -7,6 +7,7 @@
 
     [model]
     entry = "model:build_model"        # build_model(config: dict) -> torch.nn.Module
+    config = "model:GPTConfig"         # optional: the entry is called as entry(GPTConfig(**config))
     checkpoint = "ckpt.pt"             # written by training into $DARWIN_OUT
 
     [eval]
@@ -17,9 +18,21 @@
     mutable = ["train.py", "model.py"] # globs a mutation may change
     protected = ["darwin.toml"]        # globs a mutation may never touch (the contract always is)
 
-What training sees (environment): DARWIN_DATA (folder with train.bin + meta.json),
-DARWIN_OUT (writable), DARWIN_BUDGET_S, DARWIN_BUDGET_CLOCK, DARWIN_DEVICE (cpu | cuda),
-DARWIN_SEED, and DARWIN_PREFLIGHT.
+Any other table or key is refused, with the closest known name ("[train] clok is unknown (did
+you mean clock?)"); a misspelled required key says that the key it resembles is missing.
+
+What training sees (environment): DARWIN_DATA (folder with train.bin + meta.json, and
+nanoGPT's layout in DARWIN_DATA/nanogpt: data.py), DARWIN_OUT (writable), DARWIN_CHECKPOINT
+(the checkpoint's file name in it), DARWIN_BUDGET_S, DARWIN_BUDGET_CLOCK, DARWIN_BUDGET_START,
+DARWIN_DEVICE (cpu | cuda), DARWIN_SEED, DARWIN_PREFLIGHT, and DARWIN_KIT (a folder on
+PYTHONPATH holding the training helper ``darwin_train``: harness/kit). SEEDS.md is the page
+for people.
+
+The train command: its first ``*.py`` argument is the training script (``python -m
+darwin_train train.py ...`` runs it under the helper); ``*.py`` arguments after it are config
+files the script executes in order (nanoGPT's configurator.py), and ``--key=value`` arguments
+set ``key`` for good: :meth:`Contract.train_script`, :meth:`Contract.config_files`,
+:meth:`Contract.command_settings`.
 
 The pre-flight (harness/preflight.py): before a changed tree is queued for training, the train
 command runs once with DARWIN_PREFLIGHT=1 (and a budget of a couple of seconds) under a short
@@ -43,15 +56,20 @@ The checkpoint is ``torch.save({"darwin_ckpt": 1, "model_config": {...plain valu
 "model": state_dict, "train": {"batch_size": int, "block_size": int}})``; the harness loads it
 with ``weights_only=True`` and calls ``build_model(model_config)``. The model's forward maps
 ``idx`` (B, T) int64 to logits (B, T, vocab), or a tuple whose first item is those logits, for
-every T up to the eval context (scoring sends rows only as long as the text it reveals).
+every T up to the eval context (scoring sends rows only as long as the text it reveals). A
+forward that returns only the last position's logits without targets (nanoGPT's
+``forward(idx, targets=None)``) is called again with filler targets (never the text) for all
+of them (harness/server/model_server.py).
 
 The training log (a convention the harness reads, untrusted, into the result's ``train``):
 one metric line per optimizer step (or per logged step), ``step N`` followed by ``|``-separated
-fields, each ``name value`` or ``value unit`` (``loss 2.31``, ``185.2 ms``, ``11071 tok/s``),
-and a final block of ``key: value`` lines (``steps: 322``, ``tokens_per_s: 12374``).
+fields, each ``name value`` or ``value unit`` (``loss 2.31``, ``185.2 ms``, ``11071 tok/s``), or
+nanoGPT's ``iter N: loss 2.31, time 185.20ms, mfu 1.20%`` (N counts from 0); and a final block
+of ``key: value`` lines (``steps: 322``, ``tokens_per_s: 12374``).
 """
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import posixpath
 from dataclasses import dataclass, field
@@ -66,6 +84,16 @@ except ModuleNotFoundError:  # Python 3.10
 
 CONTRACT_FILE = "darwin.toml"
 CHECKPOINT_FORMAT = 1
+KIT_MODULE = "darwin_train"  # the training helper a command may run under (harness/kit)
+# Every table and key darwin.toml may hold (the module docstring says what each means). Any
+# other name is refused with the closest known one: a typo never runs silently with a default.
+KEYS = {
+    "train": ("command", "budget_s", "clock"),
+    "model": ("entry", "checkpoint", "config"),
+    "eval": ("tokenizer", "context"),
+    "paths": ("mutable", "protected"),
+}
+REQUIRED = {"train": ("command",), "model": ("entry",)}
 
 
 class ContractError(Exception):
@@ -77,6 +105,7 @@ class Contract:
     train_command: tuple[str, ...]
     model_entry: str
     checkpoint: str = "ckpt.pt"
+    config_entry: str | None = None  # "module:Class": the entry gets Class(**model_config)
     budget_s: float = 60.0
     clock: str | None = None  # None: chosen by device (harness/spec.py resolve_clock)
     tokenizer: str = "char"
@@ -91,6 +120,48 @@ class Contract:
     @property
     def model_function(self) -> str:
         return self.model_entry.split(":", 1)[1]
+
+    @property
+    def train_script(self) -> str | None:
+        """The tree file the train command runs: its first ``*.py`` argument, or ``-m``'s
+        module (``-m darwin_train`` runs the script after it, so that script is the one)."""
+        found = self._command_parts()
+        return found[0] if found else None
+
+    @property
+    def config_files(self) -> tuple[str, ...]:
+        """``*.py`` arguments after the script: config files it executes in this order
+        (nanoGPT's configurator.py), each overriding the settings before it."""
+        found = self._command_parts()
+        return tuple(a for a in found[1] if a.endswith(".py") and not a.startswith("-")) \
+            if found else ()
+
+    def command_settings(self) -> dict[str, str]:
+        """``--key=value`` arguments after the script: settings the command fixes."""
+        found = self._command_parts()
+        out = {}
+        for arg in found[1] if found else ():
+            if arg.startswith("--") and "=" in arg:
+                key, value = arg[2:].split("=", 1)
+                out[key] = value
+        return out
+
+    def _command_parts(self) -> tuple[str, list[str]] | None:
+        """(the script, the arguments after it), or None when the command names no script."""
+        cmd = list(self.train_command)
+        i = 0
+        while i < len(cmd):
+            arg = cmd[i]
+            if arg == "-m" and i + 1 < len(cmd):
+                if cmd[i + 1] == KIT_MODULE:  # runs the script after it
+                    i += 2
+                    continue
+                return cmd[i + 1].replace(".", "/") + ".py", cmd[i + 2:]
+            if arg.endswith(".py") and not arg.startswith("-"):
+                return posixpath.normpath(arg), [posixpath.normpath(a) if a.endswith(".py")
+                                                 else a for a in cmd[i + 1:]]
+            i += 1
+        return None
 
     def is_protected(self, path: str) -> bool:
         return path == CONTRACT_FILE or any(fnmatch.fnmatchcase(path, g) for g in self.protected)
@@ -121,6 +192,9 @@ def parse_contract(text: str) -> Contract:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ContractError(f"{CONTRACT_FILE} is not valid TOML: {exc}") from exc
+    unknown = unknown_keys(data)
+    if unknown:
+        raise ContractError(f"{CONTRACT_FILE}: " + "; ".join(unknown))
     train, model = data.get("train", {}), data.get("model", {})
     evals, paths = data.get("eval", {}), data.get("paths", {})
     command = train.get("command")
@@ -135,11 +209,16 @@ def parse_contract(text: str) -> Contract:
     entry = model.get("entry", "")
     if not isinstance(entry, str) or entry.count(":") != 1 or not all(entry.split(":")):
         raise ContractError(f"{CONTRACT_FILE}: [model] entry must look like 'module:function'")
+    config_entry = model.get("config")
+    if config_entry is not None and not _is_entry(config_entry):
+        raise ContractError(f"{CONTRACT_FILE}: [model] config must look like 'module:Class' "
+                            f"(e.g. 'model:GPTConfig'), not {config_entry!r}")
     try:
         contract = Contract(
             train_command=tuple(command),
             model_entry=entry,
             checkpoint=str(model.get("checkpoint", "ckpt.pt")),
+            config_entry=config_entry,
             budget_s=float(train.get("budget_s", 60)),
             clock=clock,
             tokenizer=str(evals.get("tokenizer", "char")),
@@ -155,6 +234,46 @@ def parse_contract(text: str) -> Contract:
     return contract
 
 
+def _closest(name: str, known) -> str | None:
+    match = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+def unknown_keys(data: dict) -> list[str]:
+    """Every table or key of a parsed darwin.toml that KEYS does not know, each with the
+    closest known name; a misspelled required key is called what it is."""
+    problems = []
+    tables = ", ".join(f"[{t}]" for t in KEYS)
+    for name, value in data.items():
+        if name not in KEYS:
+            home = next((t for t, keys in KEYS.items() if name in keys), None)
+            close = _closest(name, KEYS)
+            hint = f" (did you mean [{close}]?)" if close else ""
+            if home:
+                problems.append(f"{name} must be in the [{home}] table")
+            elif isinstance(value, dict):
+                problems.append(f"unknown table [{name}]{hint}; known tables: {tables}")
+            else:
+                problems.append(f"unknown key {name}: every setting is in one of the tables "
+                                f"{tables}")
+            continue
+        if not isinstance(value, dict):
+            problems.append(f"[{name}] must be a table, not {value!r}")
+            continue
+        for key in value:
+            if key in KEYS[name]:
+                continue
+            close = _closest(key, KEYS[name])
+            if close in REQUIRED.get(name, ()) and close not in value:
+                problems.append(f"[{name}] {key} is unknown: did you mean {close}? The required "
+                                f"[{name}] {close} is missing")
+            else:
+                hint = f" (did you mean {close}?)" if close else ""
+                problems.append(f"[{name}] {key} is unknown{hint}; known [{name}] keys: "
+                                f"{', '.join(KEYS[name])}")
+    return problems
+
+
 def load_contract(tree_dir: Path) -> Contract:
     path = Path(tree_dir) / CONTRACT_FILE
     if not path.is_file():
@@ -163,6 +282,15 @@ def load_contract(tree_dir: Path) -> Contract:
 
 
 MAX_CONTEXT = 65536
+
+
+def _is_entry(value) -> bool:
+    """'module.sub:name' with Python names."""
+    if not isinstance(value, str) or value.count(":") != 1:
+        return False
+    module, name = value.split(":")
+    return bool(module) and all(p.isidentifier() for p in module.split(".")) and \
+        name.isidentifier()
 
 
 def _field_problem(contract: Contract, evals: dict, paths: dict) -> str | None:

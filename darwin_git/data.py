@@ -6,7 +6,14 @@ same token files and the same windows, so results from different runs and machin
 On-disk layout written by :func:`prepare` (uint16 little-endian token ids):
 
     <root>/<tokenizer>/train/train.bin  + meta.json   <- the only data a training run sees
+    <root>/<tokenizer>/train/nanogpt/   train.bin, val.bin, meta.pkl: the same training split
+                                        in nanoGPT's layout, its last tenth held out as val.bin
     <root>/<tokenizer>/val/val.bin      + meta.json   <- read by the harness alone
+
+The nanoGPT folder lets a training script that reads ``data/<dataset>/{train,val}.bin`` and
+``meta.pkl`` (karpathy/nanoGPT) run unchanged with ``dataset`` pointed at it. Its val.bin is
+cut from the training split, never from the harness's validation text: the script's own
+evaluation monitors held-out training text, and the fitness stays the harness's measurement.
 """
 from __future__ import annotations
 
@@ -36,6 +43,8 @@ BLOCK_CHARS = 4096
 VAL_EVERY = 10
 TOKENIZERS = ("char", "gpt2")
 DATA_FORMAT = 1
+NANOGPT_DIR = "nanogpt"  # nanoGPT's layout, inside the training folder
+NANOGPT_HOLDOUT = 0.1  # the share of the training split its val.bin holds (nanoGPT's 90/10)
 
 
 class DataError(Exception):
@@ -154,14 +163,18 @@ def prepare(tokenizer: str = "char", root: Path | None = None) -> DataPaths:
     root = Path(root) if root is not None else default_data_root()
     base = root / f"{tokenizer}-v{DATA_FORMAT}"
     paths = DataPaths(base / "train", base / "val")
-    if (paths.train_dir / "meta.json").exists() and (paths.val_dir / "meta.json").exists():
+    nanogpt = paths.train_dir / NANOGPT_DIR / "meta.pkl"
+    if (paths.train_dir / "meta.json").exists() and (paths.val_dir / "meta.json").exists() \
+            and nanogpt.exists():
         return paths
     root.mkdir(parents=True, exist_ok=True)
     with open(root / f".{tokenizer}.lock", "w") as lock:  # parallel runs tokenize once
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if (paths.train_dir / "meta.json").exists() and (paths.val_dir / "meta.json").exists():
-            return paths
-        _tokenize(tokenizer, paths)
+        if not ((paths.train_dir / "meta.json").exists() and
+                (paths.val_dir / "meta.json").exists()):
+            _tokenize(tokenizer, paths)
+        if not nanogpt.exists():  # a cache from before the layout existed gets it too
+            _write_nanogpt(paths.train_dir)
     return paths
 
 
@@ -176,6 +189,34 @@ def _tokenize(tokenizer: str, paths: DataPaths) -> None:
                  {**meta, "n_bytes": len(train_text.encode())})
     _write_split(paths.val_dir, "val", tok.encode(val_text),
                  {**meta, "n_bytes": len(val_text.encode())})
+
+
+def _write_nanogpt(train_dir: Path) -> None:
+    """nanoGPT's layout of the training split: train.bin (the first 90%), val.bin (the last
+    10%, held out of this train.bin) and meta.pkl (vocab_size; itos and stoi for characters)."""
+    import pickle
+
+    meta = load_meta(train_dir)
+    ids = load_tokens(train_dir, "train")
+    cut = int(ids.size * (1 - NANOGPT_HOLDOUT))
+    folder = train_dir / NANOGPT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o755)
+    for name, part in (("train", ids[:cut]), ("val", ids[cut:])):
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.bin.")
+        with os.fdopen(fd, "wb") as f:
+            part.tofile(f)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, folder / f"{name}.bin")
+    info = {"vocab_size": int(meta["vocab_size"])}
+    if "chars" in meta:
+        info["itos"] = dict(enumerate(meta["chars"]))
+        info["stoi"] = {c: i for i, c in enumerate(meta["chars"])}
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".meta.pkl.")
+    with os.fdopen(fd, "wb") as f:
+        pickle.dump(info, f)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, folder / "meta.pkl")  # last: its presence says the folder is complete
 
 
 def load_tokens(directory: Path, name: str) -> np.ndarray:

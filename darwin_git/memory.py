@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import statistics
 import tempfile
 from pathlib import Path
@@ -36,12 +35,14 @@ import pygit2
 from .fitness import Conditions, comparable, fitness, latest, leaderboard, nearest_evaluated, \
     run_conditions, summarize
 from .mutate.base import MemoryEntry
+from . import paired
 from .origin import of_attempt
 from .population.errors import PopulationError
 from .population.lineage import NON_AGENT_REFS, agent_refs, generation
 from .population.message import is_human, parse_message
 from .population.notes import parse_records
 from .population.repo import AGENT_PREFIX, CONFIG_REF, PRUNED_PREFIX, Population, is_agent_name
+from .result import error_line  # noqa: F401 - memory.error_line: the loop's callers use it
 
 MEMORY_VERSION = 3
 RESULT_KEYS = ("status", "cause", "val_loss", "perplexity", "tokens_per_s", "mfu", "params")
@@ -50,9 +51,6 @@ OUTCOMES = ("kept", "rejected", "failed", "pending", "void")  # void: the engine
 REASON_CHARS = 300  # of a failure's detail or an error line, in the file and the prompt
 ATTEMPT_KEYS = ("cause", "detail", "operator", "mutator", "model", "generation", "attempts",
                 "tokens")
-# the line of a log tail that names the error: "ValueError: ...", "torch.OutOfMemoryError: ..."
-ERROR_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*)$")
-FRAME_LINE = re.compile(r'^File "(?:.*/)?([^/"]+)", line (\d+)')
 
 
 def _agent_refs(pop: Population) -> dict[str, list[str]]:
@@ -71,25 +69,6 @@ def _num(value):
         return None
 
 
-def error_line(log_tail: str | None) -> str | None:
-    """The line of a log that says what went wrong: the last exception line (with the code
-    line that raised it when the exception carries no message, e.g. a bare AssertionError),
-    else the last non-empty line; bounded."""
-    lines = [ln.strip() for ln in (log_tail or "").splitlines() if ln.strip()]
-    if not lines:
-        return None
-    at = next((i for i in range(len(lines) - 1, -1, -1) if ERROR_LINE.match(lines[i])), None)
-    if at is None:
-        return lines[-1][:REASON_CHARS]
-    found = ERROR_LINE.match(lines[at]).group(1)
-    where = next((i for i in range(at - 1, -1, -1) if FRAME_LINE.match(lines[i])), None)
-    if ":" not in found and where is not None:
-        frame = FRAME_LINE.match(lines[where])
-        code = lines[where + 1] if where + 1 < at else ""
-        found += f" at {frame.group(1)}, line {frame.group(2)}" + (f": {code}" if code else "")
-    return found[:REASON_CHARS]
-
-
 def failure_reason(result: dict) -> str:
     """A failed evaluation in words: status, cause and the error line of its log."""
     what = f"{result.get('status')}" + (f" ({result['cause']})" if result.get("cause") else "")
@@ -106,6 +85,10 @@ class _Index:
         self.refmap = _agent_refs(pop)
         self.notes_tip, self.notes_tree = pop.notes.snapshot()
         self.digest = population_digest(pop)
+        from .evolve.journal import Journal  # (the journal's reader lives with the loop)
+        journal = Journal(pop.repo)
+        # generations acceptance has decided (None: no run yet, nothing is still open)
+        self.closed = journal.last_done() if journal.latest() is not None else None
         self._entries: dict[tuple[pygit2.Oid, str], dict] = {}
         self._proposals: dict[str, list[dict]] | None = None
         self._branches: dict[str, set] = {}  # owner -> the commits of its branches
@@ -135,12 +118,18 @@ class _Index:
         results = [r for r in notes if comparable(r, run)]
         verdicts = [r for r in notes if r.get("kind") == "verdict"
                     and r.get("action") in ("promote", "reject", "void")]
+        lost = [r for r in notes if r.get("kind") == "lost"]
         after, shown = summarize(results), latest(results)
         before_id = nearest_evaluated(pop, parent.id, run)[0] if parent else None
         before = fitness(pop, before_id, run) if before_id is not None else None
-        change, paired = _delta(after, before)
+        change, paired_n = _delta(after, before)
+        final = [v for v in verdicts if v.get("action") in ("promote", "reject")]
+        if final and final[-1].get("mean_diff") is not None:  # what acceptance compared
+            change, paired_n = final[-1]["mean_diff"], max(1, (final[-1].get("n") or 1) - 1)
         gen = generation(pop, commit.id)
-        outcome, reason = self._outcome(commit.id, owner, results, verdicts)
+        outcome, reason = self._outcome(commit.id, owner, results, verdicts, gen)
+        per_seed = self.per_seed(commit.id, (final or verdicts or [{}])[-1].get("parent")
+                                 or before_id, results)
         return {
             "commit": str(commit.id),
             "parents": [str(p) for p in commit.parent_ids],
@@ -164,8 +153,10 @@ class _Index:
             "fitness_after": after.loss,
             "seeds": after.n,
             "delta": change,
-            "paired_seeds": paired,
+            "paired_seeds": paired_n,
+            "per_seed": per_seed,
             "outcome": outcome,
+            "lost": lost[-1].get("reason") if lost and outcome == "kept" else None,
             "reason": reason,
             "status": ("ok" if after.loss is not None else shown["status"]) if shown
             else "pending",
@@ -173,10 +164,12 @@ class _Index:
         }
 
     def _outcome(self, commit: pygit2.Oid, owner: str, results: list[dict],
-                 verdicts: list[dict]) -> tuple[str, str | None]:
-        """kept | rejected | failed | pending, and why in words. A final verdict note (the
-        loop's acceptance) says it; without one (older runs, human commits) a change on its
-        owner's branch was kept, one evaluated beside it was not (its delta says by how much)."""
+                 verdicts: list[dict], gen: int | None) -> tuple[str, str | None]:
+        """kept | rejected | failed | pending | void, and why in words. A final verdict note
+        (the loop's acceptance) says it; without one, a change on its owner's branch was kept
+        (a human's, an older run's), one of a generation still open is pending (acceptance
+        has not decided yet), and one evaluated beside it in a closed generation was not kept
+        (its delta says by how much)."""
         if results and not any(r.get("status") == "ok" for r in results):
             return "failed", failure_reason(latest(results))
         if verdicts:
@@ -188,7 +181,31 @@ class _Index:
             return "kept", None
         if not results:
             return "pending", "not evaluated yet"
+        if isinstance(gen, int) and self.closed is not None and gen > self.closed:
+            return "pending", "acceptance has not decided yet"
         return "rejected", None
+
+    def per_seed(self, commit: pygit2.Oid, parent, results: list[dict]) -> list[dict]:
+        """What the change earned seed by seed, against its parent: its value and optimizer
+        steps there, and its parent's (the pair's other side where they ran side by side,
+        else the parent's reference value on that seed)."""
+        out = []
+        for seed in sorted({r.get("seed") for r in results if isinstance(r.get("seed"), int)}):
+            mine = [r for r in results if r.get("seed") == seed]
+            row = {"seed": seed, "value": paired.value(mine), "steps": _mean_steps(mine),
+                   "parent": None, "parent_steps": None, "side_by_side": False}
+            if parent is not None:
+                pair = paired.pair_results(self.pop, commit, parent, seed, self.run)
+                if pair is not None:
+                    row.update(parent=paired.value([pair[1]]),
+                               parent_steps=paired.steps(pair[1]), side_by_side=True,
+                               value=paired.value([pair[0]]), steps=paired.steps(pair[0]))
+                else:
+                    ref = [r for r in paired.at_seed(self.pop, parent, seed, self.run)
+                           if (r.get("conditions") or {}).get("role") != "screen"]
+                    row.update(parent=paired.value(ref), parent_steps=_mean_steps(ref))
+            out.append({k: (None if v is paired.MISSING else v) for k, v in row.items()})
+        return out
 
     def branch_commits(self, owner: str) -> set:
         """Every commit of the owner's branches, live and pruned: the changes it kept."""
@@ -262,6 +279,11 @@ def _attempt_notes(pop: Population, notes_tree) -> dict[str, list[dict]]:
     return out
 
 
+def _mean_steps(results: list[dict]):
+    known = [v for v in map(paired.steps, results) if isinstance(v, (int, float))]
+    return round(statistics.fmean(known)) if known else None
+
+
 def _delta(after, before) -> tuple[float | None, int]:
     """(after - before, the seeds it is paired over): seed by seed where both have a value."""
     if before is None or after.loss is None or before.loss is None:
@@ -274,7 +296,7 @@ def _delta(after, before) -> tuple[float | None, int]:
 
 PROPOSAL_KEYS = ("commit", "time", "target", "generation", "summary", "reasoning", "operator",
                  "mutator", "model", "fitness_before", "fitness_after", "seeds", "delta",
-                 "paired_seeds", "outcome", "reason")
+                 "paired_seeds", "per_seed", "outcome", "reason", "lost")
 
 
 def _proposal(entry: dict) -> dict:
@@ -290,7 +312,8 @@ def _attempt(parent: str, rec: dict) -> dict:
             "summary": rec.get("summary") or "(no commit made)", "reasoning": "",
             "operator": rec.get("operator"), "mutator": rec.get("mutator"),
             "model": rec.get("model"), "fitness_before": None, "fitness_after": None,
-            "seeds": 0, "delta": None, "paired_seeds": 0, "outcome": "failed",
+            "seeds": 0, "delta": None, "paired_seeds": 0, "per_seed": [], "lost": None,
+            "outcome": "failed",
             "reason": f"{rec.get('cause')}: {detail}"[:REASON_CHARS], "cause": rec.get("cause")}
 
 
@@ -338,7 +361,8 @@ def agent_memory(pop: Population, agent: str, refs: list[str] | None = None,
     failures.sort(key=lambda f: (f["generation"] if isinstance(f["generation"], int) else -1,
                                  f["commit"], json.dumps(f, sort_keys=True)))
     live = f"refs/heads/agents/{agent}" in refs
-    scored = [e for e in entries if e["fitness_after"] is not None]
+    # its best code: a change acceptance kept (a rejected child's lucky number is not it)
+    scored = [e for e in entries if e["fitness_after"] is not None and e["outcome"] == "kept"]
     best = min(scored, key=lambda e: (e["fitness_after"], e["commit"])) if scored else None
     return {
         "v": MEMORY_VERSION,
@@ -466,7 +490,8 @@ SHOWN_PER_OUTCOME = {"kept": 5, "rejected": 4, "failed": 3, "pending": 2}
 
 
 def _memory_entry(row: dict, speaker: str | None = None) -> MemoryEntry:
-    return MemoryEntry(summary=row["summary"], reasoning=row.get("reasoning") or "",
+    return MemoryEntry(per_seed=row.get("per_seed") or [], lost=row.get("lost"),
+                       summary=row["summary"], reasoning=row.get("reasoning") or "",
                        operator=row.get("operator") or "?", delta=row.get("delta"),
                        status=row.get("status") or ("failed" if row["commit"] is None
                                                     else "pending"),
@@ -533,16 +558,66 @@ def history(pop: Population, agent: str, tip, per_outcome: dict[str, int] | None
 
 def recent_attempts(pop: Population, limit: int = 12,
                     skip: str | None = None) -> list[MemoryEntry]:
-    """The population's most recent proposals with their outcomes, newest generation first:
-    what every agent (but ``skip``) already tried, failed and rejected ideas included."""
-    rows = []
+    """What the population (every agent but ``skip``) already tried, for a prompt: at most
+    ``limit`` entries, each idea once (the newest try of a (target, change) pair). The
+    code's outcomes come first (what was evaluated: kept, rejected, failed), then proposals
+    that made no commit, and the LLM's and the engine's failures never (void ones, attempts
+    whose origin is not the code's: not in memory at all). Within the size, half the places go
+    to the most recent and half to the most informative (the largest effects, either way).
+    Newest generation first."""
+    rows, seen = [], set()
     for speaker in known_agents(pop):
-        if speaker != skip:  # void ones (the engine's failures) say nothing about the code
-            rows += [(speaker, r) for r in load(pop, speaker)["proposals"]
-                     if r["outcome"] != "void"]
+        if speaker == skip:
+            continue
+        for r in load(pop, speaker)["proposals"]:
+            if r["outcome"] != "void":
+                rows.append((speaker, r))
     rows.sort(key=lambda sr: (-(sr[1]["generation"] if isinstance(sr[1]["generation"], int)
                                 else -1), sr[0], _proposal_order(sr[1])))
-    return [_memory_entry(r, s) for s, r in rows[:limit]]
+    unique = []
+    for speaker, r in rows:  # newest first: the first try of an idea seen is its newest
+        key = (r["target"], " ".join(str(r["summary"]).lower().split()))
+        if key not in seen:
+            seen.add(key)
+            unique.append((speaker, r))
+    evaluated = [sr for sr in unique if sr[1]["commit"] is not None
+                 and sr[1]["outcome"] in ("kept", "rejected", "failed")]
+    recent = evaluated[: (limit + 1) // 2]
+    telling = sorted((sr for sr in evaluated if sr not in recent),
+                     key=lambda sr: -abs(sr[1]["delta"] or 0.0))[: limit - len(recent)]
+    chosen = [sr for sr in evaluated if sr in recent or sr in telling]
+    chosen += [sr for sr in unique if sr not in evaluated][: limit - len(chosen)]
+    return [_memory_entry(r, s) for s, r in chosen]
+
+
+def promoted(pop: Population, limit: int = 12, line_chars: int = 120) -> list[str]:
+    """Every change acceptance promoted in the population, newest first, one line each in
+    short form (generation, agent, who proposed it, summary, its gain, the lines it changed),
+    those that left the population (their agent was pruned) marked as lost."""
+    out = []
+    for agent in known_agents(pop):
+        for e in load(pop, agent)["entries"]:
+            if e["outcome"] == "kept" and e.get("mutator_agent") and e["parents"]:
+                out.append(e)
+    out.sort(key=lambda e: (-(e["generation"] or 0), e["commit"]))
+    lines = []
+    for e in out[:limit]:
+        commit = pop.repo[pygit2.Oid(hex=e["commit"])]
+        changed = []
+        for patch in pop.repo.diff(pop.repo[commit.parent_ids[0]].tree, commit.tree):
+            for hunk in patch.hunks:
+                for ln in hunk.lines:
+                    if ln.origin in "+-" and ln.content.strip():
+                        changed.append(f"{ln.origin}{' '.join(ln.content.split())}")
+        gain = f"{e['delta']:+.4f} nats" if e.get("delta") is not None else "gain not measured"
+        head = (f"g{e['generation']} {e['target']} (by {e['mutator_agent']}): "
+                f"{' '.join(str(e['summary']).split())} ({gain})")
+        if e.get("lost"):
+            head += " LOST: its agent was pruned"
+        body = "; ".join(changed)
+        lines.append(head + (f": {body[:line_chars]}" + ("..." if len(body) > line_chars
+                                                          else "") if body else ""))
+    return lines
 
 
 def top_diffs(pop: Population, n_agents: int = 3, per_agent: int = 1,

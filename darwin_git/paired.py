@@ -55,14 +55,27 @@ def reference(pop: Population, commit, seed: int, conditions: Conditions):
                   if _role(r) != "screen"])
 
 
-def pair_values(pop: Population, child, parent, seed: int, conditions: Conditions):
-    """(child value, parent value) of the newest pair of the two on ``seed``, or None."""
+def pair_results(pop: Population, child, parent, seed: int,
+                 conditions: Conditions) -> tuple[dict, dict] | None:
+    """(child's result, parent's result) of the newest pair of the two on ``seed``, or None."""
     mine = {_pair_id(r): r for r in at_seed(pop, child, seed, conditions) if _pair_id(r)}
     for r in reversed(at_seed(pop, parent, seed, conditions)):
         pid = _pair_id(r)
         if pid in mine and mine[pid] is not r:
-            return loss_of(mine[pid]), loss_of(r)
+            return mine[pid], r
     return None
+
+
+def pair_values(pop: Population, child, parent, seed: int, conditions: Conditions):
+    """(child value, parent value) of the newest pair of the two on ``seed``, or None."""
+    found = pair_results(pop, child, parent, seed, conditions)
+    return None if found is None else (loss_of(found[0]), loss_of(found[1]))
+
+
+def steps(result: dict | None):
+    """The optimizer steps a run made (as its training reported them), or None."""
+    train = (result or {}).get("train")
+    return train.get("steps") if isinstance(train, dict) else None
 
 
 def pairs(pop: Population, conditions: Conditions) -> dict[str, list[dict]]:

@@ -147,9 +147,9 @@ def headline_words(h: dict) -> str:
 
 def rule_words(rule: dict) -> str:
     """The acceptance rule of a run (select.AcceptanceRule.to_dict()) in one line."""
-    from .select import AcceptanceRule
+    from .select import describe_rule
 
-    return AcceptanceRule.from_dict(rule).describe()
+    return describe_rule(rule)
 
 
 def fitness_words(row: dict) -> str:

@@ -133,8 +133,37 @@ def write_report(pop: Population, out_dir: Path | None = None) -> Path:
               "MFU", hollow={"best_mfu": "best_mfu_reused"})
     (out_dir / "report.md").write_text(render_markdown(data, has_plots=bool(gens)))
     page = out_dir / "report.html"
-    page.write_text(render_html(_tree_of(data), data["lineage"]))
+    page.write_text(render_html(_tree_of(data), data["lineage"], page_extras(pop, data)))
     return page
+
+
+def page_extras(pop: Population, data: dict) -> dict:
+    """What the page shows of each commit node beyond collect()'s numbers (so --json stays as
+    it is): its author; its refs by kind (a live agent's, a pruned agent's, the seed), so the
+    tree can name them and fade a pruned agent's branch; and, for a human's commit, the last
+    generation that had finished when it was made."""
+    import pygit2
+
+    agents = set(pop.agents())
+    done = [(t, r["generation"]) for t, r in Journal(pop.repo).timed_records()
+            if r.get("phase") == "done" and isinstance(r.get("generation"), int)]
+    out = {}
+    for n in data["nodes"]:
+        if n["kind"] != "commit":
+            continue
+        c = pop.repo[pygit2.Oid(hex=n["id"])]
+        labels = []
+        for ref in n["refs"]:
+            if ref == "seed":
+                labels.append({"kind": "seed", "name": ref})
+            elif ref.startswith("pruned:"):
+                labels.append({"kind": "pruned", "name": ref[len("pruned:"):]})
+            elif ref in agents:
+                labels.append({"kind": "agent", "name": ref})
+        made_after = (max([g for t, g in done if t <= c.commit_time], default=0)
+                      if n["origin"] == "human" else None)
+        out[n["id"]] = {"author": c.author.name, "labels": labels, "made_after": made_after}
+    return out
 
 
 def _tree_of(data: dict) -> dict:

@@ -20,14 +20,14 @@ import statistics
 
 import pygit2
 
-from .evolve.journal import JOURNAL_REF, RECORD_FILE
+from .evolve.journal import Journal
 from .evolve.settings import EvolveSettings
 from .population.graph import fitness_of, ref_labels, run_conditions
 from .population.lineage import generation as inferred_generation
 from .population.message import is_human, parse_message
 from .population.refs import ref_target
 from .population.repo import AGENT_PREFIX, PRUNED_PREFIX, Population
-from .select import AcceptanceRule
+from .select import describe_rule
 
 FAILED_STATUSES = ("train_failed", "eval_failed", "timeout", "rejected")
 STAGE_WORDS = {"proposal": "the proposal made no commit", "train_failed": "training failed",
@@ -97,7 +97,7 @@ def summary_lines(d: dict) -> list[str]:
     noise, winner = d.get("noise"), d.get("winner")
     rule = d.get("rule")
     rule_text = (f" A change is promoted by the acceptance rule: "
-                 f"{AcceptanceRule.from_dict(rule).describe()}." if rule else "")
+                 f"{describe_rule(rule)}." if rule else "")
     if noise and noise.get("mean") is not None:
         out.append(f"Seed: val_loss {fmt(noise['mean'])} (mean of {noise.get('repeats')} runs "
                    f"with different seeds, {noise.get('budget_s')} s of {d.get('clock')} time "
@@ -184,18 +184,7 @@ def lineage_note(d: dict) -> str | None:
 # ----- the run's journal, with the time each record was written ----------------------------
 def journal_records(pop: Population) -> list[tuple[int, dict]]:
     """(commit time, record), oldest first."""
-    import json
-
-    tip = ref_target(pop.repo, JOURNAL_REF)
-    if tip is None:
-        return []
-    out = []
-    for c in pop.repo.walk(tip, pygit2.GIT_SORT_TOPOLOGICAL | pygit2.GIT_SORT_REVERSE):
-        try:
-            out.append((c.commit_time, json.loads(pop.repo[c.tree[RECORD_FILE].id].data)))
-        except (KeyError, ValueError):
-            continue
-    return out
+    return Journal(pop.repo).timed_records()
 
 
 def _evaluated_in(result: dict, node_generation: int | None,

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 
 from . import origin
@@ -64,6 +65,14 @@ RESULT_VERSION = 1
 HARNESS_VERSION = "4"
 STATUSES = ("ok", "train_failed", "eval_failed", "timeout", "rejected")
 LOG_TAIL_CHARS = 4000
+
+REASON_CHARS = 300  # of an error line or a reason, wherever one is shown
+# the line of a log tail that names the error: "ValueError: ...", "torch.OutOfMemoryError: ..."
+ERROR_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*)$")
+FRAME_LINE = re.compile(r'^File "(?:.*/)?([^/"]+)", line (\d+)')
+# A line the harness adds to a log: its own finding about the run (harness/evaluate.py).
+HARNESS_NOTE = "[darwin harness] "
+CODE_CAUSES = ("exception", "out_of_memory")  # failures the code's own output explains
 
 # Fields every result carries (None when not measured), in the order they are written.
 FIELDS = (
@@ -105,3 +114,45 @@ def dumps(result: dict) -> str:
     clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
              for k, v in result.items()}
     return json.dumps(clean, separators=(",", ":"), sort_keys=False, allow_nan=False)
+
+
+def error_line(log_tail: str | None) -> str | None:
+    """The line of a log that says what went wrong: the last exception line (with the code
+    line that raised it when the exception carries no message, e.g. a bare AssertionError),
+    else the last non-empty line; bounded."""
+    lines = [ln.strip() for ln in (log_tail or "").splitlines() if ln.strip()]
+    if not lines:
+        return None
+    at = next((i for i in range(len(lines) - 1, -1, -1) if ERROR_LINE.match(lines[i])), None)
+    if at is None:
+        return lines[-1][:REASON_CHARS]
+    found = ERROR_LINE.match(lines[at]).group(1)
+    where = next((i for i in range(at - 1, -1, -1) if FRAME_LINE.match(lines[i])), None)
+    if ":" not in found and where is not None:
+        frame = FRAME_LINE.match(lines[where])
+        code = lines[where + 1] if where + 1 < at else ""
+        found += f" at {frame.group(1)}, line {frame.group(2)}" + (f": {code}" if code else "")
+    return found[:REASON_CHARS]
+
+
+def reason(result: dict) -> str | None:
+    """Why a failed evaluation failed, in one line. When the code ended the run itself (an
+    exception, an allocation), its own error line; when the harness found the fault (no
+    checkpoint, one it cannot load or that does not fit the model, a budget overrun, a
+    scoring failure), the harness's finding, with the error of the traceback it carries (the
+    run's last line is then usually a training log line that explains nothing)."""
+    log = result.get("log_tail") or ""
+    head, marker, note = log.rpartition(HARNESS_NOTE)
+    if not marker or (result.get("cause") in CODE_CAUSES and error_line(head)):
+        return error_line(log if not marker else head)
+    lines = [ln.strip() for ln in note.splitlines() if ln.strip()]
+    if not lines:
+        return error_line(head)
+    first, rest = lines[0], lines[1:]
+    if not rest:
+        return first[:REASON_CHARS]
+    # a traceback: its error line, and the lines that detail it ("Missing key(s) ...")
+    at = next((i for i in range(len(rest) - 1, -1, -1) if ERROR_LINE.match(rest[i])), None)
+    if at is None:
+        return first[:REASON_CHARS]
+    return " ".join([ERROR_LINE.match(rest[at]).group(1)] + rest[at + 1:])[:REASON_CHARS]

@@ -33,6 +33,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
+from .bounds import AT_LEAST_1, POSITIVE, Bounds
 from .evolve.settings import PAIRINGS, EvolveSettings
 from .run.base import CLOCKS
 from .mutate.config import LLMConfig
@@ -47,6 +48,15 @@ class ConfigError(Exception):
     """run.toml cannot be read or written, or a setting is unknown or of the wrong type."""
 
 
+class ConfigDamaged(ConfigError):
+    """run.toml on refs/darwin/config cannot be read at all (not TOML, not there): only an
+    earlier version can stand in for it (`darwin-git repair`)."""
+
+
+REPAIR_HINT = ("`darwin-git repair` restores its last readable version (`git log -p "
+               "refs/darwin/config` shows them all) and names the changes that were lost")
+
+
 @dataclass(frozen=True)
 class Setting:
     key: str  # dotted: "budget_s", "evolve.accept_k", "mutator.timeout_s"
@@ -57,6 +67,7 @@ class Setting:
     choices: tuple = ()
     settable: bool = True  # False: written by `init`, it describes the population
     default_note: str | None = None  # the default is decided when the run starts
+    bounds: Bounds | None = None  # the range of a number (darwin_git/bounds.py)
 
     @property
     def table(self) -> str:
@@ -67,14 +78,22 @@ class Setting:
         name = "|".join(map(repr, self.choices)) if self.choices else self.kind.__name__
         return name + (" (optional)" if self.optional else "")
 
+    @property
+    def allowed(self) -> str | None:
+        """The values it takes in words, beyond its type: 'one of cpu, wall', '>= 0'."""
+        if self.choices:
+            return f"one of {', '.join(map(str, self.choices))}"
+        return self.bounds.words() if self.bounds else None
+
 
 # Keys written by `init`; budget_s is the seed's darwin.toml budget, [evolve] budget_s wins.
 _TOP = (
-    Setting("version", int, 1, "format of run.toml", settable=False),
+    Setting("version", int, 1, "format of run.toml", settable=False, bounds=Bounds(1, 1)),
     Setting("population_size", int, 4, "agents the population was created with",
-            settable=False),
+            settable=False, bounds=AT_LEAST_1),
     Setting("budget_s", float, 60.0, "training seconds per evaluation from the seed's "
-            "darwin.toml (evolve.budget_s, once stored, wins)", settable=False),
+            "darwin.toml (evolve.budget_s, once stored, wins)", settable=False,
+            bounds=POSITIVE),
     Setting("tokenizer", str, "char", "the seed's tokenizer", settable=False),
     Setting("seed_name", str, None, "folder name of the seed the population started from",
             optional=True, settable=False),
@@ -87,7 +106,7 @@ _RUN_TIME_DEFAULTS = {
     "evolve.device": "cuda when available, else cpu",
     "evolve.slots": "1 per GPU; on CPU 1 per core (cpu clock), 1 per 2 cores (wall clock)",
 }
-_CHOICES = {"evolve.pairing": PAIRINGS, "evolve.clock": CLOCKS}
+_CHOICES = {"evolve.pairing": PAIRINGS, "evolve.clock": CLOCKS}  # device: EvolveSettings checks
 # Never stored: run.toml travels with every push of the population.
 _SECRETS = {"mutator.api_key": "set OPENAI_API_KEY in the environment instead"}
 TABLES = {"evolve": EvolveSettings, "mutator": LLMConfig}
@@ -142,6 +161,7 @@ def _table_settings(table: str, cls) -> list[Setting]:
     hints = typing.get_type_hints(cls)
     # EvolveSettings hands elites, tournament_size, ... to SelectionSettings, which says why.
     helps = {**_field_comments(SelectionSettings), **_field_comments(cls)}
+    bounds = getattr(cls, "BOUNDS", {})
     out = []
     for f in dataclasses.fields(cls):
         key = f"{table}.{f.name}"
@@ -155,7 +175,7 @@ def _table_settings(table: str, cls) -> list[Setting]:
         out.append(Setting(key, kind, default, helps.get(f.name) or _HELP.get(key, ""),
                            optional,
                            _CHOICES.get(key, choices),
-                           default_note=_RUN_TIME_DEFAULTS.get(key)))
+                           default_note=_RUN_TIME_DEFAULTS.get(key), bounds=bounds.get(f.name)))
     return out
 
 
@@ -278,6 +298,9 @@ def check_value(key: str, value):
     if s.choices and value not in s.choices:
         raise ConfigError(f"{_section(key)} must be one of "
                           f"{', '.join(map(str, s.choices))}, got {value!r}")
+    problem = s.bounds.problem(_section(key), value) if s.bounds else None
+    if problem:
+        raise ConfigError(problem)
     return value
 
 
@@ -355,15 +378,24 @@ def read_stored(repo: pygit2.Repository) -> dict:
     tip = ref_target(repo, CONFIG_REF)
     if tip is None:
         return {}
-    tree = repo[tip].peel(pygit2.Commit).tree
+    return parse_stored(repo, tip)
+
+
+def parse_stored(repo: pygit2.Repository, commit) -> dict:
+    """run.toml as stored at ``commit`` of the config history; ConfigDamaged when that
+    version cannot be read (no run.toml, not UTF-8, not TOML)."""
     try:
+        tree = repo[commit].peel(pygit2.Commit).tree
         text = repo[tree[CONFIG_FILE].id].data.decode()
-    except KeyError:
-        return {}
-    try:
         return tomllib.loads(text)
+    except KeyError:
+        why = f"holds no {CONFIG_FILE}"
+    except UnicodeDecodeError:
+        why = "is not UTF-8 text"
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{CONFIG_REF}:{CONFIG_FILE} is not valid TOML: {exc}") from exc
+        why = f"is not valid TOML ({exc})"
+    raise ConfigDamaged(f"{CONFIG_REF}:{CONFIG_FILE} {why}: the run's settings cannot be read. "
+                        f"{REPAIR_HINT}")
 
 
 def read_config(repo: pygit2.Repository) -> dict:

@@ -32,11 +32,18 @@ import math
 import random
 import statistics
 from dataclasses import dataclass
+from typing import ClassVar
+
+from .bounds import AT_LEAST_0, AT_LEAST_1, Bounds, check
 
 REJECT, MORE, PROMOTE, VOID = "reject", "more", "promote", "void"
 ACTIONS = (REJECT, MORE, PROMOTE, VOID)
 TEST_NAME = "one-sided paired t-test, side by side"
 MDE_POWER = 0.8  # the power minimum_effect is stated at
+# No spread is taken as smaller than this (nats): runs that happen to agree exactly (a tree
+# beside itself making the same steps trains the same weights) say nothing about how a change
+# spreads, and 0.001 nats is below what the 2,048 scored tokens resolve.
+SIGMA_FLOOR = 1e-3
 
 
 class _Missing:
@@ -63,6 +70,14 @@ class SelectionSettings:
     elites: int = 1  # best agents that always survive untouched
     tournament_size: int = 2  # agents drawn per tournament when picking parents for spawns
     prune_per_generation: int = 1  # worst agents replaced each generation
+    min_distinct: int = 2  # distinct tip trees pruning never goes below (clones count once)
+
+    BOUNDS: ClassVar[dict[str, Bounds]] = {
+        "accept_k": AT_LEAST_0, "elites": AT_LEAST_0, "tournament_size": AT_LEAST_1,
+        "prune_per_generation": AT_LEAST_0, "min_distinct": AT_LEAST_0}
+
+    def __post_init__(self):
+        check("", self.BOUNDS, self)
 
 
 @dataclass(frozen=True)
@@ -71,14 +86,13 @@ class AcceptanceRule:
     confidence: float = 0.95  # of the one-sided test: promote only when p < 1 - confidence
     min_effect: float = 0.0  # mean gain in nats a promoted child must reach besides the test
 
+    BOUNDS: ClassVar[dict[str, Bounds]] = {
+        "max_seeds": Bounds(3),  # the first seed screens, and a paired test needs two pairs
+        "confidence": Bounds(0, 1, low_open=True, high_open=True),  # e.g. 0.95
+        "min_effect": AT_LEAST_0}  # nats
+
     def __post_init__(self):
-        if self.max_seeds < 3:
-            raise ValueError("max_seeds must be at least 3: the first seed screens, and a "
-                             "paired test needs two pairs")
-        if not 0 < self.confidence < 1:
-            raise ValueError("confidence must be between 0 and 1 (e.g. 0.95)")
-        if not (self.min_effect >= 0 and math.isfinite(self.min_effect)):
-            raise ValueError("min_effect must be a finite number of nats, 0 or more")
+        check("", self.BOUNDS, self)
 
     def seeds(self, first: int) -> list[int]:
         """The training seeds a comparison uses, in order: the screen's, then the pairs'."""
@@ -105,6 +119,24 @@ class AcceptanceRule:
                       if rule.get(k) is not None})
 
 
+def describe_rule(rule: dict) -> str:
+    """A stored rule (AcceptanceRule.to_dict()) in one line; a rule an older darwin-git
+    stored (another test) in its own terms."""
+    if rule.get("test") == TEST_NAME:
+        try:
+            return AcceptanceRule.from_dict(rule).describe()
+        except ValueError:
+            pass
+    parts = [str(rule.get("test") or "acceptance")]
+    if rule.get("max_seeds") is not None:
+        parts.append(f"up to {rule['max_seeds']} seeds")
+    if rule.get("confidence") is not None:
+        parts.append(f"{rule['confidence']:.0%} confidence")
+    if rule.get("min_effect"):
+        parts.append(f"mean gain >= {rule['min_effect']:g} nats")
+    return ", ".join(parts)
+
+
 @dataclass(frozen=True)
 class Noise:
     """The spread of a paired difference (side by side, one seed) that the test assumes, as a
@@ -116,7 +148,8 @@ class Noise:
 
     @property
     def sigma(self) -> float | None:
-        return math.sqrt(self.ss / self.df) if self.df else None
+        """The pooled estimate, never below SIGMA_FLOOR; None without any degree of freedom."""
+        return max(SIGMA_FLOOR, math.sqrt(self.ss / self.df)) if self.df else None
 
     @classmethod
     def of_twins(cls, diffs: list[float]) -> "Noise":
@@ -273,7 +306,7 @@ def _p(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
-def noise_sigma(losses: list[float], floor: float = 1e-3) -> float:
+def noise_sigma(losses: list[float], floor: float = SIGMA_FLOOR) -> float:
     """Standard deviation of repeated evaluations of one tree; at least ``floor``."""
     if len(losses) < 2:
         return floor
@@ -292,28 +325,80 @@ def rank(fitness: dict[str, float | None]) -> list[str]:
     return sorted(fitness, key=lambda a: (fitness[a] is None, fitness[a] or 0.0, a))
 
 
+def distinct(trees: dict[str, str]) -> int:
+    """How many different trees the agents' tips hold (clones count once)."""
+    return len(set(trees.values()))
+
+
 def plan_replacements(fitness: dict[str, float | None], settings: SelectionSettings,
-                      rng: random.Random, margin: float = 0.0) -> list[tuple[str, str]]:
+                      rng: random.Random, margin: float = 0.0,
+                      islands: dict[str, int] | None = None, trees: dict[str, str] | None = None,
+                      keep: frozenset | set = frozenset()) -> list[tuple[str, str]]:
     """Which agents to prune and, for each, which survivor to branch its replacement from.
 
-    Never prunes an elite, nor an agent within ``margin`` (the noise bar) of the best: such an
-    agent is not measurably worse, and replacing it by a copy of a winner only costs the
-    population its diversity. Parents come from tournaments among the survivors.
+    An agent competes within its island (``islands``: agent -> island; None: one island).
+    Never pruned: an elite of its island, an agent in ``keep`` (promoted in this very
+    selection: its change would be lost), an agent within ``margin`` (the noise bar) of its
+    island's best (not measurably worse: replacing it by a copy of a winner only costs the
+    population its diversity). Among the rest, worst first, a clone (its tree is another
+    agent's too, ``trees``: agent -> tip tree) goes before a distinct tree, and a distinct
+    tree only while ``settings.min_distinct`` distinct trees remain (its replacement is a
+    clone). Parents come from tournaments among the survivors of the loser's island.
     """
+    islands = islands or {a: 0 for a in fitness}
+    trees = trees or {a: a for a in fitness}
     ranked = rank(fitness)
-    protected = set(ranked[: settings.elites])
-    n_prune = min(settings.prune_per_generation, max(0, len(ranked) - max(1, settings.elites)))
-    doomed = [a for a in reversed(ranked) if a not in protected][:n_prune]
-    # an agent that is as good as the best is not worth pruning: nothing to gain
-    best = fitness[ranked[0]] if ranked else None
-    doomed = [a for a in doomed if fitness[a] is None or best is None
-              or fitness[a] > best + margin]
-    survivors = [a for a in ranked if a not in doomed]
+    protected, best, elites = set(keep), {}, {}
+    for agent in ranked:  # best first: each island's best and its elites
+        k = islands.get(agent, 0)
+        best.setdefault(k, fitness[agent])
+        if elites.get(k, 0) < settings.elites:
+            elites[k] = elites.get(k, 0) + 1
+            protected.add(agent)
+    candidates = [a for a in reversed(ranked) if a not in protected and (
+        fitness[a] is None or best[islands.get(a, 0)] is None
+        or fitness[a] > best[islands.get(a, 0)] + margin)]
+    clones = {a for a in fitness if sum(t == trees[a] for t in trees.values()) > 1}
+    candidates.sort(key=lambda a: a not in clones)  # stable: worst first within each group
+    doomed, left = [], dict(trees)
+    for agent in candidates:
+        if len(doomed) >= settings.prune_per_generation:
+            break
+        if agent not in clones and distinct(left) - 1 < settings.min_distinct:
+            continue  # the last distinct trees stay: the population keeps its diversity
+        doomed.append(agent)
+        left.pop(agent)
     plan = []
     for loser in doomed:
-        pool = rng.sample(survivors, min(settings.tournament_size, len(survivors)))
-        parent = min(pool, key=lambda a: (fitness[a] is None, fitness[a] or 0.0, a))
-        plan.append((loser, parent))
+        pool = [a for a in ranked if a not in doomed and islands.get(a, 0) ==
+                islands.get(loser, 0)] or [a for a in ranked if a not in doomed]
+        if not pool:
+            continue
+        drawn = rng.sample(pool, min(settings.tournament_size, len(pool)))
+        plan.append((loser, min(drawn, key=lambda a: (fitness[a] is None, fitness[a] or 0.0, a))))
+    return plan
+
+
+def plan_migrations(fitness: dict[str, float | None], islands: dict[str, int],
+                    trees: dict[str, str], busy: set[str]) -> list[tuple[str, str]]:
+    """(migrant, loser): the best agent of each island replaces the worst agent of the next
+    island (a ring), when it is better and that island holds no copy of its tree yet; never
+    an agent in ``busy`` (promoted, elite, or already replaced in this selection)."""
+    ranked = rank(fitness)
+    order = sorted(set(islands.values()))
+    plan = []
+    for i, k in enumerate(order if len(order) > 1 else []):
+        target = order[(i + 1) % len(order)]
+        migrant = next((a for a in ranked if islands[a] == k and fitness[a] is not None), None)
+        there = [a for a in reversed(ranked) if islands[a] == target]
+        if migrant is None or any(trees[a] == trees[migrant] for a in there):
+            continue
+        loser = next((a for a in there if a not in busy), None)
+        if loser is None or (fitness[loser] is not None
+                             and fitness[loser] <= fitness[migrant]):
+            continue
+        busy.add(loser)
+        plan.append((migrant, loser))
     return plan
 
 

@@ -24,7 +24,6 @@ from darwin_git.evolve.journal import Journal
 from darwin_git.mutate.base import Mutation, MutationFailure
 from darwin_git.population.refs import update_refs
 from darwin_git.result import make_result
-from darwin_git.select import AcceptanceRule
 
 BUDGET = 5.0
 SIGMA = 0.01
@@ -37,6 +36,11 @@ MARKUP = "Bigger is <b>better</b></script><script>document.title='owned'</script
 # commits that are nodes of the run's tree, and the one proposal that made none
 COMMITS = 11
 ATTEMPTS = 1
+
+# The rule this known run was decided by (the paired t-test of darwin-git 0.1's loop over
+# three seeds): what the report must state, in that rule's own terms.
+RULE = {"test": "one-sided paired t-test", "max_seeds": 3, "confidence": 0.95,
+        "min_effect": 0.02}
 
 
 def result(val_loss=None, status="ok", seed=0, mfu=0.02, tokens_per_s=1000.0, generation=None,
@@ -82,7 +86,7 @@ def done(journal, g, pop, best_agent, best, mfu, proposed, failed, advanced, rep
                     "median": best + 0.1, "leaderboard": leaderboard, "advanced": advanced,
                     "replaced": replaced, "wall_s": 60.0, "sigma": SIGMA, "proposed": proposed,
                     "failed": failed, "tokens": tokens, "cost_usd": cost,
-                    "verdicts": list(verdicts), "rule": AcceptanceRule().to_dict()},
+                    "verdicts": list(verdicts), "rule": RULE},
                    f"Generation {g} done")
 
 

@@ -3,8 +3,12 @@
 It answers from a scripted queue of behaviours (a reply text, an HTTP status, a delay, a body
 dripped byte by byte) and records every request it gets, so tests drive the real ``openai``
 client over real HTTP. A request with ``"stream": true`` is answered with server-sent events,
-as OpenAI does. A client that hangs up mid-reply is recorded in ``aborted`` (bytes sent before
-it did) and sets ``hung_up``, so a test can see that a call really stopped:
+as OpenAI does. A behaviour can also shape the body the way real servers and networks do:
+extra message fields (a reasoning model's ``reasoning_content``, ``tool_calls``), a stream
+without its finish event or ``data: [DONE]``, a body framed by content-length, chunks or the
+connection's close, and cut after a number of bytes. A client that hangs up mid-reply is
+recorded in ``aborted`` (bytes sent before it did) and sets ``hung_up``, so a test can see
+that a call really stopped:
 
     with LLMServer() as srv:
         srv.push(reply('{"reasoning": ..., "diff": ...}'), status(429), delay(5.0, "..."))
@@ -37,6 +41,13 @@ class Behaviour:
     usage: tuple[int, int] | None = None  # (prompt, completion); None = counted from text
     raw_body: str | None = None  # sent as is (e.g. malformed JSON)
     drip_s: float = 0.0  # send the body one byte at a time, this long apart (a slow server)
+    message: dict | None = None  # extra message fields (streamed: in the first content delta)
+    finish_event: bool = True  # streamed: send the event that carries finish_reason
+    done: bool = True  # streamed: end with "data: [DONE]"
+    framing: str = "length"  # "length" (content-length), "chunked", or "close" (no length)
+    cut_after: int | None = None  # close the connection after this many body bytes
+    content_type: str | None = None  # instead of the JSON or event-stream type
+    chunk_events: list | None = None  # streamed: these raw "data:" payloads instead of deltas
 
 
 def reply(text: str, **kw) -> Behaviour:
@@ -117,28 +128,45 @@ class LLMServer:
                 if b.delay_s:
                     server._stopping.wait(b.delay_s)
                 if b.raw_body is not None:
-                    return self._send(b.status, b.raw_body, b.headers)
+                    return self._send(b.status, b.raw_body, b.headers, b=b)
                 if body.get("stream") and b.status == 200:
                     return self._send(200, server._events(body, b), b.headers, b.drip_s,
-                                      "text/event-stream")
-                self._send(b.status, server._completion(body, b), b.headers, b.drip_s)
+                                      "text/event-stream", b=b)
+                self._send(b.status, server._completion(body, b), b.headers, b.drip_s, b=b)
 
-            def _send(self, code, payload, headers=None, drip_s=0.0, kind="application/json"):
+            def _send(self, code, payload, headers=None, drip_s=0.0, kind="application/json",
+                      b: Behaviour | None = None):
                 data = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
+                framing = b.framing if b else "length"
+                cut = b.cut_after if b and b.cut_after is not None else None
                 sent = 0
                 try:
                     self.send_response(code)
-                    self.send_header("content-type", kind)
-                    self.send_header("content-length", str(len(data)))
+                    self.send_header("content-type", (b and b.content_type) or kind)
+                    if framing == "length":
+                        self.send_header("content-length", str(len(data)))
+                    elif framing == "chunked":
+                        self.send_header("transfer-encoding", "chunked")
+                    else:
+                        self.send_header("connection", "close")
+                        self.close_connection = True
                     for k, v in (headers or {}).items():
                         self.send_header(k, v)
                     self.end_headers()
+                    body = data if cut is None else data[:cut]
+                    if framing == "chunked":
+                        pieces = [body[i:i + 64] for i in range(0, len(body), 64)]
+                        out = b"".join(b"%x\r\n%s\r\n" % (len(x), x) for x in pieces)
+                        body = out + (b"0\r\n\r\n" if cut is None else b"")
+                    if cut is not None:
+                        self.close_connection = True
                     if not drip_s:
-                        self.wfile.write(data)
+                        self.wfile.write(body)
+                        self.wfile.flush()
                         return
                     self.wfile.flush()
-                    while sent < len(data) and not server._stopping.is_set():
-                        self.wfile.write(data[sent:sent + 1])
+                    while sent < len(body) and not server._stopping.is_set():
+                        self.wfile.write(body[sent:sent + 1])
                         self.wfile.flush()
                         sent += 1
                         server._stopping.wait(drip_s)
@@ -156,9 +184,9 @@ class LLMServer:
     def _completion(self, request: dict, b: Behaviour) -> dict:
         prompt_chars = sum(len(str(m.get("content", ""))) for m in request.get("messages", []))
         p, c = b.usage or (max(1, prompt_chars // 4), max(1, len(b.text or "") // 4))
-        choices = [] if b.text is None else [{
-            "index": 0, "message": {"role": "assistant", "content": b.text, "refusal": None},
-            "logprobs": None, "finish_reason": b.finish_reason}]
+        message = {"role": "assistant", "content": b.text, "refusal": None, **(b.message or {})}
+        choices = [] if b.text is None and not b.message else [{
+            "index": 0, "message": message, "logprobs": None, "finish_reason": b.finish_reason}]
         return {"id": f"chatcmpl-{len(self.requests)}", "object": "chat.completion",
                 "created": int(time.time()), "model": request.get("model", self.model),
                 "choices": choices, "system_fingerprint": None,
@@ -173,15 +201,22 @@ class LLMServer:
                 "model": request.get("model", self.model), "choices": choices,
                 "usage": usage}) + "\n\n"
         full = self._completion(request, b)
+        if b.chunk_events is not None:
+            out = ["data: " + (c if isinstance(c, str) else json.dumps(c)) + "\n\n"
+                   for c in b.chunk_events]
+            return "".join(out) + ("data: [DONE]\n\n" if b.done else "")
         text = b.text or ""
         out = [event([{"index": 0, "delta": {"role": "assistant", "content": ""},
                        "finish_reason": None}])]
+        if b.message:  # a reasoning model's thoughts, a tool call: before the content
+            out.append(event([{"index": 0, "delta": dict(b.message), "finish_reason": None}]))
         out += [event([{"index": 0, "delta": {"content": text[i:i + 16]}, "finish_reason": None}])
                 for i in range(0, len(text), 16)]
-        out.append(event([{"index": 0, "delta": {}, "finish_reason": b.finish_reason}]))
+        if b.finish_event:
+            out.append(event([{"index": 0, "delta": {}, "finish_reason": b.finish_reason}]))
         if (request.get("stream_options") or {}).get("include_usage"):
             out.append(event([], full["usage"]))
-        return "".join(out) + "data: [DONE]\n\n"
+        return "".join(out) + ("data: [DONE]\n\n" if b.done else "")
 
     def stop(self) -> None:
         self._stopping.set()

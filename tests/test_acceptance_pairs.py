@@ -15,6 +15,7 @@ from darwin_git.evolve.settings import EvolveSettings
 from darwin_git.fitness import Conditions, infrastructure_failures
 from darwin_git.mutate.base import Mutation, MutationFailure, Mutator
 from darwin_git.population import init_population
+from darwin_git.select import SIGMA_FLOOR, minimum_effect
 
 TRAIN = "print('steps: 1')\n"
 
@@ -60,7 +61,9 @@ def test_the_noise_floor_is_the_seed_beside_itself_and_announces_the_smallest_ef
     assert len(ex.pairs) == 3 and all(a.commit == b.commit for a, b in ex.pairs)
     assert [a.seed for a, _ in ex.pairs] == [0, 1, 2] and {a.role for a, _ in ex.pairs} == {"noise"}
     (floor,) = sink.of("noise_floor")
-    assert floor["paired_df"] == 3 and floor["paired_sigma"] == 0.0  # the fake's twins agree
+    # the fake's twins agree exactly: the spread is floored, and so is the smallest effect
+    assert floor["paired_df"] == 3 and floor["paired_sigma"] == SIGMA_FLOOR
+    assert floor["mde"] == pytest.approx(minimum_effect(SIGMA_FLOOR, 3, 3, 0.95))
     rec = Journal(pop.repo).find("noise")
     assert rec["layout"] == "2xfake" and rec["twin_differences"] == [0.0, 0.0, 0.0]
 
@@ -159,3 +162,19 @@ def test_an_empty_generation_between_good_ones_only_pauses(pop):
     done = [r for r in Journal(pop.repo).records() if r["phase"] == "done"]
     assert [r["evidence"] for r in done] == [False, True]
     assert not sink.of("stopped")[0]["reason"].startswith("2 generations")
+
+
+def test_a_tree_lost_to_the_infrastructure_is_evaluated_again_when_proposed_again(pop):
+    """No retries left in generation 1: the child is void. Proposed again in generation 2
+    (the same tree, another commit), it is trained: never "already evaluated"."""
+    plant = "# fake-fail-once: sandbox_error\n# fake-effect: -0.03"
+    sink, ex, _ = run(pop, Planted({"agent-00": plant}), infra_retries=0)
+    (first,) = [v for v in sink.of("verdict") if v["action"] != "more"]
+    assert first["action"] == "void"
+    tree = str(pop.commit(first["commit"]).tree_id)
+    # the same machine: its hiccup is over
+    sink2, _, _ = run(pop, Planted({"agent-00": plant}), ex, generations=2, infra_retries=0)
+    (again,) = [v for v in sink2.of("verdict") if v["action"] != "more"]
+    assert str(pop.commit(again["commit"]).tree_id) == tree
+    assert again["action"] == "promote"
+    assert not [e for e in sink2.of("evaluated") if e["cached"]]  # trained, not copied

@@ -226,7 +226,7 @@ def test_status_shows_sigma_the_rule_the_seeds_and_runs_too_short(population):
 
     data = json.loads(CliRunner().invoke(cli, ["status", "--repo", str(pop.path),
                                                "--json"]).output)
-    assert data["sigma"] == 0.1 and data["rule"]["test"] == "one-sided paired t-test"
+    assert data["sigma"] == 0.1 and data["rule"]["test"] == "one-sided paired t-test, side by side"
     rows = {r["agent"]: r for r in data["agents"]}
     assert rows["agent-00"]["seeds"] == 3 and rows["agent-00"]["spread"] == pytest.approx(0.1)
     assert rows["agent-00"]["too_short"] is None

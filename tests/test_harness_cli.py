@@ -40,7 +40,7 @@ def test_bench_a_revision_prints_one_result_per_repeat(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path / "repo")
     res = CliRunner().invoke(cli, ["bench", "HEAD", "--repeats", "2", "--device", "cpu",
                                    "--budget", "5"])
-    assert res.exit_code == 6, res.output  # a failed run: its own exit status, and its result
+    assert res.exit_code == 9, res.output  # a failed run: its own exit status, and its result
     lines = [json.loads(line) for line in res.stdout.splitlines()]
     assert [r["status"] for r in lines] == ["train_failed", "train_failed"]
     assert {r["commit"] for r in lines} == {sha} and [r["seed"] for r in lines] == [0, 1]
@@ -53,7 +53,7 @@ def test_bench_a_folder_with_json_only(tmp_path):
     tree = tree_of(tmp_path, "silent")
     res = CliRunner().invoke(cli, ["bench", str(tree), "--json", "--device", "cpu",
                                    "--repeats", "1"])
-    assert res.exit_code == 6, res.output
+    assert res.exit_code == 9, res.output
     (line,) = res.stdout.splitlines()
     assert json.loads(line)["cause"] == "no_checkpoint" and "no_checkpoint" not in res.stderr
     assert json.loads(line)["clock"] == "cpu"  # the default on a CPU device
@@ -63,7 +63,7 @@ def test_bench_clock_option_sets_the_budget_clock(tmp_path, monkeypatch):
     tree = tree_of(tmp_path, "silent")
     res = CliRunner().invoke(cli, ["bench", str(tree), "--json", "--device", "cpu",
                                    "--clock", "wall", "--repeats", "1"])
-    assert res.exit_code == 6, res.output
+    assert res.exit_code == 9, res.output
     assert json.loads(res.stdout)["clock"] == "wall"
     monkeypatch.setenv("DARWIN_CLOCK", "sundial")
     res = CliRunner().invoke(cli, ["bench", str(tree), "--json"])

@@ -162,13 +162,15 @@ def test_request_answered_through_a_remote_is_evaluated_and_reported(
     doc = memory.load(pop, asker)
     assert any(e["human"] and e["commit"] == merged_tip and e["status"] == "ok"
                for e in doc["entries"])
-    # The other agent did not move for a generation: it asked for help by itself.
+    # Generation 1 gave no evidence (two requests, no code): no agent asks a human for it
+    assert hitl.list_requests(pop, agent=other) == []
+
+    # Generation 3: the asker's prompt carries the answer and the guidance; the other agent
+    # did not move through generation 2, which had evidence: it asked for help by itself.
+    llm_server.push(mutation_reply(""), mutation_reply(""))
+    events = run_loop(pop, llm(llm_server), generations=3, stall=1)
     stall = hitl.get_request(pop, f"{other}/1")
     assert stall.history[0]["origin"] == "stall" and stall.state == "open"
-
-    # Generation 3: the asker's prompt carries the answer and the guidance.
-    llm_server.push(mutation_reply(""), mutation_reply(""))
-    events = run_loop(pop, llm(llm_server), generations=3)
     prompts = [json.dumps(b) for b in llm_server.bodies()[-2:]]
     assert any("was answered by Test Human" in p and "data/plays.txt" in p for p in prompts)
     assert all("Prefer changes that train faster." in p for p in prompts)

@@ -96,7 +96,7 @@ def test_new_file_at_mutable_path_and_deletion():
 @pytest.mark.parametrize("path, cause, words", [
     ("../evil.py", "diff_rejected", "leaves the tree"),
     ("/etc/passwd", "diff_rejected", "not a relative path"),
-    (".git/hooks/pre-commit", "diff_rejected", "inside .git"),
+    (".git/hooks/pre-commit", "diff_rejected", "git control file"),
     ("darwin.toml", "diff_rejected", "protected"),
     ("lib/harness.py", "diff_rejected", "protected"),
     ("README.md", "diff_rejected", "not among the mutable paths"),

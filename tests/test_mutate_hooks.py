@@ -137,10 +137,17 @@ def test_which_operators_fit_and_the_warning_when_few_do():
     assert [name for name, _ in fit] == [op.name for op in OPERATORS]
     assert sum(why is None for _, why in fit) >= FEW_OPERATORS
     assert few_fit_warning(ctx_.files, ctx_.contract) is None
-    # nanoGPT-style code: lower-case settings and no LayerNorm call to swap
+    # two lower-case settings and no model to change: the same two edits again and again
     bare = {"train.py": "learning_rate = 6e-4\nbatch_size = 12\n",
             "model.py": "def build_model(config):\n    return None\n"}
     fit = dict(operator_fit(bare, ctx_.contract))
-    assert "no numeric settings line for LEARNING_RATE" in fit["lr_scale"]
+    assert fit["lr_scale"] is None and fit["batch_size"] is None
+    assert "no numeric setting named n_layer" in fit["depth"]
     warning = few_fit_warning(bare, ctx_.contract)
-    assert warning.startswith("only 0 of ") and "--mutator llm" in warning
+    assert warning.startswith("only 2 of ") and "--mutator llm" in warning
+    assert "(lr_scale, batch_size)" in warning and "the same few edits" in warning
+    # nothing fits: the warning says the mutator can propose nothing at all
+    empty = {"train.py": "print('hello')\n", "model.py": bare["model.py"]}
+    warning = few_fit_warning(empty, ctx_.contract)
+    assert warning.startswith("none of the ") and "can propose nothing" in warning
+    assert "same few edits" not in warning

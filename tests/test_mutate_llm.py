@@ -164,7 +164,7 @@ def test_unreachable_server_and_missing_key():
 def test_reply_without_choices(llm_server):
     llm_server.push(reply(None))
     out = mutator(llm_server, max_apply_attempts=1).propose(ctx())
-    assert out.cause == "bad_reply" and "empty" in out.detail
+    assert out.cause == "no_answer" and "no choices" in out.detail and out.stage == "reply"
 
 
 CONFLICTED = ("import os\n\n<<<<<<< agents/a\nLR = 2e-3\n=======\nLR = 5e-4\n>>>>>>> agents/b\n"

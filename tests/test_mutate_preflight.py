@@ -84,17 +84,18 @@ def test_the_error_goes_back_to_the_model_and_the_fix_is_the_child(tmp_path, llm
     from darwin_git.population import init_population
 
     pop = init_population(tmp_path / "run" / "population", seed=tree(tmp_path), agents=1)
+    # it parses (code that does not is refused before the pre-flight), and fails when run
     broken = ("--- a/settings.py\n+++ b/settings.py\n@@ -1,3 +1,3 @@\n-N_EMBD = 64\n"
-              "+N_EMBD = 64 +\n BATCH_SIZE, BLOCK_SIZE = 32, 32\n SAVED_CONFIG_OVERRIDES = {}  "
-              "# what the checkpoint claims beyond what was trained\n")
-    fixed = broken.replace("+N_EMBD = 64 +", "+N_EMBD = 32")
+              "+N_EMBD = 64 + WIDTH\n BATCH_SIZE, BLOCK_SIZE = 32, 32\n"
+              " SAVED_CONFIG_OVERRIDES = {}  # what the checkpoint claims beyond what was trained\n")
+    fixed = broken.replace("+N_EMBD = 64 + WIDTH", "+N_EMBD = 32")
     llm_server.push(mutation_reply(broken, summary="Width 64+"),
                     mutation_reply(fixed, summary="Narrow to 32"))
     events = Events()
     made = _self_mutations(pop, llm_server, events, attempts=2)
     assert [pop.message(c)[0] for _, _, c in made] == ["Narrow to 32"]
     told = llm_server.bodies()[1]["messages"][-1]["content"]
-    assert "failed the pre-flight check" in told and "SyntaxError" in told
+    assert "failed the pre-flight check" in told and "NameError" in told
     checks = events.of("preflight")
     assert [(e["ok"], e["stage"]) for e in checks] == [(False, "train"), (True, "passed")]
     assert all(e["mutator"] == "agent-00" and e["generation"] == 1 for e in checks)
@@ -105,12 +106,13 @@ def test_the_last_failed_try_is_recorded_as_preflight_failed(tmp_path, llm_serve
 
     pop = init_population(tmp_path / "run" / "population", seed=tree(tmp_path), agents=1)
     broken = ("--- a/settings.py\n+++ b/settings.py\n@@ -1 +1 @@\n-N_EMBD = 64\n"
-              "+N_EMBD = 64 +\n")
+              "+N_EMBD = 64 + WIDTH\n")
     llm_server.push(mutation_reply(broken, summary="Width 64+"))
     assert _self_mutations(pop, llm_server, Events(), attempts=1) == []
     [note] = pop.records(pop.tip("agent-00"), "attempt")
     assert note["cause"] == "preflight_failed" and note["summary"] == "Width 64+"
-    assert "SyntaxError" in note["detail"]
+    assert "NameError" in note["detail"]
+    assert (note["origin"], note["stage"]) == ("code", "check")
 
 
 def _self_mutations(pop, llm_server, events, attempts: int) -> list:

@@ -106,8 +106,8 @@ def test_the_prompt_shows_the_run_training_memories_attempts_and_answers(history
     assert "sigma = 0.0200" in user
     assert "- Acceptance: a child is compared with its parent on the same training seeds" in user
     assert "Not better than its parent on its first seed: rejected after that one run" in user
-    assert "up to 3; then it is promoted" in user and "95% confidence" in user
-    assert "at least 0.02 nats" in user and "1 x sigma = 0.0200 nats behind the best" in user
+    assert "side by side on up to 3 more seeds" in user and "95% confidence" in user
+    assert "1 x sigma = 0.0200 nats behind the best of its island" in user
     # the target now: fitness over 3 seeds, its training dynamics
     assert "val_loss 2.5000 (mean over 3 seeds)." in user
     assert "100 optimizer steps, 61.5 ms per step, 33,300 tokens/s" in user
@@ -123,7 +123,9 @@ def test_the_prompt_shows_the_run_training_memories_attempts_and_answers(history
     assert "by agent-00: Halve steps" in section(user, "## History of agent-01's code")
     # the other agents' attempts, failed and kept ones included; not the speaker's own
     others = section(user, "## What other agents tried recently")
-    assert "- g1 agent-02 -> agent-00: Raise lr (llm): kept (delta -0.1000 over 1 seed)" in others
+    # what a change earned seed by seed against its parent, with the steps both made
+    assert ("- g1 agent-02 -> agent-00: Raise lr (llm): kept (delta -0.1000 over 1 seed "
+            "[seed 0: -0.1000 (120/100 steps)])") in others
     assert "- g1 agent-01 -> agent-02: Use flash attention (llm): failed (preflight_failed: " \
            "ImportError: no module named flash)" in others
     assert "Halve steps" not in others
@@ -199,20 +201,22 @@ def test_a_tree_proposed_twice_in_a_generation_is_one_child(history, llm_server)
         failed["detail"]
 
 
-def test_a_generation_with_nothing_new_says_so_and_the_builtin_warns_once(population):
+def test_a_generation_with_nothing_new_says_so_and_the_builtin_warns_once(tmp_path, seed_dir):
     from darwin_git.mutate.operators import BuiltinMutator
+    from darwin_git.population import init_population
 
-    pop = population
+    (seed_dir / "train.py").write_text("epochs = 100\nprint('train')\n")  # no knob's name
+    pop = init_population(tmp_path / "run" / "population", seed=seed_dir, agents=3)
     events = Events()
     props = proposals(pop, BuiltinMutator(), events)
     for g in (1, 2):
         gen = Generation(g)
         gen.read_tips(pop.agents())
-        assert list(props.make(gen)) == []  # conftest's seed has no setting an operator knows
+        assert list(props.make(gen)) == []  # the seed has no setting an operator knows
     assert [e["generation"] for e in events.of("nothing_new")] == [1, 2]
     [warning] = events.of("warning")
     assert warning["kind"] == "few_operators"
-    assert "built-in operators fit this code" in warning["detail"]
+    assert "none of the" in warning["detail"] and "can propose nothing" in warning["detail"]
 
 
 def test_prompt_size_is_bounded_and_measured(history, llm_server):
@@ -246,4 +250,17 @@ def test_an_agent_branched_from_another_shows_the_line_it_inherited(history):
         [("Raise lr", "kept", "agent-00")]
     from darwin_git.mutate.prompt import render_memory
     assert render_memory(ctx.target_history, owner="agent-03").splitlines()[1] == \
-        "- g1 by agent-02 in agent-00's line: Raise lr (llm); delta -0.1000 over 1 seed"
+        ("- g1 by agent-02 in agent-00's line: Raise lr (llm); delta -0.1000 over 1 seed "
+         "[seed 0: -0.1000 (120/100 steps)]")
+
+
+def test_an_override_that_uses_a_name_it_is_not_given_is_refused(tmp_path):
+    """A typo'd $placeholder would reach the model as is: refused, with the closest name."""
+    from darwin_git.mutate.prompt import Prompts, TemplateError
+
+    (tmp_path / "retry_reply.txt").write_text("Try again: $raeson\n")
+    with pytest.raises(TemplateError, match=r"uses \$raeson, which it is not given \(did you "
+                                            r"mean \$reason\?\)"):
+        Prompts(tmp_path).render("retry_reply", reason="bad JSON")
+    (tmp_path / "retry_reply.txt").write_text("Try again: $reason ($$5)\n")
+    assert Prompts(tmp_path).render("retry_reply", reason="bad JSON") == "Try again: bad JSON ($5)\n"

@@ -18,8 +18,9 @@ def test_lines_say_the_rule_each_verdict_and_a_run_too_short_to_learn():
                       "budget_s": 20, "clock": "cpu", "mutator": "builtin", "runner": "local",
                       "slots": 1, "rule": RULE})
     assert "20 s of cpu time per run" in start
-    assert start.endswith("acceptance: one-sided paired t-test, better on every one of up to "
-                          "3 seeds, 95% confidence, mean gain >= 0.02 nats")
+    assert start.endswith("acceptance: one-sided paired t-test, side by side: not better than "
+                          "the parent on the first seed rejects; then up to 3 pairs side by "
+                          "side, 95% confidence")
     line = describe({"event": "evaluated", "commit": "a" * 40, "seed": 1, "label": "x -> y",
                      "status": "ok", "val_loss": 4.4, "too_short": SHORT})
     assert line == f"  aaaaaaaaaa x -> y seed 1: ok val_loss 4.4000\n    warning: {SHORT}"

@@ -51,8 +51,8 @@ def test_the_summary_says_the_acceptance_rule_and_what_it_decided(population, gi
     ids = known_run.build(population, git)
     d = collect(population)
     md = render_markdown(d)
-    assert ("A change is promoted by the acceptance rule: one-sided paired t-test, better on "
-            "every one of up to 3 seeds, 95% confidence, mean gain >= 0.02 nats.") in md
+    assert ("A change is promoted by the acceptance rule: one-sided paired t-test, up to 3 "
+            "seeds, 95% confidence, mean gain >= 0.02 nats.") in md  # the rule it was run by
     assert "σ sets only pruning's margin: an agent within k·σ = 0.0100 (k = 1)" in md
     assert ("Verdicts: 3 promoted after 3 seeds (p = 0.001, 0.004, 0.004); 2 rejected after 1 "
             "seed, 1 after 3 seeds (p = 0.21).") in d["summary"]

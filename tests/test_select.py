@@ -21,7 +21,7 @@ def test_noise_sigma_is_sample_stdev_with_a_floor():
 def test_the_rule_compares_on_consecutive_seeds_and_refuses_nonsense():
     assert AcceptanceRule(max_seeds=4).seeds(7) == [7, 8, 9, 10]
     assert AcceptanceRule(max_seeds=5).pairs == 4
-    with pytest.raises(ValueError, match="at least 3"):
+    with pytest.raises(ValueError, match="max_seeds must be >= 3, got 2"):
         AcceptanceRule(max_seeds=2)
     with pytest.raises(ValueError, match="confidence"):
         AcceptanceRule(confidence=1.0)

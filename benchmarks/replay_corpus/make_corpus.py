@@ -32,6 +32,9 @@ def reply(reasoning, summary, d, **extra):
 
 
 def turn(text, finish="stop", **kw):
+    """One server turn: the reply text, its finish_reason (None: null), and how the server
+    sends it (tests/llm_server.py Behaviour fields: message, done, finish_event, framing,
+    cut_after, content_type, raw_body, drip_s, delay_s)."""
     return {"text": text, "finish_reason": finish, **kw}
 
 
@@ -53,9 +56,9 @@ def good(cid, about, turns, edits, **kw):
                   "expect": {"accept": edits}, **kw})
 
 
-def bad(cid, about, turns, cause, words="", **kw):
-    CASES.append({"id": cid, "about": about, "turns": turns,
-                  "expect": {"refuse": cause, "words": words}, **kw})
+def bad(cid, about, turns, cause, words="", stage=None, **kw):
+    expect = {"refuse": cause, "words": words, **({"stage": stage} if stage else {})}
+    CASES.append({"id": cid, "about": about, "turns": turns, "expect": expect, **kw})
 
 
 LR_WHY = ("With a 60 s CPU budget the model sees few optimizer steps, so a higher peak learning "
@@ -228,7 +231,8 @@ bad("b19-deep-json", "JSON nested 3000 deep",
 bad("b20-prose-only", "an idea and no diff",
     [turn("I think we should try a cosine schedule with restarts; it often helps.")],
     "bad_reply", "no unified diff")
-bad("b21-empty", "an empty reply", [turn("")], "bad_reply", "empty")
+bad("b21-empty", "an empty reply: no answer (the LLM's failure)", [turn("")], "no_answer",
+    "empty")
 bad("b22-binary", "a binary patch",
     [turn(reply("Swap the weights.", "Binary", "diff --git a/train.py b/train.py\nindex 1..2 "
                 "100644\nGIT binary patch\nliteral 4\nLcmZ?d00001\n\n"))], "diff_rejected",
@@ -268,6 +272,168 @@ bad("b32-stream-drip", "a streamed reply dripped one byte every 50 ms",
 bad("b33-stream-huge", "a streamed 400 kB reply: reading stops at the limit",
     [giant("x", 400_000, before='{"reasoning": "', after='", "diff": ""}')], "too_large",
     "max_reply_chars", config={"stream": True, "deadline_s": 60})
+
+
+# -- round 3 (issue 25): only complete answers, every file keeps its kind ------------------------
+# Each class is replayed plain and streamed ("-plain", "-stream"): the same server behaviour
+# through both reading paths.
+
+def both(kind, cid, about, turns, expect, stream_expect=None, **kw):
+    """Two cases: the reply sent as one body and as server-sent events."""
+    for mode in ("plain", "stream"):
+        cfg = {**kw.get("config", {}), "stream": mode == "stream"}
+        rest = {k: v for k, v in kw.items() if k != "config"}
+        want = stream_expect if mode == "stream" and stream_expect is not None else expect
+        if kind == "good":
+            good(f"{cid}-{mode}", about, turns, want, config=cfg, **rest)
+        else:
+            bad(f"{cid}-{mode}", about, turns, *want, config=cfg, **rest)
+
+
+GOOD = reply(LR_WHY, "Raise LR", diff("lr"))
+DRAFT = reply("A draft I will not send.", "Deepen", diff("layers"))
+HOSTILE_REQUEST = {"what": "a corpus \u202egnp.exe\u202c \x1b[31mnow",
+                   "why": "see <img src=x onerror=alert(1)> and [doc](javascript:alert(1))",
+                   "use": "train on it \u200b[ok](https://example.org) [r]: javascript:x"}
+TOOL_ONLY = {"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                             "function": {"name": "apply_patch", "arguments": "{}"}}]}
+NBSP_CLIP = diff("clip").replace("+        torch.nn.utils", "+\u00a0" * 8 + "torch.nn.utils")
+
+# 1. only complete answers are used
+both("bad", "c01-content-filter", "finish_reason content_filter on a whole-looking reply",
+     [turn(GOOD, "content_filter")], ("content_filter", "content filter"))
+both("good", "c02-null-finish-whole-json", "no finish_reason, the JSON whole: a local server",
+     [turn(GOOD, None)], ["lr"])
+both("bad", "c03-null-finish-unfenced", "no finish_reason and an unfenced diff: may be cut",
+     [turn("Raise it.\n\n" + diff("lr"), None)], ("incomplete", "no finish_reason"))
+both("bad", "c04-null-finish-cut-json", "no finish_reason and JSON that never closes",
+     [turn(GOOD[:len(GOOD) // 2], None)], ("incomplete", "not valid JSON"))
+both("good", "c05-filter-then-complete", "filtered, then a whole reply on the retry turn",
+     [turn(GOOD, "content_filter"), turn(GOOD)], ["lr"], config={"max_apply_attempts": 2})
+bad("c06-stream-no-done-stream", "a stream that ends without finish event or [DONE]",
+    [turn(GOOD, None, done=False, finish_event=False, framing="close")], "incomplete",
+    "'data: [DONE]'", config={"stream": True})
+bad("c07-stream-stop-no-done-stream", "finish_reason stop, then the stream ends without [DONE]",
+    [turn(GOOD, done=False, framing="close")], "incomplete", "without its final event",
+    config={"stream": True})
+both("bad", "c08-chunked-cut", "a chunked body cut after the JSON, before its end",
+     [turn(GOOD, framing="chunked", cut_after=len(GOOD) - 10)],
+     ("incomplete", "closed the connection before the end"),
+     stream_expect=("incomplete", "without its final event"))
+bad("c09-length-cut-plain", "a body shorter than its content-length",
+    [turn(GOOD, cut_after=len(GOOD) // 2)], "incomplete", "closed the connection before the end",
+    config={"stream": False})
+both("bad", "c10-deadline-cut-close-framed", "a body framed by close, dripping past the deadline",
+     [turn(GOOD, framing="close", drip_s=0.005)], ("timeout", "deadline"))
+
+# 2. the provider's reasoning is never the answer
+both("good", "r01-think-block", "a <think> draft with its own diff, then the final JSON",
+     [turn("<think>\nFirst idea:\n" + DRAFT + "\n</think>\n" + GOOD)], ["lr"])
+both("good", "r02-think-close-only", "the template opened <think>: only its end is sent",
+     [turn("Maybe deeper: " + DRAFT + "\n</think>\n\n" + GOOD)], ["lr"])
+both("good", "r03-reasoning-content", "reasoning_content holding a diff beside the answer",
+     [turn(GOOD, message={"reasoning_content": "Draft:\n" + DRAFT})], ["lr"])
+both("good", "r04-reasoning-field", "an OpenRouter-style 'reasoning' field holding a diff",
+     [turn(GOOD, message={"reasoning": DRAFT})], ["lr"])
+both("bad", "r05-reasoning-only", "the diff only in reasoning_content, no answer",
+     [turn("", message={"reasoning_content": DRAFT})], ("no_answer", "only the model's own"))
+both("bad", "r06-unclosed-think", "a <think> that never closes: no answer",
+     [turn("<think>\n" + DRAFT)], ("no_answer", "only the model's own"))
+both("good", "r07-harmony-channels", "gpt-oss analysis channel, then the final channel",
+     [turn("<|channel|>analysis<|message|>" + DRAFT + "<|end|><|start|>assistant<|channel|>"
+           "final<|message|>" + GOOD + "<|return|>")], ["lr"])
+
+# 3. a diff changes text, never a file's kind
+SYMLINK = ("diff --git a/train.py b/train.py\nold mode 100644\nnew mode 120000\n--- a/train.py\n"
+           "+++ b/train.py\n@@ -1,3 +1 @@\n" + "".join(f"-{line}\n" for line in
+                                                    TRAIN.splitlines()[:3])
+           + "+../../outside\n\\ No newline at end of file\n")
+both("bad", "m01-train-py-symlink", "train.py made a symlink to ../../outside",
+     [turn(reply("Point at shared code.", "Link train.py", SYMLINK))],
+     ("diff_rejected", "symbolic link"))
+both("bad", "m02-new-symlink", "a new file that is a symlink, under wide globs",
+     [turn(reply("Share.", "Link", "diff --git a/data.py b/data.py\nnew file mode 120000\n"
+                 "--- /dev/null\n+++ b/data.py\n@@ -0,0 +1 @@\n+/etc/passwd\n"))],
+     ("diff_rejected", "symbolic link"), mutable=["*", "*/*"])
+both("bad", "m03-submodule", "a submodule (gitlink) added under wide globs",
+     [turn(reply("Vendor.", "Vendor tok", "diff --git a/tok b/tok\nnew file mode 160000\n"
+                 "index 0000000..1234567\n--- /dev/null\n+++ b/tok\n@@ -0,0 +1 @@\n"
+                 "+Subproject commit 1234567890abcdef1234567890abcdef12345678\n"))],
+     ("diff_rejected", "submodule"), mutable=["*", "*/*"])
+both("bad", "m04-executable", "train.py made executable along with a change",
+     [turn(reply(LR_WHY, "Raise LR", "diff --git a/train.py b/train.py\nold mode 100644\n"
+                 "new mode 100755\n" + diff("lr")))], ("diff_rejected", "executable"))
+both("bad", "m05-mode-only", "a mode change and no hunk",
+     [turn(reply("Run it directly.", "Make executable", "diff --git a/train.py b/train.py\n"
+                 "old mode 100644\nnew mode 100755\n"))], ("diff_rejected", "executable"))
+
+# 4. edits keep line ends and the byte-order mark
+both("good", "e01-crlf-file", "a CRLF train.py: one line changes, every CRLF stays",
+     [turn(GOOD)], ["lr"], files_as="crlf")
+both("good", "e02-crlf-file-added-lines", "a CRLF file, lines added: they end in CRLF",
+     [turn(reply("Clip only when enabled.", "Guard clipping", diff("clip")))], ["clip"],
+     files_as="crlf")
+both("good", "e03-bom-file", "files with a byte-order mark: it stays, untouched",
+     [turn(GOOD)], ["lr"], files_as="bom")
+both("good", "e04-crlf-reply-crlf-file", "a CRLF reply for a CRLF file",
+     [turn(GOOD.replace("\\n", "\\r\\n"))], ["lr"], files_as="crlf")
+
+# 5. one path policy, before any rule
+for cid, path, words, mutable in [
+        ("p01-zero-width-git", ".g\u200cit/config", "git control file", ["*", "*/*"]),
+        ("p02-case-git", ".Git/config", "git control file", ["*", "*/*"]),
+        ("p03-short-name-git", "GIT~1/config", "short-name form", ["*", "*/*"]),
+        ("p04-cyrillic-new-file", "m\u043edel.py", "U+043E", ["*.py"]),
+        ("p05-confusable-new-file", "modeI.py", "looks like 'model.py'", ["*.py"]),
+        ("p06-case-of-existing", "Train.py", "another spelling", ["*.py"]),
+        ("p07-fullwidth-git", "\uff0egitmodules", "git control file", ["*", "*/*"])]:
+    both("bad", cid, f"a new file at {path!r}",
+         [turn(reply("A helper.", "Add helper", f"--- /dev/null\n+++ b/{path}\n@@ -0,0 +1 @@\n"
+                     "+X = 1\n"))], ("diff_rejected", words), mutable=mutable)
+both("bad", "p08-protected-upper-case", "DARWIN.TOML under globs that allow everything",
+     [turn(reply("Budget.", "Edit contract", "--- /dev/null\n+++ b/DARWIN.TOML\n@@ -0,0 +1 @@\n"
+                 "+[train]\n"))], ("diff_rejected", "protected"), mutable=["*", "*/*"])
+
+# 6. true causes and stages
+both("bad", "w01-tool-calls-only", "a reply that only calls a tool",
+     [turn(None, "tool_calls", message=TOOL_ONLY)], ("no_answer", "called apply_patch"))
+both("bad", "w02-html-200", "HTTP 200 with an HTML page", [turn(
+    None, raw_body="<html><body>502 Bad Gateway</body></html>", content_type="text/html")],
+     ("not_json", "not JSON"))
+both("bad", "w03-error-200", "HTTP 200 whose JSON is an error",
+     [turn(None, raw_body=json.dumps({"error": {"message": "quota exceeded"}}))],
+     ("llm_error", "quota exceeded"))
+both("bad", "w04-retry-over-prompt-limit", "a stale diff whose retry turn cannot fit the prompt",
+     [turn(reply(LR_WHY, "Raise LR", diff("lr").replace("-LEARNING_RATE = 2e-3",
+                                                        "-LEARNING_RATE = 6e-4")))],
+     ("diff_failed", "no retry sent"), config={"max_apply_attempts": 2,
+                                               "max_prompt_chars": 13_000}, stage="apply")
+both("bad", "w05-diff-too-large-stage", "a diff over max_diff_lines: the apply stage",
+     [turn(reply("Unrolled.", "Unroll", "--- a/train.py\n+++ b/train.py\n@@ -139 +139,3001 @@\n"
+                 " print(f\"wall_s: {wall:.2f}\")\n" + "+#\n" * 3000))],
+     ("too_large", "max_diff_lines"), stage="apply")
+both("bad", "w06-reply-too-large-stage", "a reasoning over max_message_chars: the reply stage",
+     [turn(reply(LR_WHY * 120, "Raise LR", diff("lr")))], ("too_large", "max_message_chars"),
+     stage="reply")
+
+# 7. every changed .py parses
+both("bad", "s01-nbsp-indent", "added lines indented with non-breaking spaces",
+     [turn(reply("Clip only when enabled.", "Guard clipping", NBSP_CLIP))],
+     ("syntax_error", "U+00A0"), stage="apply")
+both("good", "s02-nbsp-then-fixed", "non-breaking spaces, then the parser's message is heeded",
+     [turn(reply("Clip only when enabled.", "Guard clipping", NBSP_CLIP)),
+      turn(reply("Clip only when enabled.", "Guard clipping", diff("clip")))], ["clip"],
+     config={"max_apply_attempts": 2})
+both("bad", "s03-unclosed-bracket", "a change that leaves a bracket open",
+     [turn(reply(LR_WHY, "Raise LR", diff("lr").replace("+LEARNING_RATE = 3e-3",
+                                                        "+LEARNING_RATE = (3e-3")))],
+     ("syntax_error", "does not parse"))
+
+# 8. a request is rendered safely
+both("good", "q01-hostile-request", "a good diff with a request full of bidi, HTML, js links",
+     [turn(reply(LR_WHY, "Raise LR", diff("lr"), request=HOSTILE_REQUEST))], ["lr"])
+both("bad", "q02-hostile-request-only", "only a hostile request",
+     [turn(reply("I need data.", "Ask", "", request=HOSTILE_REQUEST))], ("request_only", ""))
 
 
 def main():

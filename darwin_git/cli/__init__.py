@@ -12,6 +12,7 @@ from .. import __version__
 # command name -> "module:attribute"; each module owns its command(s).
 COMMANDS = {
     "init": "darwin_git.cli.population_cmds:init",
+    "check": "darwin_git.cli.check_cmds:check",
     "status": "darwin_git.cli.population_cmds:status",
     "log": "darwin_git.cli.population_cmds:log",
     "show": "darwin_git.cli.population_cmds:show",
@@ -24,10 +25,12 @@ COMMANDS = {
     "pull": "darwin_git.cli.hitl_cmds:pull",
     "image": "darwin_git.cli.image_cmds:image",
     "config": "darwin_git.cli.config_cmds:config",
+    "repair": "darwin_git.cli.repair_cmds:repair",
 }
 
 SHORT_HELP = {
     "init": "Create a population repo from a seed.",
+    "check": "List what a training repo lacks to be a seed, with fixes.",
     "status": "Leaderboard of live agents.",
     "log": "Lineage graph, pruned agents included.",
     "show": "Reasoning, diff and metrics of an agent or commit.",
@@ -40,6 +43,7 @@ SHORT_HELP = {
     "pull": "Fetch the population from a remote.",
     "image": "Build the offline Docker image for the docker runner.",
     "config": "Show or change the run's settings (run.toml).",
+    "repair": "Repair a damaged population from its own history.",
 }
 
 

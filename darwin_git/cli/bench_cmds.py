@@ -13,7 +13,7 @@ executor laid out in slots of one CPU thread each, the same runner choice, the s
 
 Prints one result JSON line per run on stdout (the line a note would hold) and a summary on
 stderr; with --json, the last stdout line is the summary object (``difference`` is B - A in
-nats). Exit status 6 when a run failed (its status is not ok).
+nats). Exit status 9 when a run failed (its status is not ok).
 """
 from __future__ import annotations
 

@@ -26,17 +26,24 @@ def _default(default, note: str | None) -> str:
     return "(at start)" if note else _show(default)
 
 
-def _print_rows(rows: list[dict]) -> None:
-    """KEY VALUE SOURCE DEFAULT HELP, aligned; a default decided at start is spelled out."""
-    table = [("KEY", "VALUE", "SOURCE", "DEFAULT", "HELP")]
+def _print_rows(rows: list[dict], title: str | None = None) -> None:
+    """KEY VALUE SOURCE DEFAULT HELP (with the values a key takes), fitted to the terminal; a
+    default decided at start is spelled out."""
+    from ..runconfig import SCHEMA
+    from .tables import Column, console, fit
+
+    table = []
     for r in rows:
-        help_ = r["help"] + (f"; default: {r['default_note']}" if r["default_note"] else "")
-        table.append((r["key"], _show(r["value"]), r["source"],
-                      _default(r["default"], r["default_note"]), help_))
-    widths = [min(28, max(len(row[i]) for row in table)) for i in range(4)]
-    for row in table:
-        cells = [f"{cell:<{w}}" for cell, w in zip(row, widths)]
-        click.echo("  ".join(cells + [row[4]]).rstrip())
+        setting = SCHEMA.get(r["key"])
+        allowed = setting.allowed if setting is not None else None
+        help_ = r["help"] + (f"; default: {r['default_note']}" if r["default_note"] else "") \
+            + (f" [{allowed}]" if allowed and not setting.choices else "")
+        table.append([r["key"], _show(r["value"]), r["source"],
+                      _default(r["default"], r["default_note"]), help_])
+    columns = [Column("KEY"), Column("VALUE", wrap=True), Column("SOURCE", drop=2),
+               Column("DEFAULT", wrap=True, drop=1), Column("HELP", wrap=True, least=24)]
+    con = console()
+    con.print(fit(con, columns, table, title))
 
 
 @click.group(invoke_without_command=True)
@@ -64,9 +71,8 @@ def config(ctx, repo, as_json):
         emit_json({"repo": str(pop.path), "ref": f"{runconfig.CONFIG_REF}:"
                    f"{runconfig.CONFIG_FILE}", "settings": rows, "problems": problems})
         return
-    click.echo(f"Run settings of {pop.path} ({runconfig.CONFIG_REF}:{runconfig.CONFIG_FILE}); "
-               "`darwin-git config set KEY VALUE` changes one.\n")
-    _print_rows(rows)
+    _print_rows(rows, f"Run settings of {pop.path} ({runconfig.CONFIG_REF}:"
+                      f"{runconfig.CONFIG_FILE}); `darwin-git config set KEY VALUE` changes one.")
     for problem in problems:
         click.echo(f"error: {problem}", err=True)
 

@@ -8,23 +8,29 @@ from pathlib import Path
 
 import click
 
+from ..evolve.settings import EvolveSettings
 from ..select import AcceptanceRule
 from .errors import DarwinError, LockHeld, NoEvidence, RunnerUnavailable
-from .options import repo_option, user_errors
+from .options import open_population, refuse_if_damaged, repo_option, user_errors
+
+
+def _range(name: str, kind: type = float):
+    """The option's type: the setting's own range (EvolveSettings.BOUNDS), one rule for both."""
+    return EvolveSettings.BOUNDS[name].click_type(kind)
 
 
 @click.command()
 @repo_option
 @click.option("--seed", "seed_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Seed training repo for a new population [default: the bundled seed_repo].")
-@click.option("--generations", "-g", type=click.IntRange(0), envvar="DARWIN_GENERATIONS",
+@click.option("--generations", "-g", type=_range("generations", int), envvar="DARWIN_GENERATIONS",
               help="Total generations of the run; a resumed run continues up to it [default 5].")
 @click.option("--population", "-n", type=click.IntRange(1), envvar="DARWIN_POPULATION",
               help="Agents in a new population [default 4].")
-@click.option("--budget", "budget_s", type=click.FloatRange(1), envvar="DARWIN_BUDGET",
+@click.option("--budget", "budget_s", type=_range("budget_s"), envvar="DARWIN_BUDGET",
               help="Training budget per evaluation, in seconds of --clock [default: darwin.toml's "
                    "budget_s].")
-@click.option("--slots", type=click.IntRange(1), envvar="DARWIN_SLOTS",
+@click.option("--slots", type=_range("slots", int), envvar="DARWIN_SLOTS",
               help="Evaluations at once [default: 1 per GPU; on CPU 1 per core on the cpu clock, 1 per 2 cores on the wall clock].")
 @click.option("--runner", type=click.Choice(["auto", "local", "docker"]), default="auto",
               envvar="DARWIN_RUNNER", show_default=True,
@@ -45,31 +51,37 @@ from .options import repo_option, user_errors
               help="LLM model name [env DARWIN_LLM_MODEL; default: run config, gpt-4o-mini].")
 @click.option("--pairing", type=click.Choice(["ring", "self", "random"]),
               help="Who rewrites whom [default ring: agent i rewrites agent i+1].")
-@click.option("--crossovers", type=click.IntRange(0), help="Crossover children per generation.")
+@click.option("--crossovers", type=_range("crossovers", int), help="Crossover children per generation.")
 @click.option("--clock", type=click.Choice(["cpu", "wall"]), envvar="DARWIN_CLOCK",
               help="The clock --budget is measured on: cpu (CPU seconds of the whole training "
                    "process tree; it does not shrink when other work shares the machine) or "
                    "wall [env DARWIN_CLOCK; default: cpu on CPU devices, wall on CUDA].")
-@click.option("--max-seeds", type=click.IntRange(2), envvar="DARWIN_MAX_SEEDS",
-              help="Seeds a child that keeps beating its parent is evaluated on, paired with "
-                   "the parent's, before the paired t-test decides [env DARWIN_MAX_SEEDS; "
-                   f"default {AcceptanceRule.max_seeds}].")
-@click.option("--confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              help="Confidence of the one-sided paired t-test that promotes a child "
+@click.option("--max-seeds", type=_range("max_seeds", int), envvar="DARWIN_MAX_SEEDS",
+              help="Seeds a child is compared with its parent on: its first (the screen), "
+                   "then pairs side by side with its parent, before the t-test decides [env "
+                   f"DARWIN_MAX_SEEDS; default {AcceptanceRule.max_seeds}].")
+@click.option("--confidence", type=_range("confidence"),
+              help="Confidence of the one-sided t-test of the pairs that promotes a child "
                    f"[default {AcceptanceRule.confidence}].")
-@click.option("--min-effect", type=click.FloatRange(0),
-              help="Mean gain in nats (val_loss) a promoted child must reach "
-                   f"[default {AcceptanceRule.min_effect}].")
-@click.option("--accept-k", type=click.FloatRange(0),
+@click.option("--min-effect", type=_range("min_effect"),
+              help="Mean gain in nats (val_loss) a promoted child must also reach besides "
+                   f"the test [default {AcceptanceRule.min_effect}: the test alone; the run "
+                   "prints the smallest gain the test can see].")
+@click.option("--accept-k", type=_range("accept_k"),
               help="Pruning's noise bar: an agent within k noise sigmas of the best is never "
                    "pruned [default 1.0].")
-@click.option("--noise-repeats", type=click.IntRange(1),
-              help="Seed runs (seeds seed, seed+1, ...) measuring the noise floor [default 3].")
-@click.option("--max-wall", "max_wall_s", type=click.FloatRange(1), envvar="DARWIN_MAX_WALL",
+@click.option("--noise-repeats", type=_range("noise_repeats", int),
+              help="Seeds (seed, seed+1, ...) the seed is trained on twice side by side to "
+                   "measure the noise floor [default 3].")
+@click.option("--max-wall", "max_wall_s", type=_range("max_wall_s"), envvar="DARWIN_MAX_WALL",
               help="Stop after this many seconds (at a consistent state).")
-@click.option("--max-tokens", type=click.IntRange(1), help="Stop once LLM tokens reach this.")
-@click.option("--max-cost", "max_cost_usd", type=click.FloatRange(0),
+@click.option("--max-tokens", type=_range("max_tokens", int), help="Stop once LLM tokens reach this.")
+@click.option("--max-cost", "max_cost_usd", type=_range("max_cost_usd"),
               help="Stop once the LLM cost (USD, needs prices in config) reaches this.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Set any [evolve] setting for this run, checked and stored like `darwin-git "
+                   "config set evolve.KEY VALUE` (e.g. --set islands=1 --set headline_pairs=0); "
+                   "repeatable.")
 @click.option("--check/--no-check", default=True, show_default=True,
               help="A new population's seed must pass the seed check first (its files, then one "
                    "short training run through the harness).")
@@ -80,22 +92,22 @@ from .options import repo_option, user_errors
 def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, executor_kind,
            ray_address, device, mutator, model, pairing, crossovers, clock, max_seeds,
            confidence, min_effect, accept_k, noise_repeats, max_wall_s, max_tokens,
-           max_cost_usd, check, json_events, report):
+           max_cost_usd, assignments, check, json_events, report):
     """Run the evolutionary loop (the main job); run it again to resume.
 
-    Each generation every agent proposes a mutation to another agent's training code; all
-    children train in isolation and the harness scores them. A child is compared with its
-    parent on the same training seeds: rejected after one run unless better on the first seed,
-    else evaluated on more seeds (the parent too) and promoted when a one-sided paired t-test
-    and a minimum gain say so; its agent fast-forwards to it. The worst agents are pruned and
-    replaced.
+    Each generation every agent proposes a mutation to another agent's training code (within
+    its island); all children train in isolation and the harness scores them. A child is
+    compared with its parent on the same training seeds: rejected after one run unless better
+    on the first seed, else trained side by side with its parent on more seeds and promoted
+    when a one-sided t-test of the pairs, against the noise measured in the run, says so; its
+    agent fast-forwards to it. The worst agents are pruned and replaced. A generation that
+    gives no evidence about the code changes nothing; two in a row stop the run (exit 7).
     """
     from .. import runconfig
     from ..evolve.loop import Evolution
     from ..evolve.settings import EvolveSettings
     from ..lock import LockBusy, population_lock
-    from ..population import Population
-    from ..population.create import init_population
+    from ..population.create import default_seed, init_population
     from ..population.graph import LINEAGE_GIT_ARGS
     from ..population.layout import resolve_repo
     from ..progress import make_sink
@@ -105,12 +117,22 @@ def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, exe
     from ..run.factory import default_slots, make_executor
     from ..run.ray_executor import RayUnavailable
 
+    assigned = _assigned(assignments)  # checked before anything is created
     path = resolve_repo(repo)
-    if not (path.exists() and any(path.iterdir())):
-        init_population(path, seed=seed_dir, agents=population or 4,
-                        check="train" if check else "none", device=device or _default_device(),
-                        budget_s=budget_s, clock=clock)  # checked as the run will train it
-    pop = Population(path)
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+        if repo is not None and seed_dir is None:
+            raise DarwinError(_no_population(path))
+        pop = init_population(path, seed=seed_dir, agents=population or 4,
+                              check="train" if check else "none",
+                              device=device or _default_device(),
+                              budget_s=budget_s, clock=clock)  # checked as the run will train it
+        click.echo(f"Created a population of {len(pop.agents())} agents at {pop.path} from "
+                   f"the seed {seed_dir or f'{default_seed()} (bundled)'}", err=True)
+    else:
+        pop = open_population(path)
+        refuse_if_damaged(pop, "evolve would build on it (results it cannot read would be "
+                               "measured again, or lost)")
+        _name_the_seed(pop, seed_dir)
     if population and population != len(pop.agents()) and not json_events:
         click.echo(f"note: the population already has {len(pop.agents())} agents; "
                    "--population only applies to a new one", err=True)
@@ -123,7 +145,8 @@ def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, exe
             slots=slots or default_slots(device, run_clock), device=device, pairing=pairing,
             crossovers=crossovers, clock=clock, max_seeds=max_seeds, confidence=confidence,
             min_effect=min_effect, accept_k=accept_k, noise_repeats=noise_repeats,
-            max_wall_s=max_wall_s, max_tokens=max_tokens, max_cost_usd=max_cost_usd)
+            max_wall_s=max_wall_s, max_tokens=max_tokens, max_cost_usd=max_cost_usd,
+            **assigned)
     except ValueError as exc:  # a stored [evolve] value the rules refuse
         raise DarwinError(f"run settings: {exc}")
 
@@ -171,6 +194,65 @@ def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, exe
                          "generations it tolerates).")
 
 
+def _no_population(path: Path) -> str:
+    """An explicit --repo (or DARWIN_REPO) where there is no population: never a silent new
+    run from the bundled seed (a typo'd path would start someone else's experiment)."""
+    from click.core import ParameterSource
+
+    from ..population.create import default_seed
+
+    ctx = click.get_current_context()
+    named = "DARWIN_REPO" if ctx.get_parameter_source("repo") == ParameterSource.ENVIRONMENT \
+        else "--repo"
+    return (f"no population at {path} ({named}); evolve creates one there only when --seed "
+            f"says what it grows from: add --seed DIR (the bundled seed is {default_seed()}), "
+            "or correct the path")
+
+
+def _name_the_seed(pop, seed_dir: Path | None) -> None:
+    """Say which seed this population grew from; refuse a --seed that is not it (--seed only
+    creates: it is never silently ignored)."""
+    from .. import runconfig
+    from ..population import SEED_REF
+    from ..population.create import seed_differences
+
+    name = runconfig.read_stored(pop.repo).get("seed_name") or "?"
+    root = pop.repo.references.get(SEED_REF)
+    sha = str(root.peel().id)[:10] if root is not None else "its seed ref is missing"
+    if seed_dir is not None:
+        differ = seed_differences(pop, seed_dir) if root is not None else ["(no seed to compare)"]
+        if differ:
+            shown = ", ".join(differ[:5]) + (f" and {len(differ) - 5} more" if len(differ) > 5
+                                             else "")
+            raise DarwinError(
+                f"{pop.path} already holds a population, grown from the seed {name!r} ({sha}); "
+                f"--seed {seed_dir} is another seed ({len(differ)} file(s) differ: {shown}). "
+                "--seed only says what a new population grows from: drop it to resume this "
+                "population, or choose a new --repo for the new seed")
+        click.echo(f"Resuming the population at {pop.path}; --seed {seed_dir} is its seed "
+                   f"{name!r} ({sha})", err=True)
+        return
+    click.echo(f"Resuming the population at {pop.path}, grown from the seed {name!r} ({sha})",
+               err=True)
+
+
+def _assigned(assignments: tuple[str, ...]) -> dict:
+    """--set KEY=VALUE ... as [evolve] settings, each parsed and checked as `config set` does."""
+    from .. import runconfig
+
+    out = {}
+    for item in assignments:
+        key, eq, text = item.partition("=")
+        key = key.strip().removeprefix("evolve.")
+        if not eq or not key:
+            raise DarwinError(f"--set {item!r}: write KEY=VALUE, e.g. --set islands=1")
+        try:
+            out[key] = runconfig.parse_value(f"evolve.{key}", text)
+        except runconfig.ConfigError as exc:
+            raise DarwinError(f"--set {item}: {exc}") from exc
+    return out
+
+
 def _default_device() -> str:
     try:
         import torch
@@ -199,25 +281,25 @@ def _mutator(kind: str, model: str | None, config: dict):
 
 
 def _print_leaderboard(summary: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     from ..progress import rule_words
+    from .tables import Column, console, fit
 
     sigma = summary.get("sigma")
     caption = (f"noise σ {sigma:.4f} (the seed over seeds)" if sigma is not None
                else "noise σ not measured")
     if summary.get("rule"):
         caption += f"; acceptance: {rule_words(summary['rule'])}"
-    table = Table(title="leaderboard (val_loss: mean over seeds, lower is better)",
-                  caption=caption)
-    for col in ("agent", "val_loss", "± sd", "seeds", "perplexity", "tokens/s", "MFU",
-                "commit", "warning"):
-        table.add_column(col)
+    columns = [Column("agent"), Column("val_loss", "right"), Column("± sd", "right", drop=5),
+               Column("seeds", "right", drop=6), Column("perplexity", "right", drop=3),
+               Column("tokens/s", "right", drop=1), Column("MFU", "right", drop=2),
+               Column("commit", drop=4), Column("warning", wrap=True, least=16)]
     fmt = lambda v, s: "-" if not isinstance(v, (int, float)) else format(v, s)
-    for r in summary["leaderboard"]:
-        table.add_row(r["agent"], fmt(r["val_loss"], ".4f"), fmt(r.get("spread"), ".4f"),
-                      str(r["seeds"]), fmt(r["perplexity"], ".2f"),
-                      fmt(r["tokens_per_s"], ".0f"), fmt(r["mfu"], ".2%"), r["commit"][:10],
-                      r.get("too_short") or "")
-    Console().print(table)
+    rows = [[r["agent"], fmt(r["val_loss"], ".4f"), fmt(r.get("spread"), ".4f"),
+             str(r["seeds"]), fmt(r["perplexity"], ".2f"), fmt(r["tokens_per_s"], ".0f"),
+             fmt(r["mfu"], ".2%"), r["commit"][:10], r.get("too_short") or ""]
+            for r in summary["leaderboard"]]
+    if not any(row[-1] for row in rows):  # no warning: no empty column
+        columns, rows = columns[:-1], [row[:-1] for row in rows]
+    con = console()
+    con.print(fit(con, columns, rows,
+                  "leaderboard (val_loss: mean over seeds, lower is better)", caption))

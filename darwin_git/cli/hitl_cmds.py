@@ -3,12 +3,9 @@ from __future__ import annotations
 
 import click
 
-from .errors import DarwinError
-from .options import emit_json, json_option, open_population, repo_option, user_errors
-
-
-class RemoteFailed(DarwinError):
-    exit_code = 6
+from .errors import DarwinError, RemoteFailed
+from .options import (emit_json, json_option, open_population, repo_option, user_errors,
+                      warn_if_damaged)
 
 
 @click.group(invoke_without_command=True)
@@ -125,7 +122,9 @@ def push(remote, force, repo, as_json):
     from ..hitl import push as do_push
     from ..hitl.sync import messages
 
-    out = do_push(open_population(repo), remote, force=force)
+    pop = open_population(repo)
+    warn_if_damaged(pop)
+    out = do_push(pop, remote, force=force)
     if as_json:
         emit_json(out)
     else:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import click
 
-from .options import emit_json, json_option, open_population, repo_option, user_errors
+from .options import (emit_json, json_option, open_population, refuse_if_damaged, repo_option,
+                      user_errors, warn_if_damaged)
 
 
 @click.group()
@@ -20,6 +21,8 @@ def rebuild(repo, as_json):
     from .. import memory as mem
 
     pop = open_population(repo)
+    refuse_if_damaged(pop, "a memory rebuilt now would lack what cannot be read, and say "
+                           "nothing of it")
     paths = mem.rebuild(pop)
     if as_json:
         emit_json({"memory": str(pop.memory_dir), "files": [p.name for p in paths]})
@@ -37,6 +40,7 @@ def update(agents, quiet, repo):
     from .. import memory as mem
 
     pop = open_population(repo)
+    refuse_if_damaged(pop, "a memory updated now would lack what cannot be read")
     paths = mem.update(pop, list(agents) or None)
     if not quiet:
         click.echo(f"Updated {len(paths)} memory file(s) in {pop.memory_dir}")
@@ -54,13 +58,17 @@ def show_memory(agent, limit, repo, as_json):
     from .. import memory as mem
 
     pop = open_population(repo)
+    warn_if_damaged(pop)
     doc = mem.load(pop, agent)
     if as_json:
         emit_json(doc)
         return
-    click.echo(f"{agent}: proposed {len(doc['proposals'])} change(s); its code has "
-               f"{len(doc['entries'])} change(s) and {len(doc['failures'])} failed attempt(s); "
-               f"best {doc['best']['fitness'] if doc['best'] else '-'}")
+    from .tables import console
+
+    console().print(f"{agent}: proposed {len(doc['proposals'])} change(s); its code has "
+                    f"{len(doc['entries'])} change(s) and {len(doc['failures'])} failed "
+                    f"attempt(s); best {doc['best']['fitness'] if doc['best'] else '-'}",
+                    markup=False)
     click.echo(f"What {agent} proposed:")
     _rows(mem.proposals(pop, agent)[:limit], lambda e: f"-> {e.target}")
     click.echo(f"Changes to {agent}'s code:")
@@ -68,10 +76,17 @@ def show_memory(agent, limit, repo, as_json):
 
 
 def _rows(entries, who) -> None:
+    from .tables import Column, console, fit
+
     if not entries:
         click.echo("  (none)")
-    for e in entries:
-        delta = "-" if e.delta is None else f"{e.delta:+.4f}"
-        reason = f"  ({e.reason})" if e.reason else ""
-        click.echo(f"  {e.outcome or e.status:<9} {delta:>9}  {who(e):<14} {e.operator:<18} "
-                   f"{e.summary}{reason}")
+        return
+    rows = [[e.outcome or e.status, "-" if e.delta is None else f"{e.delta:+.4f}", who(e),
+             e.operator, e.summary, e.reason or ""] for e in entries]
+    columns = [Column("outcome"), Column("delta", "right"), Column("who", drop=2),
+               Column("operator", drop=1), Column("summary", wrap=True, least=16),
+               Column("why", wrap=True, least=16, drop=3)]
+    if not any(r[-1] for r in rows):
+        columns, rows = columns[:-1], [r[:-1] for r in rows]
+    con = console()
+    con.print(fit(con, columns, rows))

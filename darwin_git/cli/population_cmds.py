@@ -5,17 +5,13 @@ from pathlib import Path
 
 import click
 
-from .options import emit_json, json_option, open_population, repo_option, user_errors
+from .options import (emit_json, json_option, open_population, repo_option, user_errors,
+                      warn_if_damaged)
 
 
 def _console():
-    import shutil
-    import sys
-
-    from rich.console import Console
-    # Piped output gets a wide fixed width so scripts and diffs see whole rows.
-    width = None if sys.stdout.isatty() else max(160, shutil.get_terminal_size().columns)
-    return Console(highlight=False, soft_wrap=True, width=width)
+    from .tables import console
+    return console()
 
 
 def _fmt(value, spec: str) -> str:
@@ -70,47 +66,77 @@ def status(repo, as_json):
     were too short to learn. A tip with commits nobody evaluated yet shows them as +N."""
     from ..evolve.journal import Journal
     from ..evolve.settings import EvolveSettings
-    from ..fitness import leaderboard, run_conditions
-    from ..progress import rule_words
+    from ..evolve.selection import diversity
+    from ..fitness import infrastructure_failures, leaderboard, run_conditions
+    from ..progress import headline_words, rule_words
+    from ..population.errors import DamagedPopulation
     from ..runconfig import read_config
 
     pop = open_population(repo)
+    warn_if_damaged(pop)
     run = run_conditions(pop)
     rows = leaderboard(pop, run)
-    noise = Journal(pop.repo).find("noise")
+    try:
+        records = Journal(pop.repo).records()
+    except DamagedPopulation:  # warned above: the leaderboard stands without the journal's
+        records = []
+    noise = next((r for r in reversed(records) if r.get("phase") == "noise"), None)
     noise = noise if noise and run.matches(noise) else None
     try:
         rule = EvolveSettings.from_config(read_config(pop.repo)).acceptance().to_dict()
     except ValueError:  # a stored setting the rules refuse: evolve says so; status still shows
         rule = None
     sigma = noise.get("sigma") if noise else None
+    headline = next((r for r in reversed(records) if r.get("phase") == "headline"
+                     and run.matches(r)), None)
+    infra = sum(len(infrastructure_failures(pop, r["commit"], run)) for r in rows)
+    spread = diversity(pop)
     if as_json:
         emit_json({"repo": str(pop.path), "agents": rows, "sigma": sigma, "rule": rule,
-                   "conditions": vars(run)})
+                   "conditions": vars(run),
+                   "noise": {k: noise.get(k) for k in ("sigma", "paired_sigma", "paired_df",
+                                                       "mde")} if noise else None,
+                   "headline": headline, "infrastructure_failures": infra,
+                   "diversity": spread})
         return
-    from rich.table import Table
+    from .tables import Column, fit
 
-    table = Table(title=f"darwin-git population: {pop.path}",
-                  caption=f"{run.budget_s:g} s of {run.clock} time per run on {run.device}; "
-                          + (f"noise σ {sigma:.4f} (the seed over {noise.get('repeats')} "
-                             "seeds)" if sigma is not None else "noise σ not measured yet")
-                          + (f"; acceptance: {rule_words(rule)}" if rule else ""))
-    for col, just in (("#", "right"), ("agent", "left"), ("val_loss", "right"),
-                      ("± sd", "right"), ("seeds", "right"), ("ppl", "right"),
-                      ("tok/s", "right"), ("MFU", "right"), ("status", "left"),
-                      ("gen", "right"), ("tip", "left"), ("summary", "left")):
-        table.add_column(col, justify=just)
+    caption = (f"{run.budget_s:g} s of {run.clock} time per run on {run.device}; "
+               + (f"noise σ {sigma:.4f} (the seed over {noise.get('repeats')} seeds)"
+                  if sigma is not None else "noise σ not measured yet")
+               + (f"; acceptance: {rule_words(rule)}" if rule else ""))
+    # what a narrow terminal can do without goes first: throughput, spread; the summary last
+    columns = [Column("#", "right"), Column("agent"), Column("val_loss", "right"),
+               Column("± sd", "right", drop=5), Column("seeds", "right", drop=7),
+               Column("ppl", "right", drop=3), Column("tok/s", "right", drop=1),
+               Column("MFU", "right", drop=2), Column("status", wrap=True),
+               Column("gen", "right", drop=4), Column("tip", drop=6),
+               Column("summary", wrap=True, drop=8, least=16)]
+    table_rows = []
     for r in rows:
         tip = r["commit"][:10] + (f" +{r['pending']}" if r["pending"] else "")
         mfu = None if r["mfu"] is None else r["mfu"] * 100
         status = r["status"] + (" (too short)" if r.get("too_short") else "")
-        table.add_row(str(r["rank"]), r["agent"], _fmt(r["val_loss"], ".4f"),
-                      _fmt(r.get("spread"), ".4f"), str(r["seeds"]),
-                      _fmt(r["perplexity"], ".2f"), _fmt(r["tokens_per_s"], ",.0f"),
-                      "-" if mfu is None else f"{mfu:.1f}%", status, str(r["generation"]),
-                      tip, r["summary"][:60])
+        table_rows.append([str(r["rank"]), r["agent"], _fmt(r["val_loss"], ".4f"),
+                           _fmt(r.get("spread"), ".4f"), str(r["seeds"]),
+                           _fmt(r["perplexity"], ".2f"), _fmt(r["tokens_per_s"], ",.0f"),
+                           "-" if mfu is None else f"{mfu:.1f}%", status,
+                           str(r["generation"]), tip, r["summary"][:60]])
     con = _console()
-    con.print(table)
+    con.print(fit(con, columns, table_rows, f"darwin-git population: {pop.path}", caption))
+    con.print(f"diversity: {spread['distinct']} distinct tips of {spread['agents']} agents "
+              f"(clones count once), {spread['pairwise_lines']:.0f} changed lines between two "
+              "distinct tips on average", markup=False)
+    if noise and noise.get("mde") is not None:
+        con.print(f"smallest effect acceptance can see: {noise['mde']:.4f} nats (a paired "
+                  f"difference spreads by {noise['paired_sigma']:.4f}, the seed beside itself)",
+                  markup=False)
+    if headline:
+        con.print(headline_words(headline), markup=False)
+    if infra:
+        con.print(f"{infra} evaluation(s) of these tips failed for the engine's or the "
+                  "infrastructure's reasons (not the code's): counted apart, run again",
+                  markup=False)
     for r in rows:
         if r.get("too_short"):
             con.print(f"warning: {r['agent']}: {r['too_short']}", markup=False)
@@ -130,14 +156,15 @@ def log(agent, max_count, repo, as_json):
     parent ("*" a commit, "*-." a merge opening a lane for its other parent, "/" and "_" a
     lane joining the one to its left). [val_loss over N seeds] is the commit's fitness,
     the same number status and the report show."""
-    from ..population.graph import lineage, render
+    from ..population.graph import each_ref_once, lineage, render
 
     pop = open_population(repo)
+    warn_if_damaged(pop)
     rows = lineage(pop, agent, max_count)
     if as_json:
         emit_json({"commits": rows})
         return
-    for line in render(rows):
+    for line in render(each_ref_once(pop, rows)):
         click.echo(line)
 
 
@@ -153,6 +180,7 @@ def show(rev, no_diff, repo, as_json):
     from ..fitness import fitness, run_conditions
 
     pop = open_population(repo)
+    warn_if_damaged(pop)
     c = pop.commit(rev)
     fit = fitness(pop, c.id, run_conditions(pop))
     summary, reasoning, trailers = pop.message(c.id)
@@ -190,6 +218,10 @@ def show(rev, no_diff, repo, as_json):
     for r in records:
         if r.get("kind") == "attempt":
             con.print(f"Attempt failed: {r.get('cause')}: {r.get('detail')}", markup=False)
+        elif r.get("kind") == "raw":
+            text = str(r.get("text"))
+            con.print("Unreadable note line (see `darwin-git repair`): "
+                      + (text if len(text) <= 200 else text[:197] + "..."), markup=False)
     if not no_diff and info["diff"]:
         con.print("")
         click.echo(info["diff"], nl=False)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from .options import emit_json, json_option, open_population, repo_option, user_errors
+from .options import (emit_json, json_option, open_population, repo_option, user_errors,
+                      warn_if_damaged)
 
 
 @click.command()
@@ -24,6 +25,7 @@ def report(repo, out_dir, as_json):
     from ..report import collect, write_report
 
     pop = open_population(repo)
+    warn_if_damaged(pop)
     path = write_report(pop, out_dir)
     if as_json:
         emit_json({"report": str(path), "markdown": str(path.with_name("report.md")),

@@ -13,6 +13,8 @@ verdicts are decided again from the notes: nothing noted is evaluated again.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .. import paired
 from ..population.repo import Population
 from ..select import LOST, MORE, VOID, AcceptanceRule, Verdict, decide
@@ -75,6 +77,13 @@ class Acceptance:
         gen.verdicts[child] = verdict
         if verdict.action == MORE:
             label = gen.labels.get(child, "")
+            if verdict.want in ("pair", "reference") and verdict.seed == self.seeds[0] and \
+                    self.evaluations.pending(cand.parent, verdict.seed):
+                # the parent's run there is under way (the noise floor, say): wait for it
+                if not self.evaluations.pending(child, verdict.seed) and \
+                        not paired.at_seed(self.pop, child, verdict.seed, self.conditions):
+                    self.evaluations.request(child, verdict.seed, label, role="screen")
+                return
             if verdict.want == "screen":
                 self.evaluations.request(child, verdict.seed, label, role="screen")
             elif verdict.want == "reference":
@@ -89,11 +98,32 @@ class Acceptance:
                 self._emit(child, verdict)
             return
         self._open.remove(child)
+        verdict = self._with_steps(child, cand.parent, verdict)
+        gen.verdicts[child] = verdict
         self._emit(child, verdict)
         self._note(child, verdict)
         stage = None if verdict.action == VOID else self._failed_stage(child)
         if stage:
             gen.stats.fail(stage)
+
+    def _with_steps(self, child: str, parent: str, verdict: Verdict) -> Verdict:
+        """The verdict's reason with the optimizer steps each compared run made beside its
+        loss, seed by seed (a CPU second is not a fixed amount of work: they say how fair the
+        comparison was)."""
+        c, first, rows = self.conditions, self.seeds[0], []
+        if verdict.n >= 1:
+            mine = [paired.steps(r) for r in paired.at_seed(self.pop, child, first, c)]
+            ref = [paired.steps(r) for r in paired.at_seed(self.pop, parent, first, c)
+                   if (r.get("conditions") or {}).get("role") != "screen"]
+            rows.append(f"seed {first} {_steps(mine)}/{_steps(ref)}")
+        for seed in self.seeds[1:verdict.n]:
+            found = paired.pair_results(self.pop, child, parent, seed, c)
+            if found:
+                rows.append(f"seed {seed} {paired.steps(found[0])}/{paired.steps(found[1])}")
+        if not rows:
+            return verdict
+        return replace(verdict, reason=f"{verdict.reason} (optimizer steps child/parent: "
+                       + ", ".join(rows) + ")")
 
     def _failed_stage(self, child: str) -> str | None:
         for r in self.evaluations.results(child):
@@ -115,3 +145,11 @@ class Acceptance:
         self.pop.notes.append(self.pop.commit(child).id, {
             "v": 1, "kind": "verdict", "generation": g, "agent": cand.agent,
             "parent": cand.parent, **verdict.to_dict(), "rule": self.rule.to_dict()})
+
+
+def _steps(values: list) -> str:
+    """Steps of the runs on one seed: one figure, or their mean."""
+    known = [v for v in values if isinstance(v, (int, float))]
+    if not known:
+        return "?"
+    return f"{known[0]:g}" if len(known) == 1 else f"{sum(known) / len(known):g}"

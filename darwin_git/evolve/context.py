@@ -23,13 +23,14 @@ import tempfile
 import threading
 from pathlib import Path
 
-from .. import memory
+from .. import memory, paired
 from ..contract import CONTRACT_FILE, Contract, ContractError, parse_contract
 from ..fitness import Conditions, comparable, comparable_results, latest, nearest_evaluated, \
     summarize, too_short
 from ..harness.export import export_tree
 from ..hitl import LoopHooks
 from ..mutate.base import Changes, MutationContext, RunInfo, TargetRun
+from ..mutate.policy import model_path
 from ..population import trees
 from ..population.errors import PopulationError
 from ..population.repo import Population
@@ -98,10 +99,11 @@ class Contexts:
         slot = f"{target}.{speaker}"
         return MutationContext(
             mutator_agent=speaker, target_agent=target, generation=g, contract=contract,
-            files=files, target_fitness=state.fitness,
+            files=files, read_only=self.read_only(parent, contract), target_fitness=state.fitness,
             memory=memory.proposals(self.pop, speaker, pending=False),
             target_history=memory.history(self.pop, target, parent),
             population=self.population(speaker), top_diffs=memory.top_diffs(self.pop),
+            promoted=self.promoted(),
             run=self.run_info(), target_run=state, failure_log=failure_log,
             guidance=self.hitl.guidance(), answers=self.hitl.answers(speaker, parent),
             seed=seed_of(self.s.seed, g, speaker, target),
@@ -126,28 +128,57 @@ class Contexts:
                     continue
         return contract, files
 
+    def read_only(self, commit: str, contract: Contract) -> dict[str, str]:
+        """Files ``commit``'s run reads that no mutation may change: the config files its train
+        command names (they may override settings the mutable files set) and the model entry's
+        module (what it imports is where the model is defined): mutate/builtin/core.py."""
+        tree = self.pop.commit(commit).tree
+        out = {}
+        for path in (*contract.config_files, model_path(contract)):
+            if contract.is_mutable(path):
+                continue
+            try:
+                out[path] = self.pop.repo[tree[path].id].data.decode("utf-8")
+            except (KeyError, UnicodeDecodeError, AttributeError):
+                continue
+        return out
+
     def run_info(self) -> RunInfo:
         if "run" not in self._cache:
             c = self.conditions
             noise = Journal(self.pop.repo).find("noise")
-            sigma = noise.get("sigma") if noise and c.matches(noise) else None
+            noise = noise if noise and c.matches(noise) else {}
             self._cache["run"] = RunInfo(
                 budget_s=c.budget_s, clock=c.clock, device=c.device,
                 threads=threads_per_slot(self.slots) if c.device == "cpu" else None,
-                sigma=sigma, rule=self.rule_words(sigma))
+                sigma=noise.get("sigma"), rule=self.rule_words(noise),
+                paired_sigma=noise.get("paired_sigma"))
         return self._cache["run"]
 
-    def rule_words(self, sigma: float | None) -> str:
-        """The acceptance rule (darwin_git.select.decide) and the pruning bar, in words."""
-        rule, k = self.s.acceptance(), self.s.accept_k
+    def rule_words(self, noise: dict) -> str:
+        """The acceptance rule (darwin_git.select.decide), the smallest gain it sees in this
+        run, and the pruning bar, in words."""
+        rule, k, sigma = self.s.acceptance(), self.s.accept_k, noise.get("sigma")
         bar = f"{k:g} x sigma = {k * sigma:.4f}" if sigma is not None else f"{k:g} x sigma"
-        return (f"a child is compared with its parent on the same training seeds, one at a "
-                f"time. Not better than its parent on its first seed: rejected after that one "
-                f"run. Better on every seed so far: it gets the next seed, up to "
-                f"{rule.max_seeds}; then it is promoted (its agent moves to it) only when a "
-                f"one-sided paired t-test says it is lower at {rule.confidence:.0%} confidence "
-                f"and its mean gain is at least {rule.min_effect:g} nats. An agent more than "
-                f"{bar} nats behind the best may be pruned.")
+        gain = f" and its mean gain is at least {rule.min_effect:g} nats" \
+            if rule.min_effect else ""
+        mde = (f" In this run the smallest gain it finds with 80% power is about "
+               f"{noise['mde']:.4f} nats; smaller ones are mostly missed."
+               if noise.get("mde") is not None else "")
+        return (f"a child is compared with its parent on the same training seeds. Not better "
+                f"than its parent on its first seed: rejected after that one run. Otherwise "
+                f"the child and its parent train side by side on up to {rule.pairs} more seeds "
+                f"(whatever else the machine does slows both alike); not better on average "
+                f"after any of them: rejected there; after the last it is promoted (its agent "
+                f"moves to it) only when a one-sided t-test of their differences, against the "
+                f"noise measured in this run, says it is lower at {rule.confidence:.0%} "
+                f"confidence{gain}.{mde} An agent more than {bar} nats behind the best of its "
+                f"island may be pruned.")
+
+    def promoted(self) -> list[str]:
+        if "promoted" not in self._cache:
+            self._cache["promoted"] = memory.promoted(self.pop)
+        return self._cache["promoted"]
 
     def population(self, speaker: str):
         """The population's recent attempts (newest first), without ``speaker``'s own."""
@@ -166,8 +197,17 @@ class Contexts:
         fit, shown = summarize(results), latest(results) or {}
         result = {k: shown.get(k) for k in RESULT_SHOWN if shown.get(k) is not None}
         failed = fit.loss is None and shown.get("status") not in (None, "ok")
+        per_seed = []
+        for seed in sorted(s for s in fit.seeds if isinstance(s, int)):
+            ref = [r for r in results if r.get("seed") == seed
+                   and (r.get("conditions") or {}).get("role") != "screen"] or \
+                [r for r in results if r.get("seed") == seed]
+            steps = [paired.steps(r) for r in ref if paired.steps(r) is not None]
+            value = paired.value(ref)
+            per_seed.append({"seed": seed, "value": None if value is paired.MISSING else value,
+                             "steps": round(sum(steps) / len(steps)) if steps else None})
         return (TargetRun(commit=str(evaluated), fitness=fit.loss, seeds=fit.n, pending=pending,
-                          result=result, too_short=too_short(shown)),
+                          result=result, too_short=too_short(shown), per_seed=per_seed),
                 (shown.get("log_tail") or f"{shown.get('status')}: {shown.get('cause')}")
                 if failed else None)
 

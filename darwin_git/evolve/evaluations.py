@@ -279,8 +279,9 @@ class Evaluations:
         origin = of_result(result)
         if is_infrastructure(origin):
             self._count_problem(result)
-        elif not cached:
-            self.counts["evidence"] += 1  # a result that speaks about the code, measured now
+        elif not cached and (result.get("conditions") or {}).get("role") not in ("noise",
+                                                                                 "headline"):
+            self.counts["evidence"] += 1  # a result that speaks about proposed code, made now
         agent = self.pop.message(commit)[2].get("Darwin-Agent")
         if agent and agent in self.pop.agents():
             memory.update(self.pop, [agent])

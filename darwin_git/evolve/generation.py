@@ -67,6 +67,7 @@ class Generation:
     candidates: dict[str, Candidate] = field(default_factory=dict)  # commit -> candidate
     labels: dict[str, str] = field(default_factory=dict)  # commit -> what it is, for people
     verdicts: dict = field(default_factory=dict)  # child commit -> select.Verdict (acceptance)
+    islands: dict = field(default_factory=dict)  # agent -> island (evolve/islands.py)
     stats: Stats = field(default_factory=Stats)
     started: float = field(default_factory=time.time)
 

@@ -12,10 +12,21 @@ import json
 
 import pygit2
 
+from ..population.errors import DamagedPopulation
 from ..population.refdoc import RefDocument
 from ..population.repo import JOURNAL_REF
 
 RECORD_FILE = "record.json"
+
+
+def parse_record(data: bytes | None) -> dict:
+    """One version's record; ValueError when it is not one JSON object."""
+    if data is None:
+        raise ValueError(f"no {RECORD_FILE}")
+    record = json.loads(data)
+    if not isinstance(record, dict):
+        raise ValueError("not a JSON object")
+    return record
 
 
 class Journal:
@@ -23,12 +34,27 @@ class Journal:
         self.doc = RefDocument(repo, JOURNAL_REF, RECORD_FILE)
 
     def latest(self) -> dict | None:
-        data = self.doc.read()
-        return json.loads(data) if data is not None else None
+        tip = self.doc.tip()
+        return None if tip is None else self._read(self.doc.repo[tip])
 
     def records(self) -> list[dict]:
-        """Oldest first."""
-        return [json.loads(data) for data in self.doc.versions()][::-1]
+        """Oldest first. A version that cannot be read stops the reader (DamagedPopulation):
+        a generation's record is never skipped silently."""
+        return [record for _, record in self.timed_records()]
+
+    def timed_records(self) -> list[tuple[int, dict]]:
+        """(commit time, record), oldest first."""
+        return [(c.commit_time, self._read(c)) for c, _ in self.doc.history()][::-1]
+
+    def _read(self, commit) -> dict:
+        try:
+            return parse_record(self.doc.read(commit.id))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise DamagedPopulation(
+                f"the run journal {JOURNAL_REF} has an unreadable record at {str(commit.id)[:10]} "
+                f"(\"{commit.message.splitlines()[0] if commit.message else ''}\": {exc}): "
+                "`darwin-git repair` rewrites the journal without it and says what it held"
+            ) from None
 
     def find(self, phase: str, generation: int | None = None) -> dict | None:
         for rec in reversed(self.records()):

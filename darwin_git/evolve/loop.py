@@ -39,6 +39,7 @@ from ..select import Noise, minimum_effect, noise_sigma
 from .acceptance import Acceptance
 from .budgets import Budgets
 from .evaluations import Evaluations
+from . import islands
 from .generation import Generation
 from .journal import Journal
 from .proposals import Proposals
@@ -83,7 +84,7 @@ class Evolution:
         self._store_settings()  # status, report and memory read the run's conditions there
         memory.update(self.pop)  # whatever a crash left half-done, memory follows git again
         self.selection.finish_pending()
-        self.sigma = self.noise_floor()
+        self.sigma = self.noise_floor()  # measured beside the first generation's proposals
         g = self.journal.last_done() + 1
         no_evidence = None
         while g <= self.s.generations and not self.budgets.exhausted():
@@ -92,10 +93,12 @@ class Evolution:
             if no_evidence:
                 break
             g += 1
+        self._noise_done(wait=True)
         stopped = no_evidence or self.budgets.reason or \
             f"completed {self.journal.last_done()} of {self.s.generations} generations"
         self.sink.emit({"event": "stopped", "reason": stopped})
         headline = None if no_evidence else self.headline()
+        memory.update(self.pop)  # the last runs (the headline's) are the seed's and a tip's
         summary = {"stopped": stopped, "no_evidence": no_evidence, "generations_done": self.journal.last_done(),
                    "leaderboard": leaderboard(self.pop, self.conditions), "sigma": self.sigma,
                    "rule": self.s.acceptance().to_dict(), "clock": self.conditions.clock,
@@ -112,15 +115,17 @@ class Evolution:
         self.sink.emit({"event": "generation_started", "generation": g})
         self.hitl.before_generation(gen)  # merged answers, stalled agents asking for help
         gen.read_tips(self.pop.agents())
+        gen.islands = islands.membership(self.journal, gen.tips, self.s.islands)
         for agent, tip in gen.tips.items():  # commits nobody evaluated yet: human work, first runs
             if not self.evaluations.results(tip):
                 gen.labels[tip] = f"{agent} tip"
                 self.evaluations.request(tip, self.s.seed, gen.labels[tip], role="tip")
-        accept = self.acceptance.on_result  # asks for the next seed the moment one is in
+        accept = self._on_result  # asks for the next seed the moment one is in
         for child in self.proposals.make(gen):  # a slot starts on each child as it is made
             self.acceptance.watch(gen, child)
             self.evaluations.poll(accept)
         self.evaluations.collect(accept)
+        self._noise_done(wait=True)  # selection's noise bar needs it
         self.hitl.after_evaluation(gen)  # e.g. revert a human answer that failed to train
         gen.read_tips(self.pop.agents())
         self.budgets.spend(gen.stats)
@@ -144,7 +149,7 @@ class Evolution:
                 f"(generations {streak[0]['generation']}-{streak[-1]['generation']}): "
                 f"{streak[-1].get('cause')}")
 
-    def noise_floor(self) -> float:
+    def noise_floor(self) -> float | None:
         """The noise, measured once per run conditions and journaled (README "Noise-aware
         acceptance"): the seed trained twice side by side on each of noise_repeats training
         seeds (seed, seed+1, ..., the seeds acceptance compares on: they are the seed's
@@ -152,39 +157,60 @@ class Evolution:
         seeds (pruning's noise bar, shown beside every fitness), and the spread of a paired
         difference of the seed with itself, from which the smallest effect acceptance can see
         is computed and announced. Measured again when the conditions (layout included)
-        change."""
+        change. The runs are only requested here: they train while the first generation's
+        proposals are made (an LLM's replies take minutes), and the record is journaled and
+        announced the moment they are in (:meth:`_noise_done`). Returns the journaled σ, or
+        None until then."""
         rec = self.journal.find("noise")
         if rec and self.conditions.matches(rec):
             self._announce(rec, resumed=True)
             return rec["sigma"]
-        root = str(ref_target(self.pop.repo, SEED_REF) or self._root())
+        self._noise_root = str(ref_target(self.pop.repo, SEED_REF) or self._root())
         label = "seed (noise floor, side by side with itself)"
         for i in range(max(1, self.s.noise_repeats)):
-            self.evaluations.request_pair(root, root, self.s.seed + i, (label, label),
-                                          role="noise")
-        self.evaluations.collect()
+            self.evaluations.request_pair(self._noise_root, self._noise_root, self.s.seed + i,
+                                          (label, label), role="noise")
+        self.evaluations.poll()
+        return None
+
+    def _on_result(self, commit: str, seed: int) -> None:
+        self.acceptance.on_result(commit, seed)
+        self._noise_done()
+
+    def _noise_done(self, wait: bool = False) -> None:
+        """Journal and announce the noise floor once its runs are in (``wait``: collect them
+        first)."""
+        root = getattr(self, "_noise_root", None)
+        if root is None:
+            return
+        seeds = [self.s.seed + i for i in range(max(1, self.s.noise_repeats))]
+        if any(self.evaluations.pair_pending(root, root, s) for s in seeds):
+            if not wait:
+                return
+            self.evaluations.collect(self._on_result)
+        self._noise_root = None
         fit = fitness(self.pop, root, self.conditions)
         losses = list(fit.seeds.values())  # one per seed, the mean of its two runs
-        sigma = noise_sigma(losses)
+        self.sigma = noise_sigma(losses)
         twins = paired.twin_differences(self.pop, self.conditions)
         noise = Noise.of_twins(twins)
         rule = self.s.acceptance()
-        record = {"phase": "noise", "generation": 0, "sigma": sigma, "mean": fit.loss,
+        runs = [r for r in self.evaluations.results(root)
+                if (r.get("conditions") or {}).get("role") == "noise"]
+        record = {"phase": "noise", "generation": 0, "sigma": self.sigma, "mean": fit.loss,
                   "losses": losses, "repeats": len(losses), "paired_sigma": noise.sigma,
                   "paired_df": noise.df, "twin_differences": twins,
                   "mde": minimum_effect(noise.sigma, noise.df, rule.pairs, rule.confidence),
-                  "steps": [(r.get("train") or {}).get("steps")
-                            for r in self.evaluations.results(root)],
+                  "steps": [(r.get("train") or {}).get("steps") for r in runs],
                   **vars(self.conditions)}
         self.journal.append(record, f"Noise floor: seed val_loss "
                             f"{fit.loss if fit.loss is None else round(fit.loss, 4)}"
-                            f" +/- {sigma:.4f} over {len(losses)} seeds")
+                            f" +/- {self.sigma:.4f} over {len(losses)} seeds")
         self._announce(record)
-        short = [w for w in map(too_short, self.evaluations.results(root)) if w]
-        if short:  # every later number would be noise too: say so before the first generation
+        short = [w for w in map(too_short, runs) if w]
+        if short:  # every later number would be noise too: say so
             self.sink.emit({"event": "warning", "kind": "too_short",
                             "detail": f"the seed's runs are {short[0]}"})
-        return sigma
 
     def headline(self) -> dict | None:
         """The run's gain, re-measured where selection never looked: the best tip beside the

@@ -22,6 +22,7 @@ from ..origin import of_proposal
 from ..population.refs import ref_target, update_refs
 from ..population.repo import CANDIDATE_PREFIX, Population
 from ..select import rank
+from . import islands
 from .budgets import Budgets
 from .context import Contexts
 from .generation import Generation, seed_of
@@ -60,7 +61,9 @@ class Proposals:
         self.contexts.start(gen.g)
         self._warn_few_operators(gen)
         made, failed_before, self._new = 0, gen.stats.failed, 0
-        for speaker, target, commit in self.mutations(gen, self.pairs(list(gen.tips), rng)):
+        pairs = [p for group in islands.groups(gen.islands or {a: 0 for a in gen.tips})
+                 for p in self.pairs(group, rng)]
+        for speaker, target, commit in self.mutations(gen, pairs):
             made += 1
             yield gen.add(commit, target, f"{speaker} -> {target}")
         for i in range(self.s.crossovers if len(gen.tips) > 1 else 0):
@@ -79,14 +82,17 @@ class Proposals:
         if self._warned or not isinstance(self.mutator, BuiltinMutator) or not gen.tips:
             return
         self._warned = True
-        code = self.contexts.code(next(iter(gen.tips.values())))
-        warning = few_fit_warning(code[1], code[0]) if code else None
+        tip = next(iter(gen.tips.values()))
+        code = self.contexts.code(tip)
+        warning = few_fit_warning(code[1], code[0], read_only=self.contexts.read_only(
+            tip, code[0])) if code else None
         if warning:
             self.sink.emit({"event": "warning", "kind": "few_operators",
                             "detail": f"built-in mutator: {warning}"})
 
     def pairs(self, names: list[str], rng: random.Random) -> list[tuple[str, str]]:
-        """(speaker, target): ring (agent i rewrites agent i+1, DARWIN), self or random."""
+        """(speaker, target) within one island: ring (agent i rewrites agent i+1, DARWIN),
+        self or random."""
         if self.s.pairing == "self" or len(names) == 1:
             return [(a, a) for a in names]
         if self.s.pairing == "random":
@@ -105,7 +111,8 @@ class Proposals:
                 slot, parent = f"{target}.{speaker}", gen.tips[target]
                 existing = ref_target(self.pop.repo, candidate_ref(gen.g, slot))
                 if existing is not None:  # made before a crash: never propose twice
-                    self._new += self.contexts.kept(str(existing), slot)
+                    self.contexts.kept(str(existing), slot)  # its tree is claimed again
+                    self._new += 1  # it was new when it was made (its results are its own)
                     yield speaker, target, str(existing)
                     continue
                 if self._attempted(gen.g, slot, parent) or \
@@ -181,7 +188,7 @@ class Proposals:
         origin = of_proposal(failure.cause)
         gen.stats.problem("proposal", origin, failure.cause, failure.detail)
         self.pop.add_attempt(parent, failure, target, gen.g, mutator_agent=speaker, slot=slot,
-                             origin=origin)
+                             origin=origin, stage=failure.stage)
         memory.update(self.pop, [target])
         self.sink.emit({"event": "proposal_failed", "generation": gen.g, "mutator": speaker,
                         "target": target, "cause": failure.cause, "detail": failure.detail,

@@ -13,7 +13,7 @@ from .. import memory
 from ..failpoints import crashpoint
 from ..fitness import Conditions, fitness, leaderboard
 from ..population.repo import Population
-from ..select import best_promoted, plan_replacements, prune_reason, rank
+from ..select import best_promoted, plan_migrations, plan_replacements, prune_reason, rank
 from .evaluations import Evaluations
 from .generation import Generation, seed_of
 from .journal import Journal
@@ -68,31 +68,56 @@ class Selection:
         for step in advance:
             new_tips[step["agent"]] = step["to"]
         margin = self.s.accept_k * (sigma or 0.0)
-        remeasured = self.remeasure(new_tips, margin)
+        members = gen.islands or {a: 0 for a in new_tips}
+        promoted = {step["agent"] for step in advance}
+        remeasured = self.remeasure(new_tips, margin, members, promoted)
         fit = {a: self.loss(t) for a, t in new_tips.items()}
         for step in advance:  # after re-measuring, the numbers selection decided on
             step["after"] = fit[step["agent"]]
         rng = random.Random(seed_of(self.s.seed, gen.g, "select"))
         used = set(self.pop.agents()) | {n.split("/")[3] for n in self.pop.pruned()}
+        trees = {a: str(self.pop.commit(t).tree_id) for a, t in new_tips.items()}
         replace = []
-        for loser, parent in plan_replacements(fit, self.s.selection(), rng, margin):
-            name = _new_name(used)
-            used.add(name)
-            replace.append({"loser": loser, "loser_tip": new_tips[loser], "name": name,
-                            "parent": parent, "parent_tip": new_tips[parent],
-                            "reason": prune_reason(loser, fit, margin)})
-        return {"advance": advance, "replace": replace, "remeasured": remeasured}
+        for loser, parent in plan_replacements(fit, self.s.selection(), rng, margin, members,
+                                               trees, keep=promoted):
+            replace.append(self._replacement(used, new_tips, members, loser, parent,
+                                             prune_reason(loser, fit, margin)))
+        interval = self.s.migration_interval
+        if interval and gen.g % interval == 0:
+            busy = promoted | {r["loser"] for r in replace} | {r["parent"] for r in replace}
+            for migrant, loser in plan_migrations(fit, members, trees, busy):
+                replace.append(self._replacement(
+                    used, new_tips, members, loser, migrant,
+                    f"migration: {migrant}, the best of island {members[migrant]}, replaces "
+                    f"{loser}, the worst of island {members[loser]}", migration=True))
+        islands = {a: k for a, k in members.items()
+                   if a not in {r["loser"] for r in replace}}
+        islands.update({r["name"]: r["island"] for r in replace})
+        return {"advance": advance, "replace": replace, "remeasured": remeasured,
+                "islands": islands}
 
-    def remeasure(self, tips: dict[str, str], margin: float) -> list[dict]:
+    def _replacement(self, used: set, tips: dict, members: dict, loser: str, parent: str,
+                     reason: str, migration: bool = False) -> dict:
+        """A new agent branched from ``parent``'s tip in ``loser``'s place and island."""
+        name = _new_name(used)
+        used.add(name)
+        return {"loser": loser, "loser_tip": tips[loser], "name": name, "parent": parent,
+                "parent_tip": tips[parent], "island": members.get(loser, 0),
+                "reason": reason, "migration": migration}
+
+    def remeasure(self, tips: dict[str, str], margin: float, members: dict | None = None,
+                  keep: set = frozenset()) -> list[dict]:
         """Evaluate the leader, and every agent pruning would remove, on the rule's seeds it
         lacks, until the agents that decide are all measured on every seed (a seed evaluated
         once is not asked for again, even when its result does not count)."""
         done: list[dict] = []
+        trees = {a: str(self.pop.commit(t).tree_id) for a, t in tips.items()}
         while True:
             fit = {a: self.loss(t) for a, t in tips.items()}
             ranked = rank(fit)
             doomed = [loser for loser, _ in
-                      plan_replacements(fit, self.s.selection(), random.Random(0), margin)]
+                      plan_replacements(fit, self.s.selection(), random.Random(0), margin,
+                                        members, trees, keep)]
             todo = []
             for agent in dict.fromkeys(ranked[:1] + doomed):
                 if fit[agent] is None:
@@ -153,6 +178,7 @@ class Selection:
                 crashpoint("advanced")
                 self.sink.emit({"event": "accepted", **step, "commit": step["to"]})
             # else: already applied before a crash, or a human moved the branch: leave it
+        lost = self._lost(g, plan)
         for step in plan["replace"]:
             if str(self.pop.agents().get(step["loser"])) == step["loser_tip"]:
                 self.pop.prune(step["loser"], expected_old=step["loser_tip"])
@@ -162,7 +188,45 @@ class Selection:
                                 "replacement": step["name"], "parent": step["parent"],
                                 "reason": step.get("reason")})
         memory.update(self.pop)
-        self._close(g, plan, facts, wall, sigma)
+        self._close(g, plan, {**facts, "lost": lost}, wall, sigma)
+
+    def _lost(self, g: int, plan: dict) -> list[dict]:
+        """Promoted changes that leave the population with this plan's prunes (no surviving
+        tip holds them): each gets a "lost" note (once) and is returned for the journal, so
+        that memory and prompts can tell the agents, and one may propose it again."""
+        if not plan["replace"]:
+            return []
+        losers = {s["loser"] for s in plan["replace"]}
+        tips = {a: str(t) for a, t in self.pop.agents().items()}
+        for step in plan["advance"]:
+            tips[step["agent"]] = step["to"]
+        survivors = [t for a, t in tips.items() if a not in losers] + \
+            [s["parent_tip"] for s in plan["replace"]]
+        lost = []
+        for step in plan["replace"]:
+            for commit in self._promoted_line(step["loser_tip"], survivors):
+                summary, _, trailers = self.pop.message(commit)
+                entry = {"commit": commit, "agent": step["loser"], "summary": summary,
+                         "speaker": trailers.get("Darwin-Mutator-Agent"),
+                         "generation": g, "reason": f"{step['loser']} was replaced by "
+                         f"{step['name']} in generation {g} ({step.get('reason')})"}
+                lost.append(entry)
+                if not any(r.get("generation") == g for r in self.pop.records(commit, "lost")):
+                    self.pop.notes.append(self.pop.commit(commit).id,
+                                          {"v": 1, "kind": "lost", **entry})
+        return lost
+
+    def _promoted_line(self, tip: str, survivors: list[str]) -> list[str]:
+        """The promoted commits on ``tip``'s first-parent line that no survivor holds."""
+        repo, out = self.pop.repo, []
+        c = self.pop.commit(tip)
+        held = lambda cid: any(str(cid) == s or repo.descendant_of(s, cid)  # noqa: E731
+                               for s in survivors)
+        while c.parent_ids and not held(c.id):
+            if any(r.get("action") == "promote" for r in self.pop.records(c.id, "verdict")):
+                out.append(str(c.id))
+            c = repo[c.parent_ids[0]]
+        return out
 
     def _close(self, g: int, plan: dict, facts: dict, wall: float | None,
                sigma: float | None, evidence: bool = True, cause: str | None = None) -> None:
@@ -172,19 +236,38 @@ class Selection:
         losses = [r["val_loss"] for r in board if r["val_loss"] is not None]
         best = board[0] if board and board[0]["val_loss"] is not None else None
         pruned = [{"agent": s["loser"], "replacement": s["name"], "parent": s["parent"],
-                   "reason": s.get("reason")} for s in plan["replace"]]
+                   "reason": s.get("reason"), "migration": s.get("migration", False)}
+                  for s in plan["replace"]]
         record = {"phase": "done", "generation": g, "best": best,
                   "median": statistics.median(losses) if losses else None,
                   "leaderboard": board, "advanced": len(plan["advance"]),
                   "replaced": len(plan["replace"]), "wall_s": wall, "sigma": sigma,
                   "pruned": pruned, "remeasured": plan.get("remeasured", []), **facts,
-                  "evidence": evidence, "cause": cause}
+                  "evidence": evidence, "cause": cause, "islands": plan.get("islands"),
+                  "diversity": diversity(self.pop)}
         said = f"best {best['agent'] + ' ' + format(best['val_loss'], '.4f') if best else 'none'}"
         self.journal.append(record, f"Generation {g} done: " + (
             said if evidence else f"no evidence, nothing selected ({cause})"))
         self.sink.emit({"event": "leaderboard", "agents": board})
         self.sink.emit({"event": "generation_done", "generation": g,
                         "best": best["val_loss"] if best else None})
+
+
+def diversity(pop: Population) -> dict:
+    """How different the live agents are: distinct tip trees (clones count once) and the mean
+    size of the diff between two distinct tips, in changed lines."""
+    import itertools
+
+    trees = {}
+    for tip in pop.agents().values():
+        tree = pop.commit(tip).tree
+        trees.setdefault(str(tree.id), tree)
+    sizes = []
+    for a, b in itertools.combinations(trees.values(), 2):
+        stats = pop.repo.diff(a, b).stats
+        sizes.append(stats.insertions + stats.deletions)
+    return {"agents": len(pop.agents()), "distinct": len(trees),
+            "pairwise_lines": statistics.fmean(sizes) if sizes else 0.0}
 
 
 def no_evidence_cause(gen: Generation) -> str:

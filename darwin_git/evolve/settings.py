@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from typing import ClassVar
 
-from ..run.base import CLOCKS
+from ..bounds import AT_LEAST_0, AT_LEAST_1, POSITIVE, Bounds, check
+from ..run.base import CLOCKS, DEVICES
 from ..select import AcceptanceRule, SelectionSettings
 
 PAIRINGS = ("ring", "self", "random")
@@ -20,9 +22,12 @@ class EvolveSettings:
     confidence: float = AcceptanceRule.confidence  # of the one-sided paired t-test that promotes a child
     min_effect: float = AcceptanceRule.min_effect  # mean gain (nats) a promoted child must reach: 2% perplexity, above the per-seed jitter a neutral change shows, below what a good change gains (0.1+)
     accept_k: float = 1.0  # pruning's noise bar: an agent within accept_k * sigma of the best is never pruned
-    elites: int = 1
+    elites: int = 1  # best agents of each island that always survive untouched
     prune_per_generation: int = 1
     tournament_size: int = 2
+    min_distinct: int = 2  # distinct tip trees pruning never goes below (clones count once)
+    islands: int = 2  # groups of agents that evolve apart (at most one per two agents)
+    migration_interval: int = 3  # generations between migrations (each island's best to the next island); 0: never
     pairing: str = "ring"  # ring: agent i rewrites agent i+1 (DARWIN); self; random
     crossovers: int = 0  # crossover children per generation
     device: str = "cpu"
@@ -39,6 +44,19 @@ class EvolveSettings:
     infra_retries: int = 2  # times an evaluation that failed for the engine's or infrastructure's reasons runs again
     retry_backoff_s: float = 10.0  # seconds before the first such retry; doubles each time
 
+    # The range of every number above: checked here, by `darwin-git config set`, in a stored
+    # run.toml and by evolve's options (darwin_git/bounds.py).
+    BOUNDS: ClassVar[dict[str, Bounds]] = {
+        **AcceptanceRule.BOUNDS, **SelectionSettings.BOUNDS,
+        "generations": AT_LEAST_0, "budget_s": POSITIVE, "noise_repeats": AT_LEAST_1,
+        "crossovers": AT_LEAST_0, "slots": AT_LEAST_1,
+        "seed": Bounds(0, 2**31 - 1),  # seed + i must stay a valid seed for numpy and torch
+        "max_wall_s": POSITIVE, "max_tokens": AT_LEAST_1, "max_cost_usd": AT_LEAST_0,
+        "stall_generations": AT_LEAST_0,  # 0: agents never ask on their own
+        "preflight_s": AT_LEAST_0, "islands": AT_LEAST_1, "migration_interval": AT_LEAST_0,
+        "headline_pairs": AT_LEAST_0, "max_empty_generations": AT_LEAST_0,
+        "infra_retries": AT_LEAST_0, "retry_backoff_s": AT_LEAST_0}
+
     def acceptance(self) -> AcceptanceRule:
         return AcceptanceRule(max_seeds=self.max_seeds, confidence=self.confidence,
                               min_effect=self.min_effect)
@@ -46,7 +64,8 @@ class EvolveSettings:
     def selection(self) -> SelectionSettings:
         return SelectionSettings(accept_k=self.accept_k, elites=self.elites,
                                  tournament_size=self.tournament_size,
-                                 prune_per_generation=self.prune_per_generation)
+                                 prune_per_generation=self.prune_per_generation,
+                                 min_distinct=self.min_distinct)
 
     @classmethod
     def from_config(cls, config: dict, **overrides) -> "EvolveSettings":
@@ -60,6 +79,9 @@ class EvolveSettings:
             raise ValueError(f"pairing must be one of {', '.join(PAIRINGS)}")
         if settings.clock is not None and settings.clock not in CLOCKS:
             raise ValueError(f"clock must be one of {', '.join(CLOCKS)}")
+        if settings.device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}")
+        check("", cls.BOUNDS, settings)
         settings.acceptance()  # its own checks (max_seeds >= 2, 0 < confidence < 1, ...)
         return settings
 

@@ -277,8 +277,8 @@ def _session(label: str, converse, tree_dir: Path, sandbox: Sandbox, spec: EvalS
            "DARWIN_CKPT_MAX_BYTES": str(spec.limits.max_file_bytes)}
     if device == "cpu":
         env["OMP_WAIT_POLICY"] = "PASSIVE"  # idle threads must not spin on the CPU clock
-    serve = Step(argv=server.argv("ckpt.pt", contract.model_entry), tree=tree_dir,
-                 out_dir=work / f"{label}_out", timeout_s=spec.eval_timeout_s,
+    serve = Step(argv=server.argv("ckpt.pt", contract.model_entry, contract.config_entry),
+                 tree=tree_dir, out_dir=work / f"{label}_out", timeout_s=spec.eval_timeout_s,
                  inputs={"CKPT": work / "ckpt", "SERVER": server.ship(work / "server")},
                  env=env, limits=spec.limits, gpus=1 if device == "cuda" else 0,
                  label=f"eval-{label}", clock_limit=limit)

@@ -132,8 +132,8 @@ def serve_probe(tree_dir: Path, sandbox: Sandbox, contract: Contract, work: Path
     ``work/ckpt/ckpt.pt``: it builds the model and loads the weights strictly; then ask it for
     the logits of one small row at every position, checked as scoring checks them. None when
     they pass, else (stage, what went wrong)."""
-    step = Step(argv=server.argv("ckpt.pt", contract.model_entry), tree=tree_dir,
-                out_dir=work / "eval_out", timeout_s=SERVE_TIMEOUT_S,
+    step = Step(argv=server.argv("ckpt.pt", contract.model_entry, contract.config_entry),
+                tree=tree_dir, out_dir=work / "eval_out", timeout_s=SERVE_TIMEOUT_S,
                 inputs={"CKPT": work / "ckpt", "SERVER": server.ship(work / "server")},
                 env={"DARWIN_DEVICE": device, "DARWIN_SEED": "0", "DARWIN_THREADS": "1",
                      "DARWIN_CKPT_MAX_BYTES": str(limits.max_file_bytes)},

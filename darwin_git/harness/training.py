@@ -30,10 +30,13 @@ from pathlib import Path
 
 from ..contract import Contract
 from ..run.base import ClockLimit, Outcome, Step
+from . import kit
 from .spec import SAVE_WINDOW_S, EvalSpec, wall_net
 
 SUMMARY_LINE = re.compile(r"^\s*([A-Za-z_][\w./-]{0,63})\s*:\s*(\S.{0,200})$")
 METRIC_LINE = re.compile(r"^step (\d+)\s*((?:\|[^|]*)*)$")
+# nanoGPT's: "iter 12: loss 2.4310, time 48.20ms, mfu 1.20%" (iter counts from 0)
+ITER_LINE = re.compile(r"^iter (\d+):((?:\s*[A-Za-z_][\w/]*\s+[^,]+,?)*)$")
 CURVE_POINTS = 16
 LIMIT_CAUSES = {"memory": "out_of_memory", "disk": "disk_limit", "pids": "process_limit"}
 
@@ -44,8 +47,10 @@ def clock_limit(clock: str, budget_s: float) -> ClockLimit:
 
 def train_step(contract: Contract, tree_dir: Path, out_dir: Path, train_dir: Path,
                budget_s: float, clock: str, device: str, spec: EvalSpec) -> Step:
+    """The training step; the training kit (kit/) is shipped beside ``out_dir``."""
     env = {"DARWIN_BUDGET_S": f"{budget_s:g}", "DARWIN_BUDGET_CLOCK": clock,
-           "DARWIN_DEVICE": device, "DARWIN_SEED": str(spec.seed)}
+           "DARWIN_DEVICE": device, "DARWIN_SEED": str(spec.seed),
+           "DARWIN_CHECKPOINT": contract.checkpoint}
     if spec.threads:
         env.update(OMP_NUM_THREADS=str(spec.threads), MKL_NUM_THREADS=str(spec.threads))
     if device == "cpu":
@@ -55,7 +60,8 @@ def train_step(contract: Contract, tree_dir: Path, out_dir: Path, train_dir: Pat
     limit = clock_limit(clock, budget_s)
     return Step(argv=list(contract.train_command), tree=tree_dir, out_dir=out_dir,
                 timeout_s=spec.wall_timeout_s or wall_net(clock, limit.seconds),
-                inputs={"DATA": train_dir}, env=env, limits=spec.limits,
+                inputs={"DATA": train_dir, kit.INPUT: kit.ship(Path(out_dir).parent / "kit")},
+                pythonpath=(kit.INPUT,), env=env, limits=spec.limits,
                 gpus=1 if device == "cuda" else 0, label="train", clock_limit=limit,
                 final_files=(contract.checkpoint,))
 
@@ -128,6 +134,10 @@ def parse_training(log: str) -> dict:
         m = METRIC_LINE.match(line.strip())
         if m:
             points.append((int(m.group(1)), _fields(m.group(2))))
+            continue
+        m = ITER_LINE.match(line.strip())
+        if m:  # iter N is the (N+1)-th step
+            points.append((int(m.group(1)) + 1, _iter_fields(m.group(2))))
     summary = parse_summary(log)
     out: dict = {}
     steps = summary.get("steps")
@@ -164,6 +174,22 @@ def _fields(text: str) -> dict[str, float]:
         elif isinstance(second, float) and isinstance(first, str):
             found[first] = second  # name value
     return {k: v for k, v in found.items() if v == v and abs(v) != float("inf")}
+
+
+def _iter_fields(text: str) -> dict[str, float]:
+    """``loss 2.43, time 48.20ms, mfu 1.20%`` -> {"loss": 2.43, "ms": 48.2, "mfu%": 1.2}: a
+    value with a unit is filed under the unit (as ``185.2 ms`` is), others by name."""
+    found = {}
+    for field in text.split(","):
+        m = re.fullmatch(r"\s*([A-Za-z_][\w/]*)\s+([-+]?[\d.]+(?:[eE][-+]?\d+)?|nan|inf)"
+                         r"\s*([A-Za-z/%]*)\s*", field)
+        if not m:
+            continue
+        value = _number(m.group(2))
+        if isinstance(value, float) and value == value and abs(value) != float("inf"):
+            unit = m.group(3)
+            found[unit if unit and unit != "%" else m.group(1) + unit] = value
+    return found
 
 
 def _number(text: str):

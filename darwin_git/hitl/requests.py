@@ -9,11 +9,18 @@ A request of agent A is
   branch's last tip) reachable after the branch is gone;
 - note lines ``{"kind": "request", "state": ...}`` on the request commit: its life
   (open -> merged -> answered, or -> closed); the last line is the current state.
+
+A request's text is a model's (or a stranger's, through a pushed branch) and reaches terminals,
+the request file and prompts, so it is rendered safely in one place: :func:`safe_text` shows
+control, bidirectional and other invisible characters escaped (``\u202e``), for every view
+(status, ``requests list/show``, events, prompts); :func:`markdown_text` also keeps the
+request file free of raw HTML and of links other than http(s) and relative paths.
 """
 from __future__ import annotations
 
 import re
 import time
+import unicodedata
 from dataclasses import dataclass, field
 
 import pygit2
@@ -33,7 +40,11 @@ STATES = ("open", "merged", "answered", "closed")
 # Not a note line but what an open request of a pruned agent is: nobody will evaluate an
 # answer merged into a branch that is gone.
 ORPHANED = "orphaned"
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# shown escaped: controls, format characters (bidi overrides and isolates, zero-width), line
+# and paragraph separators, lone surrogates
+_HIDDEN = ("Cc", "Cf", "Zl", "Zp", "Cs")
+_LINK_END = re.compile(r"\]\(")
+_SAFE_SCHEMES = ("http://", "https://")
 
 
 class RequestError(PopulationError):
@@ -69,7 +80,8 @@ class Request:
         if self.state == ORPHANED:
             return (f"agent {self.agent} was pruned: an answer merged now would never be "
                     f"evaluated; close it (darwin-git requests close {self.id} -m ...)")
-        return self.last.get("reason")
+        reason = self.last.get("reason")
+        return safe_text(reason) if isinstance(reason, str) else reason
 
     def to_dict(self) -> dict:
         return {"id": self.id, "agent": self.agent, "n": self.n, "commit": self.commit,
@@ -92,11 +104,11 @@ def validate(request) -> dict:
             value = ""
         if not isinstance(value, str):
             raise RequestError(f"request field {key!r} must be text, not {type(value).__name__}")
-        value = _CONTROL.sub("", value).strip()
+        value = value.replace("\r\n", "\n").strip()
         if len(value) > limit:
             raise RequestError(f"request field {key!r} has {len(value)} characters; at most "
                                f"{limit} are allowed")
-        out[key] = value
+        out[key] = safe_text(value)
     if not out["what"]:
         raise RequestError("a request needs a non-empty 'what' (what the human should provide)")
     if "\n" in out["what"]:
@@ -104,8 +116,47 @@ def validate(request) -> dict:
     return out
 
 
+def safe_text(text: str, lines: bool = True) -> str:
+    """``text`` with every character a reader cannot see, or that reorders what they see,
+    shown escaped (``\u202e``); newlines (when ``lines``) and tabs are kept. Idempotent."""
+    out = []
+    for c in str(text):
+        if (c == "\n" and lines) or c == "\t" or unicodedata.category(c) not in _HIDDEN:
+            out.append(c)
+        else:
+            out.append(f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}")
+    return "".join(out)
+
+
+def markdown_text(text: str) -> str:
+    """``text`` safe inside a Markdown file: :func:`safe_text`, no raw HTML (``& < >`` as
+    entities), no link definitions, and only links to http(s) or relative paths (any other
+    ``[text](target)`` is shown as text)."""
+    text = safe_text(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = text.replace("]:", "\\]:")  # no reference definitions: their target is unseen
+    out, last = [], 0
+    for m in _LINK_END.finditer(text):
+        target = re.match(r"\s*(\S*)", text[m.end():]).group(1)
+        out.append(text[last:m.start()])
+        out.append("](" if _safe_target(target) else "]\\(")
+        last = m.end()
+    out.append(text[last:])
+    return "".join(out)
+
+
+def _safe_target(target: str) -> bool:
+    """A link target that is http(s) or a relative path (no scheme, no //host, no escapes)."""
+    target = target.rstrip(")")
+    if target.lower().startswith(_SAFE_SCHEMES):
+        return True
+    head = re.split(r"[/?#]", target, maxsplit=1)[0]
+    return not (target.startswith(("/", "\\")) or ":" in head or "\\" in target
+                or "&" in head)
+
+
 def request_file(req: dict, rid: str, agent: str, speaker: str, g: int, base: str) -> str:
     asker = speaker if speaker == agent else f"{speaker}, while rewriting {agent}'s code"
+    req = {key: markdown_text(req.get(key) or "") for key in ("what", "why", "use")}
     return (f"# Request {rid}: {req['what']}\n\n"
             f"- asked by: {asker}\n"
             f"- generation: {g}\n"
@@ -220,8 +271,9 @@ def get_request(pop: Population, rid: str) -> Request:
     return Request(
         id=rid, agent=agent, n=int(n), commit=str(commit.id),
         base=str(commit.parent_ids[0]) if commit.parent_ids else "",
-        what=opened.get("what") or parse_message(commit.message)[0].removeprefix("Request: "),
-        why=opened.get("why", ""), use=opened.get("use", ""),
+        what=safe_text(opened.get("what") or parse_message(commit.message)[0]
+                       .removeprefix("Request: "), lines=False),
+        why=safe_text(opened.get("why", "")), use=safe_text(opened.get("use", "")),
         speaker=opened.get("speaker") or trailers.get("Darwin-Mutator-Agent") or agent,
         generation=int(opened.get("generation") or trailers.get("Darwin-Generation") or 0),
         state=state,

@@ -35,6 +35,9 @@ class MemoryEntry:
     seeds: int = 0  # training seeds the delta is paired over (0: unpaired)
     fitness: float | None = None  # val_loss of the change (mean over its seeds)
     commit: str | None = None  # None: the proposal made no commit
+    # seed by seed: {"seed", "value", "steps", "parent", "parent_steps", "side_by_side"}
+    per_seed: list = field(default_factory=list)
+    lost: str | None = None  # a kept change that left the population (its agent was pruned)
 
 
 @dataclass
@@ -46,6 +49,7 @@ class RunInfo:
     threads: int | None = None  # CPU threads per training run; None: not capped
     sigma: float | None = None  # the noise floor: the seed's val_loss spread over seeds
     rule: str = ""  # the acceptance rule in words
+    paired_sigma: float | None = None  # the spread of a paired difference (side by side)
 
 
 @dataclass
@@ -59,6 +63,9 @@ class TargetRun:
     #   cause, seed, val_loss, params, vocab_size, train_wall_s, train_cpu_s, train: {steps,
     #   ms_per_step, tokens_per_s, loss_curve, ...}); the log tail only when it failed
     too_short: str | None = None  # why the run was too short to learn, in words
+    # what a child is compared with, seed by seed: {"seed", "value", "steps"} under the
+    # run's conditions (its reference values: the run it was itself selected on left out)
+    per_seed: list = field(default_factory=list)
 
 
 @dataclass
@@ -68,11 +75,15 @@ class MutationContext:
     generation: int
     contract: Contract
     files: dict[str, str]  # the target's mutable files, path -> text
+    # files the run reads that no mutation may change: the config files the train command
+    # names (they may override settings the mutable files set), the model entry's module
+    read_only: dict[str, str] = field(default_factory=dict)
     target_fitness: float | None = None  # val_loss of the target's tip, if known
     memory: list[MemoryEntry] = field(default_factory=list)  # the speaker's own proposals
     target_history: list[MemoryEntry] = field(default_factory=list)  # changes to the target
     population: list[MemoryEntry] = field(default_factory=list)  # others' recent attempts
     top_diffs: list[str] = field(default_factory=list)  # recent accepted diffs of top agents
+    promoted: list[str] = field(default_factory=list)  # every promoted change, one short line
     run: RunInfo | None = None  # budget, clock, device, threads, noise, the acceptance rule
     target_run: TargetRun | None = None  # the target's fitness and training dynamics
     failure_log: str | None = None  # log tail of the target's own last run, when it failed
@@ -106,7 +117,7 @@ class Mutation:
 @dataclass
 class MutationFailure:
     cause: str  # stable code: "llm_error", "timeout", "bad_reply", "truncated", "too_large",
-    #             "diff_rejected", "diff_failed", "empty_diff", "duplicate_tree",
+    #             "diff_rejected", "diff_failed", "syntax_error", "empty_diff", "duplicate_tree",
     #             "preflight_failed", "no_operator", "merge_conflict", ... (see errors.py)
     detail: str  # a precise, human-readable reason
     operator: str
@@ -117,6 +128,7 @@ class MutationFailure:
     log: str | None = None  # transcript tail, for debugging
     request: dict | None = None  # a request to the human the reply carried (HITL), if any
     summary: str | None = None  # the summary of the last change the model proposed, if any
+    stage: str | None = None  # where it failed: prompt, call, reply, apply, check (llm.py STAGES)
 
 
 class Mutator(abc.ABC):

@@ -9,6 +9,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import ClassVar
+
+from ..bounds import AT_LEAST_0, AT_LEAST_1, POSITIVE, Bounds, check
+
+
+LIMITS = ("max_reply_chars", "max_diff_lines", "max_file_chars", "max_message_chars",
+          "max_prompt_chars")
 
 
 class LLMConfigError(ValueError):
@@ -21,7 +28,7 @@ class LLMConfig:
     base_url: str | None = None  # None = the SDK's default (api.openai.com)
     api_key: str | None = None
     timeout_s: float = 120.0  # per network read/connect; the SDK aborts a silent request
-    deadline_s: float = 300.0  # wall clock for one model call, SDK retries and streaming included
+    deadline_s: float = 240.0  # wall clock for one model call, SDK retries and streaming included (two generations of an endpoint that never answers stop evolve within 10 min)
     max_retries: int = 2  # the SDK's own transport retries (429, 5xx, timeouts); the only layer
     max_apply_attempts: int = 3  # conversation turns to get a change that is accepted
     stream: bool = False  # stream the reply (stops reading at max_reply_chars)
@@ -38,6 +45,15 @@ class LLMConfig:
     max_file_chars: int = 100_000  # a file a change writes (a larger one may only shrink)
     max_message_chars: int = 10_000  # summary + reasoning: the commit message
     max_prompt_chars: int = 400_000  # the messages of one call, retry turns included
+
+    # The range of every number above (darwin_git/bounds.py); max_retries counts the SDK's
+    # retries after the first try, so 0 is allowed; every other count needs at least one.
+    BOUNDS: ClassVar[dict[str, Bounds]] = {
+        "timeout_s": POSITIVE, "deadline_s": POSITIVE, "max_retries": AT_LEAST_0,
+        "max_apply_attempts": AT_LEAST_1, "temperature": Bounds(0, 2),
+        "max_tokens": AT_LEAST_1, "price_prompt_per_1m": AT_LEAST_0,
+        "price_completion_per_1m": AT_LEAST_0,
+        **{name: AT_LEAST_1 for name in LIMITS}}
 
     @classmethod
     def from_env_and_config(cls, config: dict | None = None,
@@ -64,13 +80,21 @@ class LLMConfig:
         if "model" not in values and env.get("DARWIN_LLM_MODEL"):
             values["model"] = env["DARWIN_LLM_MODEL"]
         cfg = cls(**values)
-        positive = [name for name in ("max_apply_attempts", "timeout_s", "deadline_s", *LIMITS)
-                    if getattr(cfg, name) <= 0]
-        if positive or cfg.max_retries < 0:
-            raise LLMConfigError(f"[mutator] {', '.join(positive or ['max_retries'])} must be "
-                                 f"{'> 0' if positive else '>= 0'}")
+        try:
+            check("[mutator] ", cls.BOUNDS, cfg)
+        except ValueError as exc:
+            raise LLMConfigError(str(exc)) from None
         if not cfg.model:
             raise LLMConfigError("[mutator] model is empty")
+        if cfg.templates_dir is not None:
+            from .prompt import Prompts, TemplateError
+            try:
+                Prompts(cfg.templates_dir)
+            except TemplateError as exc:
+                raise LLMConfigError(f"[mutator] {exc}") from None
+        if cfg.base_url and not cfg.base_url.startswith(("http://", "https://")):
+            raise LLMConfigError(f"[mutator] base_url must be an http:// or https:// URL, got "
+                                 f"{cfg.base_url!r}")
         return cfg
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
@@ -80,8 +104,6 @@ class LLMConfig:
                       + completion_tokens * (self.price_completion_per_1m or 0.0)) / 1e6, 8)
 
 
-LIMITS = ("max_reply_chars", "max_diff_lines", "max_file_chars", "max_message_chars",
-          "max_prompt_chars")
 _TYPES = {"model": str, "base_url": str, "api_key": str, "timeout_s": float,
           "deadline_s": float, "max_retries": int, "max_apply_attempts": int,
           "stream": bool, "temperature": float, "max_tokens": int, "json_mode": bool,

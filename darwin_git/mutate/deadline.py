@@ -12,7 +12,8 @@ with two hooks that honour the deadline of the call in progress (:func:`deadline
 
 A backoff pause of the SDK after a connection error (0.5 s doubling, at most 8 s) may end after
 the deadline; no byte is exchanged after it. The call also counts its HTTP requests, so the
-retries reported are the ones that happened.
+retries reported are the ones that happened, and the status of the latest response, so that a
+connection that failed after the headers is told apart from a server that cannot be reached.
 """
 from __future__ import annotations
 
@@ -59,6 +60,8 @@ class Call:
         self.ends = time.monotonic() + seconds
         self.requests = 0  # requests sent: 1 + the SDK's retries
         self.request: httpx2.Request | None = None
+        self.status: int | None = None  # the status of the latest request's response, once
+        #                                 its headers came (a failure after them cut its body)
         self._expired = threading.Event()
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
@@ -137,6 +140,7 @@ def _on_request(request: httpx2.Request) -> None:
         raise call.error()
     call.requests += 1
     call.request = request
+    call.status = None
     timeouts = dict(request.extensions.get("timeout") or {})
     for kind in ("connect", "read", "write", "pool"):
         given = timeouts.get(kind)
@@ -164,6 +168,7 @@ def _on_response(response: httpx2.Response) -> None:
     call = _CURRENT.get()
     if call is None:
         return
+    call.status = response.status_code
     if response.status_code >= 400:
         pause = _retry_after(response.headers)
         if pause is not None and pause >= call.left():

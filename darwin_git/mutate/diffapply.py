@@ -10,13 +10,19 @@ to the wrong place: a match that is not unique at the strictest level that finds
 
 - ``empty_diff``: no diff, or a diff that changes nothing;
 - ``diff_rejected``: a path :func:`.policy.write_problem` refuses (outside the tree, ``.git*``,
-  protected, not mutable), or binary;
+  protected, not mutable, new and not plain ASCII or confusable), a git mode line
+  :func:`.policy.mode_problem` refuses (a symlink, a submodule, an executable, any mode change),
+  a rename or copy, or binary;
 - ``diff_failed``: unparsable, or a hunk whose context is not (uniquely) in the file; every
   failing hunk is named at once, with the hunks that did apply;
 - ``too_large``: more lines than ``max_lines``.
 
-What the change then writes (deleting the model, control characters, file sizes) is checked by
-:func:`.policy.check_changes`.
+What the change then writes (deleting the model, control characters, file sizes, Python that
+does not parse) is checked by :func:`.policy.check_changes`.
+
+A file keeps its kind: its line ends (lines are split at ``\n`` only, as git splits them; a
+CRLF file's added lines end in CRLF), its byte-order mark and every line the diff does not
+touch, byte for byte: a one-line change is a one-line diff.
 """
 from __future__ import annotations
 
@@ -28,10 +34,15 @@ from unidiff.errors import UnidiffParseError
 
 from ..contract import Contract
 from .errors import DiffError
-from .policy import write_problem
+from .policy import mode_problem, write_problem
 
 HUNK_RE = re.compile(r"^@@+ ?-?(\d+)?(?:,(\d+))? ?\+?(\d+)?(?:,(\d+))? ?@@+(.*)$")
 DEV_NULL = "/dev/null"
+BOM = "\ufeff"
+# git's extended header lines (diff --git), outside hunks
+_MODE_LINE = re.compile(r"^(old mode|new mode|new file mode|deleted file mode)[ \t]+(\S+)\s*$")
+_INDEX_LINE = re.compile(r"^index [0-9a-fA-F]+\.\.[0-9a-fA-F]+(?:[ \t]+(\S+))?\s*$")
+_MOVE_LINE = re.compile(r"^(rename|copy) (from|to) (.*)$")
 
 
 @dataclass
@@ -64,8 +75,9 @@ def apply_diff(files: dict[str, str], diff_text: str, contract: Contract,
                             "[mutator] max_diff_lines); propose one focused change")
     if "GIT binary patch" in diff_text or re.search(r"^Binary files .* differ$", diff_text, re.M):
         raise DiffError("diff_rejected", "binary patches are not accepted; send a text diff")
+    _check_headers(diff_text)
     patches = parse_diff(diff_text)
-    paths = [_check_paths(fp, contract) for fp in patches]  # policy before any work
+    paths = [_check_paths(fp, contract, files) for fp in patches]  # policy before any work
     current: dict[str, str | None] = {}
     failed: list[str] = []  # every problem at once, so one round trip can fix them all
     applied: list[str] = []
@@ -112,7 +124,8 @@ def parse_diff(diff_text: str) -> list[_FilePatch]:
                     if lines and lines[-1][0] == "+":
                         new_no_eol = True
                     continue
-                lines.append((ln.line_type, ln.value.rstrip("\n").rstrip("\r")))
+                # a model that copies line 1 of a file with a BOM copies the mark too
+                lines.append((ln.line_type, ln.value.rstrip("\n").rstrip("\r").lstrip(BOM)))
             hunks.append(_Hunk(h.source_start, lines, new_no_eol))
         if not hunks:
             raise DiffError("diff_failed", f"the section for {pf.path!r} has no '@@' hunks")
@@ -180,12 +193,56 @@ def _take_hunk(lines: list[str], i: int, out: list[str]) -> int:
 
 # -- policy ----------------------------------------------------------------------------------
 
-def _check_paths(fp: _FilePatch, contract: Contract) -> str:
+def _check_headers(diff_text: str) -> None:
+    """Refuse what git's extended headers say beyond a regular file's text: a mode that is not
+    a regular file's, a mode change, a rename or a copy (each section's lines before its
+    hunks)."""
+    path, old, new = None, None, None
+    in_hunk = False
+
+    def flush():
+        if path is not None or old is not None or new is not None:
+            problem = mode_problem(path or "a file", old, new)
+            if problem:
+                raise DiffError("diff_rejected", problem)
+
+    for line in diff_text.replace("\r\n", "\n").lstrip(BOM).split("\n"):
+        if line.startswith("diff --git "):
+            flush()
+            path, old, new, in_hunk = _git_path(line), None, None, False
+        elif line.startswith("@@"):
+            in_hunk = True
+        elif in_hunk:
+            continue
+        elif m := _MODE_LINE.match(line):
+            if m.group(1) in ("old mode", "deleted file mode"):
+                old = m.group(2)
+            else:
+                new = m.group(2)
+        elif m := _INDEX_LINE.match(line):
+            if m.group(1):
+                old, new = old or m.group(1), new or m.group(1)
+        elif m := _MOVE_LINE.match(line):
+            raise DiffError("diff_rejected", f"{m.group(1)}s are not supported ({m.group(1)} "
+                            f"{m.group(2)} {m.group(3).strip()!r}); edit files in place")
+        elif line.startswith("+++ ") and path is None:
+            path = _strip_prefix(line[4:], "b/")
+    flush()
+
+
+def _git_path(header: str) -> str | None:
+    """The b/ path of a ``diff --git a/X b/Y`` line (for messages only)."""
+    rest = header[len("diff --git "):].strip()
+    at = rest.rfind(" b/")
+    return rest[at + 3:] if at >= 0 else None
+
+
+def _check_paths(fp: _FilePatch, contract: Contract, files: dict[str, str]) -> str:
     if fp.source is None and fp.target is None:
         raise DiffError("diff_failed", "a file section has /dev/null on both sides")
     for name in (fp.source, fp.target):
         if name is not None:
-            problem = write_problem(contract, name)
+            problem = write_problem(contract, name, files)
             if problem:
                 raise DiffError("diff_rejected", problem)
     if fp.source and fp.target and fp.source != fp.target:
@@ -200,6 +257,25 @@ def _apply_file(fp: _FilePatch, path: str, before: str | None, failed: list[str]
                 applied: list[str]) -> str | None:
     """The file after ``fp``'s hunks; a hunk that fails is skipped and described in ``failed``
     (the result is then never used), one that applies is named in ``applied``."""
+    bom = before is not None and before.startswith(BOM)
+    if bom:  # an encoding mark, not text: the hunks never see it, the file keeps it
+        before = before[len(BOM):]
+    after = _apply_text(fp, path, before, failed, applied)
+    return BOM + after if bom and after is not None else after
+
+
+def _split(text: str) -> tuple[list[str], bool]:
+    """A file's lines as git counts them (split at "\n" only: a CR stays at the end of its
+    line, a form feed or U+2028 inside it), and whether the last one ends with a newline."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+        return lines, True
+    return lines, text == ""
+
+
+def _apply_text(fp: _FilePatch, path: str, before: str | None, failed: list[str],
+                applied: list[str]) -> str | None:
     if fp.source is None:  # new file
         if before is not None:
             raise DiffError("diff_failed", f"{path!r} already exists; diff against it with "
@@ -215,18 +291,20 @@ def _apply_file(fp: _FilePatch, path: str, before: str | None, failed: list[str]
         kinds = {k for h in fp.hunks for k, _ in h.lines}
         removed = [t for h in fp.hunks for k, t in h.lines if k == "-"]
         if kinds - {"-"} or [_squash(s) for s in removed] != [_squash(s) for s in
-                                                              before.splitlines()]:
+                                                              _split(before)[0]]:
             raise DiffError("diff_failed", f"the deletion of {path!r} does not list the file: "
                             "a diff that deletes a file ('+++ /dev/null') must have every line "
                             "of it as a '-' line and nothing else")
         return None
-    lines = before.splitlines()
-    had_eol = before.endswith("\n") or before == ""
+    lines, had_eol = _split(before)
+    ended = lines if had_eol else lines[:-1]  # the lines that have a line end
+    crlf = bool(ended) and all(line.endswith("\r") for line in ended)
+    last_cr = bool(lines) and lines[-1].endswith("\r")
     touched_end = False
     offset = 0
     for n, hunk in enumerate(fp.hunks, 1):
         try:
-            lines, at, end = _apply_hunk(lines, hunk, offset, path, n)
+            lines, at, end = _apply_hunk(lines, hunk, offset, path, n, crlf)
         except DiffError as exc:
             where = f"{path!r} hunk {n}"
             failed.append(exc.detail if exc.detail.startswith(where) else f"{where}: {exc.detail}")
@@ -236,10 +314,14 @@ def _apply_file(fp: _FilePatch, path: str, before: str | None, failed: list[str]
             - sum(1 for k, _ in hunk.lines if k == "-") if hunk.start else offset
         touched_end = touched_end or end
     eol = (had_eol or touched_end) and not (touched_end and fp.hunks[-1].new_no_eol)
+    if crlf and lines:  # a CRLF file stays one: every line end is CRLF, the final one too
+        lines = [line if line.endswith("\r") else line + "\r" for line in lines]
+        if not eol and not last_cr:
+            lines[-1] = lines[-1][:-1]  # no line end after the last line: no CR either
     return "\n".join(lines) + ("\n" if eol and lines else "")
 
 
-def _apply_hunk(lines, hunk: _Hunk, offset: int, path: str, n: int):
+def _apply_hunk(lines, hunk: _Hunk, offset: int, path: str, n: int, crlf: bool = False):
     """Replace the hunk's old text in ``lines``: first as one contiguous block (exact, then
     with whitespace relaxed), then allowing a few file lines the model left out between two
     context lines. Every line the hunk claims must exist, in order: a hunk whose context
@@ -256,15 +338,20 @@ def _apply_hunk(lines, hunk: _Hunk, offset: int, path: str, n: int):
     if found is None:
         raise DiffError("diff_failed", _not_found(path, n, hunk, lines))
     positions, exact = found
-    return _splice(lines, hunk.lines, positions, exact)
+    return _splice(lines, hunk.lines, positions, exact, crlf)
 
 
 def _squash(s: str) -> str:
     return " ".join(s.split())
 
 
+def _body(s: str) -> str:
+    """A file line without the CR of its CRLF line end (the diff's lines have none)."""
+    return s[:-1] if s.endswith("\r") else s
+
+
 # Comparison levels: exact, trailing whitespace ignored, all whitespace runs collapsed.
-_KEYS = (lambda s: s, lambda s: s.rstrip(), _squash)
+_KEYS = (_body, lambda s: s.rstrip(), _squash)
 MAX_GAP = 3  # file lines a model may leave out between two of its context lines
 
 
@@ -329,15 +416,17 @@ def _locate_gapped(lines, hunk_lines, expect):
     return next(m for m in matches if m[0] == at), False
 
 
-def _splice(lines, hunk_lines, positions, exact):
+def _splice(lines, hunk_lines, positions, exact, crlf=False):
     """Write the new side in place of the matched lines, keeping the file's own context lines
-    (and any it had between them) and re-indenting added lines by the drift seen."""
+    (and any it had between them) and re-indenting added lines by the drift seen. Added lines
+    end as the lines they replace do (CRLF where most of those do, or the whole file does)."""
     matched = [lines[p] for p in positions]
-    shift = None if exact else _indent_shift(hunk_lines, matched)
+    shift = None if exact else _indent_shift(hunk_lines, [_body(m) for m in matched])
+    cr = "\r" if crlf or 2 * sum(m.endswith("\r") for m in matched) > len(matched) else ""
     new, j = [], 0
     for k, t in hunk_lines:
         if k == "+":
-            new.append(shift(t) if shift else t)
+            new.append((shift(t) if shift else t) + cr)
             continue
         if j:  # file lines the model left out go after the previous block's replacement
             new.extend(lines[positions[j - 1] + 1:positions[j]])

@@ -5,6 +5,7 @@ templates use ``$name`` placeholders (``string.Template``), so code with braces 
 """
 from __future__ import annotations
 
+import difflib
 import math
 from pathlib import Path
 from string import Template
@@ -26,8 +27,15 @@ DIFF_CHARS = 3000
 LOG_CHARS = 3000
 ANSWER_CHARS = 6000  # of one human answer (its files' contents included)
 CURVE_SHOWN = 12  # loss-curve points
-OUTCOME_TITLES = {"kept": "Kept (promoted)", "rejected": "Rejected (not promoted)",
+OUTCOME_TITLES = {"lost": "Promoted, then lost (its agent was pruned; you may propose it "
+                          "again)",
+                  "kept": "Kept (promoted)", "rejected": "Rejected (not promoted)",
                   "evaluated": "Evaluated", "failed": "Failed", "pending": "Pending"}
+PROMOTED_SHOWN = 12  # promoted changes of the population, one short line each
+# What the prompt may spend besides the target's files (which always come whole, up to
+# [mutator] max_prompt_chars): the history sections shrink, least useful first, until the
+# rest fits. Measured: the first prompt of a run ~3k, a long run's without a bound ~7k.
+CONTEXT_BUDGET_CHARS = 8000
 CLOCK_WORDS = {
     "cpu": "CPU time: CPU seconds of every process and thread of the run, interpreter start and "
            "imports included; waiting costs nothing, and two busy threads spend it twice as fast",
@@ -40,12 +48,35 @@ class TemplateError(ValueError):
     """A template cannot be read."""
 
 
+def _placeholders(text: str) -> set[str]:
+    """The $names a template uses ($$ is a literal dollar)."""
+    return {m.group("named") or m.group("braced") for m in Template.pattern.finditer(text)
+            if m.group("named") or m.group("braced")}
+
+
 class Prompts:
     def __init__(self, templates_dir: Path | str | None = None):
         self.dir = Path(templates_dir) if templates_dir else None
         if self.dir is not None and not self.dir.is_dir():
             raise TemplateError(f"templates_dir {str(self.dir)!r} is not a folder")
         self._cache: dict[str, Template] = {}
+        problems = self.override_problems()
+        if problems:
+            raise TemplateError(f"templates_dir {str(self.dir)!r}: " + "; ".join(problems))
+
+    def override_problems(self) -> list[str]:
+        """An override folder's files that override no template: a typo'd name is never
+        silently ignored (a $placeholder a template is not given is refused when it renders)."""
+        if self.dir is None:
+            return []
+        problems = []
+        for path in sorted(self.dir.glob("*.txt")):
+            if path.stem not in TEMPLATES:
+                close = difflib.get_close_matches(path.stem, TEMPLATES, n=1)
+                problems.append(f"{path.name} overrides no template"
+                                + (f" (did you mean {close[0]}.txt?)" if close else "")
+                                + f"; templates: {', '.join(t + '.txt' for t in TEMPLATES)}")
+        return problems
 
     def template(self, name: str) -> Template:
         if name not in self._cache:
@@ -59,24 +90,30 @@ class Prompts:
         return self._cache[name]
 
     def render(self, name: str, **values) -> str:
-        return self.template(name).safe_substitute(**values).strip() + "\n"
+        template = self.template(name)
+        unknown = sorted(_placeholders(template.template) - values.keys())
+        if unknown:  # only an override can: a typo'd $name would be sent to the model as is
+            close = difflib.get_close_matches(unknown[0], sorted(values), n=1)
+            raise TemplateError(
+                f"prompt template {name}.txt in {self.dir} uses ${', $'.join(unknown)}, which "
+                f"it is not given" + (f" (did you mean ${close[0]}?)" if close else "")
+                + f"; it is given: {', '.join('$' + k for k in sorted(values))}")
+        return template.safe_substitute(**values).strip() + "\n"
 
-    def mutate_messages(self, ctx: MutationContext) -> list[dict]:
+    def mutate_messages(self, ctx: MutationContext,
+                        budget: int = CONTEXT_BUDGET_CHARS) -> list[dict]:
         c = ctx.contract
         system = self.render("system", mutator=ctx.mutator_agent, target=ctx.target_agent,
                              mutable=", ".join(c.mutable), protected=", ".join(c.protected),
                              entry=c.model_entry)
+        sections = fit_sections(ctx, budget)
         user = self.render(
             "mutate", generation=ctx.generation, target=ctx.target_agent,
             speaker=ctx.mutator_agent,
             fitness="unknown" if ctx.target_fitness is None else f"{ctx.target_fitness:.4f}",
             run=render_run(ctx.run), target_state=render_target(ctx),
-            files=render_files(ctx.files), memory=render_memory(ctx.memory, own=True),
-            history=render_memory(ctx.target_history, owner=ctx.target_agent),
-            population=render_population(ctx.population),
-            top_diffs=render_diffs(ctx.top_diffs),
-            guidance=(ctx.guidance or "").strip() or "(none)",
-            answers=render_answers(ctx.answers))
+            files=render_files(ctx.files), guidance=(ctx.guidance or "").strip() or "(none)",
+            answers=render_answers(ctx.answers), **sections)
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
     def crossover_messages(self, ctx: MutationContext, conflicted: dict[str, str],
@@ -90,6 +127,39 @@ class Prompts:
                            reasoning_b=reasoning_b.strip() or "(none)",
                            files=render_files(conflicted))
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def fit_sections(ctx: MutationContext, budget: int = CONTEXT_BUDGET_CHARS) -> dict[str, str]:
+    """The history sections of a prompt (memory, the target's history, the population's
+    attempts, promoted changes, top diffs), within ``budget`` characters together: the
+    target's files always come whole (the code first); what does not fit is cut from the
+    least useful section first (whole diffs of the top agents, then the oldest attempts of
+    others, the target's history, the promoted list, and the speaker's own memory last)."""
+    shown = {"top_diffs": TOP_DIFFS_SHOWN, "population": POPULATION_SHOWN,
+             "history": SHOWN_PER_OUTCOME, "promoted": PROMOTED_SHOWN,
+             "memory": SHOWN_PER_OUTCOME}
+
+    def render() -> dict[str, str]:
+        return {"memory": render_memory(ctx.memory, own=True, per_outcome=shown["memory"]),
+                "history": render_memory(ctx.target_history, owner=ctx.target_agent,
+                                         per_outcome=shown["history"]),
+                "population": render_population(ctx.population[:shown["population"]]),
+                "promoted": render_promoted(ctx.promoted[:shown["promoted"]]),
+                "top_diffs": render_diffs(ctx.top_diffs[:shown["top_diffs"]])}
+
+    out = render()
+    for name in shown:  # least useful first
+        floor = 1 if name == "memory" else 0
+        while sum(map(len, out.values())) > budget and shown[name] > floor:
+            shown[name] -= 1
+            out = render()
+    return out
+
+
+def render_promoted(lines: list[str]) -> str:
+    if not lines:
+        return "(none yet)"
+    return "\n".join(f"- {_short(line, 260)}" for line in lines)
 
 
 def render_files(files: dict[str, str]) -> str:
@@ -128,8 +198,10 @@ def render_run(run: RunInfo | None) -> str:
              "computed by the harness from the saved checkpoint; a commit's fitness is its mean "
              "over training seeds. Lower is better."]
     if run.sigma is not None:
+        paired = (f"; a difference between two runs side by side on one seed spreads by "
+                  f"{run.paired_sigma:.4f}" if run.paired_sigma is not None else "")
         lines.append(f"- Noise: the seed code's val_loss varies by sigma = {run.sigma:.4f} "
-                     "between training seeds.")
+                     f"between training seeds{paired}.")
     if run.rule:
         lines.append(f"- Acceptance: {run.rule}")
     return "\n".join(lines)
@@ -154,6 +226,11 @@ def render_target(ctx: MutationContext) -> str:
                      + (f" ({r['cause']})" if r.get("cause") else "") + ".")
     else:
         lines.append("Not evaluated yet.")
+    if t.per_seed:
+        lines.append("Per training seed (what a child is compared with, seed by seed): " +
+                     ", ".join(f"seed {p['seed']}: {p['value']:.4f}"
+                               + (f" ({p['steps']:.0f} steps)" if _num(p.get("steps")) else "")
+                               for p in t.per_seed if _num(p.get("value"))) + ".")
     if r.get("status") == "ok":
         lines += _dynamics(r)
     if t.too_short:
@@ -210,6 +287,8 @@ def _failure(ctx: MutationContext) -> str:
 
 
 def _outcome(m: MemoryEntry) -> str:
+    if m.lost and m.outcome == "kept":
+        return "lost"
     if m.outcome:
         return m.outcome
     if m.status == "pending":
@@ -217,7 +296,8 @@ def _outcome(m: MemoryEntry) -> str:
     return "evaluated" if m.status == "ok" else "failed"
 
 
-def render_memory(memory: list[MemoryEntry], own: bool = False, owner: str | None = None) -> str:
+def render_memory(memory: list[MemoryEntry], own: bool = False, owner: str | None = None,
+                  per_outcome: int = SHOWN_PER_OUTCOME) -> str:
     """Earlier changes grouped by what happened to them (kept, rejected, failed, pending),
     each group by delta, best first; ``own``: the speaker's proposals, with its reasoning;
     ``owner``: whose code's history it is (a change made in another agent's line says so)."""
@@ -227,12 +307,12 @@ def render_memory(memory: list[MemoryEntry], own: bool = False, owner: str | Non
     out = []
     for outcome, title in OUTCOME_TITLES.items():
         rows = groups.get(outcome, [])
-        if outcome in ("kept", "rejected", "evaluated"):
+        if outcome in ("kept", "rejected", "evaluated", "lost"):
             rows.sort(key=lambda m: (m.delta is None, m.delta or 0.0))
-        if not rows:
+        if not rows or per_outcome < 1:
             continue
         out.append(f"{title}:")
-        for m in rows[:SHOWN_PER_OUTCOME]:
+        for m in rows[:per_outcome]:
             out.append(_memory_line(m, own, owner))
             if own and m.reasoning.strip():
                 out.append(f"    your reasoning: {_short(m.reasoning, REASONING_CHARS)}")
@@ -260,16 +340,30 @@ def _memory_line(m: MemoryEntry, own: bool, owner: str | None = None) -> str:
 
 def _effect(m: MemoryEntry) -> str:
     """'; <the verdict's or failure's reason>' when there is one (it carries the numbers),
-    else '; delta -0.0480 over 3 seeds' as far as it is known."""
+    else '; delta -0.0480 over 3 seeds' as far as it is known; then what it earned seed by
+    seed against its parent, with the optimizer steps both made."""
+    per_seed = _per_seed(m)
     if m.reason:
-        return "; " + _short(m.reason, REASON_CHARS)
+        return "; " + _short(m.reason, REASON_CHARS) + per_seed
     if m.delta is not None:
         paired = f" over {m.seeds} seed{'s' if m.seeds != 1 else ''}" if m.seeds \
             else " (unpaired)"
-        return f"; delta {m.delta:+.4f}{paired}"
+        return f"; delta {m.delta:+.4f}{paired}" + per_seed
     if m.fitness is not None:
         return f"; val_loss {m.fitness:.4f}"
     return ""
+
+
+def _per_seed(m: MemoryEntry) -> str:
+    """' [seed 0: -0.0120 (84/85 steps), ...]': child - parent per seed, steps child/parent."""
+    parts = []
+    for p in m.per_seed or []:
+        if not (_num(p.get("value")) and _num(p.get("parent"))):
+            continue
+        steps = (f" ({p['steps']:.0f}/{p['parent_steps']:.0f} steps)"
+                 if _num(p.get("steps")) and _num(p.get("parent_steps")) else "")
+        parts.append(f"seed {p['seed']}: {p['value'] - p['parent']:+.4f}{steps}")
+    return f" [{', '.join(parts)}]" if parts else ""
 
 
 def _verdict(m: MemoryEntry) -> str:

@@ -37,6 +37,9 @@ class Reply:
     diff: str
     request: dict | None = None
     files: dict[str, str] | None = None  # full files, for conflict resolution replies
+    # it parses as a whole: a JSON object that closed, or fenced diffs whose fences closed (an
+    # unfenced diff has no end to see: a cut one looks whole)
+    complete: bool = True
 
 
 def parse_reply(text: str | None) -> Reply:
@@ -49,10 +52,11 @@ def parse_reply(text: str | None) -> Reply:
     if json_error and _meant_as_json(text):
         raise ReplyError("bad_reply", f"the reply is not valid JSON ({json_error}); send the "
                          "JSON object again, with the diff's newlines written as \\n")
-    diff, prose = _find_diff(text)
+    diff, prose, fenced = _find_diff(text)
     if diff:
         reasoning = clean_message(prose).strip() or "(no reasoning given)"
-        return Reply(reasoning=reasoning, summary=_summary("", reasoning), diff=diff)
+        return Reply(reasoning=reasoning, summary=_summary("", reasoning), diff=diff,
+                     complete=fenced)
     raise ReplyError("bad_reply", "the reply is not the JSON object asked for"
                      + (f" ({json_error})" if json_error else "") + " and contains no unified diff")
 
@@ -140,8 +144,9 @@ def _summary(summary: str, reasoning: str) -> str:
     return line if len(line) <= SUMMARY_MAX else line[:SUMMARY_MAX - 3].rstrip() + "..."
 
 
-def _find_diff(text: str) -> tuple[str, str]:
-    """Every fenced diff (the prose around them = reasoning) or, failing that, an unfenced one."""
+def _find_diff(text: str) -> tuple[str, str, bool]:
+    """Every fenced diff (the prose around them = reasoning) or, failing that, an unfenced one;
+    and whether the diff was fenced."""
     fences = [m for m in FENCE_RE.finditer(text) if _looks_like_diff(m.group(2))]
     if fences:
         diff = "\n".join(m.group(2).rstrip("\n") for m in fences) + "\n"
@@ -149,13 +154,13 @@ def _find_diff(text: str) -> tuple[str, str]:
         for m in fences:
             prose.append(text[last:m.start()])
             last = m.end()
-        return diff, "".join(prose) + text[last:]
+        return diff, "".join(prose) + text[last:], True
     lines = text.split("\n")
     # the first header; a later one's rest is part of this one's, so one look is enough
     i = next((i for i, line in enumerate(lines) if line.startswith(("--- ", "diff --git"))), None)
     if i is not None and _looks_like_diff("\n".join(lines[i:])):
-        return "\n".join(lines[i:]), "\n".join(lines[:i])
-    return "", text
+        return "\n".join(lines[i:]), "\n".join(lines[:i]), False
+    return "", text, False
 
 
 def _looks_like_diff(body: str) -> bool:

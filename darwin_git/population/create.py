@@ -11,7 +11,7 @@ import pygit2
 
 from .. import runconfig
 from ..contract import CONTRACT_FILE, ContractError, parse_contract
-from . import layout, seedcheck
+from . import layout, seedcheck, trees
 from .errors import PopulationError
 from .message import format_message
 from .refs import engine_signature, update_refs
@@ -58,6 +58,19 @@ def tree_from_dir(repo: pygit2.Repository, root: Path) -> pygit2.Oid:
                     else pygit2.GIT_FILEMODE_BLOB)
             tb.insert(entry.name, repo.create_blob(Path(entry.path).read_bytes()), mode)
     return tb.write()
+
+
+def seed_differences(pop: Population, seed: Path) -> list[str]:
+    """The files in which the folder ``seed`` differs from the population's seed commit, as
+    `init` would commit the folder (empty: it is this population's seed)."""
+    root = pop.commit(SEED_REF)
+    ours = {path: entry.id for path, entry in trees.walk(pop.repo, root.tree)}
+    theirs = {}
+    for rel in seedcheck.seed_files(Path(seed)):
+        file = Path(seed) / rel
+        data = os.readlink(file).encode() if file.is_symlink() else file.read_bytes()
+        theirs[rel] = pygit2.hash(data)
+    return sorted(p for p in ours.keys() | theirs.keys() if ours.get(p) != theirs.get(p))
 
 
 def install_hooks(repo: pygit2.Repository) -> list[Path]:

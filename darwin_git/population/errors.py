@@ -20,3 +20,9 @@ class NotFastForward(PopulationError):
 
 class UnknownAgent(PopulationError):
     """No live agent of that name."""
+
+
+class DamagedPopulation(PopulationError):
+    """A piece of the population (its notes, run config, journal or seed ref) is unreadable or
+    missing; the message says what, what it costs, and that `darwin-git repair` restores what
+    git still has."""

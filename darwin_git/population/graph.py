@@ -117,6 +117,30 @@ def lineage(pop: Population, agent: str | None = None, limit: int | None = 200) 
     return rows
 
 
+def each_ref_once(pop: Population, rows: list[dict]) -> list[dict]:
+    """The rows with each ref named once, for the text graph: a request's branch
+    (refs/heads/requests/X) and its archive (refs/darwin/requests/X) share the label
+    requests/X, so while the branch exists only its tip carries it; and no label twice on one
+    commit. (`log --json` keeps every ref's label as it is.)"""
+    branches = {}
+    for name in pop.repo.references:
+        if name.startswith("refs/heads/requests/"):
+            branches[name[len("refs/heads/"):]] = str(ref_target_commit(pop, name))
+    out = []
+    for row in rows:
+        refs = [r for r in dict.fromkeys(row["refs"])
+                if r not in branches or branches[r] == row["commit"]]
+        out.append({**row, "refs": refs})
+    return out
+
+
+def ref_target_commit(pop: Population, name: str):
+    try:
+        return pop.repo.references[name].peel(pygit2.Commit).id
+    except (pygit2.InvalidSpecError, ValueError, KeyError):
+        return None
+
+
 def render(rows: list[dict]) -> list[str]:
     """The text graph: a commit row per commit, and a join row above a commit that more than
     one line of descent leads to. Rows must come children first (as lineage() gives them)."""

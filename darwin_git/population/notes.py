@@ -16,13 +16,16 @@ import time
 
 import pygit2
 
+from ..result import STATUSES
 from . import trees
 from .errors import RefMoved
-from .refs import engine_signature, ref_target, update_refs
+from .refs import ENGINE_NAME, engine_signature, ref_target, update_refs
 
 NOTES_REF = "refs/notes/darwin"
 RECORD_VERSION = 1
 RETRY_FOR_S = 30.0  # keep retrying a contended append this long, with jittered backoff
+# How Notes' own commits begin (append_many, replace_many): whole JSON lines, nothing lost.
+OWN_MESSAGES = ("Notes added by darwin-git", "Repair: ")
 
 
 def _note_path(tree: pygit2.Tree | None, hexsha: str, load) -> tuple[str, pygit2.Oid] | None:
@@ -50,8 +53,32 @@ def _note_path(tree: pygit2.Tree | None, hexsha: str, load) -> tuple[str, pygit2
     return None
 
 
+def line_problem(line: str) -> str | None:
+    """Why a note line cannot be read as a record (None: it can). A line that is not one JSON
+    object, or a result line whose status or val_loss darwin-git cannot read, is a record lost
+    to every view until it is repaired (population/health.py)."""
+    line = line.strip()
+    if not line:
+        return None
+    try:
+        obj = json.loads(line)
+    except ValueError as exc:
+        return f"not JSON ({exc.args[0].split(':')[0] if exc.args else exc})"
+    if not isinstance(obj, dict):
+        return "not a JSON object"
+    if obj.get("kind", "result") == "result" and obj.get("v") == RECORD_VERSION:
+        if obj.get("status") not in STATUSES:
+            return f"a result with an unknown status {obj.get('status')!r}"
+        loss = obj.get("val_loss")
+        if obj["status"] == "ok" and (isinstance(loss, bool) or
+                                      not isinstance(loss, (int, float))):
+            return f"an ok result whose val_loss is {loss!r}, not a number"
+    return None
+
+
 def parse_records(text: str) -> list[dict]:
-    """Every JSON object line; a line that is not one becomes a "raw" record, never an error."""
+    """Every JSON object line; a line that is not one becomes a "raw" record, never an error
+    (Notes.unreadable lists them, so none is lost silently)."""
     out = []
     for line in text.splitlines():
         line = line.strip()
@@ -113,6 +140,71 @@ class Notes:
         if tree is None:
             return {}
         return {path.replace("/", ""): e.id for path, e in trees.walk(self.repo, tree)}
+
+    def unreadable(self, full: bool = False) -> dict[str, list[str]]:
+        """hex of every object whose note has lines no record can be read from -> those lines,
+        each with why (see line_problem); a note whose blob is missing is one such line.
+
+        By default only the notes that a commit not written by this engine ever touched are
+        read (a hand edit, a tool, a merge from a remote): the engine's own appends write
+        whole JSON lines and keep what was there, so a view pays for the history's length,
+        not for every note. ``full`` reads every note (what `darwin-git repair` does)."""
+        tip, tree = self.snapshot()
+        if tree is None:
+            return {}
+        notes = self.annotated(tree)
+        if not full:
+            suspect = self._touched_by_others(tip)
+            notes = {h: b for h, b in notes.items() if h in suspect}
+        out: dict[str, list[str]] = {}
+        for hexsha, blob in notes.items():
+            try:
+                data = self.repo[blob].data
+            except KeyError:
+                out[hexsha] = [f"(its note object {blob} is missing from the repository)"]
+                continue
+            bad = []
+            for line in data.decode("utf-8", "replace").splitlines():
+                why = line_problem(line)
+                if why:
+                    shown = line.strip()
+                    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+                    bad.append(f"{shown!r}: {why}")
+            if bad:
+                out[hexsha] = bad
+        return out
+
+    def _touched_by_others(self, tip: pygit2.Oid) -> set[str]:
+        """hex of every note that a commit of the notes history not made by Notes (append or
+        repair) added or changed."""
+        out: set[str] = set()
+        for c in self.repo.walk(tip, pygit2.GIT_SORT_NONE):
+            if (len(c.parent_ids) == 1 and c.committer.name == ENGINE_NAME
+                    and c.message.startswith(OWN_MESSAGES)):
+                continue
+            parent = self.repo[c.parent_ids[0]].tree if c.parent_ids else None
+            diff = (self.repo.diff(parent, c.tree) if parent is not None
+                    else c.tree.diff_to_tree(swap=True))
+            out.update(d.delta.new_file.path.replace("/", "") for d in diff
+                       if d.delta.status_char() != "D")
+        return out
+
+    def replace_many(self, texts: dict[str, str], message: str) -> pygit2.Oid:
+        """One notes commit on the tip in which each object's note is ``texts[hex]`` (the whole
+        note, not an append); the ref moves only if it is still the tip read (else RefMoved)."""
+        tip, tree = self.snapshot()
+        by_dir: dict[str, dict[str, bytes]] = {}
+        for hexsha, text in texts.items():
+            found = _note_path(tree, hexsha, self._load)
+            path = found[0] if found else f"{hexsha[:2]}/{hexsha[2:]}"
+            d, _, name = path.rpartition("/")
+            by_dir.setdefault(d, {})[name] = text.encode()
+        sig = engine_signature()
+        new_tree = _rebuild(self.repo, tree, "", by_dir)
+        commit = self.repo.create_commit(None, sig, sig, message.rstrip("\n") + "\n", new_tree,
+                                         [tip] if tip else [])
+        update_refs(self.repo, [(self.ref, tip, commit)], "darwin-git: notes repaired")
+        return commit
 
     def append(self, commit, record: dict) -> None:
         self.append_many({str(commit): [record]})

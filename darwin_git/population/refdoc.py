@@ -31,13 +31,18 @@ class RefDocument:
 
     def versions(self) -> Iterator[bytes]:
         """Every version, newest first."""
+        for _, data in self.history():
+            if data is not None:
+                yield data
+
+    def history(self) -> Iterator[tuple[pygit2.Commit, bytes | None]]:
+        """(commit, document) of every commit of the ref, newest first; None where the commit
+        holds no such file."""
         tip = self.tip()
         if tip is None:
             return
         for c in self.repo.walk(tip, pygit2.GIT_SORT_TOPOLOGICAL):
-            data = self.read(c.id)
-            if data is not None:
-                yield data
+            yield c, self.read(c.id)
 
     def write(self, data: bytes, summary: str) -> pygit2.Oid:
         """A new version on top of the tip, whose message is ``summary``."""

@@ -13,7 +13,8 @@ from pathlib import Path
 import pygit2
 
 from . import layout
-from .errors import NotAPopulationRepo, NotFastForward, PopulationError, UnknownAgent
+from .errors import (DamagedPopulation, NotAPopulationRepo, NotFastForward, PopulationError,
+                     UnknownAgent)
 from .message import format_message, parse_message
 from .notes import Notes
 from .refs import engine_signature, ref_target, update_refs
@@ -65,7 +66,9 @@ class MergeOutcome:
 
 
 class Population:
-    def __init__(self, path: str | Path | None = None):
+    def __init__(self, path: str | Path | None = None, require_config: bool = True):
+        """``require_config`` False opens a population whose run config ref is missing (what
+        `darwin-git repair` needs to restore it)."""
         self.path = layout.resolve_repo(path)
         try:
             self.repo = pygit2.Repository(str(self.path))
@@ -74,9 +77,18 @@ class Population:
                 f"{self.path} is not a git repository; create one with `darwin-git init`"
             ) from exc
         if self.repo.references.get(CONFIG_REF) is None:
-            raise NotAPopulationRepo(
-                f"{self.path} has no {CONFIG_REF}: not a darwin-git population (or a clone "
-                f"fetched without the refs/darwin/* refspec)")
+            if not any(n.startswith(AGENT_PREFIX) for n in self.repo.references):
+                raise NotAPopulationRepo(
+                    f"{self.path} has no {CONFIG_REF} and no agents: not a darwin-git "
+                    "population; create one with `darwin-git init`")
+            if require_config:
+                raise DamagedPopulation(
+                    f"{self.path} has agents but no run config {CONFIG_REF} (deleted, or a "
+                    "clone fetched without the refs/darwin/* refspec): every command needs "
+                    "it. Fetch it from a clone that has it (`git fetch REMOTE "
+                    f"{CONFIG_REF}:{CONFIG_REF}`), or run `darwin-git repair`: it restores the last run config "
+                    "git still has, else rebuilds one from the seed and the results and "
+                    "names the settings that were lost")
         self.notes = Notes(self.repo)
         self._tree_index: dict[str, list[dict]] | None = None
 

@@ -19,6 +19,7 @@ def walk(repo: pygit2.Repository, tree: pygit2.Tree,
 
 def blobs(repo: pygit2.Repository, tree: pygit2.Tree) -> Iterator[tuple[str, pygit2.Blob]]:
     """(path, blob) of every file below ``tree`` (links and submodules left out)."""
+    regular = (pygit2.GIT_FILEMODE_BLOB, pygit2.GIT_FILEMODE_BLOB_EXECUTABLE)
     for path, entry in walk(repo, tree):
-        if entry.type_str == "blob":
+        if entry.filemode in regular:  # a link is a blob too: its text is its target
             yield path, repo[entry.id]

@@ -7,6 +7,7 @@ Layout a step sees (host paths of its stage for the local sandbox, mount points
 /darwin/{tree,in/<name>,out} for docker):
 - cwd: the exported tree, read-only where the sandbox can enforce it;
 - ``inputs``: read-only folders, each announced as env ``DARWIN_<NAME>`` (e.g. DARWIN_DATA);
+  those named in ``pythonpath`` are also on PYTHONPATH, in that order;
 - ``out_dir``: the only writable place, announced as ``DARWIN_OUT``.
 The environment is built from scratch (:func:`base_env`): nothing of the engine's leaks in.
 A step never sees :func:`hidden_paths` (the darwin_git package, its corpus, the data cache).
@@ -39,6 +40,7 @@ class Limits:
 
 
 CLOCKS = ("cpu", "wall")
+DEVICES = ("cpu", "cuda")  # what a run trains on (evolve --device)
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ class Step:
     gpus: int = 0  # GPUs requested (docker device requests / CUDA_VISIBLE_DEVICES locally)
     label: str = "step"  # for logs and container names
     clock_limit: ClockLimit | None = None  # the compute budget; timeout_s stays the wall net
+    pythonpath: tuple[str, ...] = ()  # inputs whose folders go on PYTHONPATH
     # Outputs (relative to out_dir) that must be final when the clock passes the budget: their
     # content is read then and when the step ends (Outcome.late_files), which a writer through a
     # shared mapping, whose writes change no ctime, cannot hide.
@@ -180,6 +183,9 @@ def base_env(step: Step, paths: dict[str, str]) -> dict[str, str]:
         NO_PROXY="*",
     )
     env.update(paths)
+    if step.pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join(paths[f"DARWIN_{name.upper()}"]
+                                            for name in step.pythonpath)
     env.update(step.env)
     env.update(THREAD_WAIT_ENV)
     # When the step's wall clock starts, in epoch seconds: taken before the step is started,

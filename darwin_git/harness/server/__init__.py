@@ -25,5 +25,7 @@ def ship(dest: Path) -> Path:
     return dest
 
 
-def argv(checkpoint_name: str, entry: str) -> list[str]:
-    return ["python", "-I", "-c", BOOTSTRAP, checkpoint_name, entry]
+def argv(checkpoint_name: str, entry: str, config: str | None = None) -> list[str]:
+    """The server's command; ``config`` ("module:Class", contract.config_entry): the entry is
+    called with Class(**model_config) instead of the plain dict."""
+    return ["python", "-I", "-c", BOOTSTRAP, checkpoint_name, entry, *([config] if config else [])]

@@ -1,14 +1,16 @@
 """The model server: the only part of evaluation that runs the agent's code, inside the sandbox.
 
-This folder (model_server.py + protocol.py) is copied into the evaluation step as an input; the
-step never imports darwin_git. The harness starts it as
+This folder (model_server.py, protocol.py, loader.py, flopcount.py) is copied into the evaluation
+step as an input; the step never imports darwin_git. The harness starts it as
 
-    python -I -c BOOTSTRAP CHECKPOINT MODULE:FUNCTION
+    python -I -c BOOTSTRAP CHECKPOINT MODULE:FUNCTION [MODULE:CONFIG]
 
 where BOOTSTRAP (harness/serve.py) runs this file from $DARWIN_SERVER; CHECKPOINT is a file name
 inside the read-only input folder $DARWIN_CKPT. It reads the checkpoint (loader.py: a plain
 torch zip archive within bounds, ``weights_only=True``) and says what it read before any code
-of the tree runs here; then it builds the model, loads the weights strictly and answers the
+of the tree runs here; then it builds the model, FUNCTION(model_config), or
+FUNCTION(CONFIG(**model_config)) when a config class is named (nanoGPT's GPT(GPTConfig)); loads
+the weights strictly and answers the
 parent over the framed protocol on its original stdout/stdin. Every request has an "id" that
 its answer repeats:
 
@@ -30,6 +32,12 @@ with training data, and with gradients) are refused. It computes no score: it re
 and claimed bench losses, and the parent does the arithmetic and the checks. Whatever the model
 prints goes to stderr (the log), never into the protocol stream; in a scoring step the parent
 keeps none of it, nor any error's text (harness/evaluate.py).
+
+A forward called with ids alone must give logits for every position. One that gives only the
+last position's (nanoGPT's ``forward(idx, targets=None)``, an inference shortcut) is called
+again with filler targets: zeros of the ids' shape, never the text that follows, so its
+logits for every position come back and nothing it is shown predicts a scored token. Once a
+model needed it, every later call passes the filler at once (``full_logits``).
 """
 from __future__ import annotations
 
@@ -71,10 +79,11 @@ def main(argv: list[str]) -> int:
     def fail(cause: str, detail: str, rid=0) -> None:
         protocol.send(proto_out, {"error": cause, "id": rid, "detail": detail[-3000:]})
 
-    if len(argv) != 2 or argv[1].count(":") != 1:
-        fail("usage", "usage: model_server CHECKPOINT MODULE:FUNCTION")
+    if len(argv) not in (2, 3) or any(a.count(":") != 1 for a in argv[1:]):
+        fail("usage", "usage: model_server CHECKPOINT MODULE:FUNCTION [MODULE:CONFIG]")
         return 2
-    ckpt_name, entry = argv
+    ckpt_name, entry = argv[:2]
+    config_entry = argv[2] if len(argv) == 3 else None
     ckpt_path = os.path.join(os.environ.get("DARWIN_CKPT", "."), ckpt_name)
     device = os.environ.get("DARWIN_DEVICE", "cpu")
     threads = os.environ.get("DARWIN_THREADS", "")
@@ -93,11 +102,14 @@ def main(argv: list[str]) -> int:
     # (the copy it froze) and counts parameters from.
     protocol.send(proto_out, {"op": "loaded", "id": 0, **facts})
     sys.path.insert(0, os.getcwd())
-    module_name, func_name = entry.split(":")
     try:
         import importlib
 
-        model = getattr(importlib.import_module(module_name), func_name)(config)
+        def named(spec):
+            module_name, name = spec.split(":")
+            return getattr(importlib.import_module(module_name), name)
+
+        model = named(entry)(named(config_entry)(**config) if config_entry else config)
     except Exception:  # noqa: BLE001
         fail("model_error", traceback.format_exc())
         return 1
@@ -110,8 +122,20 @@ def main(argv: list[str]) -> int:
     bound = [[name, list(p.shape)] for name, p in model.named_parameters()]
     protocol.send(proto_out, {"op": "ready", "id": 0, "params": bound})
 
+    filler = {"on": False}  # full_logits: set once the model needed filler targets
+
     def forward(idx):
+        if filler["on"]:
+            return full_logits(idx)
         out = model(idx)
+        logits = out[0] if isinstance(out, (tuple, list)) else out
+        if getattr(logits, "dim", lambda: 0)() == 3 and logits.shape[1] == 1 < idx.shape[1]:
+            filler["on"] = True  # last position only: ask again with filler targets
+            return full_logits(idx)
+        return logits
+
+    def full_logits(idx):
+        out = model(idx, torch.zeros_like(idx))
         return out[0] if isinstance(out, (tuple, list)) else out
 
     frozen = []  # set at the first logits request: from then on, no gradient and no training

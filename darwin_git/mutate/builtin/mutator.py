@@ -32,11 +32,13 @@ def list_operators() -> list[tuple[str, str, str]]:
 
 
 def operator_fit(files: dict[str, str], contract: Contract,
-                 operators: list[Operator] | None = None) -> list[tuple[str, str | None]]:
-    """(name, None if it fits this code else why not) for every built-in operator."""
+                 operators: list[Operator] | None = None,
+                 read_only: dict[str, str] | None = None) -> list[tuple[str, str | None]]:
+    """(name, None if it fits this code else why not) for every built-in operator;
+    ``read_only``: files the run reads that no mutation may change (MutationContext)."""
     ctx = MutationContext(mutator_agent="", target_agent="", generation=0, contract=contract,
-                          files=dict(files))
-    code = Code(files=dict(files), contract=contract)
+                          files=dict(files), read_only=dict(read_only or {}))
+    code = Code(files=dict(files), contract=contract, read_only=dict(read_only or {}))
     out = []
     for op in OPERATORS if operators is None else operators:
         result = _try(op, code, random.Random(f"0:{op.name}"), ctx)
@@ -45,16 +47,23 @@ def operator_fit(files: dict[str, str], contract: Contract,
 
 
 def few_fit_warning(files: dict[str, str], contract: Contract,
-                    operators: list[Operator] | None = None) -> str | None:
+                    operators: list[Operator] | None = None,
+                    read_only: dict[str, str] | None = None) -> str | None:
     """A warning when fewer than FEW_OPERATORS built-in operators fit ``files``, else None."""
-    fit = operator_fit(files, contract, operators)
+    fit = operator_fit(files, contract, operators, read_only)
     names = [name for name, why in fit if why is None]
     if len(names) >= FEW_OPERATORS:
         return None
+    advice = ("Use an LLM mutator (--mutator llm), or write the settings under names the "
+              "operators know (README 'Mutators'; `darwin-git check` lists why each one "
+              "does not fit).")
+    if not names:
+        return (f"none of the {len(fit)} built-in operators fits this code: the built-in "
+                "mutator can propose nothing, every generation will end with no child. "
+                + advice)
     return (f"only {len(names)} of {len(fit)} built-in operators fit this code "
-            f"({', '.join(names) or 'none'}): agents mutated by `builtin` will get the same "
-            "few edits and their children will repeat evaluated trees. Use an LLM mutator "
-            "(--mutator llm), or name the settings the operators look for (README 'Mutators').")
+            f"({', '.join(names)}): agents mutated by `builtin` will get the same few edits "
+            "and their children will repeat evaluated trees. " + advice)
 
 
 class BuiltinMutator(Mutator):
@@ -78,7 +87,7 @@ class BuiltinMutator(Mutator):
     def _propose(self, ctx: MutationContext) -> Mutation | MutationFailure:
         rng = random.Random(ctx.seed)
         code = Code(files=dict(ctx.files), contract=ctx.contract,
-                    directions=direction_record(ctx.memory))
+                    directions=direction_record(ctx.memory), read_only=dict(ctx.read_only))
         fitting: list[tuple[Operator, Edit]] = []
         skipped: list[str] = []
         for op in self.operators:

@@ -1,26 +1,31 @@
 """Structural operators: architecture and schedule changes known to help small GPTs.
 
-Each finds its anchor by shape (a LayerNorm call, the attention call and its q/k names, the
-weight-tying line, the cosine schedule function) and detects its own already-applied state, so a
-tree that an earlier mutation (built-in or LLM) changed is edited where it still fits and skipped
-where it does not.
+Each finds its anchor by shape (a LayerNorm call or module, the attention call and its q/k
+names, the weight-tying line, a GELU, the cosine schedule function) in every file the model is
+built from (core.Code.model_files: the model entry's module first, then what it and the
+training script import), and detects its own already-applied state, so a tree that an earlier
+mutation (built-in or LLM) changed is edited where it still fits and skipped where it does not.
+A skip says what was looked for and where, and what was found instead.
 """
 from __future__ import annotations
 
+import ast
 import random
 import re
+from typing import Callable
 
 from .core import Code, Edit, Operator
-from .settings import defines_name, find_setting
+from .numeric import DECAY_STEPS, N_EMBD, N_HEAD, WARMUP_STEPS
+from .settings import Site, defines_name, find_setting
 from .source import (enclosing_class, imports_torch_nn, init_super_call, insert_before_first_class,
                      insert_line_after, insert_line_before, matching_paren, split_args)
 
 RMSNORM_CLASS = '''
 class RMSNorm(nn.Module):
     """Scale-only normalisation (no mean, no bias): cheaper than LayerNorm and as good in GPTs.
-    Takes LayerNorm's arguments (bias is ignored) so call sites stay as they were."""
+    Takes LayerNorm's arguments (only the shape and eps count) so call sites stay as they were."""
 
-    def __init__(self, normalized_shape, eps=1e-6, elementwise_affine=True, bias=None):
+    def __init__(self, normalized_shape, *args, eps=1e-6, **kwargs):
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(normalized_shape))
@@ -65,6 +70,14 @@ class QKNorm(nn.Module):
         return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + 1e-6)).type_as(x) * self.gain
 '''
 
+RELU2_CLASS = '''
+class ReLU2(nn.Module):
+    """Squared ReLU (Primer): relu(x)**2, a drop-in for nn.GELU()."""
+
+    def forward(self, x):
+        return torch.relu(x).square()
+'''
+
 WSD_FUNCTION = '''def {name}({arg}):
     """Warmup, hold the peak, then decay linearly over the last DECAY_FRAC of the budget (WSD).
     Progress is the fraction of the budget used, on the run's clock."""
@@ -76,8 +89,65 @@ WSD_FUNCTION = '''def {name}({arg}):
     return LEARNING_RATE * (1.0 - (1.0 - {floor}) * t)'''
 
 
-def _model(code: Code) -> str | None:
-    return code.text(code.model_path)
+class _Already(str):
+    """The change is already made in this file: stop looking."""
+
+
+# In one file: an Edit, _Already, a reason (the anchor is there but cannot be used), or None
+# (no anchor in this file).
+FileRule = Callable[[Code, str, str], "Edit | str | None"]
+
+
+def _in_model(code: Code, rule: FileRule, absent: str) -> Edit | str:
+    """``rule`` on each model file in turn (core.Code.model_files): the first edit wins; an
+    already-made change or a usable reason stops the search; with no anchor anywhere, ``absent``
+    and the files looked in."""
+    files = code.model_files()
+    if not files:
+        return (f"no mutable model file: {code.model_path} (the model entry's module) is not "
+                "among the mutable paths")
+    reason = None
+    for path in files:
+        result = rule(code, path, code.files[path])
+        if isinstance(result, (Edit, _Already)):
+            return result
+        reason = reason or result
+    return reason or f"{absent} in {', '.join(files)}"
+
+
+def _statement_before(text: str, site: int) -> int:
+    """Where a line that must run before the attention at ``site`` goes: before the statement
+    of the enclosing function's body that holds it (so both branches of an ``if flash: ...
+    else: ...`` see it), or before the innermost statement when q or k are assigned in that
+    same statement first."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return site
+    line = text.count("\n", 0, site) + 1
+    funcs = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+             and n.lineno <= line <= n.end_lineno]
+    if not funcs:
+        return site
+    func = max(funcs, key=lambda n: n.lineno)
+    outer = next((st for st in func.body if st.lineno <= line <= st.end_lineno), None)
+    if outer is None or outer.lineno == line:
+        return site
+    inner = outer
+    while True:
+        children = [c for c in ast.iter_child_nodes(inner) if isinstance(c, ast.stmt)
+                    and c.lineno <= line <= c.end_lineno]
+        if not children:
+            break
+        inner = children[0]
+    assigned_inside = any(
+        isinstance(n, (ast.Assign, ast.AugAssign)) and n.lineno < line
+        for n in ast.walk(outer))
+    target = inner if assigned_inside else outer
+    starts = [0]
+    for ln in text.splitlines(keepends=True):
+        starts.append(starts[-1] + len(ln))
+    return starts[target.lineno - 1] + target.col_offset
 
 
 def _attention_site(text: str) -> tuple[int, str, str] | None:
@@ -103,87 +173,119 @@ def _add_submodule(text: str, site: int, line: str) -> str | None:
 
 
 def _even_head_dim(code: Code) -> str | None:
-    emb, heads = code.number("N_EMBD"), code.number("N_HEAD")
-    if emb is None or heads is None or heads < 1:
-        return "cannot check the head size: needs numeric N_EMBD and N_HEAD settings lines"
+    emb, heads = code.knob(N_EMBD), code.knob(N_HEAD)
+    if not isinstance(emb, Site) or not isinstance(heads, Site) or heads.value() < 1:
+        return ("cannot check the head size: needs numeric width and head-count settings "
+                "(n_embd, n_head)")
+    emb, heads = emb.value(), heads.value()
     if emb % heads or (emb // heads) % 2:
         return f"head size {emb}/{heads} is not an even integer"
     return None
 
 
-def rmsnorm(code: Code, rng: random.Random) -> Edit | str:
-    text = _model(code)
-    if text is None:
-        return f"no {code.model_path}"
-    if re.search(r"class RMSNorm\b|nn\.RMSNorm\b", text):
-        return "RMSNorm is already in use"
+_LAYERNORM_CALL = re.compile(r"(?<!class )\b(?:torch\.)?(?:nn\.)?LayerNorm\(")
+
+
+def _rmsnorm_in(code: Code, path: str, text: str) -> Edit | str | None:
+    if re.search(r"class RMSNorm\b|nn\.RMSNorm\b|\bRMSNorm\(", text):
+        return _Already(f"RMSNorm is already in use ({path})")
+    calls = _LAYERNORM_CALL.findall(text)
+    if not calls:
+        return None
     if not imports_torch_nn(text):
-        return "model does not import torch and torch.nn as nn"
-    new, count = re.subn(r"\b(?:torch\.)?nn\.LayerNorm\(", "RMSNorm(", text)
-    if not count:
-        return "no nn.LayerNorm call to replace"
+        return f"{path} does not import torch and torch.nn as nn"
+    new, count = _LAYERNORM_CALL.subn("RMSNorm(", text)
     new = insert_before_first_class(new, RMSNORM_CLASS)
     if new is None:
-        return "no class in the model file to put RMSNorm above"
+        return f"no class in {path} to put RMSNorm above"
     return Edit(
         summary="Replace LayerNorm with RMSNorm",
         why="RMSNorm drops LayerNorm's mean subtraction and bias: fewer operations per "
             "normalisation and, in GPTs of every size tried (T5, LLaMA), the same or better loss. "
             "On a CPU budget the saved time becomes extra steps.",
-        changes={code.model_path: new},
-        details=[f"{code.model_path}: {count} nn.LayerNorm -> RMSNorm, RMSNorm class added"],
+        changes={path: new},
+        details=[f"{path}: {count} LayerNorm(...) -> RMSNorm(...), RMSNorm class added"],
     )
 
 
-def relu2(code: Code, rng: random.Random) -> Edit | str:
-    text = _model(code)
-    if text is None:
-        return f"no {code.model_path}"
-    pattern = re.compile(r"\b((?:torch\.nn\.functional|nn\.functional|F)\.)gelu\(")
+def rmsnorm(code: Code, rng: random.Random) -> Edit | str:
+    return _in_model(code, _rmsnorm_in, "no nn.LayerNorm or LayerNorm(...) call to replace")
+
+
+_GELU_FN = re.compile(r"\b((?:torch\.nn\.functional|nn\.functional|F)\.)gelu\(")
+_GELU_MODULE = re.compile(r"\b(?:torch\.)?nn\.GELU\(")
+_OTHER_ACTIVATIONS = re.compile(r"\b(silu|SiLU|swiglu|SwiGLU|mish|Mish|ReLU|relu|tanh|Tanh)\b")
+
+
+def _relu2_in(code: Code, path: str, text: str) -> Edit | str | None:
+    if re.search(r"relu\([^\n]*\)\.square\(\)|class ReLU2\b|\bReLU2\(\)", text):
+        return _Already(f"ReLU² is already in use ({path})")
     count = 0
-    while (m := pattern.search(text)) is not None:
+    while (m := _GELU_FN.search(text)) is not None:
         close = matching_paren(text, m.end() - 1)
         args = split_args(text[m.end() : close]) if close else []
         if not args:
-            return "a gelu call whose argument cannot be read"
+            return f"a gelu call in {path} whose argument cannot be read"
         text = text[: m.start()] + f"{m.group(1)}relu({args[0]}).square()" + text[close + 1 :]
         count += 1
-    if not count:
-        return "no functional gelu call in the MLP (already ReLU² or another activation)"
+    modules = 0
+    if _GELU_MODULE.search(text):
+        if not imports_torch_nn(text):
+            return f"{path} uses nn.GELU() but does not import torch and torch.nn as nn"
+        while (m := _GELU_MODULE.search(text)) is not None:
+            close = matching_paren(text, m.end() - 1)
+            if close is None:
+                return f"an nn.GELU( call in {path} that does not close"
+            text = text[: m.start()] + "ReLU2()" + text[close + 1 :]
+            modules += 1
+        text = insert_before_first_class(text, RELU2_CLASS)
+        if text is None:
+            return f"no class in {path} to put ReLU2 above"
+    if not count and not modules:
+        return None
+    done = ([f"{count} gelu(x) -> relu(x).square()"] if count else []) + \
+        ([f"{modules} nn.GELU() -> ReLU2()"] if modules else [])
     return Edit(
         summary="Use squared ReLU in the MLP instead of GELU",
         why="ReLU² (Primer, So et al. 2021) reached a given loss in fewer steps than GELU in "
             "small language models, and is cheaper to compute; its sparse activations also "
             "suit a short training budget.",
-        changes={code.model_path: text},
-        details=[f"{code.model_path}: {count} gelu(x) -> relu(x).square()"],
+        changes={path: text},
+        details=[f"{path}: {', '.join(done)}"],
     )
 
 
-def rotary(code: Code, rng: random.Random) -> Edit | str:
-    text = _model(code)
-    if text is None:
-        return f"no {code.model_path}"
+def relu2(code: Code, rng: random.Random) -> Edit | str:
+    found = _in_model(code, _relu2_in, "no gelu call or nn.GELU() module")
+    if isinstance(found, Edit) or not found.startswith("no gelu"):
+        return found
+    others = sorted({m.lower() for path in code.model_files()
+                     for m in _OTHER_ACTIVATIONS.findall(code.files[path])})
+    return found + (f" (the model uses {', '.join(others)})" if others else "")
+
+
+def _rotary_in(code: Code, path: str, text: str) -> Edit | str | None:
     if re.search(r"class Rotary\b|self\.rotary\b|rotary_emb|apply_rotary", text, re.I):
-        return "rotary embeddings are already in use"
+        return _Already(f"rotary embeddings are already in use ({path})")
+    site = _attention_site(text)
+    if site is None:
+        return None
     if not imports_torch_nn(text):
-        return "model does not import torch and torch.nn as nn"
+        return f"{path} does not import torch and torch.nn as nn"
     problem = _even_head_dim(code)
     if problem:
         return problem
-    site = _attention_site(text)
-    if site is None:
-        return "no attention call with plain q, k arguments"
     pos, q, k = site
-    new = insert_line_before(text, pos, f"{q}, {k} = self.rotary({q}), self.rotary({k})")
-    new = _add_submodule(new, pos, "self.rotary = Rotary()  # offsets enter q·k, no parameters")
+    at = _statement_before(text, pos)
+    new = insert_line_before(text, at, f"{q}, {k} = self.rotary({q}), self.rotary({k})")
+    new = _add_submodule(new, at, "self.rotary = Rotary()  # offsets enter q·k, no parameters")
     if new is None:
-        return "the attention class has no super().__init__() to register Rotary after"
+        return f"the attention class in {path} has no super().__init__() to register Rotary after"
     new, removed = _drop_learned_positions(new)
     new = insert_before_first_class(new, ROTARY_CLASS)
-    details = [f"{code.model_path}: Rotary class added, applied to {q} and {k} before attention"]
+    details = [f"{path}: Rotary class added, applied to {q} and {k} before attention"]
     if removed:
-        details.append(f"{code.model_path}: learned position table self.{removed} removed")
+        details.append(f"{path}: learned position table self.{removed} removed")
     return Edit(
         summary="Use rotary position embeddings in attention",
         why="Rotary embeddings (RoFormer; used by LLaMA and modded-nanogpt) encode relative "
@@ -191,9 +293,14 @@ def rotary(code: Code, rng: random.Random) -> Edit | str:
             "input. Small GPTs learn faster with them because no position table has to be "
             "trained, and the attention pattern for 'the previous few characters' is the same "
             "at every offset.",
-        changes={code.model_path: new},
+        changes={path: new},
         details=details,
     )
+
+
+def rotary(code: Code, rng: random.Random) -> Edit | str:
+    return _in_model(code, _rotary_in, "no attention call with plain q, k arguments "
+                                       "(scaled_dot_product_attention(q, k, ...) or q @ k.transpose)")
 
 
 def _drop_learned_positions(text: str) -> tuple[str, str | None]:
@@ -217,44 +324,50 @@ def _drop_learned_positions(text: str) -> tuple[str, str | None]:
     return text, None
 
 
-def qk_norm(code: Code, rng: random.Random) -> Edit | str:
-    text = _model(code)
-    if text is None:
-        return f"no {code.model_path}"
+def _qk_norm_in(code: Code, path: str, text: str) -> Edit | str | None:
     if re.search(r"class QKNorm\b|self\.q_norm\b|qk_norm", text, re.I):
-        return "QK-norm is already in use"
-    if not imports_torch_nn(text):
-        return "model does not import torch and torch.nn as nn"
+        return _Already(f"QK-norm is already in use ({path})")
     site = _attention_site(text)
     if site is None:
-        return "no attention call with plain q, k arguments"
+        return None
+    if not imports_torch_nn(text):
+        return f"{path} does not import torch and torch.nn as nn"
     pos, q, k = site
+    at = _statement_before(text, pos)
     # normalise before any rotary rotation: the rotation keeps the norm, the gain stays simple
     cls = enclosing_class(text, pos)
-    rot = re.compile(r"self\.rotary\(").search(text, cls[1], pos) if cls else None
-    at = rot.start() if rot else pos
+    rot = re.compile(r"self\.rotary\(").search(text, cls[1], at) if cls else None
+    at = rot.start() if rot else at
     new = insert_line_before(text, at, f"{q}, {k} = self.q_norm({q}), self.k_norm({k})")
     new = _add_submodule(new, at, "self.q_norm, self.k_norm = QKNorm(), QKNorm()")
     if new is None:
-        return "the attention class has no super().__init__() to register QKNorm after"
+        return f"the attention class in {path} has no super().__init__() to register QKNorm after"
     new = insert_before_first_class(new, QKNORM_CLASS)
     return Edit(
         summary="Normalise queries and keys per head (QK-norm)",
         why="QK-norm bounds the attention logits, which removes the main source of loss "
             "spikes at high learning rates (ViT-22B, OLMo 2, modded-nanogpt). A small GPT on "
             "a short budget wants the highest stable learning rate; this widens that range.",
-        changes={code.model_path: new},
-        details=[f"{code.model_path}: QKNorm class added, applied to {q} and {k}"],
+        changes={path: new},
+        details=[f"{path}: QKNorm class added, applied to {q} and {k}"],
     )
 
 
-def untie_head(code: Code, rng: random.Random) -> Edit | str:
-    text = _model(code)
-    if text is None:
-        return f"no {code.model_path}"
-    m = re.search(r"^([ \t]*)self\.(\w+)\.weight\s*=\s*self\.(\w+)\.weight[^\n]*\n", text, re.M)
+def qk_norm(code: Code, rng: random.Random) -> Edit | str:
+    return _in_model(code, _qk_norm_in, "no attention call with plain q, k arguments "
+                                        "(scaled_dot_product_attention(q, k, ...) or q @ k.transpose)")
+
+
+_TIE = re.compile(r"^([ \t]*)self\.([\w.]+)\.weight\s*=\s*self\.([\w.]+)\.weight\b[^\n]*\n",
+                  re.M)
+
+
+def _untie_in(code: Code, path: str, text: str) -> Edit | str | None:
+    m = _TIE.search(text)
     if m is None:
-        return "no weight-tying line (the output head is already untied)"
+        if "(builtin:untie_head)" in text:
+            return _Already(f"the output head is already untied ({path})")
+        return None
     start = m.start()
     # the comment that explained the tying goes with it
     while True:
@@ -271,9 +384,14 @@ def untie_head(code: Code, rng: random.Random) -> Edit | str:
         why="With a small character vocabulary an untied head costs few parameters "
             "(vocab x width) and lets the input embedding and the output classifier specialise; "
             "small GPTs (modded-nanogpt) train faster untied.",
-        changes={code.model_path: new},
-        details=[f"{code.model_path}: removed self.{m.group(2)}.weight = self.{m.group(3)}.weight"],
+        changes={path: new},
+        details=[f"{path}: removed self.{m.group(2)}.weight = self.{m.group(3)}.weight"],
     )
+
+
+def untie_head(code: Code, rng: random.Random) -> Edit | str:
+    return _in_model(code, _untie_in, "no weight-tying line (self.<a>.weight = self.<b>.weight): "
+                                      "the head is untied, or tied some other way,")
 
 
 def wsd_schedule(code: Code, rng: random.Random) -> Edit | str:
@@ -285,7 +403,12 @@ def wsd_schedule(code: Code, rng: random.Random) -> Edit | str:
         return "the schedule already has a DECAY_FRAC phase (WSD)"
     warm = find_setting(path, text, "WARMUP_FRAC")
     if warm is None or not defines_name(text, "LEARNING_RATE"):
-        return "needs LEARNING_RATE and a numeric WARMUP_FRAC settings line"
+        counted = [n for n in WARMUP_STEPS + DECAY_STEPS
+                   if re.search(rf"^{n}\s*=", text, re.M | re.I)]
+        return ("rewrites a cosine schedule over the fraction of the budget used (LEARNING_RATE "
+                f"and a numeric WARMUP_FRAC in {path}); there is none"
+                + (f": this schedule counts iterations ({', '.join(counted)}), which the warmup "
+                   "and decay_steps operators tune" if counted else ""))
     for m in re.finditer(r"^def (\w+)\((\w+)\):", text, re.M):
         nxt = re.compile(r"^\S", re.M).search(text, text.find("\n", m.start()) + 1)
         end = nxt.start() if nxt else len(text)
@@ -313,8 +436,10 @@ def wsd_schedule(code: Code, rng: random.Random) -> Edit | str:
 
 
 OPERATORS = [
-    Operator("rmsnorm", "structural", "replace nn.LayerNorm with a scale-only RMSNorm", rmsnorm),
-    Operator("relu2", "structural", "squared ReLU instead of GELU in the MLP", relu2),
+    Operator("rmsnorm", "structural", "replace LayerNorm (nn.LayerNorm or the model's own) with "
+             "a scale-only RMSNorm", rmsnorm),
+    Operator("relu2", "structural", "squared ReLU instead of GELU (F.gelu or nn.GELU()) in the "
+             "MLP", relu2),
     Operator("rotary", "structural", "rotary position embeddings on q and k; drops the learned "
              "position table", rotary),
     Operator("qk_norm", "structural", "RMS-normalise q and k per head before attention", qk_norm),
