@@ -267,3 +267,19 @@ def test_an_honest_score_is_the_models_own_loss(tmp_path, data_root):
     assert "cause" not in got, got
     assert got["val_loss"] == pytest.approx(direct, abs=1e-6)
     assert got["audit"]["rows"] == 64 and got["eval_used_s"] <= got["eval_allowance_s"]
+
+
+def test_check_still_shows_a_seed_its_own_scoring_error(tmp_path, data_root, monkeypatch):
+    """Sealed scoring keeps its tracebacks; `darwin-git check --train` (and init's seed check)
+    then asks the pre-flight, which shows the model no validation text, for the model's own
+    error."""
+    from darwin_git.contract import load_contract
+    from darwin_git.population import seedcheck
+    from harness_fixtures import make_tree
+
+    monkeypatch.setenv("DARWIN_DATA_CACHE", str(data_root))
+    tree = make_tree(tmp_path / "mismatch", "mismatch")
+    result = seedcheck.preflight(tree, load_contract(tree), budget_s=8, clock="cpu")
+    assert (result["status"], result["cause"]) == ("eval_failed", "checkpoint_mismatch")
+    assert "size mismatch" not in result["log_tail"]
+    assert "size mismatch" in result["preflight"]
