@@ -89,10 +89,11 @@ class Facts:
         """
         notes: list[str] = []
         storages: dict[int, tuple[int, set]] = {}
+        foreign = 0  # bound under a name or shape the checkpoint does not have
         for name, shape in bound.items():
             t = self.tensors.get(name)
             if t is None or list(t.shape) != list(shape):
-                notes.append(f"{name}: not in the checkpoint with shape {list(shape)}")
+                foreign += 1  # (never named: the name is the scoring step's, not training's)
                 continue
             numel = _prod(t.shape)
             if numel == 0:
@@ -106,6 +107,8 @@ class Facts:
                 continue
             _, views = storages.setdefault(t.storage, (t.storage_elements, set()))
             views.add((t.offset, t.shape, t.stride, numel))
+        if foreign:
+            notes.append(f"{foreign} bound parameter(s) not in the checkpoint by name and shape")
         total = sum(min(held, sum(v[3] for v in views)) for held, views in storages.values())
         return total, notes
 
