@@ -98,6 +98,8 @@ def main(argv: list[str]) -> int:
     except Exception:  # noqa: BLE001 - any unreadable checkpoint is reported, not raised
         fail("bad_checkpoint", traceback.format_exc())
         return 1
+    if device == "cuda":  # the device's start-up (context, cuBLAS) is ours, not the model's
+        (torch.ones(8, 8, device=device) @ torch.ones(8, 8, device=device)).sum().item()
     # Before any code of the tree runs in this process: what the parent checks the file against
     # (the copy it froze) and counts parameters from.
     protocol.send(proto_out, {"op": "loaded", "id": 0, **facts})
