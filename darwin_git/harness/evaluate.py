@@ -70,7 +70,10 @@ Residual risks (what this boundary does not stop), the harness's and the sandbox
   shares the network, IPC and the user keyrings with the engine's user (the log says so).
 - Docker without a visible cgroup (a remote or rootless daemon) samples CPU through the stats
   API, one API round trip per kill, cannot see refused forks (run/docker.py), and cannot meter
-  scoring per request.
+  scoring per request. Containers' keyrings are kept apart by the daemon's seccomp profile
+  (docker's default refuses the keyring calls; tests/test_kernel_state.py checks it) and
+  runc's session keyring per container: a daemon run with seccomp unconfined would let the
+  containers of one uid share a user keyring.
 - cgroup v2, the systemd cgroup driver and GPUs in the local view are untested here; on a GPU
   the audit's tolerance (AUDIT_ATOL, AUDIT_RTOL) is set for bf16 kernels, not measured.
 - The final-content check reads the checkpoint at the first sample after the clock passed the

@@ -89,7 +89,7 @@ MODEL_LOGIT_BYTES = 256 << 20  # the logits a forward of the model holds: GPT-2 
 # T = 128 fit 10 rows a request, characters every row
 PROBE_ATOL = PROBE_RTOL = 5e-3
 ADAPT_Z = 5.0  # randomised halves: an honest model falls below -5 with probability ~3e-7
-LENGTH_GROUPS = 4  # a request's rows, by cut, in forwards of their own length (~8% less filler)
+LENGTH_GROUPS = 8  # a request's rows, by cut, in forwards of their own length (~9% less filler)
 AUDIT_ROWS = 16  # rows per audit request
 # A re-scored token agrees when its loss moved by at most AUDIT_ATOL + AUDIT_RTOL x the loss
 # (a forward at another batch size or on another kernel: ~1e-6 in fp32, ~1e-2 in bf16), and

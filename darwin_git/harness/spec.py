@@ -59,7 +59,8 @@ class EvalSpec:
     probes: int = 1  # the audit's first request asked again with fresh filler (noncausal)
     audit_per_request: int = 4  # tokens of each scoring request a fresh process re-scores
     bench: bool = True  # measure tokens/s and MFU
-    bench_s: float = 0.5  # about how long the timed bench request lasts (on the run's clock)
+    bench_s: float = 0.25  # about how long the timed bench request lasts (on the run's clock:
+    #                        CPU seconds are counted to the nanosecond, so a short one is exact)
     wall_timeout_s: float | None = None  # training's wall net; None: wall_net(clock, limit)
     eval_timeout_s: float = 300.0  # the whole scoring conversation, wall clock
     scoring_s: float | None = None  # the scoring step's compute; None: scoring_limit()
