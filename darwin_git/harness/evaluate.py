@@ -42,9 +42,9 @@ Residual risks (what this boundary does not stop), the harness's and the sandbox
   only large gains, and the audit meets a 5% share with probability 96% (scoring.py).
 - Compute at scoring time within the allowance (allowance.py): a model can compute, once, about
   the build allowance (1.5 s + 20 ns per checkpoint element) plus the headroom on its forward
-  passes (50% of them) plus 5 ms a request, outside its training budget, e.g. training on
-  tokens carried in its checkpoint: for the seed about 4 CPU s, measured in BENCHMARKS.md, 7%
-  of a 60 s budget. A forward that is as expensive in every request is the model's own
+  passes (50% of them) plus 2 ms a request, outside its training budget, e.g. training on
+  tokens carried in its checkpoint: for the seed about 4.3 CPU s, 7% of a 60 s budget
+  (BENCHMARKS.md). A forward that is as expensive in every request is the model's own
   inference cost, bounded only by the step's cap (spec.scoring_limit); so is a lump hidden
   behind as many wasted ones. Where the sandbox cannot read a step's CPU per request (docker
   without a visible cgroup) only the cap applies (eval_allowance_s None).

@@ -43,7 +43,7 @@ after any one request of the pass meets the audit there (4 of its 128 rows are r
 Cost per evaluation: 2K requests of W/2 rows; the request for cut index j has rows about
 (j + 1) T / K long (a little less with the length groups), so about W*T*(K+1)/2 tokens are
 forwarded for W*K scored. Defaults W = 256, K = 8: 2,048 scored tokens in 16 requests of 128
-rows; at the seed's T = 128 about 135,000 tokens through the model in eval mode, the forward
+rows; at the seed's T = 128 about 134,000 tokens through the model in eval mode, the forward
 compute of about 22 of the seed's training steps (a step is 2,048 tokens forward and backward,
 ~3 forwards' worth). The audit forwards about 4,500 more (64 rows and the causality probe's
 16), and its step also holds the throughput bench (flops.py). On a GPU that is a fraction of a
