@@ -1,4 +1,5 @@
-"""What scoring costs per evaluation, before and after harness 2, and how precise it is.
+"""What scoring costs per evaluation, before and after harness 2, sealed (harness 4: the
+scoring pass, the audit step, the bench), and how precise it is.
 
 1. Trains the default seed twice (two DARWIN_SEEDs, the cpu clock, --budget CPU seconds) as a
    plain subprocess, keeping both checkpoints.
@@ -8,9 +9,12 @@
      8 probe rows shuffled in (17 forwards, full logits back);
    - after (harness 2): --windows x --cuts cut points, W/2 rows a forward, 2K forwards +
      --probes, rows as long as the request's longest real prefix, logits at one position a row.
-   Then the whole scoring step through the real harness (score_checkpoint in a LocalSandbox:
-   server start, bench, scoring), with and without the bench. Each as a share of --share-of
-   seconds (a 60 s run).
+   Then the whole of scoring through the real harness (score_checkpoint in a LocalSandbox: the
+   scoring pass's step, and the audit's step with its FLOP count, bench, re-scored sample and
+   probe), with and without the bench, in CPU seconds of both steps (the sandbox's count, the
+   run's clock) and wall seconds. Each as a share of --share-of seconds (a 60 s run). Also the
+   scoring pass's measured allowance against what it used: the compute a model could spend
+   there beyond its honest forwards (harness/allowance.py).
 3. Precision: the paired difference of the two checkpoints' val_loss and its standard error,
    from per-token losses (se from per-window mean differences: tokens of one window are not
    independent), for the new protocol's scored tokens and for the old protocol's.
@@ -134,11 +138,13 @@ def new_workload(model, windows: np.ndarray, cuts: np.ndarray, probes: int, voca
 
 
 def timed(fn, repeats: int) -> float:
+    """CPU seconds of ``fn`` (median of ``repeats``): the run's clock, which load does not
+    stretch (the workloads run on eval_threads() threads)."""
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(time.process_time() - t0)
     return statistics.median(times)
 
 
@@ -183,7 +189,7 @@ def main(argv=None) -> int:
                 "after_tokens_forwarded": new_workload(models[0], new_windows, cuts,
                                                        args.probes, vocab),
                 "before_forwards": math.ceil((OLD_WINDOWS + OLD_PROBES) / OLD_PER_FORWARD),
-                "after_forwards": 2 * args.cuts + args.probes}
+                "after_forwards": 2 * args.cuts + args.probes}  # (harness 2's probes)
         spec = EvalSpec(data_root=root, windows=args.windows, cuts=args.cuts, probes=args.probes)
         scored = []
         for r in runs:
@@ -194,10 +200,20 @@ def main(argv=None) -> int:
             scored.append(bare)
             cost.setdefault("after_eval_step_s", []).append(full["eval_wall_s"])
             cost.setdefault("after_eval_step_no_bench_s", []).append(bare["eval_wall_s"])
+            cost.setdefault("sealed_cpu_s", []).append(full["eval_cpu_s"])
+            cost.setdefault("sealed_cpu_no_bench_s", []).append(bare["eval_cpu_s"])
+            cost.setdefault("sealed_steps_cpu_s", []).append(full["eval_steps_cpu_s"])
+            cost.setdefault("allowance", []).append(
+                {"allowed_s": round(full["eval_allowance_s"], 3),
+                 "used_s": round(full["eval_used_s"], 3),
+                 "free_s": round(full["eval_allowance_s"] - full["eval_used_s"], 3)})
+            cost.setdefault("audit", []).append(full["audit"])
         for key in ("before_forward_s", "after_forward_s"):
             cost[key.replace("_s", "_share")] = round(cost[key] / args.share_of, 4)
         cost["after_eval_step_share"] = round(
             statistics.median(cost["after_eval_step_s"]) / args.share_of, 4)
+        cost["sealed_cpu_share"] = round(
+            statistics.median(cost["sealed_cpu_s"]) / args.share_of, 4)
         report["cost"] = cost
 
         new_diff, new_se = paired_se(scored[0]["token_losses"], scored[1]["token_losses"])
@@ -220,7 +236,7 @@ def main(argv=None) -> int:
     for t in report["training"]:
         print(f"- seed {t['seed']}: {t['steps']} steps, {t['cpu_s']} CPU s, {t['wall_s']} s wall")
     c, p = report["cost"], report["precision"]
-    print("\n| protocol | forwards | tokens forwarded | forward s (median) | share of "
+    print("\n| protocol | forwards | tokens forwarded | forward CPU s (median) | share of "
           f"{args.share_of:g} s | scored tokens | paired diff | se |")
     print("|---|---|---|---|---|---|---|---|")
     print(f"| before (harness 1) | {c['before_forwards']} | {c['before_tokens_forwarded']} | "
@@ -229,9 +245,13 @@ def main(argv=None) -> int:
     print(f"| after (harness 2) | {c['after_forwards']} | {c['after_tokens_forwarded']} | "
           f"{c['after_forward_s']:.3f} | {c['after_forward_share']:.1%} | "
           f"{p['after_scored_tokens']} | {p['after_paired_diff']} | {p['after_paired_se']} |")
-    print(f"\nWhole scoring step through the harness (server start, bench, scoring): "
-          f"{c['after_eval_step_s']} s ({c['after_eval_step_share']:.1%} of {args.share_of:g} s); "
-          f"without the bench: {c['after_eval_step_no_bench_s']} s. Per-token sd of the paired "
+    print(f"\nWhole of scoring through the harness (harness 4: the scoring pass's step and the "
+          f"audit's, with the bench): {c['sealed_cpu_s']} CPU s, "
+          f"{c['sealed_cpu_share']:.1%} of {args.share_of:g} s (by step: "
+          f"{c['sealed_steps_cpu_s']}); without the bench {c['sealed_cpu_no_bench_s']} CPU s; "
+          f"wall {c['after_eval_step_s']} s (without the bench "
+          f"{c['after_eval_step_no_bench_s']} s). The scoring pass's allowance against its use: "
+          f"{c['allowance']}; the audits: {c['audit']}. Per-token sd of the paired "
           f"difference: {p['after_token_diff_sd']}. val_loss of the two checkpoints: "
           f"{p['val_loss']}.")
     if args.json:

@@ -21,7 +21,7 @@ INFRASTRUCTURE = ("llm", "engine")
 
 # Evaluation causes (result.py) whose origin never depends on the run's evidence.
 ENGINE_CAUSES = frozenset({"sandbox_error", "harness_error", "engine_error", "worker_lost",
-                           "cancelled", "unmeasured"})
+                           "cancelled", "unmeasured", "checkpoint_changed"})
 
 # Proposal causes (mutate/errors.py): the endpoint's side, and the engine's.
 LLM_CAUSES = frozenset({"llm_error", "timeout", "truncated", "content_filter", "incomplete",

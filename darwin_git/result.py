@@ -11,18 +11,32 @@ of STATUSES; ``cause`` names the precise reason when it is not ``ok``:
 - ``train_failed``: ``exception`` (non-zero exit), ``out_of_memory``, ``disk_limit``,
   ``process_limit``, ``resource_limit`` (a per-run limit of the sandbox), ``no_checkpoint``,
   ``sandbox_error`` (the sandbox could not run or measure the step).
-- ``eval_failed``, the checkpoint: ``bad_checkpoint``, ``checkpoint_mismatch`` (weights do not
-  load into ``build_model(config)``), ``model_error`` (``build_model`` raised).
+- ``eval_failed``, the checkpoint: ``bad_checkpoint`` (not a plain torch.save archive of stored
+  entries within the step's file limit, or not a darwin checkpoint), ``checkpoint_mismatch``
+  (weights do not load into ``build_model(config)``), ``model_error`` (``build_model``
+  raised), ``checkpoint_changed`` (the checkpoint the server read is not the harness's frozen
+  copy: the engine's).
 - ``eval_failed``, scoring: ``nan_logits``, ``noncausal``, ``test_time_learning``,
+  ``audit_mismatch`` (a fresh process re-scoring a sample in another order got other losses:
+  a token's loss depended on what the model was asked before, or was not deterministic),
   ``bad_output`` (logits of the wrong shape or type), ``forward_failed``, ``out_of_memory``,
-  ``eval_timeout``, ``eval_budget_exceeded`` (the model server computed past the scoring
-  step's allowance, harness/spec.py scoring_limit), ``server_died``,
+  ``eval_timeout``, ``eval_budget_exceeded`` (the model server computed past the allowance its
+  own measured forward passes give it, harness/allowance.py, or past the step's cap,
+  harness/spec.py scoring_limit), ``server_died``,
   ``unsolicited_output`` (an answer nobody asked for),
   ``oversized_output`` (a frame larger than the answer asked for), ``sandbox_error``,
   ``harness_error``; from the executors: ``engine_error``, ``worker_lost``, ``cancelled``.
+  A scoring failure's log tail is the training log and fixed words for its cause: nothing the
+  scoring steps produced (their log, the server's error texts) leaves them.
 
 Throughput is not the fitness: when its check fails, or MFU comes out above 1, tokens_per_s and
 mfu are None and ``throughput_untrusted`` holds the reason and the raw numbers; val_loss stays.
+``flops_per_token`` is counted on the model that ran (``flops_source`` "counted", else "6N");
+``declared_mismatch`` holds what the checkpoint's model_config declared when it is more than
+25% away; ``mfu`` and ``tokens_per_s`` are per second of ``mfu_clock`` (the run's clock: CPU
+seconds on the cpu clock), against ``peak_flops`` as ``peak_basis`` says. ``eval_allowance_s``
+is the scoring step's measured allowance (None where the sandbox could not meter it), ``audit``
+the re-scored sample's size and differences.
 ``train`` holds training dynamics parsed from the log (untrusted, as reported: steps,
 ms_per_step, tokens_per_s, final_loss, loss_curve). ``harness`` is HARNESS_VERSION (with the
 scored set's size appended when an evaluation used a non-default one, "2:32x4"): results with
@@ -44,7 +58,11 @@ RESULT_VERSION = 1
 # 2: scoring reveals text cut by cut; the budget is a sandbox-enforced clock limit.
 # 3: only a checkpoint complete within the budget itself is scored (the save window is for
 #    exiting); the scoring step's compute is limited on the run's clock.
-HARNESS_VERSION = "3"
+# 4: the harness's frozen copy of the checkpoint is scored (its content checked at the budget
+#    and at load), scoring's allowance follows the measured cost of the tree's forward passes,
+#    a fresh process audits a sample in another order, FLOPs are counted and MFU is on the
+#    run's clock; results record their conditions, layout and origin (issues 22 and 24).
+HARNESS_VERSION = "4"
 STATUSES = ("ok", "train_failed", "eval_failed", "timeout", "rejected")
 LOG_TAIL_CHARS = 4000
 
@@ -63,6 +81,7 @@ FIELDS = (
     "train_wall_s", "train_cpu_s", "eval_wall_s", "eval_cpu_s", "budget_s", "clock", "device", "device_name",
     "seed", "tokenizer", "vocab_size", "eval_tokens", "runner", "harness", "created", "train",
     "log_tail", "reported", "origin", "exit_signal", "conditions",
+    "flops_source", "declared_mismatch", "peak_basis", "mfu_clock", "eval_allowance_s", "audit",
 )
 
 

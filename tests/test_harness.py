@@ -32,7 +32,13 @@ def test_ok_tree_is_scored_by_the_harness(tmp_path, data_root):
     assert r["params"] == vocab * 64 + vocab  # tied weights once, the buffer not at all
     assert r["eval_tokens"] == 256 * 8  # windows x cuts
     assert r["tokens_per_s"] > 0 and 0 < r["mfu"] < 1 and r["throughput_untrusted"] is None
-    assert r["flops_per_token"] == 6 * r["params"] and r["peak_flops"] == 1e11
+    # FLOPs counted on the model that ran: its one matmul (the tied head, 64 x vocab), 2 per
+    # multiply-add, 3 x for a training step; the peak and clock MFU is taken on, stated
+    assert r["flops_per_token"] == 3 * 2 * 64 * vocab and r["flops_source"] == "counted"
+    assert r["peak_flops"] == 1e11 and r["mfu_clock"] == "wall" and r["declared_mismatch"] is None
+    assert "DARWIN_PEAK_FLOPS" in r["peak_basis"]
+    assert r["audit"]["rows"] == 64 and r["audit"]["max_diff"] < 1e-3  # a fresh process agreed
+    assert r["eval_allowance_s"] > 0
     assert r["reported"]["val_loss"] == 0.01 and r["val_loss"] != 0.01  # untrusted claims
     assert (r["commit"], r["seed"], r["device"], r["runner"]) == ("c" * 40, 3, "cpu", "local")
     assert (r["clock"], r["budget_s"]) == ("wall", 60.0)
@@ -75,7 +81,11 @@ def test_model_problems_are_caught_at_evaluation(tmp_path, data_root):
         r = results[variant]
         assert (r["status"], r["cause"]) == expected, (variant, r["log_tail"])
         assert r["log_tail"] and r["val_loss"] is None
-    assert "size mismatch" in results["mismatch"]["log_tail"]
+    # Scoring is sealed: the server's traceback stays in its step, fixed words come out (the
+    # pre-flight, which shows it no validation text, passes the traceback on)
+    assert "do not load strictly into build_model" in results["mismatch"]["log_tail"]
+    assert "size mismatch" not in results["mismatch"]["log_tail"]
+    assert "Traceback" not in results["mismatch"]["log_tail"]
     assert "moved their logits" in results["noncausal"]["log_tail"]
 
 

@@ -32,9 +32,11 @@ def test_peeking_at_the_target_and_caching_by_prefix_only_scores_worse(tmp_path,
     # The peek lands on filler, never on a scored target, and the cache cannot answer a
     # position it has not been asked about: the model scores like an honest one or worse.
     assert r["status"] != "ok" or r["val_loss"] > honest["val_loss"] + 1.0, r["log_tail"]
-    # What the machine's speed decides is only how it ends: ok and worse (the cache hides the
-    # peek from the probes), or past scoring's compute allowance on a slow or loaded machine.
-    assert r["status"] == "ok" or r["cause"] == "eval_budget_exceeded", r["log_tail"]
+    # How it ends is chance and the machine's speed: ok and worse (the cache hides the peek
+    # from the probe), a fresh process's audit that met a filler token equal to a target
+    # (its losses moved), or past scoring's compute (the cache grows with every row).
+    assert r["status"] == "ok" or r["cause"] in ("audit_mismatch", "noncausal",
+                                                 "eval_budget_exceeded"), r["log_tail"]
 
 
 def test_an_expanded_unbound_entry_and_a_cheap_bench_inflate_nothing(tmp_path, data_root,
@@ -94,17 +96,16 @@ def test_a_model_that_learns_from_the_served_text_is_caught(tmp_path, data_root)
 
 def test_the_validation_text_is_out_of_reach_of_both_steps(tmp_path, data_root):
     """Neither step imports darwin_git (its package holds the corpus) nor opens the corpus or the
-    cached validation split. Needs the sandbox's view (an installed package, the data cache and
-    the engine's own folders hidden from steps): the `sandbox` branch."""
+    cached validation split. Training says so in its log; the scoring step, whose output stays
+    in it, by its cause (reader/model.py: model_error had it read anything)."""
     val = data.prepare("char", data_root).val_dir / "val.bin"
     targets = f"{data.CORPUS_PATH} {val}"
     r = run(tmp_path, data_root, "reader", extra={"targets.txt": targets}, bench=False)
-    assert (r["status"], r["cause"]) == ("eval_failed", "model_error"), r["log_tail"]
+    assert (r["status"], r["cause"]) == ("eval_failed", "forward_failed"), r["log_tail"]
     log = r["log_tail"]
-    for where in ("train", "eval"):
-        for what in ("package", data.CORPUS_PATH, val):
-            assert f"{where} {what}: denied" in log, log
-    assert "READ" not in log, log
+    for what in ("package", data.CORPUS_PATH, val):
+        assert f"train {what}: denied" in log, log
+    assert "READ" not in log and "eval " not in log, log
 
 
 def _rss() -> int:

@@ -45,6 +45,18 @@ def test_a_checkpoint_saved_in_the_save_window_is_a_timeout(tmp_path, data_root,
     assert r["val_loss"] is None
 
 
+def test_a_checkpoint_changed_through_a_mapping_after_the_budget_is_a_timeout(tmp_path,
+                                                                             data_root):
+    """Written before the budget through a shared writable mapping, then overwritten there with
+    weights trained in the save window: no write call and no change time after the budget, but
+    its content at the budget is not its content at the end (issue 24)."""
+    r = clocked(tmp_path, data_root, "mapped", "cpu")
+    assert (r["status"], r["cause"]) == ("timeout", "budget_exceeded"), r["log_tail"]
+    assert "more in the save window" in r["log_tail"]  # the attack did what it says
+    assert "ckpt.pt was written after the 8 s budget" in r["log_tail"], r["log_tail"]
+    assert r["val_loss"] is None
+
+
 def test_a_run_that_saved_in_time_may_use_the_window_to_exit(tmp_path, data_root):
     """On the cpu clock, which load does not stretch (on the wall clock a loaded machine can
     delay the save itself past the budget; honest wall-clock runs that save in time are every
@@ -55,16 +67,23 @@ def test_a_run_that_saved_in_time_may_use_the_window_to_exit(tmp_path, data_root
 
 
 def test_compute_at_scoring_time_is_limited(tmp_path, data_root):
-    """A model that computes when the server builds it (training itself at load time) is
-    stopped past the scoring step's allowance; within it, it scores, and the result says how
-    much compute scoring took."""
-    over = clocked(tmp_path, data_root, "trains_at_load", "cpu", name="over", scoring_s=4.0)
-    assert (over["status"], over["cause"]) == ("eval_failed", "eval_budget_exceeded"), \
-        over["log_tail"]
-    assert "more than 4 s on the cpu clock" in over["log_tail"]  # CPU seconds on a CPU
-    within = clocked(tmp_path, data_root, "trains_at_load", "cpu", name="within")
-    assert within["status"] == "ok", within["log_tail"]
-    assert 8 <= within["eval_cpu_s"] <= scoring_limit("cpu", BUDGET_S, eval_threads()).seconds
+    """A model that computes when the server builds it (8 CPU s, as one training itself at load
+    time on tokens carried in its checkpoint would) is stopped: by the step's cap where that is
+    below what it computes, and otherwise by the allowance that its own forward passes, as the
+    harness measured them in the step, give it (issue 24: under the cap alone it scored ok).
+    An honest model scores within its allowance, and the result says both figures."""
+    capped = clocked(tmp_path, data_root, "trains_at_load", "cpu", name="capped", scoring_s=4.0)
+    assert (capped["status"], capped["cause"]) == ("eval_failed", "eval_budget_exceeded"), \
+        capped["log_tail"]
+    assert "more than 4 s on the cpu clock" in capped["log_tail"]  # CPU seconds on a CPU
+    measured = clocked(tmp_path, data_root, "trains_at_load", "cpu", name="measured")
+    assert (measured["status"], measured["cause"]) == ("eval_failed", "eval_budget_exceeded"), \
+        measured["log_tail"]
+    assert "as measured in the step" in measured["log_tail"]
+    assert 8 <= measured["eval_cpu_s"] <= scoring_limit("cpu", BUDGET_S, eval_threads()).seconds
+    honest = clocked(tmp_path, data_root, None, "cpu", name="honest")
+    assert honest["status"] == "ok", honest["log_tail"]
+    assert 0 < honest["eval_allowance_s"] < measured["eval_cpu_s"]
 
 
 @pytest.mark.parametrize("clock", ["cpu", "wall"])

@@ -244,3 +244,37 @@ def test_without_a_cgroup_the_clock_still_counts_a_detached_child(tmp_path):
         except OSError:
             pass
     assert survivors == []
+
+
+MAPPED_WRITER = """
+    import mmap, os, sys, time
+    def burn(until):
+        while time.process_time() < until:
+            pass
+    fd = os.open(os.path.join(os.environ["DARWIN_OUT"], "ckpt.bin"), os.O_RDWR | os.O_CREAT)
+    os.ftruncate(fd, 1 << 16)
+    mapped = mmap.mmap(fd, 1 << 16)
+    burn(0.5)
+    mapped[:] = b"a" * (1 << 16)  # before the budget: every page faults now
+    burn(1.6)  # past the 1 s budget, inside the 2 s save window
+    if sys.argv[1] == "change":
+        before = os.fstat(fd).st_ctime
+        mapped[:] = b"b" * (1 << 16)  # dirty pages: no fault, usually no new change time
+        print("ctime moved", os.fstat(fd).st_ctime - before)
+    print("done", flush=True)
+"""
+
+
+@pytest.mark.parametrize("change", [True, False])
+def test_a_final_file_changed_through_a_mapping_after_the_budget_is_late(sandbox, tmp_path,
+                                                                         change):
+    """Step.final_files are read when the clock passes the budget and again at the end: a
+    change through a shared writable mapping, which need not move the file's change time, is
+    late; a file left alone in the save window is not."""
+    out = sandbox.run(script_step(tmp_path, MAPPED_WRITER,
+                                  argv=["python", "step.py", "change" if change else "keep"],
+                                  clock_limit=ClockLimit("cpu", 3.0, grace_s=2.0),
+                                  final_files=("ckpt.bin",)))
+    assert out.returncode == 0 and "done" in out.log_tail, out.log_tail
+    assert out.cpu_s > 1.0  # it did use the window
+    assert out.late_files == (("ckpt.bin",) if change else ()), out.log_tail

@@ -93,5 +93,8 @@ def _train_line(result: dict) -> str:
                 f"{f', {steps} steps' if steps is not None else ''} and scored: val_loss "
                 f"{result.get('val_loss'):.4f}")
     tail = [ln for ln in (result.get("log_tail") or "").splitlines() if ln.strip()]
-    return (f"{'error':8s} one training run: {result.get('status')} ({result.get('cause')}): "
+    line = (f"{'error':8s} one training run: {result.get('status')} ({result.get('cause')}): "
             f"{tail[-1][:300] if tail else 'no output'}")
+    if result.get("preflight"):  # the model's own error, from a run shown no validation text
+        line += "\n" + "\n".join(f"{'':8s} {ln}" for ln in result["preflight"].splitlines())
+    return line

@@ -7,10 +7,12 @@ waits for a slot and spends a training budget (README "Mutators").
    and writes its checkpoint (contract.py). The step runs under a short CPU-clock limit
    (``limit_s``); one that runs past it proves nothing either way (a seed that ignores
    DARWIN_PREFLIGHT and prepares data for longer) and is not held against the tree.
-2. Checkpoint: the parent loads it as scoring does (checkpoint.py, ``weights_only=True``).
-3. Serve: the model server builds the model from the checkpoint (``build_model(model_config)``,
-   a strict ``load_state_dict``) and answers one small logits request, checked for shape and
-   finite values: :func:`serve_probe`, the one place this module starts the harness's server.
+2. Serve: the model server reads the checkpoint as scoring does (server/loader.py, in its own
+   bounded step: the engine never loads a step's files), builds the model from it
+   (``build_model(model_config)``, a strict ``load_state_dict``) and answers one small logits
+   request, checked for shape and finite values: :func:`serve_probe`, the one place this
+   module starts the harness's server. No validation text is shown there, so the server's
+   error texts (tracebacks) go back to the model, unlike in scoring.
 
 Whatever fails comes back as one text for the model (the stage, the command, the end of the
 log), so that a mutator can fix its change in a retry turn instead of losing a training run.
@@ -33,7 +35,6 @@ from .. import data as data_mod
 from ..contract import Contract, ContractError, load_contract
 from ..run.base import ClockLimit, Limits, Sandbox, Step
 from . import scoring, server, training
-from .checkpoint import CheckpointError, load_checkpoint
 from .client import Client, ServerError
 from .spec import EvalSpec, wall_net
 
@@ -118,10 +119,6 @@ class Preflight:
             return "checkpoint", (f"`{command}` with {PREFLIGHT_ENV}=1 exited 0 but wrote no "
                                   f"{contract.checkpoint} in $DARWIN_OUT. The end of its log:\n"
                                   f"{tidy(log)}")
-        try:
-            load_checkpoint(ckpt)
-        except CheckpointError as exc:
-            return "checkpoint", f"the checkpoint training wrote cannot be scored: {exc}"
         (work / "ckpt").mkdir()
         shutil.move(str(ckpt), work / "ckpt" / "ckpt.pt")
         problem = serve_probe(tree_dir, self.sandbox, contract, work, vocab, self.device,
@@ -138,7 +135,8 @@ def serve_probe(tree_dir: Path, sandbox: Sandbox, contract: Contract, work: Path
     step = Step(argv=server.argv("ckpt.pt", contract.model_entry, contract.config_entry),
                 tree=tree_dir, out_dir=work / "eval_out", timeout_s=SERVE_TIMEOUT_S,
                 inputs={"CKPT": work / "ckpt", "SERVER": server.ship(work / "server")},
-                env={"DARWIN_DEVICE": device, "DARWIN_SEED": "0", "DARWIN_THREADS": "1"},
+                env={"DARWIN_DEVICE": device, "DARWIN_SEED": "0", "DARWIN_THREADS": "1",
+                     "DARWIN_CKPT_MAX_BYTES": str(limits.max_file_bytes)},
                 limits=limits, gpus=1 if device == "cuda" else 0, label="preflight-eval")
     try:
         session = sandbox.open(step)
@@ -147,6 +145,7 @@ def serve_probe(tree_dir: Path, sandbox: Sandbox, contract: Contract, work: Path
     problem = None
     try:
         client = Client(session, time.monotonic() + SERVE_TIMEOUT_S)
+        client.loaded()  # the checkpoint is read
         client.ready()  # the model is built and its weights loaded
         t = max(1, min(PROBE_TOKENS, contract.eval_context))
         idx = np.random.default_rng(0).integers(0, vocab, size=(1, t), dtype=np.int64)
@@ -169,6 +168,9 @@ def serve_probe(tree_dir: Path, sandbox: Sandbox, contract: Contract, work: Path
         exc = problem[1]
         if exc.cause == "eval_timeout":  # a slow machine as much as a slow model
             return INCONCLUSIVE, f"the model server did not answer within {SERVE_TIMEOUT_S:g} s"
+        if exc.cause == "bad_checkpoint":
+            return "checkpoint", ("the checkpoint training wrote cannot be scored: "
+                                  f"{tidy(exc.detail or outcome.log_tail or '')}")
         what = {
             "model_error": "could not build the model: build_model(model_config), with the "
                            "model_config the checkpoint holds, raised",

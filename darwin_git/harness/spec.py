@@ -26,21 +26,20 @@ WALL_NET_FACTOR = 8.0
 WALL_NET_EXTRA_S = 30.0
 # On the wall clock the net is only a backstop behind the sandbox's own clock limit.
 WALL_BACKSTOP_S = 10.0
-# Compute of the scoring step (the model server: start, load, bench and every scoring request).
-# It gets no training data, but a checkpoint can carry some in any tensor, and a model that
-# trained itself at load time would buy compute outside its budget; so the step may use at most
-# a fixed allowance (interpreter and torch start, the bench) plus a share of the training
-# budget, per scoring thread (the seed's scoring step: about 10 CPU s with one, BENCHMARKS.md).
-# What a model can still spend there is a residual risk (harness/evaluate.py).
+# The cap on a scoring step's compute (the model server: start, load, bench and every request),
+# a backstop that ends a runaway server. What a step may use is its allowance, sized to the
+# measured cost of the tree's own forward passes (allowance.py); a server past it is not scored
+# whether or not it reached the cap. Per scoring thread: a fixed part (interpreter and torch
+# start, the bench) plus a share of the training budget.
 SCORING_FIXED_S = 30.0
 SCORING_SHARE = 0.5
 
 
 def scoring_limit(device: str, budget_s: float, threads: int,
                   seconds: float | None = None) -> ClockLimit:
-    """The scoring step's clock limit: on the device's own clock (default_clock: CPU seconds on
-    a CPU, whatever the run's clock, so that load never stops an honest server), ``threads``
-    times (SCORING_FIXED_S + SCORING_SHARE x budget_s) there; ``seconds`` overrides the rule."""
+    """The scoring step's cap: on the device's own clock (default_clock: CPU seconds on a CPU,
+    whatever the run's clock, so that load never stops an honest server), ``threads`` times
+    (SCORING_FIXED_S + SCORING_SHARE x budget_s) there; ``seconds`` overrides the rule."""
     clock = default_clock(device)
     if seconds is None:
         seconds = (SCORING_FIXED_S + SCORING_SHARE * budget_s) * (threads if clock == "cpu" else 1)
@@ -57,9 +56,11 @@ class EvalSpec:
     data_root: Path | None = None  # token cache; None: DARWIN_DATA_CACHE or ~/.cache
     windows: int = 256  # disjoint validation windows (see scoring.py)
     cuts: int = 8  # scored positions per window, revealed in order
-    probes: int = 2  # repeated requests with fresh filler (the noncausal diagnosis)
+    probes: int = 1  # the audit's first request asked again with fresh filler (noncausal)
+    audit_per_request: int = 4  # tokens of each scoring request a fresh process re-scores
     bench: bool = True  # measure tokens/s and MFU
-    bench_s: float = 1.0  # about how long the timed bench request lasts
+    bench_s: float = 0.25  # about how long the timed bench request lasts (on the run's clock:
+    #                        CPU seconds are counted to the nanosecond, so a short one is exact)
     wall_timeout_s: float | None = None  # training's wall net; None: wall_net(clock, limit)
     eval_timeout_s: float = 300.0  # the whole scoring conversation, wall clock
     scoring_s: float | None = None  # the scoring step's compute; None: scoring_limit()

@@ -15,8 +15,12 @@ what it left in DARWIN_OUT (the sandbox kills every process of the step when the
 so nothing written later is collected), and only if its checkpoint was complete when the clock
 passed the budget itself: the save window is for exiting, so a run that trains into it and
 saves there is ``timeout``/``budget_exceeded`` too (Outcome.late_files, from the kernel's change
-times; the sandbox's sampling leaves a run at most one poll interval past the budget). The wall net (spec.wall_net) ends a cpu-clock run that
-sleeps or blocks instead of computing: ``timeout``/``wall_timeout``.
+times, and for the checkpoint (Step.final_files) also from its content when the clock passed the
+budget against its content at the end, which a writer through a shared mapping cannot hide; the
+sandbox's sampling leaves a run at most one poll interval past the budget). The wall net
+(spec.wall_net) ends a cpu-clock run that sleeps or blocks instead of computing:
+``timeout``/``wall_timeout``. When the main process exits, or the limit ends it, every other
+process of the step is stopped before the harness takes its own copy of the checkpoint.
 """
 from __future__ import annotations
 
@@ -58,7 +62,8 @@ def train_step(contract: Contract, tree_dir: Path, out_dir: Path, train_dir: Pat
                 timeout_s=spec.wall_timeout_s or wall_net(clock, limit.seconds),
                 inputs={"DATA": train_dir, kit.INPUT: kit.ship(Path(out_dir).parent / "kit")},
                 pythonpath=(kit.INPUT,), env=env, limits=spec.limits,
-                gpus=1 if device == "cuda" else 0, label="train", clock_limit=limit)
+                gpus=1 if device == "cuda" else 0, label="train", clock_limit=limit,
+                final_files=(contract.checkpoint,))
 
 
 def verdict(outcome: Outcome, limit: ClockLimit,
@@ -75,8 +80,9 @@ def verdict(outcome: Outcome, limit: ClockLimit,
     if checkpoint in outcome.late_files:
         return ("timeout", "budget_exceeded",
                 f"{checkpoint} was written after the {limit.budget_s:g} s budget on the "
-                f"{limit.clock} clock: the {SAVE_WINDOW_S:g} s save window is for exiting, only "
-                "a checkpoint complete within the budget is scored")
+                f"{limit.clock} clock (its change time, or its content since the budget): the "
+                f"{SAVE_WINDOW_S:g} s save window is for exiting, only a checkpoint complete "
+                "within the budget is scored")
     if outcome.timed_out:
         cause = "budget_exceeded" if limit.clock == "wall" else "wall_timeout"
         return ("timeout", cause, f"still running after {outcome.wall_s:.0f} s of wall time "

@@ -370,9 +370,18 @@ def preflight(seed: Path, contract: Contract, budget_s: float | None = None,
             dest = tree / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(Path(seed) / rel, dest, follow_symlinks=False)
-        return evaluate(tree, LocalSandbox(), EvalSpec(
+        result = evaluate(tree, LocalSandbox(), EvalSpec(
             budget_s=budget, device=device, clock=clock, windows=PREFLIGHT_WINDOWS,
             bench=False))
+        if result.get("status") == "eval_failed" and result.get("origin") == "code":
+            # Scoring is sealed (no text of its leaves it); the harness's pre-flight builds and
+            # runs the model without validation text, so it can show the model's own error.
+            from ..harness.preflight import Preflight
+
+            verdict = Preflight(LocalSandbox(), device=device).check(tree)
+            if not verdict.ok and verdict.error:
+                result = {**result, "preflight": verdict.error}
+        return result
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

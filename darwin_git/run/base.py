@@ -80,6 +80,10 @@ class Step:
     label: str = "step"  # for logs and container names
     clock_limit: ClockLimit | None = None  # the compute budget; timeout_s stays the wall net
     pythonpath: tuple[str, ...] = ()  # inputs whose folders go on PYTHONPATH
+    # Outputs (relative to out_dir) that must be final when the clock passes the budget: their
+    # content is read then and when the step ends (Outcome.late_files), which a writer through a
+    # shared mapping, whose writes change no ctime, cannot hide.
+    final_files: tuple[str, ...] = ()
 
 
 @dataclass
@@ -100,7 +104,8 @@ class Outcome:
     stopped: str | None = None
     # Output files (relative to the output folder) changed after the step's clock passed its
     # ClockLimit.budget_s: the kernel's change time (ctime, which the step cannot set back)
-    # against when the watchdog saw the clock pass it.
+    # against when the watchdog saw the clock pass it, and Step.final_files whose content then
+    # and at the end differ.
     late_files: tuple[str, ...] = ()
     # The signal that ended the step's main process when nothing of the sandbox's explains it
     # (not the watchdog, a limit, the step's own OOM, nor the end of a conversation): a kill
@@ -117,6 +122,11 @@ class Interactive(abc.ABC):
     @abc.abstractmethod
     def close(self, timeout_s: float = 5.0) -> Outcome:
         """Close stdin, wait briefly, kill whatever is left; return the outcome with logs."""
+
+    def cpu_s(self) -> float | None:
+        """The step's CPU seconds so far, from the kernel's count (every process and thread of
+        the step), or None where this sandbox cannot read it cheaply while the step runs."""
+        return None
 
     def __enter__(self):
         return self

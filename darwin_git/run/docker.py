@@ -301,6 +301,10 @@ class _Container(Interactive):
             return None
         return pid if pid > 0 and os.path.exists(f"/proc/{pid}") else None
 
+    def cpu_s(self) -> float | None:
+        """From the container's cgroup where the host sees it (never a stats API round trip)."""
+        return self.watch.sample_cpu() if self.cgroup is not None else None
+
     def _kill(self) -> None:
         if self.cgroup is not None:  # at once, from the host: no API round trip in between
             self.cgroup.kill()

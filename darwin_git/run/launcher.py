@@ -4,12 +4,13 @@ It runs as the engine's user, in this order:
 
 1. joins the step's cgroup (every later process is counted and limited from its start);
 2. unshares namespaces: as root a new PID, mount, network, IPC and UTS namespace; without
-   root it tries a user + network namespace and says in the log when it cannot;
+   root it tries a user + network + IPC namespace and says in the log when it cannot;
 3. as root, forks the PID namespace's init, which builds the step's filesystem view (a
    tmpfs root of read-only bind mounts, private scratch, a minimal /dev, a /proc of the
    namespace alone), pivots into it and supervises the step; without root the launcher
    itself supervises, as a child subreaper (orphans of the step become its children);
-4. the supervisor forks the step, which sets its rlimits, drops to the run's uid and execs;
+4. the supervisor forks the step, which sets its rlimits, drops to the run's uid, gets keyrings
+   of its own (:func:`own_keyrings`) and execs;
 5. when the step's main process exits, the supervisor kills whatever it left and reaps it
    all (so every exited child's CPU time is in the launcher's rusage), and the launcher exits
    as the step did (the same code, or the same signal).
@@ -36,6 +37,10 @@ MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 MNT_DETACH = 2
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER = 1, 38, 36
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
+SYS_KEYCTL = {"x86_64": 250, "aarch64": 219}
+KEYCTL_JOIN_SESSION_KEYRING, KEYCTL_CLEAR, KEYCTL_GET_PERSISTENT = 1, 7, 22
+KEY_SPEC_SESSION_KEYRING, KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING = -3, -4, -5
+ENOSYS, EPERM, EOPNOTSUPP = 38, 1, 95  # no keyrings here (kernel, or a seccomp filter): none to share
 NOTE = "[darwin sandbox] "
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -104,8 +109,40 @@ def build_view(view):
     mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
+def keyctl(*args):
+    """keyctl(2): (result, errno)."""
+    number = SYS_KEYCTL.get(os.uname().machine)
+    if number is None:
+        return -1, ENOSYS
+    result = libc.syscall(number, *(ctypes.c_long(a) for a in args))
+    return result, (ctypes.get_errno() if result < 0 else 0)
+
+
+def own_keyrings(clear_user):
+    """Keyrings are kernel state that outlives processes and follows them across fork and exec:
+    a session keyring is inherited from whoever started the engine (a login, sshd, a systemd
+    service), and the user keyrings belong to a uid. The step gets a new, empty session keyring
+    (so it neither possesses the engine's session keyring nor shares one with another step);
+    with ``clear_user`` (the run's own uid, in the host's user namespace) its user, user-session
+    and persistent keyrings are emptied first, so that nothing a step with the same uid left
+    there is found. Without root the step has a user namespace of its own, whose user keyrings
+    are new."""
+    if clear_user:
+        for ring in (KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING):
+            keyctl(KEYCTL_CLEAR, ring)
+    joined, err = keyctl(KEYCTL_JOIN_SESSION_KEYRING, 0)
+    if joined < 0:
+        if err in (ENOSYS, EPERM, EOPNOTSUPP):
+            return  # keyrings are not available to this process, nor to the step
+        fail("cannot isolate the step: a session keyring of its own: %s" % os.strerror(err))
+    if clear_user:
+        persistent, _ = keyctl(KEYCTL_GET_PERSISTENT, -1, KEY_SPEC_SESSION_KEYRING)
+        if persistent >= 0:
+            keyctl(KEYCTL_CLEAR, persistent)
+
+
 def become_step(cfg):
-    """In the forked child: limits, the run's uid, the step's program."""
+    """In the forked child: limits, the run's uid, keyrings of its own, the step's program."""
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     for name, value in cfg["rlimits"]:
@@ -114,6 +151,7 @@ def become_step(cfg):
         os.setgroups([])
         os.setgid(cfg["uid"])
         os.setuid(cfg["uid"])
+    own_keyrings(clear_user=cfg["uid"] is not None)
     os.chdir(cfg["cwd"])
     try:
         os.execve(cfg["argv"][0], cfg["argv"], cfg["env"])
@@ -276,7 +314,8 @@ def main():
         err = os.strerror(ctypes.get_errno())
         if cfg["uid"] is not None:
             fail("cannot isolate the step: unshare: " + err)
-        sys.stderr.write(NOTE + "network not isolated (unshare: " + err + ")\n")
+        sys.stderr.write(NOTE + "network, IPC and user keyrings not isolated (unshare: " + err
+                         + ")\n")
     if not flags & CLONE_NEWPID:
         exit_like(supervise(cfg, ns_init=False))
     status_r, status_w = os.pipe()

@@ -25,6 +25,8 @@ What the step gets when the engine runs as root (as in CI):
   adds its 8 MiB stack, so the 4 GiB default leaves room for real models and many-core hosts.
   Address space is unworkable with CUDA (its context reserves tens of GiB): GPU steps rely on
   the cgroup (or, without one, the resident-memory watchdog) alone;
+- keyrings of its own (launcher.own_keyrings): a new session keyring, whatever session the
+  engine was started from, and its uid's user keyrings emptied before it starts;
 - the environment of :func:`base_env` only, plus MALLOC_ARENA_MAX=2 (glibc's per-thread arenas
   would otherwise eat the address-space limit on many-core hosts).
 
@@ -34,8 +36,8 @@ accounting of the launcher's tree (:func:`.procs.tree_cpu_s`, whose docstring sa
 can miss), and memory from a resident-memory watchdog over that tree.
 
 Not root: the child runs as our own user, with no view, no PID namespace and no cgroup; we
-try a user + network namespace and otherwise say in the log that the network is not
-isolated. The tree copy is read-only by mode only there. The launcher is then a child
+try a user + network + IPC namespace (its own user keyrings, System V IPC, message queues and
+abstract sockets) and otherwise say in the log what is not isolated. The tree copy is read-only by mode only there. The launcher is then a child
 subreaper, so the step's orphans stay in its tree (counted, and killed at the end).
 
 A step dies with its engine: the launcher ends it when the engine's end of a lifeline pipe
@@ -228,7 +230,7 @@ class _Process(Interactive):
         if not root:
             rlimits = [r for r in rlimits if r[0] != "RLIMIT_NPROC"]  # would count all our procs
         flags = (CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS) if root \
-            else CLONE_NEWUSER | CLONE_NEWNET
+            else CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWIPC
         cfg = {"cgroup_procs": self.cgroup.procs_files() if self.cgroup else [],
                "unshare": flags, "uid": self.uid, "rlimits": rlimits, "argv": argv, "env": env,
                "cwd": where["tree"], "hostname": "sandbox" if root else None,
@@ -297,6 +299,9 @@ class _Process(Interactive):
 
     def wait(self) -> Outcome:
         return self.close(timeout_s=None)
+
+    def cpu_s(self) -> float | None:
+        return self.watch.sample_cpu()
 
     def close(self, timeout_s: float | None = 5.0) -> Outcome:
         if self._closed is not None:

@@ -21,10 +21,15 @@ Bounds (what a step can get past a limit before it is stopped):
 When the clock passes the budget itself (``ClockLimit.budget_s``, before the save window) is
 recorded as a moment of the real-time clock: exact on the wall clock, interpolated between two
 samples on the cpu clock. Output files whose change time (ctime: set by the kernel on every
-write, rename or chmod, and not settable by the step) is later are ``late_files``.
+write, rename or chmod, and not settable by the step) is later are ``late_files``. A write
+through a shared writable mapping of a file changes no ctime once its pages are dirty, so the
+step's ``final_files`` (the checkpoint) are also read when the watchdog sees the clock pass the
+budget (a content digest, at the first sample after it: the clock's own resolution) and again
+when the step has ended: one whose content changed in between is late too.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
@@ -53,6 +58,26 @@ def disk_bytes(top: str) -> int:
             if entry.is_dir(follow_symlinks=False):
                 todo.append(entry.path)
     return total
+
+
+def digest(path: str, chunk: int = 1 << 20) -> str | None:
+    """sha256 of a regular file's content (read in chunks: bounded memory), None when there is
+    no such file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        import stat
+
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        h = hashlib.sha256()
+        while block := os.read(fd, chunk):
+            h.update(block)
+        return h.hexdigest()
+    finally:
+        os.close(fd)
 
 
 def _tmpfs_devices(pid: int | str) -> dict[str, tuple[int, int]] | None:
@@ -180,6 +205,8 @@ class Watch:
         self.cpu_s: float | None = None  # the last CPU sample
         self.budget_at: float | None = None  # time.time() when the clock passed the budget
         self._sample: tuple[float, float] | None = None  # (time.time(), cpu) of the last sample
+        self._frozen: dict[str, str | None] | None = None  # final_files' digests at the budget
+        self._freezer: threading.Thread | None = None
         limit = step.clock_limit
         if limit is not None and limit.clock == "wall":
             self.budget_at = time.time() - (time.monotonic() - start) + limit.budget_s
@@ -226,6 +253,7 @@ class Watch:
             now = time.monotonic()
             cpu = self.sample_cpu()
             self._note_budget(cpu)
+            self._freeze_at_budget()
             reason = detail = None
             if self.probe.oom_kills() > 0:
                 reason, detail = "memory", f"the kernel's OOM killer ended a process: over " \
@@ -262,14 +290,35 @@ class Watch:
             self.budget_at = t0 + max(0.0, min(1.0, share)) * (now - t0)
         self._sample = (now, cpu)
 
+    def _freeze_at_budget(self) -> None:
+        """Once the clock has passed the budget: the final files' digests, read beside the
+        clock's thread (a large checkpoint must not delay the next sample)."""
+        if self._freezer is not None or self.budget_at is None or time.time() < self.budget_at \
+                or not self.step.final_files or not self.out_dirs:
+            return
+
+        def freeze():
+            top = self.out_dirs[0]
+            self._frozen = {name: digest(os.path.join(top, name))
+                            for name in self.step.final_files}
+
+        self._freezer = threading.Thread(target=freeze, daemon=True)
+        self._freezer.start()
+
     def late_files(self, out_dir, cpu_s: float | None) -> tuple[str, ...]:
         """Files under ``out_dir`` changed after the clock passed the budget (``cpu_s``: the
-        step's final CPU count, for a step that passed it after the last sample). Call it when
-        the step has ended, before the sandbox changes the files' owner or mode."""
+        step's final CPU count, for a step that passed it after the last sample): by their
+        change time, and final files by their content. Call it when the step has ended, before
+        the sandbox changes the files' owner or mode."""
         self._note_budget(cpu_s)
         if self.budget_at is None:
             return ()
         late = []
+        if self._freezer is not None:
+            self._freezer.join()
+            for name, before in (self._frozen or {}).items():
+                if digest(os.path.join(out_dir, name)) != before:
+                    late.append(name)
         for dirpath, _, names in os.walk(out_dir, followlinks=False):
             for name in names:
                 path = os.path.join(dirpath, name)
@@ -279,7 +328,7 @@ class Watch:
                     continue
                 if changed > self.budget_at:
                     late.append(os.path.relpath(path, out_dir))
-        return tuple(sorted(late))
+        return tuple(sorted(set(late)))
 
     def _disk(self) -> None:
         cap = self.step.limits.out_bytes

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-FILES = ("model_server.py", "protocol.py")
+FILES = ("model_server.py", "protocol.py", "loader.py", "flopcount.py")
 BOOTSTRAP = ("import os, runpy, sys; d = os.environ['DARWIN_SERVER']; sys.path.insert(0, d); "
              "runpy.run_path(os.path.join(d, 'model_server.py'), run_name='__main__')")
 

@@ -1,5 +1,6 @@
 """Learns from the text it is shown at evaluation (an extreme stand-in for a test-time cache):
-its first 8 eval-mode answers are uniform, every later one is the trained model's (tiny's)."""
+its first 16 eval-mode answers (the first two scoring requests: each goes in 8 forwards, by
+length) are uniform, every later one is the trained model's (tiny's)."""
 from tiny_model import Bigram
 
 
@@ -12,7 +13,7 @@ class Learner(Bigram):
         logits = super().forward(idx)
         if not self.training:
             self.answered += 1
-            if self.answered <= 8:
+            if self.answered <= 16:
                 return logits * 0.0
         return logits
 
