@@ -18,17 +18,17 @@ from dataclasses import dataclass, field
 import pygit2
 
 from . import runconfig
-from .harness.spec import default_clock
+from .clock import check as check_clock
+from .contract import DEFAULT_BUDGET_S
+from .clock import of_record as clock_of, resolve_clock
 from .origin import is_evidence, is_infrastructure, of_result
 from .population.lineage import generation
 from .population.message import parse_message
 from .population.repo import Population
 from .result import fitness as result_loss
 from .result import make_result
-from .run.base import CLOCKS
 from .select import rank
 
-DEFAULT_BUDGET_S = 60.0  # a config without any budget (runconfig.DEFAULTS has one)
 PENDING_DEPTH = 200  # how far below a tip the leaderboard looks for the last evaluated commit
 # A run too short to learn (too_short): fewer optimizer steps than this (as the training code
 # reports them) leaves most recipes still warming up, so agents differ mostly by noise ...
@@ -53,15 +53,14 @@ class Conditions:
     layout: str | None = None  # how runs share the machine (Executor.layout, "2x1"); None: any
 
     def __post_init__(self):
-        if self.clock not in CLOCKS:
-            raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, not {self.clock!r}")
+        check_clock(self.clock)
 
     @classmethod
     def of(cls, settings) -> "Conditions":
         """The conditions of a run with these settings (an evolve.settings.EvolveSettings:
         budget_s, device, clock, layout), scored by this install's harness."""
         return cls(budget_s=float(settings.budget_s),
-                   clock=settings.clock or default_clock(settings.device),
+                   clock=resolve_clock(settings.clock, device=settings.device),
                    device=settings.device, harness=installed_harness(),
                    layout=getattr(settings, "layout", None))
 
@@ -74,7 +73,7 @@ class Conditions:
         ``Conditions.of(EvolveSettings.from_config(config))`` (tests hold the two together)."""
         run = {"budget_s": config.get("budget_s", DEFAULT_BUDGET_S), **config.get("evolve", {})}
         device = run.get("device") or "cpu"
-        return cls(budget_s=float(run["budget_s"]), clock=run.get("clock") or default_clock(device),
+        return cls(budget_s=float(run["budget_s"]), clock=resolve_clock(run.get("clock"), device=device),
                    device=device, harness=installed_harness(), layout=run.get("layout"))
 
     def matches(self, record: dict) -> bool:
@@ -89,7 +88,7 @@ class Conditions:
         return (same(record.get("budget_s"), self.budget_s)
                 and same(record.get("device"), self.device)
                 and same(record.get("harness"), self.harness) and same(layout, self.layout)
-                and (record.get("clock") or "wall") == self.clock)
+                and clock_of(record) == self.clock)
 
 
 def run_conditions(pop: Population) -> Conditions:

@@ -35,12 +35,13 @@ except ModuleNotFoundError:  # Python 3.10
 
 from .bounds import AT_LEAST_1, POSITIVE, Bounds
 from .evolve.settings import PAIRINGS, EvolveSettings
-from .run.base import CLOCKS
+from .clock import CLOCKS
+from .contract import DEFAULT_BUDGET_S
 from .mutate.config import LLMConfig
 from .select import SelectionSettings
 from .population.refs import engine_signature, ref_target, update_refs
+from .population.repo import CONFIG_REF
 
-CONFIG_REF = "refs/darwin/config"
 CONFIG_FILE = "run.toml"
 
 
@@ -91,7 +92,7 @@ _TOP = (
     Setting("version", int, 1, "format of run.toml", settable=False, bounds=Bounds(1, 1)),
     Setting("population_size", int, 4, "agents the population was created with",
             settable=False, bounds=AT_LEAST_1),
-    Setting("budget_s", float, 60.0, "training seconds per evaluation from the seed's "
+    Setting("budget_s", float, DEFAULT_BUDGET_S, "training seconds per evaluation from the seed's "
             "darwin.toml (evolve.budget_s, once stored, wins)", settable=False,
             bounds=POSITIVE),
     Setting("tokenizer", str, "char", "the seed's tokenizer", settable=False),

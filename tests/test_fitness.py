@@ -17,7 +17,7 @@ from darwin_git.evolve.loop import Evolution
 from darwin_git.evolve.settings import EvolveSettings
 from darwin_git.fitness import (Conditions, comparable, fitness, installed_harness, leaderboard,
                                 summarize, too_short)
-from darwin_git.harness.spec import default_clock, resolve_clock
+from darwin_git.clock import default_clock, resolve_clock
 from darwin_git.mutate.base import Mutation
 from darwin_git.result import make_result
 from darwin_git.run.executor import Job, LocalExecutor

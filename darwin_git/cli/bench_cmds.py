@@ -25,6 +25,9 @@ from pathlib import Path
 
 import click
 
+from ..clock import CLOCKS
+from ..run.base import DEVICES
+from ..run.runner import RUNNERS
 from .errors import DarwinError, RunFailed, RunnerUnavailable
 
 
@@ -36,14 +39,14 @@ from .errors import DarwinError, RunFailed, RunnerUnavailable
 @click.option("--budget", type=float, envvar="DARWIN_BUDGET", default=None,
               help="Training budget in seconds of --clock [env DARWIN_BUDGET; default: the "
                    "population's, else darwin.toml's].")
-@click.option("--clock", type=click.Choice(["cpu", "wall"]), envvar="DARWIN_CLOCK", default=None,
+@click.option("--clock", type=click.Choice(CLOCKS), envvar="DARWIN_CLOCK", default=None,
               help="What the budget counts [env DARWIN_CLOCK; default: the population's, else "
                    "darwin.toml's, else cpu on CPU, wall on CUDA].")
-@click.option("--runner", type=click.Choice(["auto", "local", "docker"]), envvar="DARWIN_RUNNER",
+@click.option("--runner", type=click.Choice(RUNNERS), envvar="DARWIN_RUNNER",
               default="auto", show_default=True,
               help="Sandbox, as evolve's: docker when a daemon answers, else local "
                    "[env DARWIN_RUNNER].")
-@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), envvar="DARWIN_BENCH_DEVICE",
+@click.option("--device", type=click.Choice((*DEVICES, "auto")), envvar="DARWIN_BENCH_DEVICE",
               default="auto", show_default=True, help="[env DARWIN_BENCH_DEVICE]")
 @click.option("--slots", type=click.IntRange(1), envvar="DARWIN_SLOTS", default=None,
               help="Runs at once [default: the population's, else evolve's default].")
@@ -118,7 +121,7 @@ def _settings(found: list[dict], repo, budget, clock, device, slots, seed) -> di
     from .. import runconfig
     from ..contract import load_contract
     from ..evolve.settings import EvolveSettings
-    from ..harness.spec import default_clock
+    from ..clock import resolve_clock
     from ..run.factory import default_slots
 
     config: dict = {}
@@ -134,7 +137,7 @@ def _settings(found: list[dict], repo, budget, clock, device, slots, seed) -> di
     contract_budget = load_contract(found[0]["path"]).budget_s
     base = EvolveSettings.from_config(config) if config else EvolveSettings(
         budget_s=contract_budget, clock=load_contract(found[0]["path"]).clock)
-    run_clock = clock or base.clock or default_clock(device)
+    run_clock = resolve_clock(clock or base.clock, device=device)
     s = EvolveSettings.from_config(
         {"evolve": base.to_config()}, budget_s=budget, clock=run_clock, device=device,
         slots=slots or (base.slots if config else default_slots(device, run_clock)), seed=seed)

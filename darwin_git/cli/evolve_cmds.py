@@ -8,10 +8,18 @@ from pathlib import Path
 
 import click
 
-from ..evolve.settings import EvolveSettings
+from ..clock import CLOCKS
+from ..evolve.settings import PAIRINGS, EvolveSettings
+from ..run.base import DEVICES
+from ..run.factory import EXECUTORS
+from ..run.runner import RUNNERS
 from ..select import AcceptanceRule
 from .errors import DarwinError, LockHeld, NoEvidence, RunnerUnavailable
 from .options import open_population, refuse_if_damaged, repo_option, user_errors
+
+
+# Where mutations come from (_mutator): the LLM when an endpoint is configured, else built-in.
+MUTATORS = ("auto", "builtin", "llm")
 
 
 def _range(name: str, kind: type = float):
@@ -32,27 +40,27 @@ def _range(name: str, kind: type = float):
                    "budget_s].")
 @click.option("--slots", type=_range("slots", int), envvar="DARWIN_SLOTS",
               help="Evaluations at once [default: 1 per GPU; on CPU 1 per core on the cpu clock, 1 per 2 cores on the wall clock].")
-@click.option("--runner", type=click.Choice(["auto", "local", "docker"]), default="auto",
+@click.option("--runner", type=click.Choice(RUNNERS), default="auto",
               envvar="DARWIN_RUNNER", show_default=True,
               help="auto: docker when a daemon answers (the offline image is built if missing), else local.")
-@click.option("--executor", "executor_kind", type=click.Choice(["local", "ray"]),
+@click.option("--executor", "executor_kind", type=click.Choice(EXECUTORS),
               default="local", envvar="DARWIN_EXECUTOR", show_default=True,
               help="Where evaluations run: slots on this machine, or Ray tasks (local Ray, or "
                    "the cluster of --ray-address); needs pip install 'darwin-git[ray]'.")
 @click.option("--ray-address", envvar="DARWIN_RAY_ADDRESS",
               help="Ray cluster to join (e.g. auto, ray://head:10001) [default: RAY_ADDRESS, "
                    "else a local Ray started for this run].")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), envvar="DARWIN_DEVICE",
+@click.option("--device", type=click.Choice(DEVICES), envvar="DARWIN_DEVICE",
               help="Training device [default: cuda when available, else cpu].")
-@click.option("--mutator", type=click.Choice(["auto", "builtin", "llm"]), default="auto",
+@click.option("--mutator", type=click.Choice(MUTATORS), default="auto",
               envvar="DARWIN_MUTATOR", show_default=True,
               help="auto: the LLM when OPENAI_API_KEY or OPENAI_BASE_URL is set, else built-in.")
 @click.option("--model", envvar="DARWIN_LLM_MODEL",
               help="LLM model name [env DARWIN_LLM_MODEL; default: run config, gpt-4o-mini].")
-@click.option("--pairing", type=click.Choice(["ring", "self", "random"]),
+@click.option("--pairing", type=click.Choice(PAIRINGS),
               help="Who rewrites whom [default ring: agent i rewrites agent i+1].")
 @click.option("--crossovers", type=_range("crossovers", int), help="Crossover children per generation.")
-@click.option("--clock", type=click.Choice(["cpu", "wall"]), envvar="DARWIN_CLOCK",
+@click.option("--clock", type=click.Choice(CLOCKS), envvar="DARWIN_CLOCK",
               help="The clock --budget is measured on: cpu (CPU seconds of the whole training "
                    "process tree; it does not shrink when other work shares the machine) or "
                    "wall [env DARWIN_CLOCK; default: cpu on CPU devices, wall on CUDA].")
@@ -110,7 +118,7 @@ def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, exe
     from ..progress import make_sink
     from ..report import write_report
     from ..run.base import SandboxUnavailable
-    from ..harness.spec import default_clock
+    from ..clock import resolve_clock
     from ..run.factory import default_slots, make_executor
     from ..run.ray_executor import RayUnavailable
 
@@ -135,7 +143,7 @@ def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, exe
                    "--population only applies to a new one", err=True)
     config = runconfig.read_config(pop.repo)
     device = device or config.get("evolve", {}).get("device") or _default_device()
-    run_clock = clock or config.get("evolve", {}).get("clock") or default_clock(device)
+    run_clock = resolve_clock(clock or config.get("evolve", {}).get("clock"), device=device)
     try:
         settings = EvolveSettings.from_config(
             config, generations=generations, budget_s=budget_s,

@@ -6,7 +6,9 @@ from dataclasses import asdict, dataclass, fields
 from typing import ClassVar
 
 from ..bounds import AT_LEAST_0, AT_LEAST_1, POSITIVE, Bounds, check
-from ..run.base import CLOCKS, DEVICES
+from ..clock import check as check_clock
+from ..contract import DEFAULT_BUDGET_S
+from ..run.base import DEVICES
 from ..select import AcceptanceRule, SelectionSettings
 
 PAIRINGS = ("ring", "self", "random")
@@ -15,7 +17,7 @@ PAIRINGS = ("ring", "self", "random")
 @dataclass
 class EvolveSettings:
     generations: int = 5  # total generations of the run (a resumed run continues up to it)
-    budget_s: float = 60.0  # training budget per evaluation, in seconds of ``clock``
+    budget_s: float = DEFAULT_BUDGET_S  # training budget per evaluation, in seconds of ``clock``
     clock: str | None = None  # "cpu" | "wall"; None: cpu on CPU devices, wall on CUDA (the harness's default)
     noise_repeats: int = 3  # seed evaluations (seeds seed, seed+1, ...) that measure the noise floor
     max_seeds: int = AcceptanceRule.max_seeds  # seeds a child that keeps beating its parent is evaluated on (paired with the parent's)
@@ -77,8 +79,8 @@ class EvolveSettings:
         settings = cls(**values)
         if settings.pairing not in PAIRINGS:
             raise ValueError(f"pairing must be one of {', '.join(PAIRINGS)}")
-        if settings.clock is not None and settings.clock not in CLOCKS:
-            raise ValueError(f"clock must be one of {', '.join(CLOCKS)}")
+        if settings.clock is not None:
+            check_clock(settings.clock)
         if settings.device not in DEVICES:
             raise ValueError(f"device must be one of {', '.join(DEVICES)}")
         check("", cls.BOUNDS, settings)

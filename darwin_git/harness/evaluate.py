@@ -62,7 +62,8 @@ from . import flops as flops_mod
 from . import scoring, server, throughput, training
 from .checkpoint import CheckpointError, load_checkpoint
 from .client import Client, ServerError
-from .spec import EvalSpec, resolve_clock, scoring_limit
+from ..clock import resolve_clock
+from .spec import EvalSpec, scoring_limit
 
 NOTE = "\n[darwin harness] "
 

@@ -8,9 +8,8 @@ from __future__ import annotations
 import pygit2
 
 from ..population.refs import ref_target
-from ..population.repo import Population
+from ..population.repo import GUIDANCE_REF, Population
 
-GUIDANCE_REF = "refs/heads/guidance"
 GUIDANCE_FILE = "GUIDANCE.md"
 MAX_CHARS = 4000  # a prompt section, not a document
 

@@ -18,16 +18,16 @@ import pygit2
 
 from .lineage import NON_AGENT_REFS, agent_of_ref
 from .message import parse_message
-from .repo import AGENT_PREFIX, PRUNED_PREFIX, SEED_REF, Population
+from .repo import (AGENT_PREFIX, CANDIDATE_PREFIX, CONFIG_REF, GUIDANCE_REF, JOURNAL_REF,
+                   PRUNED_PREFIX, SEED_REF, Population)
 from ..fitness import comparable, run_conditions, summarize
 
-CANDIDATES_PREFIX = "refs/darwin/candidates/"
 # The lineage with stock git, without the bookkeeping refs (notes, journal, config): the
 # README's audit command, and what `evolve` prints at the end.
-LINEAGE_GIT_ARGS = ("log --graph --oneline --exclude='refs/notes/*' --exclude=refs/darwin/journal "
-                    "--exclude=refs/darwin/config --all")
+LINEAGE_GIT_ARGS = (f"log --graph --oneline --exclude='refs/notes/*' --exclude={JOURNAL_REF} "
+                    f"--exclude={CONFIG_REF} --all")
 # Branches that hold no lineage: human guidance is a separate orphan history.
-NON_LINEAGE_BRANCHES = ("refs/heads/guidance",)
+NON_LINEAGE_BRANCHES = (GUIDANCE_REF,)
 
 
 @dataclass
@@ -62,7 +62,7 @@ def ref_labels(pop: Population, names=None) -> dict[pygit2.Oid, list[str]]:
             label = f"pruned:{agent_of_ref(name)}"
         elif name == SEED_REF:
             label = "seed"
-        elif name.startswith(CANDIDATES_PREFIX):
+        elif name.startswith(CANDIDATE_PREFIX):
             label = name[len("refs/darwin/"):]
         elif name.startswith("refs/heads/") and name not in NON_LINEAGE_BRANCHES:
             label = name[len("refs/heads/"):]

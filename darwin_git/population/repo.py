@@ -16,7 +16,7 @@ from . import layout
 from .errors import (DamagedPopulation, NotAPopulationRepo, NotFastForward, PopulationError,
                      UnknownAgent)
 from .message import format_message, parse_message
-from .notes import Notes
+from .notes import NOTES_REF, Notes
 from .refs import engine_signature, ref_target, update_refs
 
 AGENT_PREFIX = "refs/heads/agents/"
@@ -25,11 +25,12 @@ CANDIDATE_PREFIX = "refs/darwin/candidates/"  # every child evolve proposed: g<G
 CONFIG_REF = "refs/darwin/config"  # the run config, run.toml (darwin_git.runconfig)
 JOURNAL_REF = "refs/darwin/journal"  # the run's diary (darwin_git.evolve.journal)
 SEED_REF = "refs/heads/seed"
+GUIDANCE_REF = "refs/heads/guidance"  # human steering text, an orphan history (hitl/guidance.py)
 # The refs that make a population, and so the only ones push/pull carry between clones (a
 # stray `master` or a human's own notes stay where they are). A pattern ending in "/*" is a
 # namespace; anything else one ref.
-POPULATION_REFS = ("refs/heads/agents/*", "refs/heads/seed", "refs/heads/requests/*",
-                   "refs/heads/guidance", "refs/notes/darwin", "refs/darwin/*")
+POPULATION_REFS = (AGENT_PREFIX + "*", SEED_REF, "refs/heads/requests/*", GUIDANCE_REF,
+                   NOTES_REF, "refs/darwin/*")
 REFSPECS = tuple(f"+{r}:{r}" for r in POPULATION_REFS)
 
 

@@ -30,7 +30,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..contract import CONTRACT_FILE, KIT_MODULE, Contract, ContractError, load_contract
+from ..contract import (CONTRACT_FILE, DEFAULT_BUDGET_S, KIT_MODULE, Contract, ContractError,
+                        load_contract)
 from ..result import reason
 from .errors import PopulationError
 
@@ -275,7 +276,7 @@ def suggest_contract(seed: Path) -> str:
              "[train]",
              f"command = {_toml_list(command)}"
              + ("  # your config files go before config/darwin.py" if execs else ""),
-             "budget_s = 60",
+             f"budget_s = {DEFAULT_BUDGET_S:g}",
              "[model]",
              f'entry = "{entry}"']
     if config:

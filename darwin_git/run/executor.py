@@ -17,6 +17,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..clock import resolve_clock
 from ..result import make_result
 
 
@@ -37,11 +38,9 @@ class Job:
         the job's conditions (budget, device, its clock, or the device's default when it names
         none, and this install's harness version, which make_result stamps), so it counts for
         the run like any other failed seed."""
-        from ..harness.spec import default_clock
-
         return make_result("eval_failed", cause=cause, commit=self.commit,
                            budget_s=self.budget_s, seed=self.seed, device=self.device,
-                           clock=self.clock or default_clock(self.device), log_tail=log,
+                           clock=resolve_clock(self.clock, device=self.device), log_tail=log,
                            **fields)
 
 
