@@ -23,7 +23,7 @@ from .contract import DEFAULT_BUDGET_S
 from .clock import of_record as clock_of, resolve_clock
 from .origin import is_evidence, is_infrastructure, of_result
 from .population.lineage import generation
-from .population.message import parse_message
+from .population.message import GENERATION_TRAILER, parse_message
 from .population.repo import Population
 from .result import fitness as result_loss
 from .result import make_result
@@ -212,7 +212,7 @@ def leaderboard(pop: Population, conditions: Conditions) -> list[dict]:
         evaluated, pending = (tip, 0) if results else nearest_evaluated(pop, tip, conditions)
         summary, _, trailers = parse_message(pop.repo[tip].message)
         try:
-            gen = int(trailers["Darwin-Generation"])
+            gen = int(trailers[GENERATION_TRAILER])
         except (KeyError, ValueError):
             gen = generation(pop, tip)
         status = ("ok" if fit.loss is not None else shown.get("status") if results

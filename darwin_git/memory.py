@@ -39,7 +39,9 @@ from . import paired
 from .origin import of_attempt
 from .population.errors import PopulationError
 from .population.lineage import NON_AGENT_REFS, agent_refs, generation
-from .population.message import is_human, parse_message
+from .population.message import (AGENT_TRAILER, COST_TRAILER, MODEL_TRAILER, MUTATOR_TRAILER,
+                                 OPERATOR_TRAILER, SPEAKER_TRAILER, TOKENS_TRAILER, is_human,
+                                 parse_message)
 from .population.notes import parse_records
 from .population.repo import AGENT_PREFIX, CONFIG_REF, PRUNED_PREFIX, Population, is_agent_name
 from .result import error_line  # noqa: F401 - memory.error_line: the loop's callers use it
@@ -137,15 +139,15 @@ class _Index:
             "summary": summary,
             "reasoning": reasoning,
             "target": owner,
-            "operator": trailers.get("Darwin-Operator", "human"),
-            "mutator": trailers.get("Darwin-Mutator"),
-            "mutator_agent": trailers.get("Darwin-Mutator-Agent"),
-            "model": trailers.get("Darwin-Model"),
+            "operator": trailers.get(OPERATOR_TRAILER, "human"),
+            "mutator": trailers.get(MUTATOR_TRAILER),
+            "mutator_agent": trailers.get(SPEAKER_TRAILER),
+            "model": trailers.get(MODEL_TRAILER),
             "human": is_human(trailers),
             "author": commit.author.name,
             "generation": gen,
-            "tokens": _num(trailers.get("Darwin-Tokens")),
-            "cost_usd": _num(trailers.get("Darwin-Cost")),
+            "tokens": _num(trailers.get(TOKENS_TRAILER)),
+            "cost_usd": _num(trailers.get(COST_TRAILER)),
             "files": files,
             "insertions": ins,
             "deletions": dels,
@@ -240,10 +242,10 @@ class _Index:
         for t in dict.fromkeys(tips):
             walker.push(t)
         for c in walker:
-            if SPEAKER_TRAILER not in c.raw_message:  # most commits: no need to parse
+            if SPEAKER_LINE not in c.raw_message:  # most commits: no need to parse
                 continue
             _, _, trailers = parse_message(c.message)
-            speaker, owner = trailers.get("Darwin-Mutator-Agent"), trailers.get("Darwin-Agent")
+            speaker, owner = trailers.get(SPEAKER_TRAILER), trailers.get(AGENT_TRAILER)
             if speaker and owner and c.parent_ids:
                 out.setdefault(speaker, []).append(_proposal(self.entry(c, owner)))
         for commit, records in _attempt_notes(self.pop, self.notes_tree).items():
@@ -255,7 +257,7 @@ class _Index:
         return out
 
 
-SPEAKER_TRAILER = b"\nDarwin-Mutator-Agent:"
+SPEAKER_LINE = f"\n{SPEAKER_TRAILER}:".encode()  # a commit that names its speaker
 _ATTEMPTS: dict[pygit2.Oid, list[dict]] = {}  # note blob -> its attempt records
 _ATTEMPTS_KEPT = 1 << 18
 
@@ -335,11 +337,11 @@ def agent_memory(pop: Population, agent: str, refs: list[str] | None = None,
     for tip in tips:  # hand-made commits without trailers on A's first-parent chains
         c = pop.repo[tip]
         while c.parent_ids:
-            named = parse_message(c.message)[2].get("Darwin-Agent")
+            named = parse_message(c.message)[2].get(AGENT_TRAILER)
             if named is not None:
                 if named != agent:
                     break
-            elif parse_message(c.message)[2].get("Darwin-Operator") != "seed":
+            elif parse_message(c.message)[2].get(OPERATOR_TRAILER) != "seed":
                 own_untrailered.add(c.id)
             c = pop.repo[c.parent_ids[0]]
     entries, failures = [], []
@@ -349,7 +351,7 @@ def agent_memory(pop: Population, agent: str, refs: list[str] | None = None,
             walker.push(t)
         for c in walker:
             _, _, trailers = parse_message(c.message)
-            mine = trailers.get("Darwin-Agent") == agent or c.id in own_untrailered
+            mine = trailers.get(AGENT_TRAILER) == agent or c.id in own_untrailered
             if mine and c.parent_ids:
                 entries.append(index.entry(c, agent))
             for rec in pop.notes.records(c.id, "attempt", index.notes_tree):
@@ -379,7 +381,7 @@ def agent_memory(pop: Population, agent: str, refs: list[str] | None = None,
 def describe_change(pop: Population, commit) -> dict:
     """One commit as a memory entry (outcome, delta, reason), computed from the repo."""
     c = pop.commit(commit)
-    owner = parse_message(c.message)[2].get("Darwin-Agent") or "?"
+    owner = parse_message(c.message)[2].get(AGENT_TRAILER) or "?"
     return _Index(pop).entry(c, owner)
 
 
@@ -546,7 +548,7 @@ def history(pop: Population, agent: str, tip, per_outcome: dict[str, int] | None
     line = []
     c = pop.commit(tip)
     while c.parent_ids and len(line) < LINEAGE_SHOWN:
-        owner = parse_message(c.message)[2].get("Darwin-Agent") or agent
+        owner = parse_message(c.message)[2].get(AGENT_TRAILER) or agent
         line.append(index.entry(c, owner))
         c = pop.repo[c.parent_ids[0]]
     on_line = {e["commit"] for e in line}

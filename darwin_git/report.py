@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .evolve.journal import Journal
 from .fitness import fitness, leaderboard, run_conditions
+from .population.message import GENERATION_TRAILER, OPERATOR_TRAILER
 from .population.repo import Population
 from .report_html import render_html
 from .report_tree import (best_mfu_text, delta_words, failure_words, flat_note, fmt,
@@ -76,8 +77,8 @@ def _lineage(pop: Population, agent: str, fit) -> list[dict]:
         summary, reasoning, trailers = pop.message(c.id)
         a, b = fit(c.id), fit(parent.id)
         out.append({"commit": str(c.id), "summary": summary, "reasoning": reasoning,
-                    "operator": trailers.get("Darwin-Operator"),
-                    "generation": trailers.get("Darwin-Generation"),
+                    "operator": trailers.get(OPERATOR_TRAILER),
+                    "generation": trailers.get(GENERATION_TRAILER),
                     "val_loss": a, "delta": (a - b) if None not in (a, b) else None})
         c = parent
     return list(reversed(out))

@@ -24,7 +24,9 @@ from .evolve.journal import Journal
 from .evolve.settings import EvolveSettings
 from .population.graph import fitness_of, ref_labels, run_conditions
 from .population.lineage import generation as inferred_generation
-from .population.message import is_human, parse_message
+from .population.message import (AGENT_TRAILER, ATTEMPTS_TRAILER, COST_TRAILER, GENERATION_TRAILER,
+                                 MODEL_TRAILER, MUTATOR_TRAILER, OPERATOR_TRAILER, SPEAKER_TRAILER,
+                                 TOKENS_TRAILER, is_human, parse_message)
 from .population.refs import ref_target
 from .population.repo import AGENT_PREFIX, PRUNED_PREFIX, Population
 from .select import describe_rule
@@ -236,7 +238,7 @@ def _float(v) -> float | None:
 
 def _commit_node(pop, c, trailers, summary, reasoning, results, conditions, labels, kept,
                  done_times) -> dict:
-    op = trailers.get("Darwin-Operator")
+    op = trailers.get(OPERATOR_TRAILER)
     if not c.parent_ids or op == "seed":
         origin = "seed"
     elif is_human(trailers):
@@ -258,18 +260,18 @@ def _commit_node(pop, c, trailers, summary, reasoning, results, conditions, labe
         outcome = "pending"
     else:
         outcome = "kept" if str(c.id) in kept else "rejected"
-    generation = _int(trailers.get("Darwin-Generation"))
+    generation = _int(trailers.get(GENERATION_TRAILER))
     if generation is None:
         generation = inferred_generation(pop, c.id)
-    attempts = _int(trailers.get("Darwin-Attempts")) or 1
+    attempts = _int(trailers.get(ATTEMPTS_TRAILER)) or 1
     evaluated_in = sorted({g for g in (_evaluated_in(r, generation, done_times)
                                        for r in results) if g is not None})
     return {
         "id": str(c.id), "kind": "commit", "parents": [str(p) for p in c.parent_ids],
         "refs": labels.get(c.id, []), "summary": summary, "reasoning": reasoning,
-        "agent": trailers.get("Darwin-Agent"), "speaker": trailers.get("Darwin-Mutator-Agent"),
-        "operator": op or "human", "mutator": trailers.get("Darwin-Mutator"),
-        "model": trailers.get("Darwin-Model"),
+        "agent": trailers.get(AGENT_TRAILER), "speaker": trailers.get(SPEAKER_TRAILER),
+        "operator": op or "human", "mutator": trailers.get(MUTATOR_TRAILER),
+        "model": trailers.get(MODEL_TRAILER),
         "generation": generation,
         "evaluated_in": evaluated_in, "origin": origin, "outcome": outcome,
         "status": shown.get("status") if results else None,
@@ -284,8 +286,8 @@ def _commit_node(pop, c, trailers, summary, reasoning, results, conditions, labe
         "tokens_per_s": shown.get("tokens_per_s"),
         "cached": bool(ok) and not fresh, "cached_from": shown.get("cached_from"),
         "measurements": len(fresh), "attempts": attempts, "retries": attempts - 1,
-        "tokens": _int(trailers.get("Darwin-Tokens")) or 0,
-        "cost_usd": _float(trailers.get("Darwin-Cost")),
+        "tokens": _int(trailers.get(TOKENS_TRAILER)) or 0,
+        "cost_usd": _float(trailers.get(COST_TRAILER)),
         "time": c.commit_time,
     }
 

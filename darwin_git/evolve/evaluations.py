@@ -42,6 +42,7 @@ from .. import memory
 from ..failpoints import crashpoint
 from ..fitness import Conditions, comparable, comparable_results, too_short
 from ..origin import is_infrastructure, of_result
+from ..population.message import AGENT_TRAILER
 from ..population.repo import Population
 from ..run.executor import Executor, Job
 
@@ -282,7 +283,7 @@ class Evaluations:
         elif not cached and (result.get("conditions") or {}).get("role") not in ("noise",
                                                                                  "headline"):
             self.counts["evidence"] += 1  # a result that speaks about proposed code, made now
-        agent = self.pop.message(commit)[2].get("Darwin-Agent")
+        agent = self.pop.message(commit)[2].get(AGENT_TRAILER)
         if agent and agent in self.pop.agents():
             memory.update(self.pop, [agent])
         self.finished.add((commit, seed))

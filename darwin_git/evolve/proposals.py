@@ -19,6 +19,8 @@ from ..hitl import LoopHooks
 from ..mutate.base import Mutation, MutationContext, MutationFailure
 from ..mutate.operators import BuiltinMutator, few_fit_warning
 from ..origin import of_proposal
+from ..population.message import (AGENT_TRAILER, CROSSOVER_TRAILER, GENERATION_TRAILER,
+                                  MODEL_TRAILER, MUTATOR_TRAILER, OPERATOR_TRAILER)
 from ..population.refs import ref_target, update_refs
 from ..population.repo import CANDIDATE_PREFIX, Population
 from ..select import rank
@@ -219,8 +221,8 @@ class Proposals:
         if tips[a] == tips[b] or self.pop.repo.descendant_of(tips[a], tips[b]) or \
                 self.pop.repo.descendant_of(tips[b], tips[a]):
             return None  # nothing to combine: one contains the other
-        trailers = {"Darwin-Agent": a, "Darwin-Generation": gen.g, "Darwin-Operator": "crossover",
-                    "Darwin-Mutator": "merge", "Darwin-Crossover": f"{a} x {b}"}
+        trailers = {AGENT_TRAILER: a, GENERATION_TRAILER: gen.g, OPERATOR_TRAILER: "crossover",
+                    MUTATOR_TRAILER: "merge", CROSSOVER_TRAILER: f"{a} x {b}"}
         summary = f"Crossover of {a} and {b}"
         reasoning = (f"Merge of the training code of {a} (fitness {fit[a]}) and {b} (fitness "
                      f"{fit[b]}): the child keeps what each lineage learned, so their "
@@ -248,7 +250,7 @@ class Proposals:
         fix = self.resolver.resolve_conflicts(ctx, out.conflicts, ra, rb)
         gen.stats.spend(fix.tokens, None, fix.attempts)
         if isinstance(fix, Mutation):
-            trailers = {**trailers, "Darwin-Mutator": fix.mutator, "Darwin-Model": fix.model}
+            trailers = {**trailers, MUTATOR_TRAILER: fix.mutator, MODEL_TRAILER: fix.model}
             return self.pop.merge(tips[a], tips[b], summary, reasoning +
                                   "\n\nConflicts resolved by the model: " + fix.reasoning,
                                   trailers, resolutions=fix.changes)

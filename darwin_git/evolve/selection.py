@@ -12,6 +12,7 @@ from dataclasses import asdict
 from .. import memory
 from ..failpoints import crashpoint
 from ..fitness import Conditions, fitness, leaderboard
+from ..population.message import SPEAKER_TRAILER
 from ..population.repo import Population
 from ..select import best_promoted, plan_migrations, plan_replacements, prune_reason, rank
 from .evaluations import Evaluations
@@ -207,7 +208,7 @@ class Selection:
             for commit in self._promoted_line(step["loser_tip"], survivors):
                 summary, _, trailers = self.pop.message(commit)
                 entry = {"commit": commit, "agent": step["loser"], "summary": summary,
-                         "speaker": trailers.get("Darwin-Mutator-Agent"),
+                         "speaker": trailers.get(SPEAKER_TRAILER),
                          "generation": g, "reason": f"{step['loser']} was replaced by "
                          f"{step['name']} in generation {g} ({step.get('reason')})"}
                 lost.append(entry)

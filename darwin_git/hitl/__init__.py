@@ -18,6 +18,7 @@ import logging
 
 from .. import memory
 from ..fitness import Conditions, fitness
+from ..population.message import AGENT_TRAILER
 from ..population.repo import Population
 from .answers import answers_for as _answers_for
 from .answers import answer_texts_for_tree, detect_merged, finalize
@@ -130,7 +131,7 @@ class Hitl(LoopHooks):
                                 "branch": req.branch, "generation": g})
         reverted = self._guarded("revert", lambda: revert_failed(pop, self.conditions, g)) or {}
         for tip, commit in reverted.items():
-            agent = pop.message(commit)[2].get("Darwin-Agent")
+            agent = pop.message(commit)[2].get(AGENT_TRAILER)
             self.sink.emit({"event": "reverted", "agent": agent, "failed": tip,
                             "commit": commit, "generation": g})
         done = self._guarded("finalize",
@@ -139,7 +140,7 @@ class Hitl(LoopHooks):
             self.sink.emit({"event": "request_answered", "id": req.id, "agent": req.agent,
                             "speaker": req.speaker, "answer": req.last.get("answer")})
         touched = sorted({r.agent for r in done} |
-                         {pop.message(c)[2].get("Darwin-Agent") for c in reverted.values()})
+                         {pop.message(c)[2].get(AGENT_TRAILER) for c in reverted.values()})
         if touched:
             self._guarded("memory", lambda: memory.update(pop, [a for a in touched
                                                                 if a in pop.agents()]))

@@ -16,10 +16,9 @@ import pygit2
 from ..contract import CONTRACT_FILE, ContractError, parse_contract
 from ..fitness import Conditions, comparable_results, fitness, latest
 from ..population.errors import PopulationError
-from ..population.message import is_human, parse_message
+from ..population.message import INTEGRATES_TRAILER, is_human, parse_message
 from ..population.refs import ref_target
 from ..population.repo import AGENT_PREFIX, Population
-from .integrate import INTEGRATES_TRAILER
 from .requests import (TREE_DIR, Request, add_state, get_request, list_requests,
                        retire_branch)
 

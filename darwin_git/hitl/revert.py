@@ -8,7 +8,9 @@ import pygit2
 
 from ..fitness import Conditions, comparable_results
 from ..population.errors import RefMoved
-from ..population.message import is_human, parse_message
+from ..population.message import (AGENT_TRAILER, GENERATION_TRAILER, MUTATOR_TRAILER,
+                                  OPERATOR_TRAILER, RESTORES_TRAILER, REVERTS_TRAILER, is_human,
+                                  parse_message)
 from ..population.repo import AGENT_PREFIX, Population
 
 MAX_DEPTH = 200
@@ -30,7 +32,7 @@ def _last_good(pop: Population, run: Conditions,
 def needs_revert(pop: Population, run: Conditions, tip) -> dict | None:
     """The failed result of a human (or request) tip, or None if the tip is fine/not ours."""
     trailers = parse_message(pop.commit(tip).message)[2]
-    if not (is_human(trailers) or trailers.get("Darwin-Operator") == "request"):
+    if not (is_human(trailers) or trailers.get(OPERATOR_TRAILER) == "request"):
         return None
     results = comparable_results(pop, tip, run)
     if not results or any(r.get("status") == "ok" for r in results):
@@ -56,9 +58,9 @@ def revert_failed(pop: Population, run: Conditions, g: int,
                      f"keeps its last good tree (that of {str(good.id)[:10]}, val_loss "
                      f"{good_result.get('val_loss')}); the change stays in the history, so it "
                      f"can be fixed and merged again.\n\nLog tail:\n{tail}")
-        trailers = {"Darwin-Agent": agent, "Darwin-Mutator": "darwin-git",
-                    "Darwin-Generation": g, "Darwin-Operator": "revert",
-                    "Darwin-Reverts": str(tip), "Darwin-Restores": str(good.id)}
+        trailers = {AGENT_TRAILER: agent, MUTATOR_TRAILER: "darwin-git",
+                    GENERATION_TRAILER: g, OPERATOR_TRAILER: "revert",
+                    REVERTS_TRAILER: str(tip), RESTORES_TRAILER: str(good.id)}
         try:
             revert = pop.create_commit([tip], good.tree_id, f"Revert failed human change ({why})",
                                        reasoning, trailers, ref=AGENT_PREFIX + agent)

@@ -13,7 +13,7 @@ from .. import runconfig
 from ..contract import CONTRACT_FILE, ContractError, parse_contract
 from . import layout, seedcheck, trees
 from .errors import PopulationError
-from .message import format_message
+from .message import GENERATION_TRAILER, OPERATOR_TRAILER, format_message
 from .refs import engine_signature, update_refs
 from .repo import AGENT_PREFIX, SEED_REF, Population, check_agent_name
 
@@ -120,7 +120,7 @@ def init_population(path=None, seed: Path | None = None, agents: int = 4, bare: 
     sig = engine_signature()
     msg = format_message(f"Seed: {seed.name}",
                          "The seed training code every agent starts from.",
-                         {"Darwin-Generation": 0, "Darwin-Operator": "seed"})
+                         {GENERATION_TRAILER: 0, OPERATOR_TRAILER: "seed"})
     root = repo.create_commit(None, sig, sig, msg, tree, [])
     update_refs(repo, [(SEED_REF, None, root)] + [(AGENT_PREFIX + n, None, root) for n in names],
                 "darwin-git: init")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import pygit2
 
 from .lineage import NON_AGENT_REFS, agent_of_ref
-from .message import parse_message
+from .message import AGENT_TRAILER, GENERATION_TRAILER, OPERATOR_TRAILER, parse_message
 from .repo import (AGENT_PREFIX, CANDIDATE_PREFIX, CONFIG_REF, GUIDANCE_REF, JOURNAL_REF,
                    PRUNED_PREFIX, SEED_REF, Population)
 from ..fitness import comparable, run_conditions, summarize
@@ -106,9 +106,9 @@ def lineage(pop: Population, agent: str | None = None, limit: int | None = 200) 
         rows.append({
             "commit": str(c.id), "parents": [str(p) for p in c.parent_ids],
             "refs": labels.get(c.id, []), "summary": summary,
-            "agent": trailers.get("Darwin-Agent"),
-            "operator": trailers.get("Darwin-Operator", "human"),
-            "generation": trailers.get("Darwin-Generation"),
+            "agent": trailers.get(AGENT_TRAILER),
+            "operator": trailers.get(OPERATOR_TRAILER, "human"),
+            "generation": trailers.get(GENERATION_TRAILER),
             "status": last.get("status") if last else None,
             "fitness": fit.value, "seeds": fit.seeds,
         })

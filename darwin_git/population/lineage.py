@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pygit2
 
-from .message import parse_message
+from .message import AGENT_TRAILER, GENERATION_TRAILER, parse_message
 from .repo import AGENT_PREFIX, CONFIG_REF, JOURNAL_REF, PRUNED_PREFIX, SEED_REF, Population
 
 
@@ -50,7 +50,7 @@ def generation(pop: Population, rev) -> int:
     (a human commit belongs to the generation it was made in); the seed is 0."""
     c = pop.commit(rev)
     while True:
-        gen = parse_message(c.message)[2].get("Darwin-Generation")
+        gen = parse_message(c.message)[2].get(GENERATION_TRAILER)
         if gen is not None:
             try:
                 return int(gen)
@@ -95,7 +95,7 @@ def agent_refs(pop: Population) -> dict[str, list[str]]:
                 tip = pop.repo.references[name].peel(pygit2.Commit)
             except (pygit2.InvalidSpecError, ValueError, KeyError):
                 continue
-            agent = parse_message(tip.message)[2].get("Darwin-Agent")
+            agent = parse_message(tip.message)[2].get(AGENT_TRAILER)
         if agent:
             out.setdefault(agent, []).append(name)
     return out

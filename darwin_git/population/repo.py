@@ -15,7 +15,9 @@ import pygit2
 from . import layout
 from .errors import (DamagedPopulation, NotAPopulationRepo, NotFastForward, PopulationError,
                      UnknownAgent)
-from .message import format_message, parse_message
+from .message import (AGENT_TRAILER, ATTEMPTS_TRAILER, COST_TRAILER, GENERATION_TRAILER,
+                      MODEL_TRAILER, MUTATOR_TRAILER, OPERATOR_TRAILER, SPEAKER_TRAILER,
+                      TOKENS_TRAILER, format_message, parse_message)
 from .notes import NOTES_REF, Notes
 from .refs import engine_signature, ref_target, update_refs
 
@@ -336,15 +338,15 @@ def mutation_trailers(mutation, agent: str, generation: int, mutator_agent: str 
                       extra: dict | None = None) -> dict:
     tokens = mutation.tokens or {}
     out = {
-        "Darwin-Agent": agent,
-        "Darwin-Mutator": mutation.mutator,
-        "Darwin-Mutator-Agent": mutator_agent,
-        "Darwin-Generation": int(generation),
-        "Darwin-Operator": mutation.operator,
-        "Darwin-Model": mutation.model,
-        "Darwin-Tokens": tokens.get("total") if tokens else None,
-        "Darwin-Cost": (f"{mutation.cost_usd:.6f}" if mutation.cost_usd is not None else None),
-        "Darwin-Attempts": mutation.attempts if mutation.attempts != 1 else None,
+        AGENT_TRAILER: agent,
+        MUTATOR_TRAILER: mutation.mutator,
+        SPEAKER_TRAILER: mutator_agent,
+        GENERATION_TRAILER: int(generation),
+        OPERATOR_TRAILER: mutation.operator,
+        MODEL_TRAILER: mutation.model,
+        TOKENS_TRAILER: tokens.get("total") if tokens else None,
+        COST_TRAILER: (f"{mutation.cost_usd:.6f}" if mutation.cost_usd is not None else None),
+        ATTEMPTS_TRAILER: mutation.attempts if mutation.attempts != 1 else None,
     }
     out.update(extra or {})
     return out
