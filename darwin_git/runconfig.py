@@ -87,10 +87,11 @@ class Setting:
         return self.bounds.words() if self.bounds else None
 
 
+DEFAULT_AGENTS = 4  # agents in a new population (init --agents, evolve --population)
 # Keys written by `init`; budget_s is the seed's darwin.toml budget, [evolve] budget_s wins.
 _TOP = (
     Setting("version", int, 1, "format of run.toml", settable=False, bounds=Bounds(1, 1)),
-    Setting("population_size", int, 4, "agents the population was created with",
+    Setting("population_size", int, DEFAULT_AGENTS, "agents the population was created with",
             settable=False, bounds=AT_LEAST_1),
     Setting("budget_s", float, DEFAULT_BUDGET_S, "training seconds per evaluation from the seed's "
             "darwin.toml (evolve.budget_s, once stored, wins)", settable=False,

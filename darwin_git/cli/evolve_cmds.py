@@ -13,6 +13,7 @@ from ..evolve.settings import PAIRINGS, EvolveSettings
 from ..run.base import DEVICES
 from ..run.factory import EXECUTORS
 from ..run.runner import RUNNERS
+from ..runconfig import DEFAULT_AGENTS
 from ..select import AcceptanceRule
 from .errors import DarwinError, LockHeld, NoEvidence, RunnerUnavailable
 from .options import open_population, refuse_if_damaged, repo_option, user_errors
@@ -32,9 +33,10 @@ def _range(name: str, kind: type = float):
 @click.option("--seed", "seed_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Seed training repo for a new population [default: the bundled seed_repo].")
 @click.option("--generations", "-g", type=_range("generations", int), envvar="DARWIN_GENERATIONS",
-              help="Total generations of the run; a resumed run continues up to it [default 5].")
+              help="Total generations of the run; a resumed run continues up to it "
+                   f"[default {EvolveSettings.generations}].")
 @click.option("--population", "-n", type=click.IntRange(1), envvar="DARWIN_POPULATION",
-              help="Agents in a new population [default 4].")
+              help=f"Agents in a new population [default {DEFAULT_AGENTS}].")
 @click.option("--budget", "budget_s", type=_range("budget_s"), envvar="DARWIN_BUDGET",
               help="Training budget per evaluation, in seconds of --clock [default: darwin.toml's "
                    "budget_s].")
@@ -76,9 +78,10 @@ def _range(name: str, kind: type = float):
                    f"[default {AcceptanceRule.min_effect}].")
 @click.option("--accept-k", type=_range("accept_k"),
               help="Pruning's noise bar: an agent within k noise sigmas of the best is never "
-                   "pruned [default 1.0].")
+                   f"pruned [default {EvolveSettings.accept_k}].")
 @click.option("--noise-repeats", type=_range("noise_repeats", int),
-              help="Seed runs (seeds seed, seed+1, ...) measuring the noise floor [default 3].")
+              help="Seed runs (seeds seed, seed+1, ...) measuring the noise floor "
+                   f"[default {EvolveSettings.noise_repeats}].")
 @click.option("--max-wall", "max_wall_s", type=_range("max_wall_s"), envvar="DARWIN_MAX_WALL",
               help="Stop after this many seconds (at a consistent state).")
 @click.option("--max-tokens", type=_range("max_tokens", int), help="Stop once LLM tokens reach this.")
@@ -127,7 +130,7 @@ def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, exe
     if not path.exists() or (path.is_dir() and not any(path.iterdir())):
         if repo is not None and seed_dir is None:
             raise DarwinError(_no_population(path))
-        pop = init_population(path, seed=seed_dir, agents=population or 4,
+        pop = init_population(path, seed=seed_dir, agents=population or DEFAULT_AGENTS,
                               check="train" if check else "none",
                               device=device or _default_device(),
                               budget_s=budget_s, clock=clock)  # checked as the run will train it

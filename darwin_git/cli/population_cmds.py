@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from ..runconfig import DEFAULT_AGENTS
 from .options import (emit_json, json_option, open_population, repo_option, user_errors,
                       warn_if_damaged)
 
@@ -21,7 +22,7 @@ def _fmt(value, spec: str) -> str:
 @click.command()
 @click.option("--seed", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Seed training repo (a folder with darwin.toml).")
-@click.option("--agents", type=click.IntRange(1, 100000), default=4, show_default=True,
+@click.option("--agents", type=click.IntRange(1, 100000), default=DEFAULT_AGENTS, show_default=True,
               envvar="DARWIN_AGENTS", help="Number of agent branches [env DARWIN_AGENTS].")
 @click.option("--bare", is_flag=True, help="Create a bare population repo.")
 @click.option("--no-hooks", is_flag=True, help="Do not install the git hooks.")

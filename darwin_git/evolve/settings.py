@@ -23,11 +23,11 @@ class EvolveSettings:
     max_seeds: int = AcceptanceRule.max_seeds  # seeds a child that keeps beating its parent is evaluated on (paired with the parent's)
     confidence: float = AcceptanceRule.confidence  # of the one-sided paired t-test that promotes a child
     min_effect: float = AcceptanceRule.min_effect  # mean gain (nats) a promoted child must reach: 2% perplexity, above the per-seed jitter a neutral change shows, below what a good change gains (0.1+)
-    accept_k: float = 1.0  # pruning's noise bar: an agent within accept_k * sigma of the best is never pruned
-    elites: int = 1  # best agents of each island that always survive untouched
-    prune_per_generation: int = 1
-    tournament_size: int = 2
-    min_distinct: int = 2  # distinct tip trees pruning never goes below (clones count once)
+    accept_k: float = SelectionSettings.accept_k  # pruning's noise bar: an agent within accept_k * sigma of the best is never pruned
+    elites: int = SelectionSettings.elites  # best agents of each island that always survive untouched
+    prune_per_generation: int = SelectionSettings.prune_per_generation
+    tournament_size: int = SelectionSettings.tournament_size
+    min_distinct: int = SelectionSettings.min_distinct  # distinct tip trees pruning never goes below (clones count once)
     islands: int = 2  # groups of agents that evolve apart (at most one per two agents)
     migration_interval: int = 3  # generations between migrations (each island's best to the next island); 0: never
     pairing: str = "ring"  # ring: agent i rewrites agent i+1 (DARWIN); self; random

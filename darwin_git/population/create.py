@@ -89,8 +89,8 @@ def install_hooks(repo: pygit2.Repository) -> list[Path]:
     return out
 
 
-def init_population(path=None, seed: Path | None = None, agents: int = 4, bare: bool = False,
-                    names: list[str] | None = None, config: dict | None = None,
+def init_population(path=None, seed: Path | None = None, agents: int = runconfig.DEFAULT_AGENTS,
+                    bare: bool = False, names: list[str] | None = None, config: dict | None = None,
                     hooks: bool = True, check: str = "tree", device: str = "cpu",
                     budget_s: float | None = None, clock: str | None = None) -> Population:
     """Create the population repo at ``path`` from ``seed``. Nothing is created unless the seed
