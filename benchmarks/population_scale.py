@@ -26,7 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from darwin_git import memory  # noqa: E402
 from darwin_git.fitness import leaderboard, run_conditions  # noqa: E402
-from darwin_git.population import Population, init_population  # noqa: E402
+from darwin_git.population import Population  # noqa: E402
+from darwin_git.create import init_population  # noqa: E402
 from darwin_git.population.graph import lineage  # noqa: E402
 from darwin_git.population.refs import update_refs  # noqa: E402
 from darwin_git.result import make_result  # noqa: E402

@@ -19,15 +19,16 @@ import pygit2
 
 from . import runconfig
 from .clock import check as check_clock
+from .clock import of_record as clock_of
+from .clock import resolve_clock
 from .contract import DEFAULT_BUDGET_S
-from .clock import of_record as clock_of, resolve_clock
 from .origin import is_evidence, is_infrastructure, of_result
 from .population.lineage import generation
 from .population.message import GENERATION_TRAILER, parse_message
 from .population.repo import Population
 from .result import fitness as result_loss
 from .result import make_result
-from .select import rank
+from .selection_rules import rank
 
 PENDING_DEPTH = 200  # how far below a tip the leaderboard looks for the last evaluated commit
 # A run too short to learn (too_short): fewer optimizer steps than this (as the training code
@@ -57,7 +58,7 @@ class Conditions:
 
     @classmethod
     def of(cls, settings) -> "Conditions":
-        """The conditions of a run with these settings (an evolve.settings.EvolveSettings:
+        """The conditions of a run with these settings (a darwin_git.settings.EvolveSettings:
         budget_s, device, clock, layout), scored by this install's harness."""
         return cls(budget_s=float(settings.budget_s),
                    clock=resolve_clock(settings.clock, device=settings.device),
@@ -73,8 +74,9 @@ class Conditions:
         ``Conditions.of(EvolveSettings.from_config(config))`` (tests hold the two together)."""
         run = {"budget_s": config.get("budget_s", DEFAULT_BUDGET_S), **config.get("evolve", {})}
         device = run.get("device") or "cpu"
-        return cls(budget_s=float(run["budget_s"]), clock=resolve_clock(run.get("clock"), device=device),
-                   device=device, harness=installed_harness(), layout=run.get("layout"))
+        return cls(budget_s=float(run["budget_s"]),
+                   clock=resolve_clock(run.get("clock"), device=device), device=device,
+                   harness=installed_harness(), layout=run.get("layout"))
 
     def matches(self, record: dict) -> bool:
         """Same budget, clock, device, harness and layout. A record that does not say one of

@@ -87,7 +87,7 @@ class _Index:
         self.refmap = _agent_refs(pop)
         self.notes_tip, self.notes_tree = pop.notes.snapshot()
         self.digest = population_digest(pop)
-        from .evolve.journal import Journal  # (the journal's reader lives with the loop)
+        from .population.journal import Journal  # (the journal's reader lives with the loop)
         journal = Journal(pop.repo)
         # generations acceptance has decided (None: no run yet, nothing is still open)
         self.closed = journal.last_done() if journal.latest() is not None else None

@@ -16,7 +16,7 @@ from collections import defaultdict
 from .fitness import Conditions, comparable, comparable_results
 from .population.repo import Population
 from .result import fitness as loss_of
-from .select import MISSING, Noise
+from .selection_rules import MISSING, Noise
 
 
 def _pair_id(r: dict) -> str | None:

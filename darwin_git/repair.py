@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 import pygit2
 
 from . import runconfig
-from .evolve.journal import RECORD_FILE, Journal, parse_record
+from .population.journal import RECORD_FILE, Journal, parse_record
 from .population.errors import DamagedPopulation
 from .population.message import OPERATOR_TRAILER, parse_message
 from .population.notes import NOTES_REF, _note_path, line_problem

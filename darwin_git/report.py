@@ -7,7 +7,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from .evolve.journal import Journal
+from .population.journal import Journal
 from .fitness import fitness, leaderboard, run_conditions
 from .population.message import GENERATION_TRAILER, OPERATOR_TRAILER
 from .population.repo import Population

@@ -6,8 +6,8 @@ a retry or a cached result is counted once, the same way everywhere.
 Outcomes: ``seed``; ``kept`` (on the first-parent line of a live or pruned agent: selection
 advanced an agent to it); ``rejected`` (scored, not kept); ``failed`` (it did not train or
 score, or the proposal made no commit); ``pending`` (never evaluated on its own). A child's
-``verdict`` is the acceptance rule's (the paired, sequential test of select.decide), as the
-generation's journal record holds it, reason included. Origins:
+``verdict`` is the acceptance rule's (the paired, sequential test of
+selection_rules.decide), as the generation's journal record holds it, reason included. Origins:
 ``seed``, ``mutation``, ``crossover`` (an engine merge), ``human`` (a commit without a darwin
 operator: a human's change or merge), ``request`` (the engine's question to a human, on a
 request branch) and ``revert`` (the engine undoing an answer that failed).
@@ -20,8 +20,8 @@ import statistics
 
 import pygit2
 
-from .evolve.journal import Journal
-from .evolve.settings import EvolveSettings
+from .population.journal import Journal
+from .settings import EvolveSettings
 from .population.graph import fitness_of, ref_labels, run_conditions
 from .population.lineage import generation as inferred_generation
 from .population.message import (AGENT_TRAILER, ATTEMPTS_TRAILER, COST_TRAILER, GENERATION_TRAILER,
@@ -29,7 +29,7 @@ from .population.message import (AGENT_TRAILER, ATTEMPTS_TRAILER, COST_TRAILER, 
                                  TOKENS_TRAILER, is_human, parse_message)
 from .population.refs import ref_target
 from .population.repo import AGENT_PREFIX, PRUNED_PREFIX, Population
-from .select import describe_rule
+from .selection_rules import describe_rule
 
 FAILED_STATUSES = ("train_failed", "eval_failed", "timeout", "rejected")
 STAGE_WORDS = {"proposal": "the proposal made no commit", "train_failed": "training failed",

@@ -2,7 +2,7 @@
 (a commit whose tree holds `run.toml`), so any clone knows how to continue the run.
 
 Every key the file may hold is declared in SCHEMA: its type, default and a one-line help. The
-`[evolve]` keys are the fields of darwin_git.evolve.settings.EvolveSettings and the `[mutator]`
+`[evolve]` keys are the fields of darwin_git.settings.EvolveSettings and the `[mutator]`
 keys those of darwin_git.mutate.config.LLMConfig, read from the dataclasses themselves (types
 from their annotations, help from the comment beside each field), so a field added there is a
 setting here with nothing else to change. A key SCHEMA does not know is an error on read and
@@ -34,11 +34,11 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from .bounds import AT_LEAST_1, POSITIVE, Bounds
-from .evolve.settings import PAIRINGS, EvolveSettings
+from .settings import PAIRINGS, EvolveSettings
 from .clock import CLOCKS
 from .contract import DEFAULT_BUDGET_S
 from .mutate.config import LLMConfig
-from .select import SelectionSettings
+from .selection_rules import SelectionSettings
 from .population.refs import engine_signature, ref_target, update_refs
 from .population.repo import CONFIG_REF
 

@@ -10,12 +10,13 @@ from conftest import BIGRAM_MODEL, Events, seed_toml
 from fake_executor import FakeExecutor
 
 from darwin_git.evolve import islands
-from darwin_git.evolve.journal import Journal
+from darwin_git.population.journal import Journal
 from darwin_git.evolve.loop import Evolution
-from darwin_git.evolve.settings import EvolveSettings
+from darwin_git.settings import EvolveSettings
 from darwin_git.mutate.base import Mutation, MutationFailure, Mutator
-from darwin_git.population import init_population
-from darwin_git.select import SelectionSettings, distinct, plan_migrations, plan_replacements
+from darwin_git.create import init_population
+from darwin_git.selection_rules import (SelectionSettings, distinct, plan_migrations,
+                                        plan_replacements)
 
 S = SelectionSettings(elites=1, prune_per_generation=1, min_distinct=2)
 

@@ -14,13 +14,13 @@ from conftest import Events
 from darwin_git import runconfig
 from darwin_git.cli import cli
 from darwin_git.evolve.loop import Evolution
-from darwin_git.evolve.settings import EvolveSettings
+from darwin_git.settings import EvolveSettings
 from darwin_git.fitness import (Conditions, comparable, fitness, installed_harness, leaderboard,
                                 summarize, too_short)
 from darwin_git.clock import default_clock, resolve_clock
 from darwin_git.mutate.base import Mutation
 from darwin_git.result import make_result
-from darwin_git.run.executor import Job, LocalExecutor
+from darwin_git.harness.executor import Job, LocalExecutor
 from darwin_git.run.local import LocalSandbox
 
 RUN = Conditions(budget_s=5.0, clock="wall", device="cpu", harness=installed_harness())
@@ -210,7 +210,7 @@ def test_a_run_too_short_to_learn_is_flagged_from_its_steps_and_its_loss():
 
 
 def test_status_shows_sigma_the_rule_the_seeds_and_runs_too_short(population):
-    from darwin_git.evolve.journal import Journal
+    from darwin_git.population.journal import Journal
 
     pop = population
     run = Conditions.from_config(runconfig.read_config(pop.repo))

@@ -10,7 +10,7 @@ import pytest
 
 from darwin_git.evolve.generation import Generation
 from darwin_git.evolve.proposals import Proposals
-from darwin_git.evolve.settings import EvolveSettings
+from darwin_git.settings import EvolveSettings
 from darwin_git.fitness import run_conditions
 from darwin_git.harness.preflight import Preflight
 from darwin_git.mutate.config import LLMConfig
@@ -81,7 +81,7 @@ def test_training_that_never_ends_is_inconclusive_not_blamed(tmp_path):
 def test_the_error_goes_back_to_the_model_and_the_fix_is_the_child(tmp_path, llm_server):
     """Through the loop's hook: the model's first change does not import; it is told why, and
     its corrected change is the only child; the failed try is an event, not a training run."""
-    from darwin_git.population import init_population
+    from darwin_git.create import init_population
 
     pop = init_population(tmp_path / "run" / "population", seed=tree(tmp_path), agents=1)
     # it parses (code that does not is refused before the pre-flight), and fails when run
@@ -102,7 +102,7 @@ def test_the_error_goes_back_to_the_model_and_the_fix_is_the_child(tmp_path, llm
 
 
 def test_the_last_failed_try_is_recorded_as_preflight_failed(tmp_path, llm_server):
-    from darwin_git.population import init_population
+    from darwin_git.create import init_population
 
     pop = init_population(tmp_path / "run" / "population", seed=tree(tmp_path), agents=1)
     broken = ("--- a/settings.py\n+++ b/settings.py\n@@ -1 +1 @@\n-N_EMBD = 64\n"

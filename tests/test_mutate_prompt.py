@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from darwin_git.evolve.generation import Generation
-from darwin_git.evolve.journal import Journal
+from darwin_git.population.journal import Journal
 from darwin_git.evolve.proposals import Proposals
-from darwin_git.evolve.settings import EvolveSettings
+from darwin_git.settings import EvolveSettings
 from darwin_git.fitness import run_conditions
 from darwin_git.hitl import LoopHooks
 from darwin_git.mutate.base import Mutation, MutationFailure
@@ -203,7 +203,7 @@ def test_a_tree_proposed_twice_in_a_generation_is_one_child(history, llm_server)
 
 def test_a_generation_with_nothing_new_says_so_and_the_builtin_warns_once(tmp_path, seed_dir):
     from darwin_git.mutate.operators import BuiltinMutator
-    from darwin_git.population import init_population
+    from darwin_git.create import init_population
 
     (seed_dir / "train.py").write_text("epochs = 100\nprint('train')\n")  # no knob's name
     pop = init_population(tmp_path / "run" / "population", seed=seed_dir, agents=3)

@@ -120,9 +120,9 @@ def _settings(found: list[dict], repo, budget, clock, device, slots, seed) -> di
 
     from .. import runconfig
     from ..contract import load_contract
-    from ..evolve.settings import EvolveSettings
+    from ..settings import EvolveSettings
     from ..clock import resolve_clock
-    from ..run.factory import default_slots
+    from ..harness.factory import default_slots
 
     config: dict = {}
     for f in found:
@@ -151,9 +151,9 @@ def _executor(work: Path, found: list[dict], run: dict, runner: str):
     """evolve's executor over a scratch repo holding the targets as commits."""
     import pygit2
 
-    from ..population.create import tree_from_dir
+    from ..create import tree_from_dir
     from ..run.base import SandboxUnavailable
-    from ..run.factory import make_executor
+    from ..harness.factory import make_executor
 
     git = pygit2.init_repository(str(work / "repo.git"), bare=True)
     sig = pygit2.Signature("darwin-git bench", "bench@darwin-git")
@@ -184,7 +184,7 @@ def _show(result: dict, target: dict) -> dict:
 
 
 def _one(executor, target: dict, run: dict, repeats: int | None, say) -> int:
-    from ..run.executor import Job
+    from ..harness.executor import Job
 
     n = repeats or run["slots"]
     futures = [executor.submit(Job(target["job"], seed=run["seed"] + i, role="bench",
@@ -203,7 +203,7 @@ def _two(executor, found: list[dict], run: dict, pairs: int | None, noise_pairs:
          as_json: bool) -> int:
     from ..compare import compare, pair
     from ..result import fitness as loss_of
-    from ..select import AcceptanceRule, Noise
+    from ..selection_rules import AcceptanceRule, Noise
 
     a, b = found
     rule: AcceptanceRule = run["rule"]

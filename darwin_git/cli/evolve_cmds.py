@@ -9,12 +9,12 @@ from pathlib import Path
 import click
 
 from ..clock import CLOCKS
-from ..evolve.settings import PAIRINGS, EvolveSettings
+from ..settings import PAIRINGS, EvolveSettings
 from ..run.base import DEVICES
-from ..run.factory import EXECUTORS
+from ..harness.factory import EXECUTORS
 from ..run.runner import RUNNERS
 from ..runconfig import DEFAULT_AGENTS
-from ..select import AcceptanceRule
+from ..selection_rules import AcceptanceRule
 from .errors import DarwinError, LockHeld, NoEvidence, RunnerUnavailable
 from .options import open_population, refuse_if_damaged, repo_option, user_errors
 
@@ -113,17 +113,17 @@ def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, exe
     """
     from .. import runconfig
     from ..evolve.loop import Evolution
-    from ..evolve.settings import EvolveSettings
+    from ..settings import EvolveSettings
     from ..lock import LockBusy, population_lock
-    from ..population.create import default_seed, init_population
+    from ..create import default_seed, init_population
     from ..population.graph import LINEAGE_GIT_ARGS
     from ..population.layout import resolve_repo
     from ..progress import make_sink
     from ..report import write_report
     from ..run.base import SandboxUnavailable
     from ..clock import resolve_clock
-    from ..run.factory import default_slots, make_executor
-    from ..run.ray_executor import RayUnavailable
+    from ..harness.factory import default_slots, make_executor
+    from ..harness.ray_executor import RayUnavailable
 
     assigned = _assigned(assignments)  # checked before anything is created
     path = resolve_repo(repo)
@@ -207,7 +207,7 @@ def _no_population(path: Path) -> str:
     run from the bundled seed (a typo'd path would start someone else's experiment)."""
     from click.core import ParameterSource
 
-    from ..population.create import default_seed
+    from ..create import default_seed
 
     ctx = click.get_current_context()
     named = "DARWIN_REPO" if ctx.get_parameter_source("repo") == ParameterSource.ENVIRONMENT \
@@ -222,7 +222,7 @@ def _name_the_seed(pop, seed_dir: Path | None) -> None:
     creates: it is never silently ignored)."""
     from .. import runconfig
     from ..population import SEED_REF
-    from ..population.create import seed_differences
+    from ..create import seed_differences
 
     name = runconfig.read_stored(pop.repo).get("seed_name") or "?"
     root = pop.repo.references.get(SEED_REF)

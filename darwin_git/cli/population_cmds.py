@@ -38,7 +38,7 @@ def init(seed, agents, bare, no_hooks, no_check, repo, as_json):
     The seed is checked first, and nothing is created if it fails: its files against
     darwin.toml (entry module and function, mutable paths, the train script), then one short
     training run through the harness on the CPU (about half a minute)."""
-    from ..population.create import init_population
+    from ..create import init_population
 
     if not no_check and not as_json:
         click.echo("Checking the seed: one short training run (--no-check skips it)...",
@@ -65,8 +65,8 @@ def status(repo, as_json):
     clock, device and harness; lower is better), with the spread over its seeds (± sd), how
     many seeds stand behind it, the run's noise σ and acceptance rule, and a warning when runs
     were too short to learn. A tip with commits nobody evaluated yet shows them as +N."""
-    from ..evolve.journal import Journal
-    from ..evolve.settings import EvolveSettings
+    from ..population.journal import Journal
+    from ..settings import EvolveSettings
     from ..evolve.selection import diversity
     from ..fitness import infrastructure_failures, leaderboard, run_conditions
     from ..progress import headline_words, rule_words

@@ -1,5 +1,5 @@
 """Acceptance while a generation trains (README "Noise-aware acceptance"): each child is compared
-with its parent by the pure rule darwin_git.select.decide, from what the notes hold
+with its parent by the pure rule darwin_git.selection_rules.decide, from what the notes hold
 (darwin_git.paired reads them). The moment a child's result arrives and the verdict is "more",
 what it asks for is requested: the child's screen on the first seed, or the next pair of the
 child and its parent side by side; the slots stay busy, and selection reads the verdicts in
@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from .. import paired
 from ..population.repo import Population
-from ..select import LOST, MORE, VOID, AcceptanceRule, Verdict, decide
+from ..selection_rules import LOST, MORE, VOID, AcceptanceRule, Verdict, decide
 from .evaluations import Evaluations
 from .generation import STAGE_OF_STATUS, Generation
 

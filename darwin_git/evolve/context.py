@@ -34,10 +34,10 @@ from ..mutate.policy import model_path
 from ..population import trees
 from ..population.errors import PopulationError
 from ..population.repo import Population
-from ..run.executor import threads_per_slot
+from ..harness.executor import threads_per_slot
 from .generation import seed_of
-from .journal import Journal
-from .settings import EvolveSettings
+from ..population.journal import Journal
+from ..settings import EvolveSettings
 
 # What a prompt shows of the target's latest result (never its log unless it failed).
 RESULT_SHOWN = ("status", "cause", "seed", "val_loss", "params", "vocab_size", "clock",
@@ -156,8 +156,8 @@ class Contexts:
         return self._cache["run"]
 
     def rule_words(self, noise: dict) -> str:
-        """The acceptance rule (darwin_git.select.decide), the smallest gain it sees in this
-        run, and the pruning bar, in words."""
+        """The acceptance rule (darwin_git.selection_rules.decide), the smallest gain it sees in
+        this run, and the pruning bar, in words."""
         rule, k, sigma = self.s.acceptance(), self.s.accept_k, noise.get("sigma")
         bar = f"{k:g} x sigma = {k * sigma:.4f}" if sigma is not None else f"{k:g} x sigma"
         gain = f" and its mean gain is at least {rule.min_effect:g} nats" \

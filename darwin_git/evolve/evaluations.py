@@ -44,7 +44,7 @@ from ..fitness import Conditions, comparable, comparable_results, too_short
 from ..origin import is_infrastructure, of_result
 from ..population.message import AGENT_TRAILER
 from ..population.repo import Population
-from ..run.executor import Executor, Job
+from ..harness.executor import Executor, Job
 
 OnResult = Callable[[str, int], None]
 

@@ -14,7 +14,7 @@ population of fewer than two agents an island has fewer islands.
 """
 from __future__ import annotations
 
-from .journal import Journal
+from ..population.journal import Journal
 
 
 def count(islands: int, agents: int) -> int:

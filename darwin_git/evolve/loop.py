@@ -34,17 +34,17 @@ from ..harness.preflight import make_preflight
 from ..hitl import Hitl, LoopHooks
 from ..population.refs import ref_target
 from ..population.repo import SEED_REF, Population
-from ..run.executor import Executor
-from ..select import Noise, minimum_effect, noise_sigma
+from ..harness.executor import Executor
+from ..selection_rules import Noise, minimum_effect, noise_sigma
 from .acceptance import Acceptance
 from .budgets import Budgets
 from .evaluations import Evaluations
 from . import islands
 from .generation import Generation
-from .journal import Journal
+from ..population.journal import Journal
 from .proposals import Proposals
 from .selection import Selection
-from .settings import EvolveSettings
+from ..settings import EvolveSettings
 
 HEADLINE_SEED = 1000  # the headline's fresh seeds start here (selection never uses them)
 

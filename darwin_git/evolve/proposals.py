@@ -23,12 +23,12 @@ from ..population.message import (AGENT_TRAILER, CROSSOVER_TRAILER, GENERATION_T
                                   MODEL_TRAILER, MUTATOR_TRAILER, OPERATOR_TRAILER)
 from ..population.refs import ref_target, update_refs
 from ..population.repo import CANDIDATE_PREFIX, Population
-from ..select import rank
+from ..selection_rules import rank
 from . import islands
 from .budgets import Budgets
 from .context import Contexts
 from .generation import Generation, seed_of
-from .settings import EvolveSettings
+from ..settings import EvolveSettings
 
 
 def candidate_ref(g: int, slot: str) -> str:

@@ -2,7 +2,7 @@
 agents are re-measured before they decide anything, which are pruned and replaced by whom),
 journal the plan, then apply it step by step, each step checking the ref it moves, so a plan
 interrupted by a crash is finished on resume. The rules themselves are the pure functions of
-darwin_git.select; the verdicts on children come from evolve/acceptance.py."""
+darwin_git.selection_rules; the verdicts on children come from evolve/acceptance.py."""
 from __future__ import annotations
 
 import random
@@ -14,11 +14,11 @@ from ..failpoints import crashpoint
 from ..fitness import Conditions, fitness, leaderboard
 from ..population.message import SPEAKER_TRAILER
 from ..population.repo import Population
-from ..select import best_promoted, plan_migrations, plan_replacements, prune_reason, rank
+from ..selection_rules import best_promoted, plan_migrations, plan_replacements, prune_reason, rank
 from .evaluations import Evaluations
 from .generation import Generation, seed_of
-from .journal import Journal
-from .settings import EvolveSettings
+from ..population.journal import Journal
+from ..settings import EvolveSettings
 
 
 class Selection:

@@ -109,7 +109,7 @@ class Hitl(LoopHooks):
     def __init__(self, pop: Population, sink, conditions: Conditions, journal,
                  stall_generations: int = 0):
         self.pop, self.sink, self.conditions = pop, sink, conditions
-        self.journal = journal  # darwin_git.evolve.journal.Journal: the generations closed so far
+        self.journal = journal  # population.journal.Journal: the generations closed so far
         self.stall_generations = stall_generations
 
     def before_generation(self, gen) -> None:

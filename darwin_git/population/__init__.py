@@ -12,11 +12,6 @@ __all__ = [
     "AGENT_PREFIX", "CANDIDATE_PREFIX", "CONFIG_REF", "GUIDANCE_REF", "JOURNAL_REF", "MergeOutcome",
     "NOTES_REF", "NotAPopulationRepo", "NotFastForward", "Notes", "POPULATION_REFS", "Population",
     "PopulationError", "PRUNED_PREFIX", "REFSPECS", "RefMoved", "SEED_REF", "UnknownAgent",
-    "format_message", "init_population", "is_human", "is_population_ref", "memory_dir",
+    "format_message", "is_human", "is_population_ref", "memory_dir",
     "mutation_trailers", "parse_message", "reports_dir", "resolve_repo", "run_dir", "state_dir",
 ]
-
-
-def init_population(*args, **kwargs):
-    from .create import init_population as _init
-    return _init(*args, **kwargs)

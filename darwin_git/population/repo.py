@@ -25,7 +25,7 @@ AGENT_PREFIX = "refs/heads/agents/"
 PRUNED_PREFIX = "refs/darwin/pruned/"
 CANDIDATE_PREFIX = "refs/darwin/candidates/"  # every child evolve proposed: g<G>/<slot>
 CONFIG_REF = "refs/darwin/config"  # the run config, run.toml (darwin_git.runconfig)
-JOURNAL_REF = "refs/darwin/journal"  # the run's diary (darwin_git.evolve.journal)
+JOURNAL_REF = "refs/darwin/journal"  # the run's diary (darwin_git.population.journal)
 SEED_REF = "refs/heads/seed"
 GUIDANCE_REF = "refs/heads/guidance"  # human steering text, an orphan history (hitl/guidance.py)
 # The refs that make a population, and so the only ones push/pull carry between clones (a

@@ -12,9 +12,9 @@ import json
 
 import pygit2
 
-from ..population.errors import DamagedPopulation
-from ..population.refdoc import RefDocument
-from ..population.repo import JOURNAL_REF
+from .errors import DamagedPopulation
+from .refdoc import RefDocument
+from .repo import JOURNAL_REF
 
 RECORD_FILE = "record.json"
 

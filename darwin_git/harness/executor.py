@@ -1,7 +1,7 @@
 """Executors: take evaluation jobs (a commit of the population repo + budget + device), run them
 on free slots, hand back results. The local executor runs one job per slot in threads; each job
 exports the commit's tree read-only into a scratch folder and runs the harness through a
-sandbox (local process or docker container). The Ray executor (run/ray_executor.py) has the same
+sandbox (local process or docker container). The Ray executor (harness/ray_executor.py) has the same
 interface. Only the caller (the evolve coordinator) writes refs, notes and memory.
 """
 from __future__ import annotations
@@ -89,7 +89,7 @@ def run_job(repo_path: Path, job: Job, sandbox, work_root: Path, data_root: Path
     """Export the job's tree and evaluate it; a result dict whatever happens."""
     import pygit2
 
-    from ..harness import EvalSpec, evaluate, export_tree
+    from . import EvalSpec, evaluate, export_tree
 
     scratch = Path(tempfile.mkdtemp(prefix=f"job-{job.commit[:10]}-", dir=work_root))
     try:

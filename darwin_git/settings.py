@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import ClassVar
 
-from ..bounds import AT_LEAST_0, AT_LEAST_1, POSITIVE, Bounds, check
-from ..clock import check as check_clock
-from ..contract import DEFAULT_BUDGET_S
-from ..run.base import DEVICES
-from ..select import AcceptanceRule, SelectionSettings
+from .bounds import AT_LEAST_0, AT_LEAST_1, POSITIVE, Bounds, check
+from .clock import check as check_clock
+from .contract import DEFAULT_BUDGET_S
+from .run.base import DEVICES
+from .selection_rules import AcceptanceRule, SelectionSettings
 
 PAIRINGS = ("ring", "self", "random")
 

@@ -9,15 +9,16 @@ from pathlib import Path
 
 import pygit2
 
-from .. import runconfig
-from ..contract import CONTRACT_FILE, ContractError, parse_contract
-from . import layout, seedcheck, trees
-from .errors import PopulationError
-from .message import GENERATION_TRAILER, OPERATOR_TRAILER, format_message
-from .refs import engine_signature, update_refs
-from .repo import AGENT_PREFIX, SEED_REF, Population, check_agent_name
+from . import memory, runconfig
+from .contract import CONTRACT_FILE, ContractError, parse_contract
+from .harness import seedcheck
+from .population import layout, trees
+from .population.errors import PopulationError
+from .population.message import GENERATION_TRAILER, OPERATOR_TRAILER, format_message
+from .population.refs import engine_signature, update_refs
+from .population.repo import AGENT_PREFIX, SEED_REF, Population, check_agent_name
 
-PACKAGE = Path(__file__).resolve().parents[1]
+PACKAGE = Path(__file__).resolve().parent
 PROJECT = PACKAGE.parent
 HOOK_NAMES = ("commit-msg", "post-commit", "post-merge")
 
@@ -133,6 +134,5 @@ def init_population(path=None, seed: Path | None = None, agents: int = runconfig
     if not bare:
         repo.checkout_head(strategy=pygit2.GIT_CHECKOUT_FORCE)
     pop = Population(path)
-    from .. import memory  # late: memory imports the population package
     memory.rebuild(pop)
     return pop
