@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from .origin import is_infrastructure, of_result
-from .result import fitness as loss_of
+from .result import loss_of
 from .harness.executor import Executor, Job
 from .selection_rules import LOST, MISSING, MORE, AcceptanceRule, Noise, Verdict, decide
 

@@ -8,6 +8,9 @@ seed evaluated more than once is averaged first, so it does not weigh double. Th
 values are kept, so two commits can be compared seed by seed (paired), and every view can say
 how many seeds stand behind a number. :func:`too_short` says when a run was too short to learn
 anything (every view shows it beside the number).
+
+These are rules over result lines; darwin_git/readmodel.py reads the lines from the notes and
+applies them (a commit's fitness, the leaderboard).
 """
 from __future__ import annotations
 
@@ -15,22 +18,14 @@ import math
 import statistics
 from dataclasses import dataclass, field
 
-import pygit2
-
-from . import runconfig
 from .clock import check as check_clock
 from .clock import of_record as clock_of
 from .clock import resolve_clock
 from .contract import DEFAULT_BUDGET_S
 from .origin import is_evidence, is_infrastructure, of_result
-from .population.lineage import generation
-from .population.message import GENERATION_TRAILER, parse_message
-from .population.repo import Population
-from .result import fitness as result_loss
+from .result import loss_of
 from .result import make_result
-from .selection_rules import rank
 
-PENDING_DEPTH = 200  # how far below a tip the leaderboard looks for the last evaluated commit
 # A run too short to learn (too_short): fewer optimizer steps than this (as the training code
 # reports them) leaves most recipes still warming up, so agents differ mostly by noise ...
 MIN_STEPS = 50
@@ -93,16 +88,11 @@ class Conditions:
                 and clock_of(record) == self.clock)
 
 
-def run_conditions(pop: Population) -> Conditions:
-    """The conditions of the run stored in the population's run config (refs/darwin/config)."""
-    return Conditions.from_config(runconfig.read_config(pop.repo))
-
-
 def comparable(result, conditions: Conditions) -> bool:
     """A result line (v 1, kind "result") measured under ``conditions`` that speaks about the
     code: ok, or failed by the code's own doing. A failure of the engine or its infrastructure
     (origin.py) says nothing about the code: it counts for nothing here (the tree is evaluated
-    again), and :func:`infrastructure_failures` counts it apart."""
+    again), and :func:`infrastructure_failure` counts it apart."""
     return _under(result, conditions) and is_evidence(result)
 
 
@@ -111,11 +101,10 @@ def _under(result, conditions: Conditions) -> bool:
             and result.get("kind") == "result" and conditions.matches(result))
 
 
-def infrastructure_failures(pop: Population, commit, conditions: Conditions) -> list[dict]:
-    """The commit's results under ``conditions`` that failed for the engine's or the
-    infrastructure's reasons (origin "engine" or "llm"), oldest first."""
-    return [r for r in pop.records(commit, "result") if _under(r, conditions)
-            and is_infrastructure(of_result(r))]
+def infrastructure_failure(result, conditions: Conditions) -> bool:
+    """A result line measured under ``conditions`` that failed for the engine's or the
+    infrastructure's reasons (origin "engine" or "llm"): counted apart, never the code's."""
+    return _under(result, conditions) and is_infrastructure(of_result(result))
 
 
 @dataclass(frozen=True)
@@ -144,20 +133,11 @@ def summarize(results: list[dict]) -> Fitness:
     """The fitness that comparable ``results`` (of one commit or tree) make."""
     per_seed: dict = {}
     for r in results:
-        loss = result_loss(r)
+        loss = loss_of(r)
         if loss is not None:
             per_seed.setdefault(r.get("seed"), []).append(loss)
     seeds = {s: statistics.fmean(v) for s, v in per_seed.items()}
     return Fitness(statistics.fmean(seeds.values()) if seeds else None, seeds, len(results))
-
-
-def comparable_results(pop: Population, commit, conditions: Conditions) -> list[dict]:
-    """The commit's results that count under ``conditions``, oldest first."""
-    return [r for r in pop.records(commit, "result") if comparable(r, conditions)]
-
-
-def fitness(pop: Population, commit, conditions: Conditions) -> Fitness:
-    return summarize(comparable_results(pop, commit, conditions))
 
 
 def too_short(result: dict | None) -> str | None:
@@ -187,49 +167,3 @@ def latest(results: list[dict]) -> dict | None:
     """The newest ok result, else the newest one: the row a view shows metrics from."""
     ok = [r for r in results if r.get("status") == "ok"]
     return (ok or results or [None])[-1]
-
-
-def nearest_evaluated(pop: Population, rev, conditions: Conditions,
-                      max_depth: int = PENDING_DEPTH) -> tuple[pygit2.Oid | None, int]:
-    """(the nearest first-parent ancestor of ``rev``, itself included, with a comparable
-    result, how many commits above it) or (None, commits walked)."""
-    c = pop.commit(rev)
-    for depth in range(max_depth):
-        if comparable_results(pop, c.id, conditions):
-            return c.id, depth
-        if not c.parent_ids:
-            return None, depth + 1
-        c = pop.repo[c.parent_ids[0]]
-    return None, max_depth
-
-
-def leaderboard(pop: Population, conditions: Conditions) -> list[dict]:
-    """Live agents best first, each by the fitness of its tip. A tip nobody evaluated yet (a
-    human commit) has no fitness; its row says how many commits wait above the last evaluated
-    one (``pending``, ``evaluated``)."""
-    rows = []
-    for agent, tip in pop.agents().items():
-        results = comparable_results(pop, tip, conditions)
-        fit, shown = summarize(results), latest(results) or {}
-        evaluated, pending = (tip, 0) if results else nearest_evaluated(pop, tip, conditions)
-        summary, _, trailers = parse_message(pop.repo[tip].message)
-        try:
-            gen = int(trailers[GENERATION_TRAILER])
-        except (KeyError, ValueError):
-            gen = generation(pop, tip)
-        status = ("ok" if fit.loss is not None else shown.get("status") if results
-                  else "pending" if evaluated is not None else "unevaluated")
-        rows.append({
-            "agent": agent, "commit": str(tip), "val_loss": fit.loss, "seeds": fit.n,
-            "spread": fit.spread, "too_short": too_short(shown),
-            "status": status, "cause": None if fit.loss is not None else shown.get("cause"),
-            "pending": pending, "evaluated": str(evaluated) if evaluated else None,
-            # perplexity = exp(the fitness), like the report: never one run's beside the mean
-            "generation": gen, "perplexity": math.exp(fit.loss) if fit.loss is not None else None,
-            "tokens_per_s": shown.get("tokens_per_s"), "mfu": shown.get("mfu"),
-            "params": shown.get("params"), "summary": summary})
-    order = rank({r["agent"]: r["val_loss"] for r in rows})
-    rows.sort(key=lambda r: order.index(r["agent"]))
-    for i, row in enumerate(rows, 1):
-        row["rank"] = i
-    return rows

@@ -11,7 +11,7 @@ import pytest
 from darwin_git.evolve.generation import Generation
 from darwin_git.evolve.proposals import Proposals
 from darwin_git.settings import EvolveSettings
-from darwin_git.fitness import run_conditions
+from darwin_git.readmodel import ReadModel
 from darwin_git.harness.preflight import Preflight
 from darwin_git.mutate.config import LLMConfig
 from darwin_git.mutate.llm import LLMMutator
@@ -121,7 +121,7 @@ def _self_mutations(pop, llm_server, events, attempts: int) -> list:
     mutator = LLMMutator(LLMConfig(model="m", base_url=llm_server.base_url, api_key="k",
                                    max_retries=0, max_apply_attempts=attempts))
     props = Proposals(pop, EvolveSettings(budget_s=3, pairing="self"), mutator, events,
-                      run_conditions(pop), preflight=Preflight(LocalSandbox()))
+                      ReadModel(pop).conditions, preflight=Preflight(LocalSandbox()))
     gen = Generation(1)
     gen.read_tips(pop.agents())
     return list(props.mutations(gen, [("agent-00", "agent-00")]))

@@ -8,7 +8,7 @@ from darwin_git.evolve.generation import Generation
 from darwin_git.population.journal import Journal
 from darwin_git.evolve.proposals import Proposals
 from darwin_git.settings import EvolveSettings
-from darwin_git.fitness import run_conditions
+from darwin_git.readmodel import ReadModel
 from darwin_git.hitl import LoopHooks
 from darwin_git.mutate.base import Mutation, MutationFailure
 from darwin_git.mutate.config import LLMConfig
@@ -63,7 +63,7 @@ def history(population):
     Every agent starts from the seed, trained at three seeds (the noise floor)."""
     pop = population
     seed = pop.tip("agent-00")
-    conditions = run_conditions(pop)
+    conditions = ReadModel(pop).conditions
     train = {"steps": 100, "ms_per_step": 61.5, "tokens_per_s": 33300.0, "loss_curve": CURVE}
     for s, loss in enumerate([2.50, 2.52, 2.48]):
         evaluate(pop, seed, loss, s, train=train)
@@ -84,7 +84,7 @@ def history(population):
 
 def proposals(pop, mutator, sink=None):
     settings = EvolveSettings(budget_s=5, seed=0)
-    return Proposals(pop, settings, mutator, sink or Events(), run_conditions(pop), Humans(),
+    return Proposals(pop, settings, mutator, sink or Events(), ReadModel(pop).conditions, Humans(),
                      slots=2)
 
 

@@ -202,7 +202,7 @@ def _one(executor, target: dict, run: dict, repeats: int | None, say) -> int:
 def _two(executor, found: list[dict], run: dict, pairs: int | None, noise_pairs: int, say,
          as_json: bool) -> int:
     from ..compare import compare, pair
-    from ..result import fitness as loss_of
+    from ..result import loss_of
     from ..selection_rules import AcceptanceRule, Noise
 
     a, b = found
@@ -264,7 +264,7 @@ def _steps(r: dict):
 
 def _line(r: dict) -> str:
     """One run for people: its numbers, or its failure's cause and reason."""
-    from ..memory import failure_reason
+    from ..readmodel import failure_reason
 
     seed = f"seed {r.get('seed')}: "
     if r["status"] != "ok":

@@ -116,7 +116,7 @@ def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, exe
     from ..settings import EvolveSettings
     from ..lock import LockBusy, population_lock
     from ..create import default_seed, init_population
-    from ..population.graph import LINEAGE_GIT_ARGS
+    from ..graph import LINEAGE_GIT_ARGS
     from ..population.layout import resolve_repo
     from ..progress import make_sink
     from ..report import write_report

@@ -8,13 +8,12 @@ from .generation import Stats
 
 
 class Budgets:
-    def __init__(self, settings, journal):
+    def __init__(self, settings, run):
+        """``run``: the journal, read (readmodel.RunRecords): what closed generations spent."""
         self.s = settings
         self.started = time.time()
         self.deadline = self.started + settings.max_wall_s if settings.max_wall_s else None
-        done = [r for r in journal.records() if r.get("phase") == "done"]
-        self.tokens = sum(r.get("tokens", 0) for r in done)
-        self.cost_usd = sum(r.get("cost_usd", 0.0) for r in done)
+        self.tokens, self.cost_usd = run.spent
         self.reason: str | None = None  # why the run stops, once a budget ran out
 
     def exhausted(self) -> str | None:

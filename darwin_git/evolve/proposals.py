@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from .. import memory
 from ..failpoints import crashpoint
-from ..fitness import Conditions, fitness
+from ..fitness import Conditions
 from ..hitl import LoopHooks
 from ..mutate.base import Mutation, MutationContext, MutationFailure
 from ..mutate.operators import BuiltinMutator, few_fit_warning
@@ -23,6 +23,7 @@ from ..population.message import (AGENT_TRAILER, CROSSOVER_TRAILER, GENERATION_T
                                   MODEL_TRAILER, MUTATOR_TRAILER, OPERATOR_TRAILER)
 from ..population.refs import ref_target, update_refs
 from ..population.repo import CANDIDATE_PREFIX, Population
+from ..result import error_line
 from ..selection_rules import rank
 from . import islands
 from .budgets import Budgets
@@ -141,11 +142,11 @@ class Proposals:
             gen.stats.preflighted(verdict.ok, verdict.seconds)
             self.sink.emit({"event": "preflight", "generation": gen.g, "mutator": speaker,
                             "target": target, **verdict.to_event(),
-                            "error_line": memory.error_line(verdict.error or verdict.note)})
+                            "error_line": error_line(verdict.error or verdict.note)})
 
     def _attempted(self, g: int, slot: str, parent: str) -> bool:
         return any(r.get("generation") == g and r.get("slot") == slot
-                   for r in self.pop.records(parent, "attempt"))
+                   for r in self.contexts.model.of_kind(parent, "attempt"))
 
     def _commit(self, gen: Generation, slot, speaker, target, outcome) -> str | None:
         """Commit one mutator outcome (or record its failure); the candidate ref last."""
@@ -209,7 +210,7 @@ class Proposals:
         """A merge of the best agent's tip and another's: (child, the agent it may advance),
         or None (nothing to combine, or a conflict nobody resolved: recorded as an attempt)."""
         tips = gen.tips
-        fit = {a: fitness(self.pop, t, self.conditions).loss for a, t in tips.items()}
+        fit = {a: self.contexts.model.loss(t) for a, t in tips.items()}
         order = rank(fit)
         a, b = order[0], rng.choice(order[1:]) if len(order) > 1 else order[0]
         if rng.random() < 0.5 and len(order) > 2:

@@ -11,21 +11,23 @@ from dataclasses import asdict
 
 from .. import memory
 from ..failpoints import crashpoint
-from ..fitness import Conditions, fitness, leaderboard
+from ..population.journal import Journal
 from ..population.message import SPEAKER_TRAILER
 from ..population.repo import Population
 from ..selection_rules import best_promoted, plan_migrations, plan_replacements, prune_reason, rank
+from ..settings import EvolveSettings
 from .evaluations import Evaluations
 from .generation import Generation, seed_of
-from ..population.journal import Journal
-from ..settings import EvolveSettings
 
 
 class Selection:
-    def __init__(self, pop: Population, journal: Journal, sink, settings: EvolveSettings,
-                 conditions: Conditions, evaluations: Evaluations):
-        self.pop, self.journal, self.sink = pop, journal, sink
-        self.s, self.conditions, self.evaluations = settings, conditions, evaluations
+    def __init__(self, journal: Journal, sink, settings: EvolveSettings,
+                 evaluations: Evaluations):
+        """``journal``: where selection writes its plan and closes a generation; what is
+        read comes from the read model (``evaluations.model``)."""
+        self.journal, self.sink = journal, sink
+        self.s, self.evaluations = settings, evaluations
+        self.model, self.pop = evaluations.model, evaluations.pop
         self.seeds = settings.acceptance().seeds(settings.seed)
 
     def run(self, gen: Generation, sigma: float | None) -> None:
@@ -49,7 +51,7 @@ class Selection:
                     gen.elapsed(), sigma, evidence=False, cause=cause)
 
     def loss(self, commit) -> float | None:
-        return fitness(self.pop, commit, self.conditions).loss
+        return self.model.loss(commit)
 
     def plan(self, gen: Generation, sigma: float | None) -> dict:
         """Each agent fast-forwards to its best promoted child. Then the leader and the agents
@@ -161,12 +163,12 @@ class Selection:
         stats.evaluations_run = self.evaluations.counts["run"]
         stats.evaluations_cached = self.evaluations.counts["cached"]
         return {**asdict(stats), "verdicts": verdicts,
-                "rule": self.s.acceptance().to_dict(), "clock": self.conditions.clock}
+                "rule": self.s.acceptance().to_dict(), "clock": self.model.conditions.clock}
 
     def finish_pending(self) -> None:
         """A plan journaled before a crash, not yet closed: apply it and close its generation."""
-        last = self.journal.latest()
-        if last and last.get("phase") == "selecting":
+        last = self.model.run.pending_plan
+        if last:
             self.apply(last["generation"], last["plan"], last.get("facts") or {}, None,
                        last.get("sigma"))
 
@@ -212,7 +214,8 @@ class Selection:
                          "generation": g, "reason": f"{step['loser']} was replaced by "
                          f"{step['name']} in generation {g} ({step.get('reason')})"}
                 lost.append(entry)
-                if not any(r.get("generation") == g for r in self.pop.records(commit, "lost")):
+                if not any(r.get("generation") == g
+                           for r in self.model.of_kind(commit, "lost")):
                     self.pop.notes.append(self.pop.commit(commit).id,
                                           {"v": 1, "kind": "lost", **entry})
         return lost
@@ -224,7 +227,7 @@ class Selection:
         held = lambda cid: any(str(cid) == s or repo.descendant_of(s, cid)  # noqa: E731
                                for s in survivors)
         while c.parent_ids and not held(c.id):
-            if any(r.get("action") == "promote" for r in self.pop.records(c.id, "verdict")):
+            if any(r.get("action") == "promote" for r in self.model.of_kind(c.id, "verdict")):
                 out.append(str(c.id))
             c = repo[c.parent_ids[0]]
         return out
@@ -233,7 +236,7 @@ class Selection:
                sigma: float | None, evidence: bool = True, cause: str | None = None) -> None:
         """The "done" record: the leaderboard after selection, best and median, and what the
         generation did (``facts``: proposals, failures by stage, verdicts, evaluations)."""
-        board = leaderboard(self.pop, self.conditions)
+        board = self.model.leaderboard()
         losses = [r["val_loss"] for r in board if r["val_loss"] is not None]
         best = board[0] if board and board[0]["val_loss"] is not None else None
         pruned = [{"agent": s["loser"], "replacement": s["name"], "parent": s["parent"],

@@ -9,17 +9,17 @@ an agent branch (evaluated next generation by the loop), and guidance text on th
 
 The loop (darwin_git.evolve.loop) talks to this side through one small interface,
 :class:`LoopHooks`, at fixed points of a generation; :class:`Hitl` is the git implementation.
-It is handed what it needs (the population, the event sink, the run's conditions, the journal)
-and never reads the loop's state; none of its hooks raises into the loop.
+It is handed what it needs (the run's read model: the population, its conditions and journal;
+the event sink) and never reads the loop's state; none of its hooks raises into the loop.
 """
 from __future__ import annotations
 
 import logging
 
 from .. import memory
-from ..fitness import Conditions, fitness
 from ..population.message import AGENT_TRAILER
 from ..population.repo import Population
+from ..readmodel import ReadModel
 from .answers import answers_for as _answers_for
 from .answers import answer_texts_for_tree, detect_merged, finalize
 from .guidance import GUIDANCE_FILE, GUIDANCE_REF, guidance_text as _guidance_text, set_guidance
@@ -106,10 +106,10 @@ class LoopHooks:
 class Hitl(LoopHooks):
     """Human in the loop through git: request branches, merged answers, guidance, a remote."""
 
-    def __init__(self, pop: Population, sink, conditions: Conditions, journal,
-                 stall_generations: int = 0):
-        self.pop, self.sink, self.conditions = pop, sink, conditions
-        self.journal = journal  # population.journal.Journal: the generations closed so far
+    def __init__(self, model: ReadModel, sink, stall_generations: int = 0):
+        """``model``: the run's read model (its results, its journal: the generations closed
+        so far)."""
+        self.model, self.pop, self.sink = model, model.pop, sink
         self.stall_generations = stall_generations
 
     def before_generation(self, gen) -> None:
@@ -129,13 +129,13 @@ class Hitl(LoopHooks):
             if req.generation == g and req.history and req.history[0].get("origin") == "agent":
                 self.sink.emit({"event": "request", "agent": req.speaker, "title": req.what,
                                 "branch": req.branch, "generation": g})
-        reverted = self._guarded("revert", lambda: revert_failed(pop, self.conditions, g)) or {}
+        reverted = self._guarded("revert", lambda: revert_failed(self.model, g)) or {}
         for tip, commit in reverted.items():
             agent = pop.message(commit)[2].get(AGENT_TRAILER)
             self.sink.emit({"event": "reverted", "agent": agent, "failed": tip,
                             "commit": commit, "generation": g})
         done = self._guarded("finalize",
-                             lambda: finalize(pop, self.conditions, g, reverted)) or []
+                             lambda: finalize(self.model, g, reverted)) or []
         for req in done:
             self.sink.emit({"event": "request_answered", "id": req.id, "agent": req.agent,
                             "speaker": req.speaker, "answer": req.last.get("answer")})
@@ -173,8 +173,7 @@ class Hitl(LoopHooks):
         k = int(self.stall_generations or 0)
         if k <= 0:
             return
-        done = [r for r in self.journal.records() if r.get("phase") == "done"
-                and r.get("evidence") is not False][-k:]  # nothing was tried in the others
+        done = self.model.run.with_evidence[-k:]  # nothing was tried in the others
         if len(done) < k:
             return
         for agent, tip in self.pop.agents().items():
@@ -185,7 +184,7 @@ class Hitl(LoopHooks):
             reqs = list_requests(self.pop, agent=agent)
             if any(r.state in ("open", "merged") or r.generation > g - k for r in reqs):
                 continue
-            fit = fitness(self.pop, tip, self.conditions).loss
+            fit = self.model.loss(tip)
             score = f"val_loss {fit:.4f}" if fit is not None else "no working result"
             request = {
                 "what": f"Help {agent} improve: ideas, data or code (it is stuck at {score})",
