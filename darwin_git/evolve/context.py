@@ -49,7 +49,7 @@ class Contexts:
                  hitl: LoopHooks, slots: int = 1, preflight=None):
         """``preflight``: a darwin_git.harness.preflight.Preflight (checks a tree folder), or
         None for no pre-flight."""
-        self.pop, self.s, self.conditions, self.hitl = pop, settings, conditions, hitl
+        self.pop, self.settings, self.conditions, self.hitl = pop, settings, conditions, hitl
         self.model = ReadModel(pop, conditions)
         self.slots = slots
         self.preflight = preflight
@@ -105,7 +105,7 @@ class Contexts:
             promoted=self.promoted(),
             run=self.run_info(), target_run=state, failure_log=failure_log,
             guidance=self.hitl.guidance(), answers=self.hitl.answers(speaker, parent),
-            seed=seed_of(self.s.seed, g, speaker, target),
+            seed=seed_of(self.settings.seed, g, speaker, target),
             known_result=self._known_check(slot, parent) if checks else None,
             preflight=self._preflight_check(slot, parent) if checks and self.preflight
             else None)
@@ -156,7 +156,7 @@ class Contexts:
     def rule_words(self, noise: dict) -> str:
         """The acceptance rule (darwin_git.selection_rules.decide), the smallest gain it sees in
         this run, and the pruning bar, in words."""
-        rule, k, sigma = self.s.acceptance(), self.s.accept_k, noise.get("sigma")
+        rule, k, sigma = self.settings.acceptance(), self.settings.accept_k, noise.get("sigma")
         bar = f"{k:g} x sigma = {k * sigma:.4f}" if sigma is not None else f"{k:g} x sigma"
         gain = f" and its mean gain is at least {rule.min_effect:g} nats" \
             if rule.min_effect else ""

@@ -56,7 +56,7 @@ class Evolution:
                  sink, resolver=None, hitl: LoopHooks | None = None):
         """``resolver``: settles crossover conflicts (the LLM mutator), or None; ``hitl``: the
         human side (default: hitl.Hitl, requests and answers through git)."""
-        self.pop, self.s, self.executor, self.mutator, self.sink = \
+        self.pop, self.settings, self.executor, self.mutator, self.sink = \
             pop, settings, executor, mutator, sink
         settings.layout = executor.layout  # results of another layout are not compared
         self.conditions = Conditions.of(settings)
@@ -76,9 +76,10 @@ class Evolution:
 
     def run(self) -> dict:
         self.sink.emit({"event": "run_started", "repo": str(self.pop.path),
-                        "population": len(self.pop.agents()), "generations": self.s.generations,
-                        "budget_s": self.s.budget_s, "clock": self.conditions.clock,
-                        "rule": self.s.acceptance().to_dict(),
+                        "population": len(self.pop.agents()),
+                        "generations": self.settings.generations,
+                        "budget_s": self.settings.budget_s, "clock": self.conditions.clock,
+                        "rule": self.settings.acceptance().to_dict(),
                         "mutator": getattr(self.mutator, "name", "?"),
                         "runner": self.executor.runner, "slots": self.executor.slots,
                         "deadline": self.budgets.deadline})
@@ -88,7 +89,7 @@ class Evolution:
         self.sigma = self.noise_floor()  # measured beside the first generation's proposals
         g = self.model.run.last_done + 1
         no_evidence = None
-        while g <= self.s.generations and not self.budgets.exhausted():
+        while g <= self.settings.generations and not self.budgets.exhausted():
             self.generation(g)
             no_evidence = self.no_evidence()
             if no_evidence:
@@ -96,14 +97,14 @@ class Evolution:
             g += 1
         self._noise_done(wait=True)
         stopped = no_evidence or self.budgets.reason or \
-            f"completed {self.model.run.last_done} of {self.s.generations} generations"
+            f"completed {self.model.run.last_done} of {self.settings.generations} generations"
         self.sink.emit({"event": "stopped", "reason": stopped})
         headline = None if no_evidence else self.headline()
         memory.update(self.pop)  # the last runs (the headline's) are the seed's and a tip's
         run = self.model.run
         summary = {"stopped": stopped, "no_evidence": no_evidence,
                    "generations_done": run.last_done, "leaderboard": self.model.leaderboard(),
-                   "sigma": self.sigma, "rule": self.s.acceptance().to_dict(),
+                   "sigma": self.sigma, "rule": self.settings.acceptance().to_dict(),
                    "clock": self.conditions.clock, "headline": headline, "noise": run.noise,
                    "infrastructure_failures": self.evaluations.counts["infrastructure"]}
         self.hitl.end_of_run(summary)
@@ -117,11 +118,11 @@ class Evolution:
         self.sink.emit({"event": "generation_started", "generation": g})
         self.hitl.before_generation(gen)  # merged answers, stalled agents asking for help
         gen.read_tips(self.pop.agents())
-        gen.islands = islands.membership(self.model.run.islands, gen.tips, self.s.islands)
+        gen.islands = islands.membership(self.model.run.islands, gen.tips, self.settings.islands)
         for agent, tip in gen.tips.items():  # commits nobody evaluated yet: human work, first runs
             if not self.evaluations.results(tip):
                 gen.labels[tip] = f"{agent} tip"
-                self.evaluations.request(tip, self.s.seed, gen.labels[tip], role="tip")
+                self.evaluations.request(tip, self.settings.seed, gen.labels[tip], role="tip")
         accept = self._on_result  # asks for the next seed the moment one is in
         for child in self.proposals.make(gen):  # a slot starts on each child as it is made
             self.acceptance.watch(gen, child)
@@ -144,7 +145,7 @@ class Evolution:
         about the code (every proposal failed or repeated evaluated code, every evaluation was
         lost to the infrastructure); None while that is not so."""
         streak = self.model.run.empty_streak
-        k = self.s.max_empty_generations
+        k = self.settings.max_empty_generations
         if not k or len(streak) < k:
             return None
         return (f"{len(streak)} generations in a row gave no evidence about the code "
@@ -169,9 +170,9 @@ class Evolution:
             return rec["sigma"]
         self._noise_root = str(ref_target(self.pop.repo, SEED_REF) or self._root())
         label = "seed (noise floor, side by side with itself)"
-        for i in range(max(1, self.s.noise_repeats)):
-            self.evaluations.request_pair(self._noise_root, self._noise_root, self.s.seed + i,
-                                          (label, label), role="noise")
+        for i in range(max(1, self.settings.noise_repeats)):
+            self.evaluations.request_pair(self._noise_root, self._noise_root,
+                                          self.settings.seed + i, (label, label), role="noise")
         self.evaluations.poll()
         return None
 
@@ -185,7 +186,7 @@ class Evolution:
         root = getattr(self, "_noise_root", None)
         if root is None:
             return
-        seeds = [self.s.seed + i for i in range(max(1, self.s.noise_repeats))]
+        seeds = [self.settings.seed + i for i in range(max(1, self.settings.noise_repeats))]
         if any(self.evaluations.pair_pending(root, root, s) for s in seeds):
             if not wait:
                 return
@@ -196,7 +197,7 @@ class Evolution:
         self.sigma = noise_sigma(losses)
         twins = self.model.twin_differences()
         noise = Noise.of_twins(twins)
-        rule = self.s.acceptance()
+        rule = self.settings.acceptance()
         runs = [r for r in self.model.results(root) if role(r) == "noise"]
         record = {"phase": "noise", "generation": 0, "sigma": self.sigma, "mean": fit.loss,
                   "losses": losses, "repeats": len(losses), "paired_sigma": noise.sigma,
@@ -219,7 +220,7 @@ class Evolution:
         on), paired, with its 95% interval and what it cost. None when the seed itself leads,
         nothing is ranked, or it is turned off; journaled, and reused while the best tip and
         the conditions stay the same."""
-        n = self.s.headline_pairs
+        n = self.settings.headline_pairs
         board = self.model.leaderboard()
         root = str(ref_target(self.pop.repo, SEED_REF) or self._root())
         if not n or not board or board[0]["val_loss"] is None:
@@ -233,7 +234,7 @@ class Evolution:
             return rec
         if self.budgets.exhausted() and self.budgets.deadline:
             return None  # the wall-clock budget is spent: say nothing rather than overrun it
-        seeds = [HEADLINE_SEED + self.s.seed + i for i in range(n)]
+        seeds = [HEADLINE_SEED + self.settings.seed + i for i in range(n)]
         started, runs = time.time(), self.evaluations.counts["run"]
         for seed in seeds:
             self.evaluations.request_pair(best["commit"], root, seed,
@@ -261,14 +262,14 @@ class Evolution:
                         "sigma": rec["sigma"], "repeats": rec.get("repeats"),
                         "paired_sigma": rec.get("paired_sigma"),
                         "paired_df": rec.get("paired_df"), "mde": rec.get("mde"),
-                        "pairs": self.s.acceptance().pairs,
-                        "confidence": self.s.acceptance().confidence,
-                        "min_effect": self.s.acceptance().min_effect, "resumed": resumed})
+                        "pairs": self.settings.acceptance().pairs,
+                        "confidence": self.settings.acceptance().confidence,
+                        "min_effect": self.settings.acceptance().min_effect, "resumed": resumed})
 
     def _store_settings(self) -> None:
         stored = runconfig.read_stored(self.pop.repo).get("evolve", {})
-        if runconfig.merged(stored, self.s.to_config()) != stored:
-            runconfig.write_config(self.pop.repo, {"evolve": self.s.to_config()},
+        if runconfig.merged(stored, self.settings.to_config()) != stored:
+            runconfig.write_config(self.pop.repo, {"evolve": self.settings.to_config()},
                                    "evolve settings")
 
     def _root(self) -> pygit2.Oid:

@@ -47,7 +47,7 @@ class Proposals:
                  preflight=None):
         """``preflight``: darwin_git.harness.preflight.Preflight, checking each child before it
         is queued (None: no pre-flight)."""
-        self.pop, self.s, self.mutator, self.sink = pop, settings, mutator, sink
+        self.pop, self.settings, self.mutator, self.sink = pop, settings, mutator, sink
         self.conditions = conditions
         self.hitl = hitl or LoopHooks()
         self.budgets = budgets  # proposing stops once one runs out
@@ -60,7 +60,7 @@ class Proposals:
     def make(self, gen: Generation) -> Iterator[str]:
         """Yield each child of this generation the moment it is committed (mutations, then
         crossovers), recorded in ``gen``."""
-        rng = random.Random(seed_of(self.s.seed, gen.g, "pairs"))
+        rng = random.Random(seed_of(self.settings.seed, gen.g, "pairs"))
         self.contexts.start(gen.g)
         self._warn_few_operators(gen)
         made, failed_before, self._new = 0, gen.stats.failed, 0
@@ -69,7 +69,7 @@ class Proposals:
         for speaker, target, commit in self.mutations(gen, pairs):
             made += 1
             yield gen.add(commit, target, f"{speaker} -> {target}")
-        for i in range(self.s.crossovers if len(gen.tips) > 1 else 0):
+        for i in range(self.settings.crossovers if len(gen.tips) > 1 else 0):
             child = self.crossover(gen, i, rng)
             if child:
                 commit, owner = child
@@ -96,9 +96,9 @@ class Proposals:
     def pairs(self, names: list[str], rng: random.Random) -> list[tuple[str, str]]:
         """(speaker, target) within one island: ring (agent i rewrites agent i+1, DARWIN),
         self or random."""
-        if self.s.pairing == "self" or len(names) == 1:
+        if self.settings.pairing == "self" or len(names) == 1:
             return [(a, a) for a in names]
-        if self.s.pairing == "random":
+        if self.settings.pairing == "random":
             return [(a, rng.choice([b for b in names if b != a])) for a in names]
         return [(a, names[(i + 1) % len(names)]) for i, a in enumerate(names)]
 

@@ -26,7 +26,7 @@ class Selection:
         """``journal``: where selection writes its plan and closes a generation; what is
         read comes from the read model (``evaluations.model``)."""
         self.journal, self.sink = journal, sink
-        self.s, self.evaluations = settings, evaluations
+        self.settings, self.evaluations = settings, evaluations
         self.model, self.pop = evaluations.model, evaluations.pop
         self.seeds = settings.acceptance().seeds(settings.seed)
 
@@ -70,22 +70,22 @@ class Selection:
         new_tips = dict(gen.tips)
         for step in advance:
             new_tips[step["agent"]] = step["to"]
-        margin = self.s.accept_k * (sigma or 0.0)
+        margin = self.settings.accept_k * (sigma or 0.0)
         members = gen.islands or {a: 0 for a in new_tips}
         promoted = {step["agent"] for step in advance}
         remeasured = self.remeasure(new_tips, margin, members, promoted)
         fit = {a: self.loss(t) for a, t in new_tips.items()}
         for step in advance:  # after re-measuring, the numbers selection decided on
             step["after"] = fit[step["agent"]]
-        rng = random.Random(seed_of(self.s.seed, gen.g, "select"))
+        rng = random.Random(seed_of(self.settings.seed, gen.g, "select"))
         used = set(self.pop.agents()) | {n.split("/")[3] for n in self.pop.pruned()}
         trees = {a: str(self.pop.commit(t).tree_id) for a, t in new_tips.items()}
         replace = []
-        for loser, parent in plan_replacements(fit, self.s.selection(), rng, margin, members,
+        for loser, parent in plan_replacements(fit, self.settings.selection(), rng, margin, members,
                                                trees, keep=promoted):
             replace.append(self._replacement(used, new_tips, members, loser, parent,
                                              prune_reason(loser, fit, margin)))
-        interval = self.s.migration_interval
+        interval = self.settings.migration_interval
         if interval and gen.g % interval == 0:
             busy = promoted | {r["loser"] for r in replace} | {r["parent"] for r in replace}
             for migrant, loser in plan_migrations(fit, members, trees, busy):
@@ -119,7 +119,7 @@ class Selection:
             fit = {a: self.loss(t) for a, t in tips.items()}
             ranked = rank(fit)
             doomed = [loser for loser, _ in
-                      plan_replacements(fit, self.s.selection(), random.Random(0), margin,
+                      plan_replacements(fit, self.settings.selection(), random.Random(0), margin,
                                         members, trees, keep)]
             todo = []
             for agent in dict.fromkeys(ranked[:1] + doomed):
@@ -163,7 +163,7 @@ class Selection:
         stats.evaluations_run = self.evaluations.counts["run"]
         stats.evaluations_cached = self.evaluations.counts["cached"]
         return {**asdict(stats), "verdicts": verdicts,
-                "rule": self.s.acceptance().to_dict(), "clock": self.model.conditions.clock}
+                "rule": self.settings.acceptance().to_dict(), "clock": self.model.conditions.clock}
 
     def finish_pending(self) -> None:
         """A plan journaled before a crash, not yet closed: apply it and close its generation."""
