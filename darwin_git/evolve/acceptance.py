@@ -1,9 +1,9 @@
 """Acceptance while a generation trains (README "Noise-aware acceptance"): each child is compared
 with its parent by the pure rule darwin_git.selection_rules.decide, from what the notes hold
-(the read model reads them: darwin_git/readmodel.py). The moment a child's result arrives and the verdict is "more",
-what it asks for is requested: the child's screen on the first seed, or the next pair of the
-child and its parent side by side; the slots stay busy, and selection reads the verdicts in
-``Generation.verdicts``.
+(darwin_git/readmodel.py reads them). The moment a child's result arrives and the verdict is
+"more", what it asks for is requested: the child's screen on the first seed, or the next pair
+of the child and its parent side by side; the slots stay busy, and selection reads the
+verdicts in ``Generation.verdicts``.
 
 A final verdict is an event, a "verdict" note on the child (what memory and prompts can show)
 and part of the generation's journal record. A "void" verdict (the engine could not evaluate

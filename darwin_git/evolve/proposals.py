@@ -1,10 +1,11 @@
-"""Proposals: who rewrites whom (pairing), what the speaking agent sees (its context), the
-pool of mutator calls in flight, crossovers and their conflict resolution.
+"""Proposals: who rewrites whom (pairing, within each island), the pool of mutator calls in
+flight, committing each child, crossovers and their conflict resolution. What the speaking
+agent sees, and the checks of a proposed tree, are evolve/context.py's.
 
 Each child is a commit on the target's tip, kept reachable under
 refs/darwin/candidates/g<G>/<slot> (the slot names target and speaker); a proposal that fails
-is an "attempt" note on the target's tip with its cause. Both mark the slot as done, so a
-resumed run never proposes it twice.
+is an "attempt" note on the target's tip with its cause and origin (the LLM's, the engine's or
+the proposal's own). Both mark the slot as done, so a resumed run never proposes it twice.
 """
 from __future__ import annotations
 

@@ -165,7 +165,9 @@ class Hitl(LoopHooks):
         return guidance_text(self.pop)
 
     def answers(self, agent: str, commit: str) -> list[str]:
-        return answer_texts_for_tree(self.pop, commit)  # the answers whose files it holds
+        """The answers whose files ``commit``'s tree holds; a broken request branch is an
+        event, never the end of the loop (like every hook here)."""
+        return self._guarded("answers", lambda: answer_texts_for_tree(self.pop, commit)) or []
 
     def _stalled_requests(self, g: int) -> None:
         """An agent whose tip stayed the same through the last stall_generations generations
