@@ -521,7 +521,7 @@ class ReadModel:
         """The seeds a commit has a comparable result at (any status)."""
         return {r.get("seed") for r in self.results(rev)}
 
-    def tree_results(self, tree) -> list[dict]:
+    def results_of_tree(self, tree) -> list[dict]:
         """The results of any commit with this tree id that count under the run's conditions
         (an identical tree is never evaluated twice: evolve/evaluations.py)."""
         return [r for r in self.pop.tree_results(tree) if comparable(r, self.conditions)]
@@ -529,7 +529,7 @@ class ReadModel:
     def cached(self, tree, seed: int) -> dict | None:
         """The newest ok result of this tree at this seed under the run's conditions, else its
         newest failure there; None when the tree was never evaluated so."""
-        found = [r for r in self.tree_results(tree) if r.get("seed") == seed]
+        found = [r for r in self.results_of_tree(tree) if r.get("seed") == seed]
         ok = [r for r in found if r.get("status") == "ok"]
         return (ok or found or [None])[-1]
 

@@ -75,7 +75,7 @@ class Contexts:
             self._claims.setdefault(tree, slot)
             fresh = tree not in self._kept
             self._kept.add(tree)
-        return fresh and not self.model.tree_results(tree)
+        return fresh and not self.model.results_of_tree(tree)
 
     def release(self, slot: str) -> None:
         """The slot's proposal made no child: the tree it claimed is free again."""
@@ -242,7 +242,7 @@ class Contexts:
 def describe_tree(model: ReadModel, tree: str) -> str | None:
     """What happened to a tree already evaluated under the read model's conditions (a line for
     the model), or None when it never was."""
-    results = model.tree_results(tree)
+    results = model.results_of_tree(tree)
     if not results:
         return None
     fit = summarize(results)

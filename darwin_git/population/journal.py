@@ -36,10 +36,6 @@ class Journal:
     def __init__(self, repo: pygit2.Repository):
         self.doc = RefDocument(repo, JOURNAL_REF, RECORD_FILE)
 
-    def latest(self) -> dict | None:
-        tip = self.doc.tip()
-        return None if tip is None else self._read(self.doc.repo[tip])
-
     def records(self) -> list[dict]:
         """Oldest first. A version that cannot be read stops the reader (DamagedPopulation):
         a generation's record is never skipped silently."""
