@@ -40,10 +40,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from darwin_git.fitness import too_short  # noqa: E402
-from darwin_git.mutate.base import Mutation  # noqa: E402
 from darwin_git.create import init_population  # noqa: E402
+from darwin_git.fitness import too_short  # noqa: E402
 from darwin_git.harness.executor import Job, LocalExecutor  # noqa: E402
+from darwin_git.mutate.base import Mutation  # noqa: E402
 from darwin_git.run.local import LocalSandbox  # noqa: E402
 from darwin_git.selection_rules import AcceptanceRule, decide  # noqa: E402
 

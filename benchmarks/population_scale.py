@@ -25,11 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from darwin_git import memory  # noqa: E402
-from darwin_git.readmodel import ReadModel  # noqa: E402
-from darwin_git.population import Population  # noqa: E402
 from darwin_git.create import init_population  # noqa: E402
 from darwin_git.graph import lineage  # noqa: E402
+from darwin_git.population import Population  # noqa: E402
 from darwin_git.population.refs import update_refs  # noqa: E402
+from darwin_git.readmodel import ReadModel  # noqa: E402
 from darwin_git.result import make_result  # noqa: E402
 
 SEED_TOML = """[train]\ncommand = ["python", "train.py"]\nbudget_s = 60\n[model]

@@ -14,9 +14,9 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
+from .harness.executor import Executor, Job
 from .origin import is_infrastructure, of_result
 from .result import loss_of
-from .harness.executor import Executor, Job
 from .selection_rules import LOST, MISSING, MORE, AcceptanceRule, Noise, Verdict, decide
 
 

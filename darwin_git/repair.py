@@ -32,8 +32,8 @@ from dataclasses import asdict, dataclass
 import pygit2
 
 from . import runconfig
-from .population.journal import RECORD_FILE, Journal, parse_record
 from .population.errors import DamagedPopulation
+from .population.journal import RECORD_FILE, Journal, parse_record
 from .population.message import OPERATOR_TRAILER, parse_message
 from .population.notes import NOTES_REF, _note_path, line_problem
 from .population.refs import engine_signature, ref_target, update_refs

@@ -34,13 +34,13 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from .bounds import AT_LEAST_1, POSITIVE, Bounds
-from .settings import PAIRINGS, EvolveSettings
 from .clock import CLOCKS
 from .contract import DEFAULT_BUDGET_S
 from .mutate.config import LLMConfig
-from .selection_rules import SelectionSettings
 from .population.refs import engine_signature, ref_target, update_refs
 from .population.repo import CONFIG_REF
+from .selection_rules import SelectionSettings
+from .settings import PAIRINGS, EvolveSettings
 
 CONFIG_FILE = "run.toml"
 

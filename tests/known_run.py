@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import statistics
 
-from darwin_git.population.journal import Journal
 from darwin_git.mutate.base import Mutation, MutationFailure
+from darwin_git.population.journal import Journal
 from darwin_git.population.refs import update_refs
 from darwin_git.result import make_result
 

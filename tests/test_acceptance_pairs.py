@@ -9,14 +9,14 @@ from conftest import BIGRAM_MODEL, Events, seed_toml
 from fake_executor import FakeExecutor
 
 from darwin_git import paired
-from darwin_git.population.journal import Journal
-from darwin_git.readmodel import ReadModel
+from darwin_git.create import init_population
 from darwin_git.evolve.loop import Evolution
-from darwin_git.settings import EvolveSettings
 from darwin_git.fitness import Conditions
 from darwin_git.mutate.base import Mutation, MutationFailure, Mutator
-from darwin_git.create import init_population
+from darwin_git.population.journal import Journal
+from darwin_git.readmodel import ReadModel
 from darwin_git.selection_rules import SIGMA_FLOOR, minimum_effect
+from darwin_git.settings import EvolveSettings
 
 TRAIN = "print('steps: 1')\n"
 

@@ -9,15 +9,15 @@ import random
 from conftest import BIGRAM_MODEL, Events, seed_toml
 from fake_executor import FakeExecutor
 
+from darwin_git.create import init_population
 from darwin_git.evolve import islands
+from darwin_git.evolve.loop import Evolution
+from darwin_git.mutate.base import Mutation, MutationFailure, Mutator
 from darwin_git.population.journal import Journal
 from darwin_git.readmodel import ReadModel
-from darwin_git.evolve.loop import Evolution
-from darwin_git.settings import EvolveSettings
-from darwin_git.mutate.base import Mutation, MutationFailure, Mutator
-from darwin_git.create import init_population
 from darwin_git.selection_rules import (SelectionSettings, distinct, plan_migrations,
                                         plan_replacements)
+from darwin_git.settings import EvolveSettings
 
 S = SelectionSettings(elites=1, prune_per_generation=1, min_distinct=2)
 

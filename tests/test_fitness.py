@@ -13,15 +13,15 @@ from conftest import Events
 
 from darwin_git import runconfig
 from darwin_git.cli import cli
-from darwin_git.evolve.loop import Evolution
-from darwin_git.settings import EvolveSettings
-from darwin_git.fitness import Conditions, comparable, installed_harness, summarize, too_short
 from darwin_git.clock import default_clock, resolve_clock
+from darwin_git.evolve.loop import Evolution
+from darwin_git.fitness import Conditions, comparable, installed_harness, summarize, too_short
+from darwin_git.harness.executor import Job, LocalExecutor
 from darwin_git.mutate.base import Mutation
 from darwin_git.readmodel import ReadModel
 from darwin_git.result import make_result
-from darwin_git.harness.executor import Job, LocalExecutor
 from darwin_git.run.local import LocalSandbox
+from darwin_git.settings import EvolveSettings
 
 RUN = Conditions(budget_s=5.0, clock="wall", device="cpu", harness=installed_harness())
 

@@ -10,12 +10,12 @@ import pytest
 
 from darwin_git.evolve.generation import Generation
 from darwin_git.evolve.proposals import Proposals
-from darwin_git.settings import EvolveSettings
-from darwin_git.readmodel import ReadModel
 from darwin_git.harness.preflight import Preflight
 from darwin_git.mutate.config import LLMConfig
 from darwin_git.mutate.llm import LLMMutator
+from darwin_git.readmodel import ReadModel
 from darwin_git.run.local import LocalSandbox
+from darwin_git.settings import EvolveSettings
 from conftest import Events
 from llm_server import llm_server, mutation_reply  # noqa: F401  (fixture)
 

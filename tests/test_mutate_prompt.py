@@ -5,16 +5,16 @@ from __future__ import annotations
 import pytest
 
 from darwin_git.evolve.generation import Generation
-from darwin_git.population.journal import Journal
 from darwin_git.evolve.proposals import Proposals
-from darwin_git.settings import EvolveSettings
-from darwin_git.readmodel import ReadModel
 from darwin_git.hitl import LoopHooks
 from darwin_git.mutate.base import Mutation, MutationFailure
 from darwin_git.mutate.config import LLMConfig
 from darwin_git.mutate.llm import LLMMutator
+from darwin_git.population.journal import Journal
 from darwin_git.population.refs import update_refs
+from darwin_git.readmodel import ReadModel
 from darwin_git.result import make_result as harness_result
+from darwin_git.settings import EvolveSettings
 from conftest import Events
 from llm_server import llm_server, mutation_reply  # noqa: F401  (fixture)
 

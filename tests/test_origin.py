@@ -15,14 +15,14 @@ from conftest import BIGRAM_MODEL, Events, seed_toml
 from fake_executor import FakeExecutor
 
 from darwin_git import memory, origin
+from darwin_git.create import init_population
 from darwin_git.evolve.context import describe_tree
 from darwin_git.evolve.loop import Evolution
-from darwin_git.settings import EvolveSettings
 from darwin_git.fitness import Conditions
 from darwin_git.mutate.base import Mutation, MutationFailure, Mutator
 from darwin_git.readmodel import ReadModel
-from darwin_git.create import init_population
 from darwin_git.result import make_result
+from darwin_git.settings import EvolveSettings
 
 EVALUATIONS = [
     # (what happened, status, cause, evidence fields, origin)

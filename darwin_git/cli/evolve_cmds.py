@@ -9,12 +9,12 @@ from pathlib import Path
 import click
 
 from ..clock import CLOCKS
-from ..settings import PAIRINGS, EvolveSettings
-from ..run.base import DEVICES
 from ..harness.factory import EXECUTORS
+from ..run.base import DEVICES
 from ..run.runner import RUNNERS
 from ..runconfig import DEFAULT_AGENTS
 from ..selection_rules import AcceptanceRule
+from ..settings import PAIRINGS, EvolveSettings
 from .errors import DarwinError, LockHeld, NoEvidence, RunnerUnavailable
 from .options import open_population, refuse_if_damaged, repo_option, user_errors
 

@@ -41,11 +41,11 @@ from dataclasses import dataclass, field
 from .. import memory
 from ..failpoints import crashpoint
 from ..fitness import too_short
+from ..harness.executor import Executor, Job
 from ..origin import is_infrastructure, of_result
 from ..population.message import AGENT_TRAILER
 from ..readmodel import ReadModel
 from ..result import error_line
-from ..harness.executor import Executor, Job
 
 OnResult = Callable[[str, int], None]
 

@@ -26,11 +26,11 @@ from ..population.refs import ref_target, update_refs
 from ..population.repo import CANDIDATE_PREFIX, Population
 from ..result import error_line
 from ..selection_rules import rank
+from ..settings import EvolveSettings
 from . import islands
 from .budgets import Budgets
 from .context import Contexts
 from .generation import Generation, seed_of
-from ..settings import EvolveSettings
 
 
 def candidate_ref(g: int, slot: str) -> str:

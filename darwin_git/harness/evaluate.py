@@ -55,6 +55,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import data as data_mod
+from ..clock import resolve_clock
 from ..contract import CONTRACT_FILE, Contract, ContractError, load_contract
 from ..result import make_result
 from ..run.base import Sandbox, Step
@@ -62,7 +63,6 @@ from . import flops as flops_mod
 from . import scoring, server, throughput, training
 from .checkpoint import CheckpointError, load_checkpoint
 from .client import Client, ServerError
-from ..clock import resolve_clock
 from .spec import EvalSpec, scoring_limit
 
 NOTE = "\n[darwin harness] "

@@ -32,8 +32,8 @@ from pathlib import Path
 
 from ..contract import (CONTRACT_FILE, DEFAULT_BUDGET_S, KIT_MODULE, Contract, ContractError,
                         load_contract)
-from ..result import reason
 from ..population.errors import PopulationError
+from ..result import reason
 
 LEVELS = ("none", "tree", "train")
 PREFLIGHT_BUDGET_S = 10.0  # training seconds of the pre-flight run (less if the seed says so)

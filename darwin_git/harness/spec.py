@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..result import HARNESS_VERSION
 from ..clock import check as check_clock
 from ..clock import default_clock
+from ..result import HARNESS_VERSION
 from ..run.base import ClockLimit, Limits
 
 # The budget's save window: the sandbox stops training at budget + SAVE_WINDOW_S on the run's

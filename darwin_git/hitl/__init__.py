@@ -24,11 +24,11 @@ from .answers import answers_for as _answers_for
 from .answers import answer_texts_for_tree, detect_merged, finalize
 from .guidance import GUIDANCE_FILE, GUIDANCE_REF, guidance_text as _guidance_text, set_guidance
 from .remote import RemoteError, pull, push
-from .sync import sync
 from .requests import (ARCHIVE_PREFIX, BRANCH_PREFIX, Request, RequestError, close_request,
                        get_request, list_requests)
 from .requests import open_request as _open_request
 from .revert import revert_failed
+from .sync import sync
 
 __all__ = ["ARCHIVE_PREFIX", "BRANCH_PREFIX", "GUIDANCE_FILE", "GUIDANCE_REF", "Hitl",
            "LoopHooks", "RemoteError", "Request", "RequestError", "answers_for", "close_request",
