@@ -107,7 +107,10 @@ def main() -> None:
     ap.add_argument("--neighbours", default="0,1,2")
     ap.add_argument("--kinds", default="AA,AB")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--from-json", type=Path, help="only print the resolution of a saved run")
     args = ap.parse_args()
+    if args.from_json:
+        return _from_json(args.from_json)
 
     work = Path(tempfile.mkdtemp(prefix="paired-noise-"))
     a = args.tree
@@ -158,10 +161,46 @@ def main() -> None:
             print(f"| {n} | {kind} | {len(d)} | {mean:+.4f} | {sd:.4f} | "
                   f"{mean / sd if sd == sd and sd else float('nan'):+.2f} | "
                   f"{steps[0]:.1f}, {steps[1]:.1f} | {gap} |")
+    print(resolution(rows))
     if args.json:
         args.json.write_text(json.dumps({"budget_s": args.budget, "change": args.change,
                                          "rows": rows}, indent=1))
     shutil.rmtree(work, ignore_errors=True)
+
+
+def resolution(rows: list[dict], pairs: int = 3, confidence: float = 0.95) -> str:
+    """The smallest effect each rule finds with 80% power, from these runs.
+
+    before: the rule this replaced compared a child with parent values measured at another
+    moment (whatever ran beside them then), by a paired t-test over 3 seeds of its own spread;
+    the spread of such a difference for a tree against itself is the spread of one tree's
+    value on one seed measured at two moments (the first run of each A/A pair, against the
+    same seed's first run with another number of neighbours).
+    after: pairs side by side against the spread of the A/A pairs (select.minimum_effect,
+    its degrees of freedom as measured)."""
+    from darwin_git.selection_rules import minimum_effect
+
+    aa = [r for r in rows if r["kind"] == "AA" and r["d"] is not None]
+    after = statistics.fmean(r["d"] ** 2 for r in aa) ** 0.5 if aa else None
+    first: dict = {}
+    for r in aa:
+        first.setdefault(r["seed"], {})[r["neighbours"]] = r["first"]["val_loss"]
+    gaps = [a - b for by_n in first.values() for i, a in enumerate(by_n.values())
+            for b in list(by_n.values())[i + 1:]]
+    before = statistics.fmean(g * g for g in gaps) ** 0.5 if gaps else None
+    mde_after = minimum_effect(after, len(aa), pairs, confidence)
+    mde_before = minimum_effect(before, pairs - 1, pairs, confidence)  # its own 3-seed sd
+    return (f"\nsmallest effect found with 80% power at {confidence:.0%}, over {pairs} "
+            f"seeds/pairs: before (unpaired in time, sd {before or float('nan'):.4f} from "
+            f"{len(gaps)} differences, a t-test of its own 3 values) "
+            f"{mde_before or float('nan'):.4f} nats; after (side by side, sd "
+            f"{after or float('nan'):.4f} from {len(aa)} A/A pairs) "
+            f"{mde_after or float('nan'):.4f} nats")
+
+
+def _from_json(path: Path) -> None:
+    data = json.loads(path.read_text())
+    print(f"{path}: budget {data['budget_s']:g} s" + resolution(data["rows"]))
 
 
 if __name__ == "__main__":

@@ -47,7 +47,8 @@ class FakeExecutor(Executor):
     runner = "fake"
 
     def __init__(self, repo_path, slots: int = 2, seed_sd: float = 0.01,
-                 trajectory_sd: float = 0.004, timing_sd: float = 0.002, steps: int = 120):
+                 trajectory_sd: float = 0.004, timing_sd: float = 0.002, steps=120):
+        """``steps``: the optimizer steps every run reports, or a function of its Job."""
         self.repo_path = str(repo_path)
         self.slots = slots
         self.seed_sd, self.trajectory_sd, self.timing_sd = seed_sd, trajectory_sd, timing_sd
@@ -112,6 +113,7 @@ class FakeExecutor(Executor):
         loss = (BASE + effect + _normal(self.seed_sd, "seed", job.seed)
                 + (0.0 if is_seed else _normal(self.trajectory_sd, "tree", tree_id, job.seed))
                 + timing)
+        steps = self.steps(job) if callable(self.steps) else self.steps
         return make_result("ok", val_loss=loss, perplexity=2.718281828 ** loss,
-                           train={"steps": self.steps}, eval_tokens=2048, vocab_size=84,
+                           train={"steps": steps}, eval_tokens=2048, vocab_size=84,
                            conditions=conditions, **common)

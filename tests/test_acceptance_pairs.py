@@ -180,3 +180,16 @@ def test_a_tree_lost_to_the_infrastructure_is_evaluated_again_when_proposed_agai
     assert str(pop.commit(again["commit"]).tree_id) == tree
     assert again["action"] == "promote"
     assert not [e for e in sink2.of("evaluated") if e["cached"]]  # trained, not copied
+
+
+def test_a_screen_made_under_other_conditions_is_made_again_side_by_side(pop):
+    """The child's screen made far fewer optimizer steps than its parent's reference runs (the
+    machine was busier): not better there is no verdict yet; the two run side by side on the
+    first seed, and the screen compares that pair."""
+    slow_screens = FakeExecutor(pop.path, steps=lambda job: 60 if job.role == "screen" else 120)
+    sink, ex, _ = run(pop, Planted({"agent-00": "# fake-effect: +0.02"}), slow_screens)
+    child = next(v["commit"] for v in sink.of("verdict"))
+    assert [(j.role, j.seed) for j in ex.jobs if j.commit == child] == [("screen", 0),
+                                                                       ("pair", 0)]
+    (v,) = [v for v in sink.of("verdict") if v["action"] != "more"]
+    assert v["action"] == "reject" and "seed 0 120/120" in v["reason"]

@@ -54,9 +54,10 @@ from .errors import DarwinError, RunFailed, RunnerUnavailable
               help="First training seed [default: the population's, else 0].")
 @click.option("--repeats", type=click.IntRange(1, 100), default=None,
               help="bench A: seeds to run A on [default: one per slot, side by side].")
-@click.option("--pairs", type=click.IntRange(2, 100), default=None,
-              help="bench A B: run this many pairs whatever the verdict (a measurement) "
-                   "[default: stop where acceptance stops].")
+@click.option("--pairs", type=click.IntRange(3, 100), default=None,
+              help="bench A B: run this many pairs (seeds) whatever the verdict, a measurement "
+                   "(the first seed's pair included; a t-test needs two more) [default: stop "
+                   "where acceptance stops].")
 @click.option("--noise-pairs", type=click.IntRange(0, 20), default=2, show_default=True,
               help="bench A B without the population's noise: A beside itself on this many "
                    "seeds first.")
@@ -248,7 +249,8 @@ def _two(executor, found: list[dict], run: dict, pairs: int | None, noise_pairs:
     elif mean is not None:
         ci = f" [{low:+.4f}, {high:+.4f}] (95%)" if low is not None else " (no interval)"
         say(f"B - A = {mean:+.4f} nats{ci} over {summary['pairs']} pair(s) side by side")
-        say(f"verdict evolve would reach: {result.verdict.reason}")
+        stops = " (acceptance stops where this says; every pair above ran)" if pairs else ""
+        say(f"verdict evolve would reach{stops}: {result.verdict.reason}")
     else:
         say(f"no pair where both trained ok; verdict: {result.verdict.reason}")
     return failed

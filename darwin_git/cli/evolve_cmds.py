@@ -67,21 +67,22 @@ def _range(name: str, kind: type = float):
                    "process tree; it does not shrink when other work shares the machine) or "
                    "wall [env DARWIN_CLOCK; default: cpu on CPU devices, wall on CUDA].")
 @click.option("--max-seeds", type=_range("max_seeds", int), envvar="DARWIN_MAX_SEEDS",
-              help="Seeds a child that keeps beating its parent is evaluated on, paired with "
-                   "the parent's, before the paired t-test decides [env DARWIN_MAX_SEEDS; "
-                   f"default {AcceptanceRule.max_seeds}].")
+              help="Seeds a child is compared with its parent on: its first (the screen), "
+                   "then pairs side by side with its parent, before the t-test decides [env "
+                   f"DARWIN_MAX_SEEDS; default {AcceptanceRule.max_seeds}].")
 @click.option("--confidence", type=_range("confidence"),
-              help="Confidence of the one-sided paired t-test that promotes a child "
+              help="Confidence of the one-sided t-test of the pairs that promotes a child "
                    f"[default {AcceptanceRule.confidence}].")
 @click.option("--min-effect", type=_range("min_effect"),
-              help="Mean gain in nats (val_loss) a promoted child must reach "
-                   f"[default {AcceptanceRule.min_effect}].")
+              help="Mean gain in nats (val_loss) a promoted child must also reach besides "
+                   f"the test [default {AcceptanceRule.min_effect}: the test alone; the run "
+                   "prints the smallest gain the test can see].")
 @click.option("--accept-k", type=_range("accept_k"),
               help="Pruning's noise bar: an agent within k noise sigmas of the best is never "
                    f"pruned [default {EvolveSettings.accept_k}].")
 @click.option("--noise-repeats", type=_range("noise_repeats", int),
-              help="Seed runs (seeds seed, seed+1, ...) measuring the noise floor "
-                   f"[default {EvolveSettings.noise_repeats}].")
+              help="Seeds (seed, seed+1, ...) the seed is trained on twice side by side to "
+                   f"measure the noise floor [default {EvolveSettings.noise_repeats}].")
 @click.option("--max-wall", "max_wall_s", type=_range("max_wall_s"), envvar="DARWIN_MAX_WALL",
               help="Stop after this many seconds (at a consistent state).")
 @click.option("--max-tokens", type=_range("max_tokens", int), help="Stop once LLM tokens reach this.")
@@ -104,12 +105,13 @@ def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, exe
            max_cost_usd, assignments, check, json_events, report):
     """Run the evolutionary loop (the main job); run it again to resume.
 
-    Each generation every agent proposes a mutation to another agent's training code; all
-    children train in isolation and the harness scores them. A child is compared with its
-    parent on the same training seeds: rejected after one run unless better on the first seed,
-    else evaluated on more seeds (the parent too) and promoted when a one-sided paired t-test
-    and a minimum gain say so; its agent fast-forwards to it. The worst agents are pruned and
-    replaced.
+    Each generation every agent proposes a mutation to another agent's training code (within
+    its island); all children train in isolation and the harness scores them. A child is
+    compared with its parent on the same training seeds: rejected after one run unless better
+    on the first seed, else trained side by side with its parent on more seeds and promoted
+    when a one-sided t-test of the pairs, against the noise measured in the run, says so; its
+    agent fast-forwards to it. The worst agents are pruned and replaced. A generation that
+    gives no evidence about the code changes nothing; two in a row stop the run (exit 7).
     """
     from .. import runconfig
     from ..evolve.loop import Evolution

@@ -16,9 +16,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..paired import steps as steps_of
-from ..selection_rules import LOST, MORE, VOID, AcceptanceRule, Verdict, decide
+from ..selection_rules import LOST, MORE, REJECT, VOID, AcceptanceRule, Verdict, decide
 from .evaluations import Evaluations
 from .generation import Generation
+
+
+# How far apart (a fraction of the reference's) the optimizer steps of a screen run and its
+# parent's reference runs may be before the screen is taken as made under other conditions.
+STEPS_TOLERANCE = 0.1
 
 
 class Acceptance:
@@ -46,10 +51,16 @@ class Acceptance:
                 self._step(child)
 
     def verdict(self, child: str, parent: str) -> Verdict:
-        """The rule's verdict on ``child`` against ``parent`` from what is noted so far."""
+        """The rule's verdict on ``child`` against ``parent`` from what is noted so far. The
+        screen compares with the parent's reference value, except where the two already ran
+        side by side on the first seed: then with that pair."""
         first, model = self.seeds[0], self.model
         ev = self.evaluations
         mine = LOST if (child, first) in ev.lost else model.screen_value(child, first)
+        ref = model.reference(parent, first)
+        beside = model.pair_values(child, parent, first)
+        if beside is not None:
+            mine, ref = beside
         pairs = {}
         for seed in self.seeds[1:]:
             if (child, parent, seed) in ev.lost:
@@ -60,13 +71,35 @@ class Acceptance:
                 pairs[seed] = found
         if (child, parent, first) in ev.lost:
             mine = LOST
-        return decide(mine, model.reference(parent, first), pairs, self.seeds, self.rule,
-                      model.noise(without=child))
+        return decide(mine, ref, pairs, self.seeds, self.rule, model.noise(without=child))
+
+    def unfair_screen(self, child: str, parent: str) -> bool:
+        """The child's screen run and its parent's reference runs made optimizer steps too far
+        apart to compare (the machine's load changed between them: a CPU second is not a fixed
+        amount of work), and the two have not run side by side on the first seed yet. Steps are
+        what the training reports: a false report can only cost a pair, never win one."""
+        first = self.seeds[0]
+        if self.model.pair_values(child, parent, first) is not None:
+            return False
+        mine = self.model.steps_on(child, first)
+        ref = self.model.steps_on(parent, first, reference=True)
+        mine = [v for v in mine if isinstance(v, (int, float))]
+        ref = [v for v in ref if isinstance(v, (int, float)) and v > 0]
+        if not mine or not ref:
+            return False
+        theirs = sum(ref) / len(ref)
+        return abs(sum(mine) / len(mine) - theirs) > STEPS_TOLERANCE * theirs
 
     def _step(self, child: str) -> None:
         gen = self._gen
         cand = gen.candidates[child]
         verdict = self.verdict(child, cand.parent)
+        if verdict.final and verdict.n == 1 and verdict.action == REJECT and \
+                self.unfair_screen(child, cand.parent):
+            # not better on a screen made under other conditions: side by side before it counts
+            verdict = Verdict(MORE, f"its screen made {self._steps_words(child, cand.parent)}: "
+                              "the two side by side on that seed before it counts", 0,
+                              want="pair", seed=self.seeds[0])
         before = gen.verdicts.get(child)
         gen.verdicts[child] = verdict
         if verdict.action == MORE:
@@ -100,15 +133,28 @@ class Acceptance:
         if stage:
             gen.stats.fail(stage)
 
+    def _screen_steps(self, child: str, parent: str) -> str:
+        """'child/parent' optimizer steps of what the screen compared: the pair side by side
+        on the first seed where there is one, else the screen run and the reference runs."""
+        first = self.seeds[0]
+        pair = self.model.pair_results(child, parent, first)
+        if pair is not None:
+            return f"{steps_of(pair[0])}/{steps_of(pair[1])}"
+        mine = self.model.steps_on(child, first)
+        ref = self.model.steps_on(parent, first, reference=True)
+        return f"{_steps(mine)}/{_steps(ref)}"
+
+    def _steps_words(self, child: str, parent: str) -> str:
+        mine, ref = self._screen_steps(child, parent).split("/")
+        return f"{mine} optimizer steps, its parent's reference {ref}"
+
     def _with_steps(self, child: str, parent: str, verdict: Verdict) -> Verdict:
         """The verdict's reason with the optimizer steps each compared run made beside its
         loss, seed by seed (a CPU second is not a fixed amount of work: they say how fair the
         comparison was)."""
         first, rows = self.seeds[0], []
         if verdict.n >= 1:
-            mine = self.model.steps_on(child, first)
-            ref = self.model.steps_on(parent, first, reference=True)
-            rows.append(f"seed {first} {_steps(mine)}/{_steps(ref)}")
+            rows.append(f"seed {first} {self._screen_steps(child, parent)}")
         for seed in self.seeds[1:verdict.n]:
             found = self.model.pair_results(child, parent, seed)
             if found:
