@@ -494,6 +494,7 @@ class ReadModel:
         self._generations: dict[str, int] = {}
         self._journal: tuple[pygit2.Oid | None, RunRecords] | None = None
         self._branches: dict[str, set] = {}
+        self._agent_refs: dict[str, list[str]] | None = None
         self._selected: set[str] | None = None
 
     # ----- notes --------------------------------------------------------------------------
@@ -681,7 +682,9 @@ class ReadModel:
     def branch_commits(self, owner: str) -> set[str]:
         """Every commit of the owner's branches, live and pruned: the changes it kept."""
         if owner not in self._branches:
-            names = [n for n in named_agent_refs(self.pop).get(owner, [])
+            if self._agent_refs is None:
+                self._agent_refs = named_agent_refs(self.pop)
+            names = [n for n in self._agent_refs.get(owner, [])
                      if n.startswith(AGENT_PREFIX) or n.startswith(PRUNED_PREFIX)]
             tips = [self.pop.repo.references[n].resolve().target for n in names]
             found: set[str] = set()
