@@ -3,9 +3,9 @@ must be, measured.
 
 Every variant is a child of the seed (a commit of a throw-away population repo), trained
 through the engine's executor the way the loop trains a child: its first seed, then its next
-seed only while darwin_git.select.decide, the function the loop calls, asks for one (the seed
-itself, the parent, is trained on all the rule's seeds, as the noise floor is; --all-seeds
-trains every variant on every seed). Printed per variant: the per-seed
+seed only while darwin_git.selection_rules.decide, the function the loop calls, asks for one
+(the seed itself, the parent, is trained on all the rule's seeds, as the noise floor is;
+--all-seeds trains every variant on every seed). Printed per variant: the per-seed
 differences child - seed, the verdict and its reason, and the optimizer steps reported.
 
 - neutral: behaviour-free changes (a comment added, a local renamed): the spread of their
@@ -40,12 +40,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from darwin_git.create import init_population  # noqa: E402
 from darwin_git.fitness import too_short  # noqa: E402
+from darwin_git.harness.executor import Job, LocalExecutor  # noqa: E402
 from darwin_git.mutate.base import Mutation  # noqa: E402
-from darwin_git.population import init_population  # noqa: E402
-from darwin_git.run.executor import Job, LocalExecutor  # noqa: E402
 from darwin_git.run.local import LocalSandbox  # noqa: E402
-from darwin_git.select import AcceptanceRule, decide  # noqa: E402
+from darwin_git.selection_rules import AcceptanceRule, decide  # noqa: E402
 
 from load import background_load, load_avg  # noqa: E402  (benchmarks/load.py)
 

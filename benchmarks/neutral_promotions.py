@@ -28,14 +28,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from darwin_git import data  # noqa: E402
-from darwin_git.evolve.journal import Journal  # noqa: E402
+from darwin_git.create import init_population  # noqa: E402
 from darwin_git.evolve.loop import Evolution  # noqa: E402
-from darwin_git.evolve.settings import EvolveSettings  # noqa: E402
+from darwin_git.harness.executor import LocalExecutor  # noqa: E402
 from darwin_git.mutate.base import Mutation, Mutator  # noqa: E402
-from darwin_git.population import init_population  # noqa: E402
+from darwin_git.population.journal import Journal  # noqa: E402
 from darwin_git.progress import LineSink  # noqa: E402
-from darwin_git.run.executor import LocalExecutor  # noqa: E402
 from darwin_git.run.local import LocalSandbox  # noqa: E402
+from darwin_git.settings import EvolveSettings  # noqa: E402
 
 from load import load_avg  # noqa: E402  (benchmarks/load.py)
 

@@ -178,7 +178,7 @@ def resolution(rows: list[dict], pairs: int = 3, confidence: float = 0.95) -> st
     same seed's first run with another number of neighbours).
     after: pairs side by side against the spread of the A/A pairs (select.minimum_effect,
     its degrees of freedom as measured)."""
-    from darwin_git.select import minimum_effect
+    from darwin_git.selection_rules import minimum_effect
 
     aa = [r for r in rows if r["kind"] == "AA" and r["d"] is not None]
     after = statistics.fmean(r["d"] ** 2 for r in aa) ** 0.5 if aa else None

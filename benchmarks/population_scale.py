@@ -25,10 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from darwin_git import memory  # noqa: E402
-from darwin_git.fitness import leaderboard, run_conditions  # noqa: E402
-from darwin_git.population import Population, init_population  # noqa: E402
-from darwin_git.population.graph import lineage  # noqa: E402
+from darwin_git.create import init_population  # noqa: E402
+from darwin_git.graph import lineage  # noqa: E402
+from darwin_git.population import Population  # noqa: E402
 from darwin_git.population.refs import update_refs  # noqa: E402
+from darwin_git.readmodel import ReadModel  # noqa: E402
 from darwin_git.result import make_result  # noqa: E402
 
 SEED_TOML = """[train]\ncommand = ["python", "train.py"]\nbudget_s = 60\n[model]
@@ -84,7 +85,7 @@ def timed(fn, repeat: int = 3) -> float:
 
 
 def status(pop: Population) -> list[dict]:
-    return leaderboard(pop, run_conditions(pop))
+    return ReadModel(pop).leaderboard()
 
 
 def measure(agents: int, depth: int, seed: int = 0, where: str | None = None) -> dict:

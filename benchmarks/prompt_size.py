@@ -28,12 +28,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from darwin_git.create import init_population  # noqa: E402
 from darwin_git.evolve.loop import Evolution  # noqa: E402
-from darwin_git.evolve.settings import EvolveSettings  # noqa: E402
 from darwin_git.mutate.config import LLMConfig  # noqa: E402
 from darwin_git.mutate.llm import LLMMutator  # noqa: E402
-from darwin_git.population import init_population  # noqa: E402
 from darwin_git.progress import Sink  # noqa: E402
+from darwin_git.settings import EvolveSettings  # noqa: E402
 from fake_executor import FakeExecutor  # noqa: E402  (tests/fake_executor.py)
 
 HEAD = re.compile(r"^Generation (\d+)\. You are (\S+), proposing one change to the code of (\S+)\.")

@@ -23,8 +23,8 @@ Smoke test (a few minutes; numbers mean nothing at this budget):
    seeds 2000.. that no run uses (runs compare on 0..max_seeds-1, headlines use 1000..). Also:
    the seed against a copy of itself (the null row), the synergy pair together, and all the
    measured improvements together. The 95% interval pools the spread of every row's pairs
-   around its own mean with the null row's (darwin_git.compare.interval, darwin_git.select.Noise:
-   the engine's estimator); a label is `improvement` when the interval is below 0, `harmful`
+   around its own mean with the null row's (darwin_git.compare.interval,
+   darwin_git.selection_rules.Noise: the engine's estimator); a label is `improvement` when the interval is below 0, `harmful`
    when above, else `no effect seen`. --effects FILE keeps the measurement (reused when budget,
    pairs, seed and menu match).
 3. Runs: for each configuration, a fresh population from seed_repo/ (`darwin-git init
@@ -69,7 +69,7 @@ import search_menu as menu  # noqa: E402  (benchmarks/search_menu.py)
 from load import load_avg  # noqa: E402  (benchmarks/load.py)
 
 from darwin_git.compare import interval  # noqa: E402
-from darwin_git.select import Noise  # noqa: E402
+from darwin_git.selection_rules import Noise  # noqa: E402
 
 SEED_REPO = ROOT / "seed_repo"
 MEASURE_SEED = 2000  # training seeds of the menu's measurement: never a run's (0.., 1000..)
@@ -364,7 +364,7 @@ def read_done(repo: Path) -> list[dict]:
     """The journal's per-generation facts (distinct tips, lost changes, evidence)."""
     import pygit2
 
-    from darwin_git.evolve.journal import Journal
+    from darwin_git.population.journal import Journal
 
     return [{"generation": r.get("generation"), "diversity": r.get("diversity"),
              "lost": len(r.get("lost") or []), "evidence": r.get("evidence"),

@@ -25,13 +25,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from darwin_git.create import init_population  # noqa: E402
 from darwin_git.evolve.loop import Evolution  # noqa: E402
-from darwin_git.evolve.settings import EvolveSettings  # noqa: E402
+from darwin_git.harness.executor import Job, LocalExecutor  # noqa: E402
 from darwin_git.mutate.operators import BuiltinMutator  # noqa: E402
-from darwin_git.population import Population, init_population  # noqa: E402
+from darwin_git.population import Population  # noqa: E402
 from darwin_git.progress import Sink  # noqa: E402
-from darwin_git.run.executor import Job, LocalExecutor  # noqa: E402
 from darwin_git.run.local import LocalSandbox  # noqa: E402
+from darwin_git.settings import EvolveSettings  # noqa: E402
 
 
 def load() -> str:
@@ -43,7 +44,7 @@ def make_executor(kind: str, pop_path: Path, slots: int, work: Path):
         ex = LocalExecutor(pop_path, LocalSandbox(), slots=slots, work_root=work / "jobs")
         ex.runner = "local"
         return ex
-    from darwin_git.run.ray_executor import RayExecutor
+    from darwin_git.harness.ray_executor import RayExecutor
     return RayExecutor(pop_path, runner="local", slots=slots, work_root=work / "jobs")
 
 

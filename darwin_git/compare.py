@@ -1,9 +1,9 @@
 """Two commits compared the way acceptance compares a child with its parent, outside a running
 evolve (`darwin-git bench A B`): pairs side by side on the executor, seed by seed, the rule of
-darwin_git.select.decide for the verdict, the difference B - A with its interval.
+darwin_git.selection_rules.decide for the verdict, the difference B - A with its interval.
 
 Each pair is the two commits on one training seed, started together on two slots of an
-executor laid out as evolve's (run/factory.py), so that whatever else ran on the machine ran
+executor laid out as evolve's (harness/factory.py), so that whatever else ran on the machine ran
 beside both. An infrastructure failure (origin.py) runs the pair again, up to ``retries``
 times; then that seed is lost (no evidence).
 """
@@ -15,10 +15,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from .harness.executor import Executor, Job
 from .origin import is_infrastructure, of_result
-from .result import fitness as loss_of
-from .run.executor import Executor, Job
-from .select import LOST, MISSING, MORE, AcceptanceRule, Noise, Verdict, decide
+from .result import loss_of
+from .selection_rules import LOST, MISSING, MORE, AcceptanceRule, Noise, Verdict, decide
 
 
 @dataclass

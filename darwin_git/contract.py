@@ -75,7 +75,7 @@ import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .run.base import CLOCKS
+from . import clock as clocks
 
 try:
     import tomllib
@@ -84,6 +84,9 @@ except ModuleNotFoundError:  # Python 3.10
 
 CONTRACT_FILE = "darwin.toml"
 CHECKPOINT_FORMAT = 1
+# Training seconds per evaluation when darwin.toml names none: the one default budget (the run
+# config, evolve's settings and the run's conditions fall back to it too).
+DEFAULT_BUDGET_S = 60.0
 KIT_MODULE = "darwin_train"  # the training helper a command may run under (harness/kit)
 # Every table and key darwin.toml may hold (the module docstring says what each means). Any
 # other name is refused with the closest known one: a typo never runs silently with a default.
@@ -106,8 +109,8 @@ class Contract:
     model_entry: str
     checkpoint: str = "ckpt.pt"
     config_entry: str | None = None  # "module:Class": the entry gets Class(**model_config)
-    budget_s: float = 60.0
-    clock: str | None = None  # None: chosen by device (harness/spec.py resolve_clock)
+    budget_s: float = DEFAULT_BUDGET_S
+    clock: str | None = None  # None: chosen by device (darwin_git.clock.resolve_clock)
     tokenizer: str = "char"
     eval_context: int = 256
     mutable: tuple[str, ...] = ("*.py",)
@@ -203,9 +206,11 @@ def parse_contract(text: str) -> Contract:
     if not command or not all(isinstance(c, str) for c in command):
         raise ContractError(f"{CONTRACT_FILE}: [train] command must be a list of strings")
     clock = train.get("clock")
-    if clock is not None and clock not in CLOCKS:
-        raise ContractError(f"{CONTRACT_FILE}: [train] clock must be one of {', '.join(CLOCKS)}, "
-                            f"not {clock!r}")
+    if clock is not None:
+        try:
+            clocks.check(clock, f"{CONTRACT_FILE}: [train] clock")
+        except ValueError as exc:
+            raise ContractError(str(exc)) from None
     entry = model.get("entry", "")
     if not isinstance(entry, str) or entry.count(":") != 1 or not all(entry.split(":")):
         raise ContractError(f"{CONTRACT_FILE}: [model] entry must look like 'module:function'")
@@ -219,7 +224,7 @@ def parse_contract(text: str) -> Contract:
             model_entry=entry,
             checkpoint=str(model.get("checkpoint", "ckpt.pt")),
             config_entry=config_entry,
-            budget_s=float(train.get("budget_s", 60)),
+            budget_s=float(train.get("budget_s", DEFAULT_BUDGET_S)),
             clock=clock,
             tokenizer=str(evals.get("tokenizer", "char")),
             eval_context=int(evals.get("context", 256)),

@@ -135,8 +135,14 @@ class DataPaths:
     val_dir: Path  # val.bin + meta.json: the harness's alone
 
 
+def cache_root() -> Path:
+    """darwin-git's own cache folder, ~/.cache/darwin-git: the tokenized corpus (data/, unless
+    DARWIN_DATA_CACHE says elsewhere) and the measured CPU peak (harness/flops.py)."""
+    return Path.home() / ".cache" / "darwin-git"
+
+
 def default_data_root() -> Path:
-    return Path(os.environ.get("DARWIN_DATA_CACHE", Path.home() / ".cache" / "darwin-git" / "data"))
+    return Path(os.environ.get("DARWIN_DATA_CACHE", cache_root() / "data"))
 
 
 def _write_split(directory: Path, name: str, ids: list[int], meta: dict) -> None:

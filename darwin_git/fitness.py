@@ -8,6 +8,9 @@ seed evaluated more than once is averaged first, so it does not weigh double. Th
 values are kept, so two commits can be compared seed by seed (paired), and every view can say
 how many seeds stand behind a number. :func:`too_short` says when a run was too short to learn
 anything (every view shows it beside the number).
+
+These are rules over result lines; darwin_git/readmodel.py reads the lines from the notes and
+applies them (a commit's fitness, the leaderboard).
 """
 from __future__ import annotations
 
@@ -15,21 +18,14 @@ import math
 import statistics
 from dataclasses import dataclass, field
 
-import pygit2
-
-from . import runconfig
-from .harness.spec import default_clock
+from .clock import check as check_clock
+from .clock import of_record as clock_of
+from .clock import resolve_clock
+from .contract import DEFAULT_BUDGET_S
 from .origin import is_evidence, is_infrastructure, of_result
-from .population.lineage import generation
-from .population.message import parse_message
-from .population.repo import Population
-from .result import fitness as result_loss
+from .result import loss_of
 from .result import make_result
-from .run.base import CLOCKS
-from .select import rank
 
-DEFAULT_BUDGET_S = 60.0  # a config without any budget (runconfig.DEFAULTS has one)
-PENDING_DEPTH = 200  # how far below a tip the leaderboard looks for the last evaluated commit
 # A run too short to learn (too_short): fewer optimizer steps than this (as the training code
 # reports them) leaves most recipes still warming up, so agents differ mostly by noise ...
 MIN_STEPS = 50
@@ -53,15 +49,14 @@ class Conditions:
     layout: str | None = None  # how runs share the machine (Executor.layout, "2x1"); None: any
 
     def __post_init__(self):
-        if self.clock not in CLOCKS:
-            raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, not {self.clock!r}")
+        check_clock(self.clock)
 
     @classmethod
     def of(cls, settings) -> "Conditions":
-        """The conditions of a run with these settings (an evolve.settings.EvolveSettings:
+        """The conditions of a run with these settings (a darwin_git.settings.EvolveSettings:
         budget_s, device, clock, layout), scored by this install's harness."""
         return cls(budget_s=float(settings.budget_s),
-                   clock=settings.clock or default_clock(settings.device),
+                   clock=resolve_clock(settings.clock, device=settings.device),
                    device=settings.device, harness=installed_harness(),
                    layout=getattr(settings, "layout", None))
 
@@ -74,8 +69,9 @@ class Conditions:
         ``Conditions.of(EvolveSettings.from_config(config))`` (tests hold the two together)."""
         run = {"budget_s": config.get("budget_s", DEFAULT_BUDGET_S), **config.get("evolve", {})}
         device = run.get("device") or "cpu"
-        return cls(budget_s=float(run["budget_s"]), clock=run.get("clock") or default_clock(device),
-                   device=device, harness=installed_harness(), layout=run.get("layout"))
+        return cls(budget_s=float(run["budget_s"]),
+                   clock=resolve_clock(run.get("clock"), device=device), device=device,
+                   harness=installed_harness(), layout=run.get("layout"))
 
     def matches(self, record: dict) -> bool:
         """Same budget, clock, device, harness and layout. A record that does not say one of
@@ -89,19 +85,14 @@ class Conditions:
         return (same(record.get("budget_s"), self.budget_s)
                 and same(record.get("device"), self.device)
                 and same(record.get("harness"), self.harness) and same(layout, self.layout)
-                and (record.get("clock") or "wall") == self.clock)
-
-
-def run_conditions(pop: Population) -> Conditions:
-    """The conditions of the run stored in the population's run config (refs/darwin/config)."""
-    return Conditions.from_config(runconfig.read_config(pop.repo))
+                and clock_of(record) == self.clock)
 
 
 def comparable(result, conditions: Conditions) -> bool:
     """A result line (v 1, kind "result") measured under ``conditions`` that speaks about the
     code: ok, or failed by the code's own doing. A failure of the engine or its infrastructure
     (origin.py) says nothing about the code: it counts for nothing here (the tree is evaluated
-    again), and :func:`infrastructure_failures` counts it apart."""
+    again), and :func:`infrastructure_failure` counts it apart."""
     return _under(result, conditions) and is_evidence(result)
 
 
@@ -110,11 +101,10 @@ def _under(result, conditions: Conditions) -> bool:
             and result.get("kind") == "result" and conditions.matches(result))
 
 
-def infrastructure_failures(pop: Population, commit, conditions: Conditions) -> list[dict]:
-    """The commit's results under ``conditions`` that failed for the engine's or the
-    infrastructure's reasons (origin "engine" or "llm"), oldest first."""
-    return [r for r in pop.records(commit, "result") if _under(r, conditions)
-            and is_infrastructure(of_result(r))]
+def infrastructure_failure(result, conditions: Conditions) -> bool:
+    """A result line measured under ``conditions`` that failed for the engine's or the
+    infrastructure's reasons (origin "engine" or "llm"): counted apart, never the code's."""
+    return _under(result, conditions) and is_infrastructure(of_result(result))
 
 
 @dataclass(frozen=True)
@@ -143,20 +133,11 @@ def summarize(results: list[dict]) -> Fitness:
     """The fitness that comparable ``results`` (of one commit or tree) make."""
     per_seed: dict = {}
     for r in results:
-        loss = result_loss(r)
+        loss = loss_of(r)
         if loss is not None:
             per_seed.setdefault(r.get("seed"), []).append(loss)
     seeds = {s: statistics.fmean(v) for s, v in per_seed.items()}
     return Fitness(statistics.fmean(seeds.values()) if seeds else None, seeds, len(results))
-
-
-def comparable_results(pop: Population, commit, conditions: Conditions) -> list[dict]:
-    """The commit's results that count under ``conditions``, oldest first."""
-    return [r for r in pop.records(commit, "result") if comparable(r, conditions)]
-
-
-def fitness(pop: Population, commit, conditions: Conditions) -> Fitness:
-    return summarize(comparable_results(pop, commit, conditions))
 
 
 def too_short(result: dict | None) -> str | None:
@@ -186,49 +167,3 @@ def latest(results: list[dict]) -> dict | None:
     """The newest ok result, else the newest one: the row a view shows metrics from."""
     ok = [r for r in results if r.get("status") == "ok"]
     return (ok or results or [None])[-1]
-
-
-def nearest_evaluated(pop: Population, rev, conditions: Conditions,
-                      max_depth: int = PENDING_DEPTH) -> tuple[pygit2.Oid | None, int]:
-    """(the nearest first-parent ancestor of ``rev``, itself included, with a comparable
-    result, how many commits above it) or (None, commits walked)."""
-    c = pop.commit(rev)
-    for depth in range(max_depth):
-        if comparable_results(pop, c.id, conditions):
-            return c.id, depth
-        if not c.parent_ids:
-            return None, depth + 1
-        c = pop.repo[c.parent_ids[0]]
-    return None, max_depth
-
-
-def leaderboard(pop: Population, conditions: Conditions) -> list[dict]:
-    """Live agents best first, each by the fitness of its tip. A tip nobody evaluated yet (a
-    human commit) has no fitness; its row says how many commits wait above the last evaluated
-    one (``pending``, ``evaluated``)."""
-    rows = []
-    for agent, tip in pop.agents().items():
-        results = comparable_results(pop, tip, conditions)
-        fit, shown = summarize(results), latest(results) or {}
-        evaluated, pending = (tip, 0) if results else nearest_evaluated(pop, tip, conditions)
-        summary, _, trailers = parse_message(pop.repo[tip].message)
-        try:
-            gen = int(trailers["Darwin-Generation"])
-        except (KeyError, ValueError):
-            gen = generation(pop, tip)
-        status = ("ok" if fit.loss is not None else shown.get("status") if results
-                  else "pending" if evaluated is not None else "unevaluated")
-        rows.append({
-            "agent": agent, "commit": str(tip), "val_loss": fit.loss, "seeds": fit.n,
-            "spread": fit.spread, "too_short": too_short(shown),
-            "status": status, "cause": None if fit.loss is not None else shown.get("cause"),
-            "pending": pending, "evaluated": str(evaluated) if evaluated else None,
-            # perplexity = exp(the fitness), like the report: never one run's beside the mean
-            "generation": gen, "perplexity": math.exp(fit.loss) if fit.loss is not None else None,
-            "tokens_per_s": shown.get("tokens_per_s"), "mfu": shown.get("mfu"),
-            "params": shown.get("params"), "summary": summary})
-    order = rank({r["agent"]: r["val_loss"] for r in rows})
-    rows.sort(key=lambda r: order.index(r["agent"]))
-    for i, row in enumerate(rows, 1):
-        row["rank"] = i
-    return rows

@@ -1,30 +1,31 @@
-"""Runs made side by side, read back from the results: the values acceptance compares and the
-noise it measures them against (README "Noise-aware acceptance").
+"""Runs made side by side: the rules that read pairs out of result lines, the values acceptance
+compares and the noise it measures them against (README "Noise-aware acceptance").
 
 A pair is two results with the same ``conditions.pair`` id: two commits (or one commit twice)
 trained on the same seed, started together on two slots (evolve/evaluations.py). A pair of a
 tree with itself measures the noise of a paired difference directly (its true mean is 0); a
-child's pairs with its parent measure it around the child's own mean. Only results that count
+child's pairs with its parent measure it around the child's own mean.
+
+Pure functions over result lines: darwin_git/readmodel.py hands them the results that count
 under the run's conditions (fitness.comparable: same budget, clock, device, harness and layout,
-and evidence about the code) are read.
+and evidence about the code).
 """
 from __future__ import annotations
 
 import statistics
 from collections import defaultdict
 
-from .fitness import Conditions, comparable, comparable_results
-from .population.repo import Population
-from .result import fitness as loss_of
-from .select import MISSING, Noise
+from .result import loss_of
+from .selection_rules import MISSING, Noise
 
 
-def _pair_id(r: dict) -> str | None:
+def pair_id(r: dict) -> str | None:
     cond = r.get("conditions")
     return cond.get("pair") if isinstance(cond, dict) else None
 
 
-def _role(r: dict) -> str | None:
+def role(r: dict) -> str | None:
+    """What a result was measured for (evolve/evaluations.py): "screen", "pair", "noise", ..."""
     cond = r.get("conditions")
     return cond.get("role") if isinstance(cond, dict) else None
 
@@ -38,38 +39,25 @@ def value(results: list[dict]):
     return statistics.fmean(ok) if ok else None
 
 
-def at_seed(pop: Population, commit, seed: int, conditions: Conditions) -> list[dict]:
-    return [r for r in comparable_results(pop, commit, conditions) if r.get("seed") == seed]
+def at_seed(results: list[dict], seed) -> list[dict]:
+    return [r for r in results if r.get("seed") == seed]
 
 
-def screen_value(pop: Population, commit, seed: int, conditions: Conditions):
-    """The child's value on its first seed: every run of it there (its screen, or a pair with
-    its parent when the parent had no reference)."""
-    return value(at_seed(pop, commit, seed, conditions))
+def reference_runs(results: list[dict]) -> list[dict]:
+    """A parent's runs that make its reference value: all but the run it was itself screened on
+    as a child (it was selected on that run, so it is lucky)."""
+    return [r for r in results if role(r) != "screen"]
 
 
-def reference(pop: Population, commit, seed: int, conditions: Conditions):
-    """A parent's reference value on a seed: the mean of its runs there, except the run it was
-    itself screened on as a child (it was selected on that run, so it is lucky)."""
-    return value([r for r in at_seed(pop, commit, seed, conditions)
-                  if _role(r) != "screen"])
-
-
-def pair_results(pop: Population, child, parent, seed: int,
-                 conditions: Conditions) -> tuple[dict, dict] | None:
-    """(child's result, parent's result) of the newest pair of the two on ``seed``, or None."""
-    mine = {_pair_id(r): r for r in at_seed(pop, child, seed, conditions) if _pair_id(r)}
-    for r in reversed(at_seed(pop, parent, seed, conditions)):
-        pid = _pair_id(r)
-        if pid in mine and mine[pid] is not r:
-            return mine[pid], r
+def newest_pair(mine: list[dict], theirs: list[dict]) -> tuple[dict, dict] | None:
+    """(my result, their result) of the newest pair the two sides ran together (each side's
+    results on one seed), or None."""
+    paired = {pair_id(r): r for r in mine if pair_id(r)}
+    for r in reversed(theirs):
+        pid = pair_id(r)
+        if pid in paired and paired[pid] is not r:
+            return paired[pid], r
     return None
-
-
-def pair_values(pop: Population, child, parent, seed: int, conditions: Conditions):
-    """(child value, parent value) of the newest pair of the two on ``seed``, or None."""
-    found = pair_results(pop, child, parent, seed, conditions)
-    return None if found is None else (loss_of(found[0]), loss_of(found[1]))
 
 
 def steps(result: dict | None):
@@ -78,33 +66,33 @@ def steps(result: dict | None):
     return train.get("steps") if isinstance(train, dict) else None
 
 
-def pairs(pop: Population, conditions: Conditions) -> dict[str, list[dict]]:
-    """Pair id -> its two results, for every complete pair under ``conditions``."""
+def complete_pairs(results) -> dict[str, list[dict]]:
+    """Pair id -> its two results, for every complete pair among ``results``."""
     found: dict[str, list[dict]] = defaultdict(list)
-    for r in pop.all_results():
-        pid = _pair_id(r)
-        if pid and comparable(r, conditions):
+    for r in results:
+        pid = pair_id(r)
+        if pid:
             found[pid].append(r)
     return {pid: rs for pid, rs in found.items() if len(rs) == 2}
 
 
-def twin_differences(pop: Population, conditions: Conditions) -> list[float]:
+def twin_differences(pairs: dict[str, list[dict]]) -> list[float]:
     """The paired differences of a tree with itself (both sides the same tree, both ok)."""
     out = []
-    for a, b in pairs(pop, conditions).values():
+    for a, b in pairs.values():
         la, lb = loss_of(a), loss_of(b)
         if a.get("tree") == b.get("tree") and la is not None and lb is not None:
             out.append(la - lb)
     return out
 
 
-def noise(pop: Population, conditions: Conditions, without=None) -> Noise:
-    """The spread of a paired difference measured in the run: pairs of a tree with itself,
-    pooled with every other child's pairs around their own mean (``without``: a commit
-    whose pairs stay out, the child being decided)."""
+def noise(pairs: dict[str, list[dict]], without=None) -> Noise:
+    """The spread of a paired difference: pairs of a tree with itself, pooled with every other
+    child's pairs around their own mean (``without``: a commit whose pairs stay out, the child
+    being decided)."""
     twins: list[float] = []
     groups: dict[tuple, list[float]] = defaultdict(list)
-    for a, b in pairs(pop, conditions).values():
+    for a, b in pairs.values():
         la, lb = loss_of(a), loss_of(b)
         if la is None or lb is None:
             continue

@@ -147,7 +147,7 @@ def headline_words(h: dict) -> str:
 
 def rule_words(rule: dict) -> str:
     """The acceptance rule of a run (select.AcceptanceRule.to_dict()) in one line."""
-    from .select import describe_rule
+    from .selection_rules import describe_rule
 
     return describe_rule(rule)
 

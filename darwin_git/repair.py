@@ -32,9 +32,9 @@ from dataclasses import asdict, dataclass
 import pygit2
 
 from . import runconfig
-from .evolve.journal import RECORD_FILE, Journal, parse_record
 from .population.errors import DamagedPopulation
-from .population.message import parse_message
+from .population.journal import RECORD_FILE, Journal, parse_record
+from .population.message import OPERATOR_TRAILER, parse_message
 from .population.notes import NOTES_REF, _note_path, line_problem
 from .population.refs import engine_signature, ref_target, update_refs
 from .population.repo import (AGENT_PREFIX, CANDIDATE_PREFIX, CONFIG_REF, JOURNAL_REF, SEED_REF,
@@ -298,7 +298,7 @@ def _seed_root(pop: Population) -> pygit2.Commit | None:
         if not c.parent_ids:
             roots[c.id] = c
     seeds = [c for c in roots.values()
-             if parse_message(c.message)[2].get("Darwin-Operator") == "seed"]
+             if parse_message(c.message)[2].get(OPERATOR_TRAILER) == "seed"]
     return (seeds or list(roots.values()) or [None])[0]
 
 

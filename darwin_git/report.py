@@ -1,32 +1,28 @@
 """`darwin-git report`: what a run achieved, from the repo alone (journal, candidate refs,
-notes, commit messages). Writes <run>/reports/report.html (the evolutionary tree, one
-self-contained page), report.md with fitness.png and mfu.png, and returns the same numbers as
-a dict for --json. The counts come from darwin_git/report_tree.py."""
+notes, commit messages, read through darwin_git/readmodel.py). Writes
+<run>/reports/report.html (the evolutionary tree, one self-contained page), report.md with
+fitness.png and mfu.png, and returns the same numbers as a dict for --json. The counts come
+from darwin_git/report_tree.py."""
 from __future__ import annotations
 
 import statistics
 from pathlib import Path
 
-from .evolve.journal import Journal
-from .fitness import fitness, leaderboard, run_conditions
+from .population.message import GENERATION_TRAILER, OPERATOR_TRAILER
 from .population.repo import Population
+from .readmodel import ReadModel
 from .report_html import render_html
 from .report_tree import (best_mfu_text, delta_words, failure_words, flat_note, fmt,
-                          lineage_note, run_tree, summary_lines)
+                          lineage_note, measurement_lines, origin_lines, run_tree,
+                          seed_runs_words, summary_lines)
 
 
 def collect(pop: Population) -> dict:
-    journal = Journal(pop.repo)
-    records = journal.records()
-    noise = next((r for r in records if r.get("phase") == "noise"), None)
-    run = run_conditions(pop)
-
-    def fit(commit) -> float | None:
-        return fitness(pop, commit, run).loss
-
+    model = ReadModel(pop, pinned=True)
     # Every count below comes from the run's tree, so a failure, a retry or a cached result
     # is counted once, the same way in every section and in the HTML page.
-    tree = run_tree(pop)
+    tree = run_tree(pop, model)
+    noise = tree["noise"]  # the latest noise floor under the run's conditions, as the tree's
     per_gen = tree["generations"]
     by_op: dict[str, dict] = {}
     for n in tree["nodes"]:
@@ -47,7 +43,7 @@ def collect(pop: Population) -> dict:
     best = {"agent": winner["agent"], "commit": winner["commit"],
             "val_loss": winner["fitness"], "perplexity": winner["perplexity"],
             "mfu": winner["mfu"], "cached": winner["cached"]} if winner else None
-    lineage = _lineage(pop, best["agent"], fit) if best else []
+    lineage = _lineage(pop, model, best["agent"]) if best else []
     nodes = {n["id"]: n for n in tree["nodes"]}
     for step in lineage:  # the numbers of the tree: one fitness on the whole page
         node = nodes.get(step["commit"])
@@ -64,21 +60,28 @@ def collect(pop: Population) -> dict:
             "failures_by_cause": {f"{f['stage']}: {f['cause']}": f["count"]
                                   for f in tree["failures"]["by_cause"]},
             "failures": tree["failures"], "models": tree["models"], "by_operator": by_op,
-            "nodes": tree["nodes"], "repo": tree["repo"], "leaderboard": leaderboard(pop, run)}
+            "nodes": tree["nodes"], "repo": tree["repo"], "leaderboard": model.leaderboard(),
+            # added beside the numbers above: how finely the run measured, and what it found
+            # where selection never looked
+            "measurement": measurement_lines(tree), "headline": tree["headline"],
+            "mde": (noise or {}).get("mde"), "paired_sigma": (noise or {}).get("paired_sigma"),
+            "lost": tree["lost"]}
 
 
-def _lineage(pop: Population, agent: str, fit) -> list[dict]:
-    """The best agent's accepted changes, oldest first, each with its reasoning and delta."""
+def _lineage(pop: Population, model: ReadModel, agent: str) -> list[dict]:
+    """The best agent's accepted changes, oldest first, each with its reasoning and delta,
+    and what it earned seed by seed beside its parent (the optimizer steps of both runs)."""
     out = []
     c = pop.repo[pop.tip(agent)]
     while c.parent_ids:
         parent = pop.repo[c.parent_ids[0]]
-        summary, reasoning, trailers = pop.message(c.id)
-        a, b = fit(c.id), fit(parent.id)
-        out.append({"commit": str(c.id), "summary": summary, "reasoning": reasoning,
-                    "operator": trailers.get("Darwin-Operator"),
-                    "generation": trailers.get("Darwin-Generation"),
-                    "val_loss": a, "delta": (a - b) if None not in (a, b) else None})
+        rec = model.record(c.id)
+        a, b = rec.fitness.loss, model.loss(parent.id)
+        out.append({"commit": rec.commit, "summary": rec.summary, "reasoning": rec.reasoning,
+                    "operator": rec.trailers.get(OPERATOR_TRAILER),
+                    "generation": rec.trailers.get(GENERATION_TRAILER),
+                    "val_loss": a, "delta": (a - b) if None not in (a, b) else None,
+                    "seed_runs": [v.to_dict() for v in rec.per_seed]})
         c = parent
     return list(reversed(out))
 
@@ -145,8 +148,7 @@ def page_extras(pop: Population, data: dict) -> dict:
     import pygit2
 
     agents = set(pop.agents())
-    done = [(t, r["generation"]) for t, r in Journal(pop.repo).timed_records()
-            if r.get("phase") == "done" and isinstance(r.get("generation"), int)]
+    run = ReadModel(pop).run
     out = {}
     for n in data["nodes"]:
         if n["kind"] != "commit":
@@ -162,7 +164,7 @@ def page_extras(pop: Population, data: dict) -> dict:
                 labels.append({"kind": "agent", "name": ref})
         made_after = None
         if n["origin"] == "human":
-            made_after = max([g for t, g in done if t <= c.commit_time], default=0)
+            made_after = run.finished_by(c.commit_time)
             # times are whole seconds: a generation that evaluated the commit was not yet
             # done when it was made, whatever a tie in the clock says
             if n.get("evaluated_in"):
@@ -178,16 +180,21 @@ def _tree_of(data: dict) -> dict:
             "rule": data["rule"], "verdicts": data["verdicts"], "clock": data["clock"],
             "nodes": data["nodes"],
             "winner": data["winner"], "generations": data["generations"],
-            "failures": data["failures"], "models": data["models"], "totals": data["totals"]}
+            "failures": data["failures"], "models": data["models"], "totals": data["totals"],
+            "headline": data["headline"], "lost": data["lost"]}
 
 
 def _mfu(v) -> str:
     return f"{v:.2%}" if isinstance(v, (int, float)) else "-"
 
 
+def _or_dash(v) -> str:
+    return "-" if v is None else str(v)
+
+
 def render_markdown(d: dict, has_plots: bool = True) -> str:
     lines = ["# darwin-git run report", ""]
-    for sentence in d["summary"]:
+    for sentence in d["summary"] + d.get("measurement", []):
         lines += [sentence, ""]
     t = d["totals"]
     lines += [f"{t['candidates']} candidates: {t['kept']} kept, {t['rejected']} rejected, "
@@ -216,6 +223,14 @@ def render_markdown(d: dict, has_plots: bool = True) -> str:
                          f"{_mfu(g['median_new_mfu'])} | {g['proposed']} | "
                          f"{g['failed_proposals']} | {g['failed_evaluations']} | {g['kept']} | "
                          f"{g['retries']} | {g['tokens']} |")
+        lines += ["", "How different the live agents were when each generation closed (clones "
+                  "count once), and the promotions it lost:", "",
+                  "| gen | distinct tips | agents | changed lines between two distinct tips | "
+                  "promotions lost |", "|---|---|---|---|---|"]
+        for g in d["generations"]:
+            lines.append(f"| {g['generation']} | {_or_dash(g.get('distinct'))} | "
+                         f"{_or_dash(g.get('agents'))} | {fmt(g.get('pairwise_lines'), '.0f')} | "
+                         f"{g.get('lost', 0)} |")
     lines += ["", "## Lineage of the best agent", ""]
     if not d["lineage"]:
         lines += [d["lineage_note"] or "The best agent has no changes of its own.", ""]
@@ -223,11 +238,15 @@ def render_markdown(d: dict, has_plots: bool = True) -> str:
         lines += [f"- `{step['commit'][:10]}` (gen {step['generation']}, {step['operator']}): "
                   f"**{step['summary']}** — val_loss {fmt(step['val_loss'])}, "
                   f"{delta_words(step['delta'])} than its parent"]
+        if step.get("seed_runs"):
+            lines += ["  seed by seed, this change / its parent (optimizer steps): "
+                      + seed_runs_words(step["seed_runs"])]
         if step["reasoning"]:
             lines += ["  > " + step["reasoning"].strip().replace("\n", "\n  > ")]
     lines += ["", "## Failures", "", failure_words(t), ""]
     for f in d["failures"]["by_cause"]:
         lines.append(f"- {f['stage_words']}: {f['cause']}: {f['count']}")
+    lines += [""] + origin_lines(d["failures"])
     lines += ["", "## Models: retries, tokens and cost", ""]
     if not d["models"]:
         lines += ["No proposals yet."]

@@ -18,7 +18,8 @@ from importlib import resources
 from string import Template
 
 from .report_tree import (best_mfu_text, delta_words, failure_words, flat_note, fmt,
-                          lineage_note, summary_lines)
+                          lineage_note, measurement_lines, origin_lines, seed_runs_words,
+                          summary_lines)
 
 COLOURS = {"kept": "#2e9d4f", "rejected": "#9aa3ad", "failed": "#d64541", "human": "#3b7dd8",
            "crossover": "#9b59b6", "pending": "#ffffff", "seed": "#222222"}
@@ -127,7 +128,9 @@ def render_html(d: dict, lineage: list[dict], extras: dict | None = None) -> str
                  _mfu(g["median_new_mfu"]), g["new_measurements"], g["proposed"],
                  f"{g['failed']} ({g['failed_proposals']} no commit, "
                  f"{g['failed_evaluations']} did not train or score)",
-                 g["kept"], g["cached"], g["retries"], g["tokens"], fmt(g["cost_usd"], ".4f")]
+                 g["kept"], g["cached"], g["retries"], g["tokens"], fmt(g["cost_usd"], ".4f"),
+                 "-" if g.get("distinct") is None else g["distinct"],
+                 fmt(g.get("pairwise_lines"), ".0f"), g.get("lost", 0)]
                 for g in gens]
     fail_rows = [[f["stage_words"], f["cause"], f["count"]] for f in d["failures"]["by_cause"]]
     model_rows = [[m["model"], m["proposals"], m["committed"], m["failed_proposals"],
@@ -138,7 +141,9 @@ def render_html(d: dict, lineage: list[dict], extras: dict | None = None) -> str
         f"<li><code>{_e(s['commit'][:10])}</code> gen {_e(s.get('generation'))}, "
         f"{_e(s.get('operator'))}: <b>{_e(s['summary'])}</b> — val_loss "
         f"{_e(fmt(s['val_loss']))}, {_e(delta_words(s.get('delta')))} than its parent"
-        f"<blockquote>{_e(s.get('reasoning'))}</blockquote></li>" for s in lineage)
+        + (f"<br>seed by seed, this change / its parent (optimizer steps): "
+           f"{_e(seed_runs_words(s['seed_runs']))}" if s.get("seed_runs") else "")
+        + f"<blockquote>{_e(s.get('reasoning'))}</blockquote></li>" for s in lineage)
     legend = "".join(f'<span class="key"><svg width="14" height="14"><circle cx="7" cy="7" '
                      f'r="6" fill="{c}" stroke="#555"/></svg>{_e(LEGEND[k])}</span>'
                      for k, c in COLOURS.items())
@@ -149,7 +154,7 @@ def render_html(d: dict, lineage: list[dict], extras: dict | None = None) -> str
     return Template(asset("report.html")).substitute(
         title=_e(f"darwin-git run report: {d['repo']}"),
         style=asset("report.css"), script=asset("report.js"), data=_embed(data),
-        summary="".join(f"<p>{_e(s)}</p>" for s in summary_lines(d)),
+        summary="".join(f"<p>{_e(s)}</p>" for s in summary_lines(d) + measurement_lines(d)),
         counts=_e(f"{t['candidates']} candidates: {t['kept']} kept, {t['rejected']} rejected, "
                   f"{t['failed']} failed, {t['pending']} not evaluated; {t['cached']} scored "
                   f"from a cached result (an identical tree), not measured again; "
@@ -158,12 +163,15 @@ def render_html(d: dict, lineage: list[dict], extras: dict | None = None) -> str
         legend=legend,
         generations=_table(["gen", "best val_loss", "median", "best agent", "best agent's MFU",
                             "median MFU of new measurements", "new measurements", "proposed",
-                            "failed", "kept", "cached", "retries", "tokens", "cost $"],
+                            "failed", "kept", "cached", "retries", "tokens", "cost $",
+                            "distinct tips", "changed lines between tips",
+                            "promotions lost"],
                            gen_rows, "No generation has finished yet."),
         single=_e("Only one generation so far: each line is a single point." if len(gens) == 1
                   else flat_note(d) or ""),
         failed_words=_e(failed_words),
-        failures=_table(["stage", "cause", "count"], fail_rows, "No failures."),
+        failures=_table(["stage", "cause", "count"], fail_rows, "No failures.")
+        + "".join(f"<p>{_e(line)}</p>" for line in origin_lines(d["failures"])),
         models=_table(["model / mutator", "proposals", "committed", "no commit",
                        "did not train or score", "kept", "attempts", "retries", "tokens",
                        "cost $"], model_rows, "No proposals yet."),

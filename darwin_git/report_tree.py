@@ -6,8 +6,8 @@ a retry or a cached result is counted once, the same way everywhere.
 Outcomes: ``seed``; ``kept`` (on the first-parent line of a live or pruned agent: selection
 advanced an agent to it); ``rejected`` (scored, not kept); ``failed`` (it did not train or
 score, or the proposal made no commit); ``pending`` (never evaluated on its own). A child's
-``verdict`` is the acceptance rule's (the paired, sequential test of select.decide), as the
-generation's journal record holds it, reason included. Origins:
+``verdict`` is the acceptance rule's (the paired, sequential test of
+selection_rules.decide), as the generation's journal record holds it, reason included. Origins:
 ``seed``, ``mutation``, ``crossover`` (an engine merge), ``human`` (a commit without a darwin
 operator: a human's change or merge), ``request`` (the engine's question to a human, on a
 request branch) and ``revert`` (the engine undoing an answer that failed).
@@ -20,16 +20,14 @@ import statistics
 
 import pygit2
 
-from .evolve.journal import Journal
-from .evolve.settings import EvolveSettings
-from .population.graph import fitness_of, ref_labels, run_conditions
-from .population.lineage import generation as inferred_generation
-from .population.message import is_human, parse_message
-from .population.refs import ref_target
-from .population.repo import AGENT_PREFIX, PRUNED_PREFIX, Population
-from .select import describe_rule
+from .origin import ORIGINS, of_attempt, of_result
+from .population.lineage import ref_labels
+from .population.message import ATTEMPTS_TRAILER, COST_TRAILER, TOKENS_TRAILER
+from .population.repo import Population
+from .readmodel import CommitRecord, ReadModel, RunRecords
+from .selection_rules import describe_rule
+from .settings import EvolveSettings
 
-FAILED_STATUSES = ("train_failed", "eval_failed", "timeout", "rejected")
 STAGE_WORDS = {"proposal": "the proposal made no commit", "train_failed": "training failed",
                "eval_failed": "scoring failed", "timeout": "ran out of time",
                "rejected": "the harness refused the tree"}
@@ -125,6 +123,36 @@ def summary_lines(d: dict) -> list[str]:
     return out
 
 
+def measurement_lines(d: dict) -> list[str]:
+    """How finely the run measured, and what it found where selection never looked: the
+    smallest effect acceptance can see (the noise floor's), the headline (the best tip beside
+    the seed on fresh seeds: gain, interval, cost), the runs the engine lost (counted apart
+    from the code's failures) and the promotions that left the population."""
+    out = []
+    noise = d.get("noise") or {}
+    if noise.get("mde") is not None:
+        out.append(f"Smallest effect acceptance can see: {fmt(noise['mde'])} nats (80% power; "
+                   f"a paired difference, the seed beside itself, spreads by "
+                   f"{fmt(noise.get('paired_sigma'))}); smaller gains are mostly missed.")
+    if d.get("headline"):
+        from .progress import headline_words
+
+        words = headline_words(d["headline"])
+        out.append(words[:1].upper() + words[1:] + ".")
+    infra = (d.get("failures") or {}).get("infrastructure") or []
+    if infra:
+        n = sum(f["count"] for f in infra)
+        causes = ", ".join(f"{f['cause']} ({f['origin']}, {f['count']})" for f in infra)
+        out.append(f"{n} run(s) failed for the engine's or the infrastructure's reasons, not "
+                   f"the code's: {causes}; each was run again and none counts as a result.")
+    lost = d.get("lost") or []
+    if lost:
+        out.append(f"{len(lost)} promoted change(s) left the population when their agent was "
+                   "pruned: " + "; ".join(f"g{e['generation']} {e['agent']}: {e['summary']}"
+                                          for e in lost) + ".")
+    return out
+
+
 def best_mfu_text(g: dict, code=lambda sha: sha[:10]) -> str:
     """The best agent's MFU in a generation, saying when it is not a new measurement."""
     v = g["best_mfu"]
@@ -138,6 +166,31 @@ def best_mfu_text(g: dict, code=lambda sha: sha[:10]) -> str:
     when = g["best_mfu_measured_in"]
     where = "the noise-floor runs" if when == 0 else f"generation {when}"
     return f"{v:.2%} (measured in {where})" if when is not None else f"{v:.2%} (earlier)"
+
+
+def seed_runs_words(rows: list[dict]) -> str:
+    """A change beside its parent seed by seed, with the optimizer steps each run made:
+    'seed 0 2.5070/2.6065 (120/120 steps, side by side), seed 1 ...'."""
+    def steps(v):
+        return "?" if v is None else f"{v:g}"
+    return ", ".join(
+        f"seed {r['seed']} {fmt(r['value'])}/{fmt(r['parent'])} ({steps(r['steps'])}/"
+        f"{steps(r['parent_steps'])} steps{', side by side' if r['side_by_side'] else ''})"
+        for r in rows)
+
+
+def origin_lines(failures: dict) -> list[str]:
+    """Failed candidates by whose failure it was, and the runs the engine lost, apart."""
+    names = {"code": "the code's own", "llm": "the LLM's (no usable reply)",
+             "engine": "the engine's or the machine's"}
+    out = []
+    if failures.get("by_origin"):
+        out.append("Whose failures they were: " + ", ".join(
+            f"{k} {names.get(o, o)}" for o, k in failures["by_origin"].items()) + ".")
+    for f in failures.get("infrastructure") or []:
+        out.append(f"- run again after a failure of the {f['origin']}: {f['cause']}: "
+                   f"{f['count']}")
+    return out
 
 
 def failure_words(t: dict) -> str:
@@ -181,45 +234,7 @@ def lineage_note(d: dict) -> str | None:
             f"promoted but none is on the best agent's line.")
 
 
-# ----- the run's journal, with the time each record was written ----------------------------
-def journal_records(pop: Population) -> list[tuple[int, dict]]:
-    """(commit time, record), oldest first."""
-    return Journal(pop.repo).timed_records()
-
-
-def _evaluated_in(result: dict, node_generation: int | None,
-                  done_times: list[tuple[int, int]]) -> int | None:
-    """The generation a result was measured in: a cached copy belongs to the commit's own
-    generation; else the result's `generation` field; else (older runs) the first journal
-    record (noise floor = 0, then each generation's 'done') written after it."""
-    if result.get("cached_from"):
-        return node_generation
-    if isinstance(result.get("generation"), int):
-        return result["generation"]
-    created = result.get("created")
-    if isinstance(created, (int, float)):
-        for g, t in done_times:
-            if created <= t + 1:  # commit times have whole seconds
-                return g
-    return node_generation
-
-
 # ----- the tree ----------------------------------------------------------------------------
-def _kept_members(pop: Population) -> set[str]:
-    """Commits on the first-parent line of any live or pruned agent: what selection kept."""
-    seen: set[str] = set()
-    tips = [ref_target(pop.repo, n) for n in pop.repo.references
-            if n.startswith(AGENT_PREFIX) or n.startswith(PRUNED_PREFIX)]
-    for tip in tips:
-        c = pop.repo[tip]
-        while str(c.id) not in seen:
-            seen.add(str(c.id))
-            if not c.parent_ids:
-                break
-            c = pop.repo[c.parent_ids[0]]
-    return seen
-
-
 def _int(v) -> int | None:
     try:
         return int(v)
@@ -234,22 +249,11 @@ def _float(v) -> float | None:
         return None
 
 
-def _commit_node(pop, c, trailers, summary, reasoning, results, conditions, labels, kept,
-                 done_times) -> dict:
-    op = trailers.get("Darwin-Operator")
-    if not c.parent_ids or op == "seed":
-        origin = "seed"
-    elif is_human(trailers):
-        origin = "human"
-    elif op in ("crossover", "request", "revert"):
-        origin = op  # a merge of two agents; a question to a human; undoing a failed answer
-    else:
-        origin = "mutation"
-    fit = fitness_of(results, conditions)
-    ok = [r for r in results if r.get("status") == "ok"]
-    fresh = [r for r in ok if not r.get("cached_from")]
-    shown = (fresh or ok or results or [None])[-1] or {}
-    failed = bool(results) and not ok
+def _commit_node(rec: CommitRecord, labels: dict, run: RunRecords) -> dict:
+    origin = rec.made_by
+    results = rec.results
+    shown = rec.latest_run or {}
+    failed = rec.never_ok
     if origin == "seed":
         outcome = "seed"
     elif failed:
@@ -257,36 +261,37 @@ def _commit_node(pop, c, trailers, summary, reasoning, results, conditions, labe
     elif not results:
         outcome = "pending"
     else:
-        outcome = "kept" if str(c.id) in kept else "rejected"
-    generation = _int(trailers.get("Darwin-Generation"))
-    if generation is None:
-        generation = inferred_generation(pop, c.id)
-    attempts = _int(trailers.get("Darwin-Attempts")) or 1
-    evaluated_in = sorted({g for g in (_evaluated_in(r, generation, done_times)
-                                       for r in results) if g is not None})
+        outcome = "kept" if rec.selected else "rejected"
+    generation = rec.generation
+    attempts = _int(rec.trailers.get(ATTEMPTS_TRAILER)) or 1
+    fit = rec.fitness
     return {
-        "id": str(c.id), "kind": "commit", "parents": [str(p) for p in c.parent_ids],
-        "refs": labels.get(c.id, []), "summary": summary, "reasoning": reasoning,
-        "agent": trailers.get("Darwin-Agent"), "speaker": trailers.get("Darwin-Mutator-Agent"),
-        "operator": op or "human", "mutator": trailers.get("Darwin-Mutator"),
-        "model": trailers.get("Darwin-Model"),
+        "id": rec.commit, "kind": "commit", "parents": list(rec.parents),
+        "refs": labels.get(pygit2.Oid(hex=rec.commit), []), "summary": rec.summary,
+        "reasoning": rec.reasoning, "agent": rec.agent, "speaker": rec.speaker,
+        "operator": rec.operator or "human", "mutator": rec.mutator, "model": rec.model,
         "generation": generation,
-        "evaluated_in": evaluated_in, "origin": origin, "outcome": outcome,
+        "evaluated_in": rec.evaluated_in, "origin": origin, "outcome": outcome,
         "status": shown.get("status") if results else None,
         "cause": shown.get("cause") if failed else None,
         "detail": _last_line(shown.get("log_tail")) if failed else None,
-        "fitness": fit.value, "seeds": fit.seeds, "per_seed": fit.per_seed,
-        "spread": fit.spread, "val_loss": shown.get("val_loss"),
+        "fitness": fit.loss, "seeds": rec.seeds, "per_seed": rec.seed_losses,
+        "spread": rec.spread, "val_loss": shown.get("val_loss"),
         # perplexity = exp(val_loss): of the fitness, like every number compared across nodes
-        "perplexity": math.exp(fit.value) if fit.value is not None else None,
-        "mfu": shown.get("mfu"), "mfu_measured_in": _evaluated_in(shown, generation, done_times)
+        "perplexity": math.exp(fit.loss) if fit.loss is not None else None,
+        "mfu": shown.get("mfu"), "mfu_measured_in": run.measured_in(shown, generation)
         if shown else None,
         "tokens_per_s": shown.get("tokens_per_s"),
-        "cached": bool(ok) and not fresh, "cached_from": shown.get("cached_from"),
-        "measurements": len(fresh), "attempts": attempts, "retries": attempts - 1,
-        "tokens": _int(trailers.get("Darwin-Tokens")) or 0,
-        "cost_usd": _float(trailers.get("Darwin-Cost")),
-        "time": c.commit_time,
+        "cached": rec.cached, "cached_from": shown.get("cached_from"),
+        "measurements": len(rec.fresh_runs), "attempts": attempts, "retries": attempts - 1,
+        "tokens": _int(rec.trailers.get(TOKENS_TRAILER)) or 0,
+        "cost_usd": _float(rec.trailers.get(COST_TRAILER)),
+        "time": rec.time,
+        # what it earned seed by seed against its parent, with the steps each run made
+        "seed_runs": [v.to_dict() for v in rec.per_seed] if outcome != "seed" else [],
+        "failure_origin": (of_result(shown) if failed else None),
+        "infrastructure": [{"origin": of_result(r), "cause": r.get("cause")}
+                           for r in rec.infrastructure],
     }
 
 
@@ -314,6 +319,7 @@ def _proposal_node(parent: str, rec: dict) -> dict:
         "attempts": attempts, "retries": attempts - 1,
         "tokens": _int(tokens.get("total") if isinstance(tokens, dict) else tokens) or 0,
         "cost_usd": _float(rec.get("cost_usd")), "time": None,
+        "seed_runs": [], "failure_origin": of_attempt(rec), "infrastructure": [],
     }
 
 
@@ -326,42 +332,33 @@ def category(node: dict) -> str:
     return node["outcome"]
 
 
-def run_tree(pop: Population) -> dict:
-    """Nodes (parents first), the noise floor, the winner and its ancestry, and the counts."""
+def run_tree(pop: Population, model: ReadModel | None = None) -> dict:
+    """Nodes (parents first), the noise floor, the winner and its ancestry, and the counts
+    (``model``: the population's read model, pinned; made here when not given)."""
     from .runconfig import read_config
 
-    journal = journal_records(pop)
-    records = [r for _, r in journal]
-    noise = next((r for r in reversed(records) if r.get("phase") == "noise"), None)
-    done_times = sorted({(0 if r.get("phase") == "noise" else r["generation"]): t
-                         for t, r in journal if r.get("phase") in ("noise", "done")}.items())
+    model = model or ReadModel(pop, pinned=True)
+    run = model.run
+    noise = run.noise  # the latest noise floor under the run's conditions
     config = read_config(pop.repo)
     accept_k = float(config["evolve"]["accept_k"])
-    done = [r for r in records if r.get("phase") == "done"]
     # The rule the run judged by, as its last generation recorded it (else as configured).
-    rule = next((r["rule"] for r in reversed(done) if isinstance(r.get("rule"), dict)),
-                None) or EvolveSettings.from_config(config).acceptance().to_dict()
-    verdict_of = {v.get("commit"): v for r in done for v in r.get("verdicts") or []
-                  if isinstance(v, dict)}  # a child's latest, if it was decided twice
+    rule = run.rule or EvolveSettings.from_config(config).acceptance().to_dict()
+    verdict_of = run.decided_verdicts  # a child's latest, if it was decided twice
     verdicts = list(verdict_of.values())
-    conditions = run_conditions(pop)
+    conditions = model.conditions
     labels = ref_labels(pop)
-    kept = _kept_members(pop)
-    notes_tree = pop.notes._tree()[1]
 
     walker = pop.repo.walk(None, pygit2.GIT_SORT_TOPOLOGICAL | pygit2.GIT_SORT_REVERSE)
     for tip in dict.fromkeys(labels):
         walker.push(tip)
     nodes: list[dict] = []
+    records: dict[str, CommitRecord] = {}
     for c in walker:
-        summary, reasoning, trailers = parse_message(c.message)
-        records_ = pop.notes.records(c.id, None, notes_tree)
-        results = [r for r in records_ if r.get("kind") == "result" and r.get("v") == 1]
-        nodes.append(_commit_node(pop, c, trailers, summary, reasoning, results, conditions,
-                                  labels, kept, done_times))
-        for rec in records_:
-            if rec.get("kind") == "attempt":
-                nodes.append(_proposal_node(str(c.id), rec))
+        rec = records[str(c.id)] = model.record(c.id)
+        nodes.append(_commit_node(rec, labels, run))
+        for attempt in rec.failed_proposals:
+            nodes.append(_proposal_node(rec.commit, attempt))
 
     by_id = {n["id"]: n for n in nodes}
     sigma = noise.get("sigma") if noise else None
@@ -383,7 +380,7 @@ def run_tree(pop: Population) -> dict:
     ancestry = _ancestry(pop, winner["commit"]) if winner else set()
     for n in nodes:
         n["in_winner"] = n["id"] in ancestry
-    gens = _generations(nodes, records)
+    gens = _generations(nodes, run.generations)
     return {
         "repo": str(pop.path), "noise": noise, "sigma": sigma, "accept_k": accept_k,
         "prune_margin": prune_margin, "rule": rule, "verdicts": verdicts,
@@ -391,6 +388,7 @@ def run_tree(pop: Population) -> dict:
         "nodes": nodes, "winner": winner,
         "generations": gens, "failures": _failures(nodes), "models": _models(nodes),
         "totals": _totals(nodes),
+        "headline": run.headline, "lost": _lost(run.generations),
     }
 
 
@@ -419,14 +417,24 @@ def _candidates(nodes: list[dict]) -> list[dict]:
 
 
 def _failures(nodes: list[dict]) -> dict:
-    counts = collections.Counter()
+    """Failed candidates by stage and cause, and by whose failure it was (origin.py: the
+    code's, the LLM's, the engine's); apart from them, the runs the engine or its
+    infrastructure lost (each retried: they say nothing about the code)."""
+    counts, origins, infra = (collections.Counter() for _ in range(3))
     for n in nodes:
         if n["outcome"] == "failed":
             stage = "proposal" if n["kind"] == "proposal" else n["status"]
             counts[(stage, n["cause"] or "unknown")] += 1
+            origins[n["failure_origin"] or "code"] += 1
+        for f in n["infrastructure"]:
+            infra[(f["origin"], f["cause"] or "unknown")] += 1
     return {"by_cause": [{"stage": s, "stage_words": STAGE_WORDS.get(s, s), "cause": c,
                           "count": k} for (s, c), k in counts.most_common()],
-            "total": sum(counts.values())}
+            "total": sum(counts.values()),
+            "by_origin": {o: origins[o] for o in ORIGINS if origins[o]},
+            "infrastructure": [{"origin": o, "cause": c, "count": k}
+                               for (o, c), k in infra.most_common()],
+            "infrastructure_total": sum(infra.values())}
 
 
 def _totals(nodes: list[dict]) -> dict:
@@ -479,9 +487,10 @@ def _models(nodes: list[dict]) -> list[dict]:
 
 
 def _generations(nodes: list[dict], records: list[dict]) -> list[dict]:
-    """Per generation: the journal's fitness (what selection saw), and, from the nodes,
-    proposals, failures, retries, tokens and MFU (new measurements only; cached marked)."""
-    done = {r["generation"]: r for r in records if r.get("phase") == "done"}
+    """Per generation (``records``: the "done" records): the journal's fitness (what selection
+    saw), its children committed and its diversity, and, from the nodes, failures, retries,
+    tokens and MFU (new measurements only; cached marked)."""
+    done = {r["generation"]: r for r in records}
     by_id = {n["id"]: n for n in nodes}
     out = []
     for g in sorted(done):
@@ -509,7 +518,10 @@ def _generations(nodes: list[dict], records: list[dict]) -> list[dict]:
             "max_new_mfu": max(fresh_mfu) if fresh_mfu else None,
             "median_new_mfu": statistics.median(fresh_mfu) if fresh_mfu else None,
             "new_measurements": len(fresh_mfu),
-            "proposed": len(made),
+            # children committed, as the generation's record counts them (a proposal that made
+            # no commit is a failed one, not a proposed child)
+            "proposed": rec["proposed"] if isinstance(rec.get("proposed"), int)
+            else sum(n["kind"] == "commit" for n in made),
             "failed": len(failed),
             "failed_proposals": sum(n["kind"] == "proposal" for n in failed),
             "failed_evaluations": sum(n["kind"] == "commit" for n in failed),
@@ -521,5 +533,18 @@ def _generations(nodes: list[dict], records: list[dict]) -> list[dict]:
             "tokens": sum(n["tokens"] for n in made),
             "cost_usd": _sum_or_none(n["cost_usd"] for n in made),
             "sigma": rec.get("sigma"),
+            # how different the live agents were when it closed (selection.diversity)
+            "agents": (rec.get("diversity") or {}).get("agents"),
+            "distinct": (rec.get("diversity") or {}).get("distinct"),
+            "pairwise_lines": (rec.get("diversity") or {}).get("pairwise_lines"),
+            "lost": len(rec.get("lost") or []),
         })
     return out
+
+
+def _lost(records: list[dict]) -> list[dict]:
+    """Promoted changes that left the population (their agent was pruned), oldest first, as
+    the "done" records hold them."""
+    return [{k: e.get(k) for k in ("generation", "commit", "agent", "speaker", "summary",
+                                   "reason")}
+            for r in records for e in r.get("lost") or [] if isinstance(e, dict)]

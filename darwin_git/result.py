@@ -64,6 +64,11 @@ RESULT_VERSION = 1
 #    run's clock; results record their conditions, layout and origin (issues 22 and 24).
 HARNESS_VERSION = "4"
 STATUSES = ("ok", "train_failed", "eval_failed", "timeout", "rejected")
+# The stage a failed evaluation is counted at (evolve/generation.py STAGES): the harness refusing
+# the tree, training failing or running out of time is "training"; a checkpoint that cannot be
+# scored is "scoring".
+STAGE_OF_STATUS = {"rejected": "training", "train_failed": "training", "timeout": "training",
+                   "eval_failed": "scoring"}
 LOG_TAIL_CHARS = 4000
 
 REASON_CHARS = 300  # of an error line or a reason, wherever one is shown
@@ -101,8 +106,9 @@ def make_result(status: str, **fields) -> dict:
     return out
 
 
-def fitness(result: dict | None) -> float | None:
-    """Lower is better: validation loss in nats per token; None unless the run is ok."""
+def loss_of(result: dict | None) -> float | None:
+    """One run's loss: its validation loss in nats per token (lower is better); None unless the
+    run is ok. A commit's fitness is the mean of these over seeds (darwin_git/fitness.py)."""
     if not result or result.get("status") != "ok":
         return None
     loss = result.get("val_loss")

@@ -2,7 +2,7 @@
 (a commit whose tree holds `run.toml`), so any clone knows how to continue the run.
 
 Every key the file may hold is declared in SCHEMA: its type, default and a one-line help. The
-`[evolve]` keys are the fields of darwin_git.evolve.settings.EvolveSettings and the `[mutator]`
+`[evolve]` keys are the fields of darwin_git.settings.EvolveSettings and the `[mutator]`
 keys those of darwin_git.mutate.config.LLMConfig, read from the dataclasses themselves (types
 from their annotations, help from the comment beside each field), so a field added there is a
 setting here with nothing else to change. A key SCHEMA does not know is an error on read and
@@ -34,13 +34,14 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from .bounds import AT_LEAST_1, POSITIVE, Bounds
-from .evolve.settings import PAIRINGS, EvolveSettings
-from .run.base import CLOCKS
+from .clock import CLOCKS
+from .contract import DEFAULT_BUDGET_S
 from .mutate.config import LLMConfig
-from .select import SelectionSettings
 from .population.refs import engine_signature, ref_target, update_refs
+from .population.repo import CONFIG_REF
+from .selection_rules import SelectionSettings
+from .settings import PAIRINGS, EvolveSettings
 
-CONFIG_REF = "refs/darwin/config"
 CONFIG_FILE = "run.toml"
 
 
@@ -86,12 +87,13 @@ class Setting:
         return self.bounds.words() if self.bounds else None
 
 
+DEFAULT_AGENTS = 4  # agents in a new population (init --agents, evolve --population)
 # Keys written by `init`; budget_s is the seed's darwin.toml budget, [evolve] budget_s wins.
 _TOP = (
     Setting("version", int, 1, "format of run.toml", settable=False, bounds=Bounds(1, 1)),
-    Setting("population_size", int, 4, "agents the population was created with",
+    Setting("population_size", int, DEFAULT_AGENTS, "agents the population was created with",
             settable=False, bounds=AT_LEAST_1),
-    Setting("budget_s", float, 60.0, "training seconds per evaluation from the seed's "
+    Setting("budget_s", float, DEFAULT_BUDGET_S, "training seconds per evaluation from the seed's "
             "darwin.toml (evolve.budget_s, once stored, wins)", settable=False,
             bounds=POSITIVE),
     Setting("tokenizer", str, "char", "the seed's tokenizer", settable=False),

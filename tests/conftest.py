@@ -170,7 +170,7 @@ def seed_dir(tmp_path) -> Path:
 @pytest.fixture
 def population(tmp_path, seed_dir):
     """A fresh non-bare population of 3 agents at tmp_path/run/population."""
-    from darwin_git.population import init_population
+    from darwin_git.create import init_population
 
     return init_population(tmp_path / "run" / "population", seed=seed_dir, agents=3)
 

@@ -33,8 +33,8 @@ from concurrent.futures import Future
 
 import pygit2
 
+from darwin_git.harness.executor import Executor, Job
 from darwin_git.result import make_result
-from darwin_git.run.executor import Executor, Job
 
 BASE = 2.6
 EFFECT = re.compile(r"#\s*fake-effect:\s*([-+0-9.eE]+)")

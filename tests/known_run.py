@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import statistics
 
-from darwin_git.evolve.journal import Journal
 from darwin_git.mutate.base import Mutation, MutationFailure
+from darwin_git.population.journal import Journal
 from darwin_git.population.refs import update_refs
 from darwin_git.result import make_result
 
@@ -98,7 +98,7 @@ def build(pop, git) -> dict:
         pop.add_result(seed, result(loss, seed=i, mfu=0.020, generation=0))
     journal.append({"phase": "noise", "generation": 0, "sigma": SIGMA,
                     "mean": statistics.fmean(NOISE), "losses": NOISE, "budget_s": BUDGET,
-                    "repeats": 3}, "Noise floor")
+                    "clock": "cpu", "device": "cpu", "repeats": 3}, "Noise floor")
 
     # generation 1
     c1 = candidate(pop, 1, "agent-00.agent-02", seed,

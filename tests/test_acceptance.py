@@ -19,11 +19,14 @@ from fake_executor import FakeExecutor
 from llm_server import LLMServer, mutation_reply, reply
 
 from darwin_git import runconfig
-from darwin_git.evolve.journal import Journal
+from darwin_git.create import init_population
 from darwin_git.evolve.loop import Evolution
-from darwin_git.evolve.settings import EvolveSettings
+from darwin_git.harness.executor import LocalExecutor
 from darwin_git.mutate.base import Mutation, MutationFailure, Mutator
-from darwin_git.population import Population, init_population
+from darwin_git.population import Population
+from darwin_git.population.journal import Journal
+from darwin_git.run.local import LocalSandbox
+from darwin_git.settings import EvolveSettings
 
 TRAIN = """\
 import json, os

@@ -9,13 +9,14 @@ from conftest import BIGRAM_MODEL, Events, seed_toml
 from fake_executor import FakeExecutor
 
 from darwin_git import paired
-from darwin_git.evolve.journal import Journal
+from darwin_git.create import init_population
 from darwin_git.evolve.loop import Evolution
-from darwin_git.evolve.settings import EvolveSettings
-from darwin_git.fitness import Conditions, infrastructure_failures
+from darwin_git.fitness import Conditions
 from darwin_git.mutate.base import Mutation, MutationFailure, Mutator
-from darwin_git.population import init_population
-from darwin_git.select import SIGMA_FLOOR, minimum_effect
+from darwin_git.population.journal import Journal
+from darwin_git.readmodel import ReadModel
+from darwin_git.selection_rules import SIGMA_FLOOR, minimum_effect
+from darwin_git.settings import EvolveSettings
 
 TRAIN = "print('steps: 1')\n"
 
@@ -64,7 +65,7 @@ def test_the_noise_floor_is_the_seed_beside_itself_and_announces_the_smallest_ef
     # the fake's twins agree exactly: the spread is floored, and so is the smallest effect
     assert floor["paired_df"] == 3 and floor["paired_sigma"] == SIGMA_FLOOR
     assert floor["mde"] == pytest.approx(minimum_effect(SIGMA_FLOOR, 3, 3, 0.95))
-    rec = Journal(pop.repo).find("noise")
+    rec = ReadModel(pop).run.latest("noise")
     assert rec["layout"] == "2xfake" and rec["twin_differences"] == [0.0, 0.0, 0.0]
 
 
@@ -98,7 +99,7 @@ def test_a_promoted_child_screens_its_own_children_beside_it(pop):
     tip = str(pop.tip("agent-00"))
     c = Conditions.from_config({"evolve": {"budget_s": 30.0, "clock": "cpu",
                                            "layout": "2xfake"}})
-    assert paired.reference(pop, tip, 0, c) is paired.MISSING
+    assert ReadModel(pop, c).reference(tip, 0) is paired.MISSING
     sink, ex, _ = run(pop, Planted({"agent-00": "# fake-effect: -0.03\n# fake-effect: -0.02"}),
                       generations=2)
     first = next(a for a, b in ex.pairs if b.commit == tip)
@@ -118,8 +119,9 @@ def test_a_child_the_engine_never_evaluates_is_void_and_may_be_tried_again(pop):
     (v,) = [v for v in sink.of("verdict") if v["action"] != "more"]
     assert v["action"] == "void" and "could not evaluate" in v["reason"]
     child = v["commit"]
-    assert len(infrastructure_failures(pop, child, Conditions.of(s))) == 2
-    assert paired.screen_value(pop, child, 0, Conditions.of(s)) is paired.MISSING
+    model = ReadModel(pop, Conditions.of(s))
+    assert len(model.infrastructure_failures(child)) == 2
+    assert model.screen_value(child, 0) is paired.MISSING
     assert pop.tip("agent-00") != pop.commit(child).id
 
 

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 from darwin_git import runconfig
 from darwin_git.cli import cli
-from darwin_git.evolve.settings import EvolveSettings
 from darwin_git.mutate.config import LLMConfig
+from darwin_git.settings import EvolveSettings
 
 
 def invoke(*args):

@@ -6,11 +6,12 @@ import random
 
 from conftest import Events
 
+from darwin_git.create import init_population
 from darwin_git.evolve.generation import Generation
 from darwin_git.evolve.proposals import Proposals
-from darwin_git.evolve.settings import EvolveSettings
 from darwin_git.fitness import Conditions
-from darwin_git.population import CANDIDATE_PREFIX, init_population
+from darwin_git.population import CANDIDATE_PREFIX
+from darwin_git.settings import EvolveSettings
 
 
 def _population(tmp_path, seed_dir):

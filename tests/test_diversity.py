@@ -9,13 +9,15 @@ import random
 from conftest import BIGRAM_MODEL, Events, seed_toml
 from fake_executor import FakeExecutor
 
+from darwin_git.create import init_population
 from darwin_git.evolve import islands
-from darwin_git.evolve.journal import Journal
 from darwin_git.evolve.loop import Evolution
-from darwin_git.evolve.settings import EvolveSettings
 from darwin_git.mutate.base import Mutation, MutationFailure, Mutator
-from darwin_git.population import init_population
-from darwin_git.select import SelectionSettings, distinct, plan_migrations, plan_replacements
+from darwin_git.population.journal import Journal
+from darwin_git.readmodel import ReadModel
+from darwin_git.selection_rules import (SelectionSettings, distinct, plan_migrations,
+                                        plan_replacements)
+from darwin_git.settings import EvolveSettings
 
 S = SelectionSettings(elites=1, prune_per_generation=1, min_distinct=2)
 
@@ -67,12 +69,12 @@ def test_migration_sends_each_island_s_best_to_the_next():
 
 def test_membership_deals_agents_round_robin_and_keeps_it(tmp_path):
     pop = _pop(tmp_path, 4)
-    journal = Journal(pop.repo)
-    first = islands.membership(journal, ["agent-03", "agent-01", "agent-00", "agent-02"], 2)
+    last = ReadModel(pop).run.islands  # no generation closed yet
+    first = islands.membership(last, ["agent-03", "agent-01", "agent-00", "agent-02"], 2)
     assert first == {"agent-00": 0, "agent-01": 1, "agent-02": 0, "agent-03": 1}
     assert islands.groups(first) == [["agent-00", "agent-02"], ["agent-01", "agent-03"]]
     # three agents make one island (two agents at least to an island)
-    assert islands.membership(journal, ["agent-00", "agent-01", "agent-02"], 2) == \
+    assert islands.membership(last, ["agent-00", "agent-01", "agent-02"], 2) == \
         {"agent-00": 0, "agent-01": 0, "agent-02": 0}
     assert islands.count(2, 3) == 1 and islands.count(2, 4) == 2 and islands.count(3, 9) == 3
 

@@ -228,7 +228,7 @@ def test_generation_where_every_candidate_fails(tmp_path, tiny_seed, preflight):
 
 def test_second_evolve_on_the_same_repo_is_refused(tmp_path, tiny_seed):
     from darwin_git.lock import RunLock
-    from darwin_git.population import init_population
+    from darwin_git.create import init_population
 
     repo = tmp_path / "run" / "population"
     init_population(repo, seed=tiny_seed, agents=2)

@@ -13,15 +13,15 @@ from conftest import Events
 
 from darwin_git import runconfig
 from darwin_git.cli import cli
+from darwin_git.clock import default_clock, resolve_clock
 from darwin_git.evolve.loop import Evolution
-from darwin_git.evolve.settings import EvolveSettings
-from darwin_git.fitness import (Conditions, comparable, fitness, installed_harness, leaderboard,
-                                summarize, too_short)
-from darwin_git.harness.spec import default_clock, resolve_clock
+from darwin_git.fitness import Conditions, comparable, installed_harness, summarize, too_short
+from darwin_git.harness.executor import Job, LocalExecutor
 from darwin_git.mutate.base import Mutation
+from darwin_git.readmodel import ReadModel
 from darwin_git.result import make_result
-from darwin_git.run.executor import Job, LocalExecutor
 from darwin_git.run.local import LocalSandbox
+from darwin_git.settings import EvolveSettings
 
 RUN = Conditions(budget_s=5.0, clock="wall", device="cpu", harness=installed_harness())
 
@@ -106,7 +106,7 @@ def test_fitness_of_a_commit_ignores_results_of_other_conditions(population):
     pop.add_result(tip, result(val_loss=2.0, seed=0))
     pop.add_result(tip, result(val_loss=0.5, seed=0, budget_s=60.0))  # another run's budget
     pop.add_result(tip, result(val_loss=2.2, seed=1))
-    f = fitness(pop, tip, RUN)
+    f = ReadModel(pop, RUN).fitness(tip)
     assert f.loss == pytest.approx(2.1) and f.seeds == {0: 2.0, 1: 2.2}
 
 
@@ -144,7 +144,7 @@ def test_leaderboard_ranks_by_fitness_and_marks_pending_and_failed_tips(populati
     git("add", "notes.txt", cwd=pop.path)
     git("commit", "-q", "-m", "Human idea", cwd=pop.path)
 
-    rows = leaderboard(pop, RUN)
+    rows = ReadModel(pop, RUN).leaderboard()
     assert [(r["rank"], r["agent"], r["status"]) for r in rows] == [
         (1, "agent-00", "ok"), (2, "agent-01", "train_failed"), (3, "agent-02", "pending")]
     best, failed, human = rows
@@ -210,7 +210,7 @@ def test_a_run_too_short_to_learn_is_flagged_from_its_steps_and_its_loss():
 
 
 def test_status_shows_sigma_the_rule_the_seeds_and_runs_too_short(population):
-    from darwin_git.evolve.journal import Journal
+    from darwin_git.population.journal import Journal
 
     pop = population
     run = Conditions.from_config(runconfig.read_config(pop.repo))

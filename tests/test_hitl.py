@@ -14,12 +14,15 @@ from llm_server import llm_server, mutation_reply  # noqa: F401 (fixture)
 
 from darwin_git import hitl, memory
 from darwin_git.cli import cli
+from darwin_git.create import init_population
 from darwin_git.evolve.loop import Evolution
-from darwin_git.evolve.settings import EvolveSettings
+from darwin_git.harness.executor import LocalExecutor
 from darwin_git.mutate.base import Mutation, MutationFailure, Mutator
 from darwin_git.mutate.config import LLMConfig
 from darwin_git.mutate.llm import LLMMutator
-from darwin_git.population import Population, init_population
+from darwin_git.population import Population
+from darwin_git.run.local import LocalSandbox
+from darwin_git.settings import EvolveSettings
 
 SEED = {
     "darwin.toml": seed_toml(budget_s=30),

@@ -15,9 +15,9 @@ from test_hitl import NoChange, Worse, llm, pop, run_loop  # noqa: F401 (fixture
 
 from darwin_git import hitl
 from darwin_git.cli import cli
-from darwin_git.evolve.journal import Journal
 from darwin_git.hitl.answers import answer_texts_for_tree, answers_for_tree
 from darwin_git.hitl.sync import sync
+from darwin_git.population.journal import Journal
 from darwin_git.progress import describe
 from darwin_git.result import make_result
 

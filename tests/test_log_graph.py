@@ -30,7 +30,7 @@ def true_edges(git, repo) -> set[tuple[str, str]]:
 
 def decode(lines: list[str], commits: set[str]) -> tuple[set, list[str]]:
     """The (child, parent) edges a reader follows in the picture, by the legend in
-    darwin_git/population/graph.py; and the commits in the order drawn."""
+    darwin_git/graph.py; and the commits in the order drawn."""
     full = {c[:10]: c for c in commits}
     lanes: dict[int, set] = {}  # lane -> children whose line to a parent runs down it
     edges, order = set(), []

@@ -239,8 +239,8 @@ def test_deltas_are_paired_on_the_seeds_selection_compared(population):
     [b] = memory.load(pop, "agent-02")["proposals"]
     assert b["delta"] == pytest.approx((-0.1 - 0.4 - 0.4) / 3) and b["paired_seeds"] == 3
     # the fitness is the one selection uses
-    from darwin_git.fitness import fitness, run_conditions
-    assert b["fitness_after"] == fitness(pop, better, run_conditions(pop)).loss
+    from darwin_git.readmodel import ReadModel
+    assert b["fitness_after"] == ReadModel(pop).loss(better)
 
 
 def test_outcomes_kept_rejected_failed_pending(population):

@@ -9,14 +9,14 @@ from conftest import BIGRAM_MODEL, Events, seed_toml
 from fake_executor import FakeExecutor
 
 from darwin_git import memory
+from darwin_git.create import init_population
 from darwin_git.evolve.context import Contexts
 from darwin_git.evolve.loop import Evolution
-from darwin_git.evolve.settings import EvolveSettings
 from darwin_git.fitness import Conditions
 from darwin_git.hitl import LoopHooks
 from darwin_git.mutate.base import Mutation, MutationFailure, Mutator
 from darwin_git.mutate.prompt import CONTEXT_BUDGET_CHARS, Prompts, render_files
-from darwin_git.population import init_population
+from darwin_git.settings import EvolveSettings
 
 
 class Scripted(Mutator):

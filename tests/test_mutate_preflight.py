@@ -10,12 +10,12 @@ import pytest
 
 from darwin_git.evolve.generation import Generation
 from darwin_git.evolve.proposals import Proposals
-from darwin_git.evolve.settings import EvolveSettings
-from darwin_git.fitness import run_conditions
 from darwin_git.harness.preflight import Preflight
 from darwin_git.mutate.config import LLMConfig
 from darwin_git.mutate.llm import LLMMutator
+from darwin_git.readmodel import ReadModel
 from darwin_git.run.local import LocalSandbox
+from darwin_git.settings import EvolveSettings
 from conftest import Events
 from llm_server import llm_server, mutation_reply  # noqa: F401  (fixture)
 
@@ -82,7 +82,7 @@ def test_training_that_never_ends_is_inconclusive_not_blamed(tmp_path):
 def test_the_error_goes_back_to_the_model_and_the_fix_is_the_child(tmp_path, llm_server):
     """Through the loop's hook: the model's first change does not import; it is told why, and
     its corrected change is the only child; the failed try is an event, not a training run."""
-    from darwin_git.population import init_population
+    from darwin_git.create import init_population
 
     pop = init_population(tmp_path / "run" / "population", seed=tree(tmp_path), agents=1)
     # it parses (code that does not is refused before the pre-flight), and fails when run
@@ -103,7 +103,7 @@ def test_the_error_goes_back_to_the_model_and_the_fix_is_the_child(tmp_path, llm
 
 
 def test_the_last_failed_try_is_recorded_as_preflight_failed(tmp_path, llm_server):
-    from darwin_git.population import init_population
+    from darwin_git.create import init_population
 
     pop = init_population(tmp_path / "run" / "population", seed=tree(tmp_path), agents=1)
     broken = ("--- a/settings.py\n+++ b/settings.py\n@@ -1 +1 @@\n-N_EMBD = 64\n"
@@ -122,7 +122,7 @@ def _self_mutations(pop, llm_server, events, attempts: int) -> list:
     mutator = LLMMutator(LLMConfig(model="m", base_url=llm_server.base_url, api_key="k",
                                    max_retries=0, max_apply_attempts=attempts))
     props = Proposals(pop, EvolveSettings(budget_s=3, pairing="self"), mutator, events,
-                      run_conditions(pop), preflight=Preflight(LocalSandbox()))
+                      ReadModel(pop).conditions, preflight=Preflight(LocalSandbox()))
     gen = Generation(1)
     gen.read_tips(pop.agents())
     return list(props.mutations(gen, [("agent-00", "agent-00")]))

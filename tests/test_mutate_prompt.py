@@ -5,16 +5,16 @@ from __future__ import annotations
 import pytest
 
 from darwin_git.evolve.generation import Generation
-from darwin_git.evolve.journal import Journal
 from darwin_git.evolve.proposals import Proposals
-from darwin_git.evolve.settings import EvolveSettings
-from darwin_git.fitness import run_conditions
 from darwin_git.hitl import LoopHooks
 from darwin_git.mutate.base import Mutation, MutationFailure
 from darwin_git.mutate.config import LLMConfig
 from darwin_git.mutate.llm import LLMMutator
+from darwin_git.population.journal import Journal
 from darwin_git.population.refs import update_refs
+from darwin_git.readmodel import ReadModel
 from darwin_git.result import make_result as harness_result
+from darwin_git.settings import EvolveSettings
 from conftest import Events
 from llm_server import llm_server, mutation_reply  # noqa: F401  (fixture)
 
@@ -63,7 +63,7 @@ def history(population):
     Every agent starts from the seed, trained at three seeds (the noise floor)."""
     pop = population
     seed = pop.tip("agent-00")
-    conditions = run_conditions(pop)
+    conditions = ReadModel(pop).conditions
     train = {"steps": 100, "ms_per_step": 61.5, "tokens_per_s": 33300.0, "loss_curve": CURVE}
     for s, loss in enumerate([2.50, 2.52, 2.48]):
         evaluate(pop, seed, loss, s, train=train)
@@ -84,7 +84,7 @@ def history(population):
 
 def proposals(pop, mutator, sink=None):
     settings = EvolveSettings(budget_s=5, seed=0)
-    return Proposals(pop, settings, mutator, sink or Events(), run_conditions(pop), Humans(),
+    return Proposals(pop, settings, mutator, sink or Events(), ReadModel(pop).conditions, Humans(),
                      slots=2)
 
 
@@ -203,7 +203,7 @@ def test_a_tree_proposed_twice_in_a_generation_is_one_child(history, llm_server)
 
 def test_a_generation_with_nothing_new_says_so_and_the_builtin_warns_once(tmp_path, seed_dir):
     from darwin_git.mutate.operators import BuiltinMutator
-    from darwin_git.population import init_population
+    from darwin_git.create import init_population
 
     (seed_dir / "train.py").write_text("epochs = 100\nprint('train')\n")  # no knob's name
     pop = init_population(tmp_path / "run" / "population", seed=seed_dir, agents=3)

@@ -15,13 +15,14 @@ from conftest import BIGRAM_MODEL, Events, seed_toml
 from fake_executor import FakeExecutor
 
 from darwin_git import memory, origin
+from darwin_git.create import init_population
 from darwin_git.evolve.context import describe_tree
 from darwin_git.evolve.loop import Evolution
-from darwin_git.evolve.settings import EvolveSettings
 from darwin_git.fitness import Conditions
 from darwin_git.mutate.base import Mutation, MutationFailure, Mutator
-from darwin_git.population import init_population
+from darwin_git.readmodel import ReadModel
 from darwin_git.result import make_result
+from darwin_git.settings import EvolveSettings
 
 EVALUATIONS = [
     # (what happened, status, cause, evidence fields, origin)
@@ -163,4 +164,4 @@ def test_the_infrastructure_s_failures_never_reach_memory_or_prompts_as_the_code
     assert all(e.outcome != "void" and "timeout" not in (e.reason or "") for e in shown)
     # the lost tree is never "already evaluated": it may be proposed and trained again
     tree = str(pop.commit(lost["commit"]).tree_id)
-    assert describe_tree(pop, tree, Conditions.of(s)) is None
+    assert describe_tree(ReadModel(pop, Conditions.of(s)), tree) is None

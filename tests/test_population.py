@@ -7,9 +7,9 @@ import multiprocessing
 import pytest
 
 from darwin_git import runconfig
+from darwin_git.create import init_population
 from darwin_git.mutate.base import Mutation, MutationFailure
-from darwin_git.population import (NotFastForward, Population, PopulationError, RefMoved,
-                                   init_population)
+from darwin_git.population import NotFastForward, Population, PopulationError, RefMoved
 from darwin_git.population.lineage import (ancestors, children, generation, unevaluated)
 from darwin_git.result import make_result
 

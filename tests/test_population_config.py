@@ -5,8 +5,8 @@ import pygit2
 import pytest
 
 from darwin_git import runconfig
+from darwin_git.create import init_population
 from darwin_git.mutate.config import LLMConfig
-from darwin_git.population import init_population
 
 
 def test_defaults_and_overrides_round_trip(tmp_path, seed_dir):

@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from darwin_git import memory
+from darwin_git.create import init_population
 from darwin_git.lock import LockBusy, population_lock
-from darwin_git.population import init_population
 
 DARWIN = [sys.executable, "-m", "darwin_git.cli"]
 

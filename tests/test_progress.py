@@ -7,7 +7,7 @@ import json
 from rich.console import Console
 
 from darwin_git.progress import JsonSink, LineSink, LiveSink, describe, fitness_words
-from darwin_git.select import AcceptanceRule
+from darwin_git.selection_rules import AcceptanceRule
 
 SHORT = "too short to learn: 4 optimizer steps (fewer than 50); raise the budget"
 RULE = AcceptanceRule().to_dict()

@@ -18,14 +18,15 @@ import pytest
 from click.testing import CliRunner
 
 from darwin_git.cli import cli, evolve_cmds
-from darwin_git.evolve.journal import Journal
+from darwin_git.create import init_population
 from darwin_git.fitness import Conditions, installed_harness
 from darwin_git.harness import export_tree
+from darwin_git.harness.executor import Job
+from darwin_git.harness.ray_executor import RayExecutor, RayUnavailable, pack_tree, unpack_tree
 from darwin_git.mutate.operators import BuiltinMutator
-from darwin_git.population import Population, init_population
+from darwin_git.population import Population
+from darwin_git.population.journal import Journal
 from darwin_git.population.notes import NOTES_REF
-from darwin_git.run.executor import Job
-from darwin_git.run.ray_executor import RayExecutor, RayUnavailable, pack_tree, unpack_tree
 
 ray = pytest.importorskip("ray")  # part of the [test] extra; absent only in a bare install
 

@@ -9,8 +9,8 @@ from click.testing import CliRunner
 from test_bad_input import corrupt_note, snapshot, store_journal_record, store_run_toml
 
 from darwin_git.cli import cli
-from darwin_git.evolve.journal import Journal
 from darwin_git.population import Population
+from darwin_git.population.journal import Journal
 
 
 def invoke(*args):

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 import known_run
 from darwin_git.cli import cli
-from darwin_git.evolve.journal import Journal
+from darwin_git.population.journal import Journal
 from darwin_git.report import collect, render_markdown
 
 

@@ -203,9 +203,9 @@ def test_the_tree_fits_the_page_and_opens_on_the_best_node(population, git, brow
 def test_dense_rows_keep_their_labels_apart(seed_dir, tmp_path, browser):
     """Eight agents, each advanced to its own child in one generation (and two on one
     commit): a row of labelled nodes, drawn at 800 px."""
-    from darwin_git.evolve.journal import Journal
+    from darwin_git.population.journal import Journal
     from darwin_git.mutate.base import Mutation
-    from darwin_git.population import init_population
+    from darwin_git.create import init_population
     from darwin_git.result import make_result
 
     pop = init_population(tmp_path / "run" / "population", seed=seed_dir, agents=8)

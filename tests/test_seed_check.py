@@ -10,8 +10,8 @@ from conftest import TRAINING_SEED as SEED
 
 from darwin_git.cli import cli
 from darwin_git.contract import ContractError, parse_contract
-from darwin_git.population import init_population
-from darwin_git.population.seedcheck import SeedError, tree_problems
+from darwin_git.create import init_population
+from darwin_git.harness.seedcheck import SeedError, tree_problems
 
 
 @pytest.fixture

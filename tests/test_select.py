@@ -3,9 +3,9 @@ import random
 
 import pytest
 
-from darwin_git.select import (LOST, MISSING, AcceptanceRule, Noise, SelectionSettings,
-                               Verdict, best_promoted, decide, minimum_effect, noise_sigma,
-                               one_sided_p, plan_replacements, prune_reason, rank)
+from darwin_git.selection_rules import (LOST, MISSING, AcceptanceRule, Noise, SelectionSettings,
+                                        Verdict, best_promoted, decide, minimum_effect, noise_sigma,
+                                        one_sided_p, plan_replacements, prune_reason, rank)
 
 RULE = AcceptanceRule(max_seeds=4, confidence=0.95, min_effect=0.0)
 SEEDS = RULE.seeds(0)

@@ -25,6 +25,9 @@ from pathlib import Path
 
 import click
 
+from ..clock import CLOCKS
+from ..run.base import DEVICES
+from ..run.runner import RUNNERS
 from .errors import DarwinError, RunFailed, RunnerUnavailable
 
 
@@ -36,14 +39,14 @@ from .errors import DarwinError, RunFailed, RunnerUnavailable
 @click.option("--budget", type=float, envvar="DARWIN_BUDGET", default=None,
               help="Training budget in seconds of --clock [env DARWIN_BUDGET; default: the "
                    "population's, else darwin.toml's].")
-@click.option("--clock", type=click.Choice(["cpu", "wall"]), envvar="DARWIN_CLOCK", default=None,
+@click.option("--clock", type=click.Choice(CLOCKS), envvar="DARWIN_CLOCK", default=None,
               help="What the budget counts [env DARWIN_CLOCK; default: the population's, else "
                    "darwin.toml's, else cpu on CPU, wall on CUDA].")
-@click.option("--runner", type=click.Choice(["auto", "local", "docker"]), envvar="DARWIN_RUNNER",
+@click.option("--runner", type=click.Choice(RUNNERS), envvar="DARWIN_RUNNER",
               default="auto", show_default=True,
               help="Sandbox, as evolve's: docker when a daemon answers, else local "
                    "[env DARWIN_RUNNER].")
-@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), envvar="DARWIN_BENCH_DEVICE",
+@click.option("--device", type=click.Choice((*DEVICES, "auto")), envvar="DARWIN_BENCH_DEVICE",
               default="auto", show_default=True, help="[env DARWIN_BENCH_DEVICE]")
 @click.option("--slots", type=click.IntRange(1), envvar="DARWIN_SLOTS", default=None,
               help="Runs at once [default: the population's, else evolve's default].")
@@ -118,9 +121,9 @@ def _settings(found: list[dict], repo, budget, clock, device, slots, seed) -> di
 
     from .. import runconfig
     from ..contract import load_contract
-    from ..evolve.settings import EvolveSettings
-    from ..harness.spec import default_clock
-    from ..run.factory import default_slots
+    from ..settings import EvolveSettings
+    from ..clock import resolve_clock
+    from ..harness.factory import default_slots
 
     config: dict = {}
     for f in found:
@@ -135,7 +138,7 @@ def _settings(found: list[dict], repo, budget, clock, device, slots, seed) -> di
     contract_budget = load_contract(found[0]["path"]).budget_s
     base = EvolveSettings.from_config(config) if config else EvolveSettings(
         budget_s=contract_budget, clock=load_contract(found[0]["path"]).clock)
-    run_clock = clock or base.clock or default_clock(device)
+    run_clock = resolve_clock(clock or base.clock, device=device)
     s = EvolveSettings.from_config(
         {"evolve": base.to_config()}, budget_s=budget, clock=run_clock, device=device,
         slots=slots or (base.slots if config else default_slots(device, run_clock)), seed=seed)
@@ -149,9 +152,9 @@ def _executor(work: Path, found: list[dict], run: dict, runner: str):
     """evolve's executor over a scratch repo holding the targets as commits."""
     import pygit2
 
-    from ..population.create import tree_from_dir
+    from ..create import tree_from_dir
     from ..run.base import SandboxUnavailable
-    from ..run.factory import make_executor
+    from ..harness.factory import make_executor
 
     git = pygit2.init_repository(str(work / "repo.git"), bare=True)
     sig = pygit2.Signature("darwin-git bench", "bench@darwin-git")
@@ -182,7 +185,7 @@ def _show(result: dict, target: dict) -> dict:
 
 
 def _one(executor, target: dict, run: dict, repeats: int | None, say) -> int:
-    from ..run.executor import Job
+    from ..harness.executor import Job
 
     n = repeats or run["slots"]
     futures = [executor.submit(Job(target["job"], seed=run["seed"] + i, role="bench",
@@ -200,8 +203,8 @@ def _one(executor, target: dict, run: dict, repeats: int | None, say) -> int:
 def _two(executor, found: list[dict], run: dict, pairs: int | None, noise_pairs: int, say,
          as_json: bool) -> int:
     from ..compare import compare, pair
-    from ..result import fitness as loss_of
-    from ..select import AcceptanceRule, Noise
+    from ..result import loss_of
+    from ..selection_rules import AcceptanceRule, Noise
 
     a, b = found
     rule: AcceptanceRule = run["rule"]
@@ -263,7 +266,7 @@ def _steps(r: dict):
 
 def _line(r: dict) -> str:
     """One run for people: its numbers, or its failure's cause and reason."""
-    from ..memory import failure_reason
+    from ..readmodel import failure_reason
 
     seed = f"seed {r.get('seed')}: "
     if r["status"] != "ok":

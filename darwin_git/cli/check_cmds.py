@@ -24,7 +24,7 @@ def check(directory, train_once, suggest, as_json):
     code does not do yet (read DARWIN_DATA, write into DARWIN_OUT, stop on its budget, save
     darwin's checkpoint, use DARWIN_SEED), imports the training interpreter lacks, and which
     built-in operators fit it. SEEDS.md explains each piece. Exit 2 when a piece is missing."""
-    from ..population import seedcheck
+    from ..harness import seedcheck
 
     if suggest:
         click.echo(seedcheck.suggest_contract(directory), nl=False)
@@ -67,7 +67,7 @@ def _operators(directory: Path, contract) -> dict:
     and the model entry's module count as read-only)."""
     from ..mutate.operators import operator_fit
     from ..mutate.policy import model_path
-    from ..population.seedcheck import seed_files
+    from ..harness.seedcheck import seed_files
 
     files, read_only = {}, {}
     for rel in seed_files(directory):

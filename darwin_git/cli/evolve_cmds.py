@@ -8,10 +8,19 @@ from pathlib import Path
 
 import click
 
-from ..evolve.settings import EvolveSettings
-from ..select import AcceptanceRule
+from ..clock import CLOCKS
+from ..harness.factory import EXECUTORS
+from ..run.base import DEVICES
+from ..run.runner import RUNNERS
+from ..runconfig import DEFAULT_AGENTS
+from ..selection_rules import AcceptanceRule
+from ..settings import PAIRINGS, EvolveSettings
 from .errors import DarwinError, LockHeld, NoEvidence, RunnerUnavailable
 from .options import open_population, refuse_if_damaged, repo_option, user_errors
+
+
+# Where mutations come from (_mutator): the LLM when an endpoint is configured, else built-in.
+MUTATORS = ("auto", "builtin", "llm")
 
 
 def _range(name: str, kind: type = float):
@@ -24,35 +33,36 @@ def _range(name: str, kind: type = float):
 @click.option("--seed", "seed_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Seed training repo for a new population [default: the bundled seed_repo].")
 @click.option("--generations", "-g", type=_range("generations", int), envvar="DARWIN_GENERATIONS",
-              help="Total generations of the run; a resumed run continues up to it [default 5].")
+              help="Total generations of the run; a resumed run continues up to it "
+                   f"[default {EvolveSettings.generations}].")
 @click.option("--population", "-n", type=click.IntRange(1), envvar="DARWIN_POPULATION",
-              help="Agents in a new population [default 4].")
+              help=f"Agents in a new population [default {DEFAULT_AGENTS}].")
 @click.option("--budget", "budget_s", type=_range("budget_s"), envvar="DARWIN_BUDGET",
               help="Training budget per evaluation, in seconds of --clock [default: darwin.toml's "
                    "budget_s].")
 @click.option("--slots", type=_range("slots", int), envvar="DARWIN_SLOTS",
               help="Evaluations at once [default: 1 per GPU; on CPU 1 per core on the cpu clock, 1 per 2 cores on the wall clock].")
-@click.option("--runner", type=click.Choice(["auto", "local", "docker"]), default="auto",
+@click.option("--runner", type=click.Choice(RUNNERS), default="auto",
               envvar="DARWIN_RUNNER", show_default=True,
               help="auto: docker when a daemon answers (the offline image is built if missing), else local.")
-@click.option("--executor", "executor_kind", type=click.Choice(["local", "ray"]),
+@click.option("--executor", "executor_kind", type=click.Choice(EXECUTORS),
               default="local", envvar="DARWIN_EXECUTOR", show_default=True,
               help="Where evaluations run: slots on this machine, or Ray tasks (local Ray, or "
                    "the cluster of --ray-address); needs pip install 'darwin-git[ray]'.")
 @click.option("--ray-address", envvar="DARWIN_RAY_ADDRESS",
               help="Ray cluster to join (e.g. auto, ray://head:10001) [default: RAY_ADDRESS, "
                    "else a local Ray started for this run].")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), envvar="DARWIN_DEVICE",
+@click.option("--device", type=click.Choice(DEVICES), envvar="DARWIN_DEVICE",
               help="Training device [default: cuda when available, else cpu].")
-@click.option("--mutator", type=click.Choice(["auto", "builtin", "llm"]), default="auto",
+@click.option("--mutator", type=click.Choice(MUTATORS), default="auto",
               envvar="DARWIN_MUTATOR", show_default=True,
               help="auto: the LLM when OPENAI_API_KEY or OPENAI_BASE_URL is set, else built-in.")
 @click.option("--model", envvar="DARWIN_LLM_MODEL",
               help="LLM model name [env DARWIN_LLM_MODEL; default: run config, gpt-4o-mini].")
-@click.option("--pairing", type=click.Choice(["ring", "self", "random"]),
+@click.option("--pairing", type=click.Choice(PAIRINGS),
               help="Who rewrites whom [default ring: agent i rewrites agent i+1].")
 @click.option("--crossovers", type=_range("crossovers", int), help="Crossover children per generation.")
-@click.option("--clock", type=click.Choice(["cpu", "wall"]), envvar="DARWIN_CLOCK",
+@click.option("--clock", type=click.Choice(CLOCKS), envvar="DARWIN_CLOCK",
               help="The clock --budget is measured on: cpu (CPU seconds of the whole training "
                    "process tree; it does not shrink when other work shares the machine) or "
                    "wall [env DARWIN_CLOCK; default: cpu on CPU devices, wall on CUDA].")
@@ -69,10 +79,10 @@ def _range(name: str, kind: type = float):
                    "prints the smallest gain the test can see].")
 @click.option("--accept-k", type=_range("accept_k"),
               help="Pruning's noise bar: an agent within k noise sigmas of the best is never "
-                   "pruned [default 1.0].")
+                   f"pruned [default {EvolveSettings.accept_k}].")
 @click.option("--noise-repeats", type=_range("noise_repeats", int),
               help="Seeds (seed, seed+1, ...) the seed is trained on twice side by side to "
-                   "measure the noise floor [default 3].")
+                   f"measure the noise floor [default {EvolveSettings.noise_repeats}].")
 @click.option("--max-wall", "max_wall_s", type=_range("max_wall_s"), envvar="DARWIN_MAX_WALL",
               help="Stop after this many seconds (at a consistent state).")
 @click.option("--max-tokens", type=_range("max_tokens", int), help="Stop once LLM tokens reach this.")
@@ -105,24 +115,24 @@ def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, exe
     """
     from .. import runconfig
     from ..evolve.loop import Evolution
-    from ..evolve.settings import EvolveSettings
+    from ..settings import EvolveSettings
     from ..lock import LockBusy, population_lock
-    from ..population.create import default_seed, init_population
-    from ..population.graph import LINEAGE_GIT_ARGS
+    from ..create import default_seed, init_population
+    from ..graph import LINEAGE_GIT_ARGS
     from ..population.layout import resolve_repo
     from ..progress import make_sink
     from ..report import write_report
     from ..run.base import SandboxUnavailable
-    from ..harness.spec import default_clock
-    from ..run.factory import default_slots, make_executor
-    from ..run.ray_executor import RayUnavailable
+    from ..clock import resolve_clock
+    from ..harness.factory import default_slots, make_executor
+    from ..harness.ray_executor import RayUnavailable
 
     assigned = _assigned(assignments)  # checked before anything is created
     path = resolve_repo(repo)
     if not path.exists() or (path.is_dir() and not any(path.iterdir())):
         if repo is not None and seed_dir is None:
             raise DarwinError(_no_population(path))
-        pop = init_population(path, seed=seed_dir, agents=population or 4,
+        pop = init_population(path, seed=seed_dir, agents=population or DEFAULT_AGENTS,
                               check="train" if check else "none",
                               device=device or _default_device(),
                               budget_s=budget_s, clock=clock)  # checked as the run will train it
@@ -138,7 +148,7 @@ def evolve(repo, seed_dir, generations, population, budget_s, slots, runner, exe
                    "--population only applies to a new one", err=True)
     config = runconfig.read_config(pop.repo)
     device = device or config.get("evolve", {}).get("device") or _default_device()
-    run_clock = clock or config.get("evolve", {}).get("clock") or default_clock(device)
+    run_clock = resolve_clock(clock or config.get("evolve", {}).get("clock"), device=device)
     try:
         settings = EvolveSettings.from_config(
             config, generations=generations, budget_s=budget_s,
@@ -199,7 +209,7 @@ def _no_population(path: Path) -> str:
     run from the bundled seed (a typo'd path would start someone else's experiment)."""
     from click.core import ParameterSource
 
-    from ..population.create import default_seed
+    from ..create import default_seed
 
     ctx = click.get_current_context()
     named = "DARWIN_REPO" if ctx.get_parameter_source("repo") == ParameterSource.ENVIRONMENT \
@@ -214,7 +224,7 @@ def _name_the_seed(pop, seed_dir: Path | None) -> None:
     creates: it is never silently ignored)."""
     from .. import runconfig
     from ..population import SEED_REF
-    from ..population.create import seed_differences
+    from ..create import seed_differences
 
     name = runconfig.read_stored(pop.repo).get("seed_name") or "?"
     root = pop.repo.references.get(SEED_REF)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from ..runconfig import DEFAULT_AGENTS
 from .options import (emit_json, json_option, open_population, repo_option, user_errors,
                       warn_if_damaged)
 
@@ -21,7 +22,7 @@ def _fmt(value, spec: str) -> str:
 @click.command()
 @click.option("--seed", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Seed training repo (a folder with darwin.toml).")
-@click.option("--agents", type=click.IntRange(1, 100000), default=4, show_default=True,
+@click.option("--agents", type=click.IntRange(1, 100000), default=DEFAULT_AGENTS, show_default=True,
               envvar="DARWIN_AGENTS", help="Number of agent branches [env DARWIN_AGENTS].")
 @click.option("--bare", is_flag=True, help="Create a bare population repo.")
 @click.option("--no-hooks", is_flag=True, help="Do not install the git hooks.")
@@ -37,7 +38,7 @@ def init(seed, agents, bare, no_hooks, no_check, repo, as_json):
     The seed is checked first, and nothing is created if it fails: its files against
     darwin.toml (entry module and function, mutable paths, the train script), then one short
     training run through the harness on the CPU (about half a minute)."""
-    from ..population.create import init_population
+    from ..create import init_population
 
     if not no_check and not as_json:
         click.echo("Checking the seed: one short training run (--no-check skips it)...",
@@ -64,32 +65,28 @@ def status(repo, as_json):
     clock, device and harness; lower is better), with the spread over its seeds (± sd), how
     many seeds stand behind it, the run's noise σ and acceptance rule, and a warning when runs
     were too short to learn. A tip with commits nobody evaluated yet shows them as +N."""
-    from ..evolve.journal import Journal
-    from ..evolve.settings import EvolveSettings
     from ..evolve.selection import diversity
-    from ..fitness import infrastructure_failures, leaderboard, run_conditions
-    from ..progress import headline_words, rule_words
     from ..population.errors import DamagedPopulation
+    from ..progress import headline_words, rule_words
+    from ..readmodel import ReadModel
     from ..runconfig import read_config
+    from ..settings import EvolveSettings
 
     pop = open_population(repo)
     warn_if_damaged(pop)
-    run = run_conditions(pop)
-    rows = leaderboard(pop, run)
+    model = ReadModel(pop, pinned=True)
+    run = model.conditions
+    rows = model.leaderboard()
     try:
-        records = Journal(pop.repo).records()
+        noise, headline = model.run.noise, model.run.headline
     except DamagedPopulation:  # warned above: the leaderboard stands without the journal's
-        records = []
-    noise = next((r for r in reversed(records) if r.get("phase") == "noise"), None)
-    noise = noise if noise and run.matches(noise) else None
+        noise = headline = None
     try:
         rule = EvolveSettings.from_config(read_config(pop.repo)).acceptance().to_dict()
     except ValueError:  # a stored setting the rules refuse: evolve says so; status still shows
         rule = None
     sigma = noise.get("sigma") if noise else None
-    headline = next((r for r in reversed(records) if r.get("phase") == "headline"
-                     and run.matches(r)), None)
-    infra = sum(len(infrastructure_failures(pop, r["commit"], run)) for r in rows)
+    infra = sum(len(model.infrastructure_failures(r["commit"])) for r in rows)
     spread = diversity(pop)
     if as_json:
         emit_json({"repo": str(pop.path), "agents": rows, "sigma": sigma, "rule": rule,
@@ -156,7 +153,7 @@ def log(agent, max_count, repo, as_json):
     parent ("*" a commit, "*-." a merge opening a lane for its other parent, "/" and "_" a
     lane joining the one to its left). [val_loss over N seeds] is the commit's fitness,
     the same number status and the report show."""
-    from ..population.graph import each_ref_once, lineage, render
+    from ..graph import each_ref_once, lineage, render
 
     pop = open_population(repo)
     warn_if_damaged(pop)
@@ -177,20 +174,20 @@ def log(agent, max_count, repo, as_json):
 def show(rev, no_diff, repo, as_json):
     """Reasoning, diff and metrics of an agent's tip or any commit. Its fitness counts the
     results measured under the run's conditions; every result line is listed."""
-    from ..fitness import fitness, run_conditions
+    from ..readmodel import ReadModel
 
     pop = open_population(repo)
     warn_if_damaged(pop)
     c = pop.commit(rev)
-    fit = fitness(pop, c.id, run_conditions(pop))
-    summary, reasoning, trailers = pop.message(c.id)
+    rec = ReadModel(pop, pinned=True).record(c.id)
+    fit, summary, reasoning, trailers = rec.fitness, rec.summary, rec.reasoning, rec.trailers
     parent = pop.repo[c.parent_ids[0]].tree if c.parent_ids else None
     diff = pop.repo.diff(parent, c.tree) if parent is not None else c.tree.diff_to_tree(swap=True)
-    records = pop.records(c.id)
-    info = {"commit": str(c.id), "parents": [str(p) for p in c.parent_ids],
-            "author": f"{c.author.name} <{c.author.email}>", "time": c.commit_time,
+    records = list(rec.notes)
+    info = {"commit": rec.commit, "parents": list(rec.parents),
+            "author": f"{c.author.name} <{c.author.email}>", "time": rec.time,
             "summary": summary, "reasoning": reasoning, "trailers": trailers,
-            "records": records, "result": pop.latest_result(c.id),
+            "records": records, "result": rec.results[-1] if rec.results else None,
             "fitness": {"val_loss": fit.loss, "seeds": fit.n, "failed": fit.failed},
             "diff": None if no_diff else diff.patch or ""}
     if as_json:

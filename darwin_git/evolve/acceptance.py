@@ -1,9 +1,9 @@
 """Acceptance while a generation trains (README "Noise-aware acceptance"): each child is compared
-with its parent by the pure rule darwin_git.select.decide, from what the notes hold
-(darwin_git.paired reads them). The moment a child's result arrives and the verdict is "more",
-what it asks for is requested: the child's screen on the first seed, or the next pair of the
-child and its parent side by side; the slots stay busy, and selection reads the verdicts in
-``Generation.verdicts``.
+with its parent by the pure rule darwin_git.selection_rules.decide, from what the notes hold
+(darwin_git/readmodel.py reads them). The moment a child's result arrives and the verdict is
+"more", what it asks for is requested: the child's screen on the first seed, or the next pair
+of the child and its parent side by side; the slots stay busy, and selection reads the
+verdicts in ``Generation.verdicts``.
 
 A final verdict is an event, a "verdict" note on the child (what memory and prompts can show)
 and part of the generation's journal record. A "void" verdict (the engine could not evaluate
@@ -15,11 +15,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .. import paired
-from ..population.repo import Population
-from ..select import LOST, MORE, REJECT, VOID, AcceptanceRule, Verdict, decide
+from ..paired import steps as steps_of
+from ..selection_rules import LOST, MORE, REJECT, VOID, AcceptanceRule, Verdict, decide
 from .evaluations import Evaluations
-from .generation import STAGE_OF_STATUS, Generation
+from .generation import Generation
 
 
 # How far apart (a fraction of the reference's) the optimizer steps of a screen run and its
@@ -28,16 +27,12 @@ STEPS_TOLERANCE = 0.1
 
 
 class Acceptance:
-    def __init__(self, pop: Population, evaluations: Evaluations, rule: AcceptanceRule,
-                 first_seed: int, sink):
-        self.pop, self.evaluations, self.rule, self.sink = pop, evaluations, rule, sink
+    def __init__(self, evaluations: Evaluations, rule: AcceptanceRule, first_seed: int, sink):
+        self.evaluations, self.rule, self.sink = evaluations, rule, sink
+        self.model, self.pop = evaluations.model, evaluations.pop
         self.seeds = rule.seeds(first_seed)
         self._gen: Generation | None = None
         self._open: list[str] = []  # children without a final verdict, in the order made
-
-    @property
-    def conditions(self):
-        return self.evaluations.conditions
 
     def watch(self, gen: Generation, child: str) -> None:
         """Start comparing ``child`` (a candidate of ``gen``) with its parent."""
@@ -59,12 +54,11 @@ class Acceptance:
         """The rule's verdict on ``child`` against ``parent`` from what is noted so far. The
         screen compares with the parent's reference value, except where the two already ran
         side by side on the first seed: then with that pair."""
-        first, c = self.seeds[0], self.conditions
+        first, model = self.seeds[0], self.model
         ev = self.evaluations
-        mine = LOST if (child, first) in ev.lost else \
-            paired.screen_value(self.pop, child, first, c)
-        ref = paired.reference(self.pop, parent, first, c)
-        beside = paired.pair_values(self.pop, child, parent, first, c)
+        mine = LOST if (child, first) in ev.lost else model.screen_value(child, first)
+        ref = model.reference(parent, first)
+        beside = model.pair_values(child, parent, first)
         if beside is not None:
             mine, ref = beside
         pairs = {}
@@ -72,25 +66,23 @@ class Acceptance:
             if (child, parent, seed) in ev.lost:
                 pairs[seed] = (LOST, LOST)
                 continue
-            found = paired.pair_values(self.pop, child, parent, seed, c)
+            found = model.pair_values(child, parent, seed)
             if found is not None:
                 pairs[seed] = found
         if (child, parent, first) in ev.lost:
             mine = LOST
-        return decide(mine, ref, pairs, self.seeds, self.rule,
-                      paired.noise(self.pop, c, without=child))
+        return decide(mine, ref, pairs, self.seeds, self.rule, model.noise(without=child))
 
     def unfair_screen(self, child: str, parent: str) -> bool:
         """The child's screen run and its parent's reference runs made optimizer steps too far
         apart to compare (the machine's load changed between them: a CPU second is not a fixed
         amount of work), and the two have not run side by side on the first seed yet. Steps are
         what the training reports: a false report can only cost a pair, never win one."""
-        first, c = self.seeds[0], self.conditions
-        if paired.pair_values(self.pop, child, parent, first, c) is not None:
+        first = self.seeds[0]
+        if self.model.pair_values(child, parent, first) is not None:
             return False
-        mine = [paired.steps(r) for r in paired.at_seed(self.pop, child, first, c)]
-        ref = [paired.steps(r) for r in paired.at_seed(self.pop, parent, first, c)
-               if (r.get("conditions") or {}).get("role") != "screen"]
+        mine = self.model.steps_on(child, first)
+        ref = self.model.steps_on(parent, first, reference=True)
         mine = [v for v in mine if isinstance(v, (int, float))]
         ref = [v for v in ref if isinstance(v, (int, float)) and v > 0]
         if not mine or not ref:
@@ -116,7 +108,7 @@ class Acceptance:
                     self.evaluations.pending(cand.parent, verdict.seed):
                 # the parent's run there is under way (the noise floor, say): wait for it
                 if not self.evaluations.pending(child, verdict.seed) and \
-                        not paired.at_seed(self.pop, child, verdict.seed, self.conditions):
+                        not self.model.at_seed(child, verdict.seed):
                     self.evaluations.request(child, verdict.seed, label, role="screen")
                 return
             if verdict.want == "screen":
@@ -137,20 +129,19 @@ class Acceptance:
         gen.verdicts[child] = verdict
         self._emit(child, verdict)
         self._note(child, verdict)
-        stage = None if verdict.action == VOID else self._failed_stage(child)
+        stage = None if verdict.action == VOID else self.model.failed_stage(child)
         if stage:
             gen.stats.fail(stage)
 
     def _screen_steps(self, child: str, parent: str) -> str:
         """'child/parent' optimizer steps of what the screen compared: the pair side by side
         on the first seed where there is one, else the screen run and the reference runs."""
-        first, c = self.seeds[0], self.conditions
-        pair = paired.pair_results(self.pop, child, parent, first, c)
+        first = self.seeds[0]
+        pair = self.model.pair_results(child, parent, first)
         if pair is not None:
-            return f"{paired.steps(pair[0])}/{paired.steps(pair[1])}"
-        mine = [paired.steps(r) for r in paired.at_seed(self.pop, child, first, c)]
-        ref = [paired.steps(r) for r in paired.at_seed(self.pop, parent, first, c)
-               if (r.get("conditions") or {}).get("role") != "screen"]
+            return f"{steps_of(pair[0])}/{steps_of(pair[1])}"
+        mine = self.model.steps_on(child, first)
+        ref = self.model.steps_on(parent, first, reference=True)
         return f"{_steps(mine)}/{_steps(ref)}"
 
     def _steps_words(self, child: str, parent: str) -> str:
@@ -161,23 +152,17 @@ class Acceptance:
         """The verdict's reason with the optimizer steps each compared run made beside its
         loss, seed by seed (a CPU second is not a fixed amount of work: they say how fair the
         comparison was)."""
-        c, first, rows = self.conditions, self.seeds[0], []
+        first, rows = self.seeds[0], []
         if verdict.n >= 1:
             rows.append(f"seed {first} {self._screen_steps(child, parent)}")
         for seed in self.seeds[1:verdict.n]:
-            found = paired.pair_results(self.pop, child, parent, seed, c)
+            found = self.model.pair_results(child, parent, seed)
             if found:
-                rows.append(f"seed {seed} {paired.steps(found[0])}/{paired.steps(found[1])}")
+                rows.append(f"seed {seed} {steps_of(found[0])}/{steps_of(found[1])}")
         if not rows:
             return verdict
         return replace(verdict, reason=f"{verdict.reason} (optimizer steps child/parent: "
                        + ", ".join(rows) + ")")
-
-    def _failed_stage(self, child: str) -> str | None:
-        for r in self.evaluations.results(child):
-            if r.get("status") != "ok":
-                return STAGE_OF_STATUS.get(r.get("status"), "training")
-        return None
 
     def _emit(self, child: str, verdict: Verdict) -> None:
         cand = self._gen.candidates[child]
@@ -188,7 +173,7 @@ class Acceptance:
     def _note(self, child: str, verdict: Verdict) -> None:
         """The final verdict on the child, once per generation (a resumed run decides again)."""
         g, cand = self._gen.g, self._gen.candidates[child]
-        if any(r.get("generation") == g for r in self.pop.records(child, "verdict")):
+        if any(r.get("generation") == g for r in self.model.of_kind(child, "verdict")):
             return
         self.pop.notes.append(self.pop.commit(child).id, {
             "v": 1, "kind": "verdict", "generation": g, "agent": cand.agent,

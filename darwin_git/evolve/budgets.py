@@ -8,24 +8,23 @@ from .generation import Stats
 
 
 class Budgets:
-    def __init__(self, settings, journal):
-        self.s = settings
+    def __init__(self, settings, run):
+        """``run``: the journal, read (readmodel.RunRecords): what closed generations spent."""
+        self.settings = settings
         self.started = time.time()
         self.deadline = self.started + settings.max_wall_s if settings.max_wall_s else None
-        done = [r for r in journal.records() if r.get("phase") == "done"]
-        self.tokens = sum(r.get("tokens", 0) for r in done)
-        self.cost_usd = sum(r.get("cost_usd", 0.0) for r in done)
+        self.tokens, self.cost_usd = run.spent
         self.reason: str | None = None  # why the run stops, once a budget ran out
 
     def exhausted(self) -> str | None:
         """Why the run must stop now, or None."""
         if self.reason is None:
             if self.deadline and time.time() >= self.deadline:
-                self.reason = f"wall-clock budget of {self.s.max_wall_s:g} s used"
-            elif self.s.max_tokens and self.tokens >= self.s.max_tokens:
-                self.reason = f"LLM token budget of {self.s.max_tokens} used"
-            elif self.s.max_cost_usd and self.cost_usd >= self.s.max_cost_usd:
-                self.reason = f"LLM cost budget of ${self.s.max_cost_usd:g} used"
+                self.reason = f"wall-clock budget of {self.settings.max_wall_s:g} s used"
+            elif self.settings.max_tokens and self.tokens >= self.settings.max_tokens:
+                self.reason = f"LLM token budget of {self.settings.max_tokens} used"
+            elif self.settings.max_cost_usd and self.cost_usd >= self.settings.max_cost_usd:
+                self.reason = f"LLM cost budget of ${self.settings.max_cost_usd:g} used"
         return self.reason
 
     def spend(self, stats: Stats) -> None:

@@ -23,10 +23,10 @@ import tempfile
 import threading
 from pathlib import Path
 
-from .. import memory, paired
+from .. import memory
 from ..contract import CONTRACT_FILE, Contract, ContractError, parse_contract
-from ..fitness import Conditions, comparable, comparable_results, latest, nearest_evaluated, \
-    summarize, too_short
+from ..fitness import Conditions, latest, summarize, too_short
+from ..harness.executor import threads_per_slot
 from ..harness.export import export_tree
 from ..hitl import LoopHooks
 from ..mutate.base import Changes, MutationContext, RunInfo, TargetRun
@@ -34,10 +34,9 @@ from ..mutate.policy import model_path
 from ..population import trees
 from ..population.errors import PopulationError
 from ..population.repo import Population
-from ..run.executor import threads_per_slot
+from ..readmodel import ReadModel, failure_reason
+from ..settings import EvolveSettings
 from .generation import seed_of
-from .journal import Journal
-from .settings import EvolveSettings
 
 # What a prompt shows of the target's latest result (never its log unless it failed).
 RESULT_SHOWN = ("status", "cause", "seed", "val_loss", "params", "vocab_size", "clock",
@@ -50,7 +49,8 @@ class Contexts:
                  hitl: LoopHooks, slots: int = 1, preflight=None):
         """``preflight``: a darwin_git.harness.preflight.Preflight (checks a tree folder), or
         None for no pre-flight."""
-        self.pop, self.s, self.conditions, self.hitl = pop, settings, conditions, hitl
+        self.pop, self.settings, self.conditions, self.hitl = pop, settings, conditions, hitl
+        self.model = ReadModel(pop, conditions)
         self.slots = slots
         self.preflight = preflight
         self._lock = threading.Lock()
@@ -75,8 +75,7 @@ class Contexts:
             self._claims.setdefault(tree, slot)
             fresh = tree not in self._kept
             self._kept.add(tree)
-        return fresh and not any(comparable(r, self.conditions)
-                                 for r in self.pop.tree_results(tree))
+        return fresh and not self.model.results_of_tree(tree)
 
     def release(self, slot: str) -> None:
         """The slot's proposal made no child: the tree it claimed is free again."""
@@ -106,7 +105,7 @@ class Contexts:
             promoted=self.promoted(),
             run=self.run_info(), target_run=state, failure_log=failure_log,
             guidance=self.hitl.guidance(), answers=self.hitl.answers(speaker, parent),
-            seed=seed_of(self.s.seed, g, speaker, target),
+            seed=seed_of(self.settings.seed, g, speaker, target),
             known_result=self._known_check(slot, parent) if checks else None,
             preflight=self._preflight_check(slot, parent) if checks and self.preflight
             else None)
@@ -146,8 +145,7 @@ class Contexts:
     def run_info(self) -> RunInfo:
         if "run" not in self._cache:
             c = self.conditions
-            noise = Journal(self.pop.repo).find("noise")
-            noise = noise if noise and c.matches(noise) else {}
+            noise = self.model.run.noise or {}
             self._cache["run"] = RunInfo(
                 budget_s=c.budget_s, clock=c.clock, device=c.device,
                 threads=threads_per_slot(self.slots) if c.device == "cpu" else None,
@@ -156,9 +154,9 @@ class Contexts:
         return self._cache["run"]
 
     def rule_words(self, noise: dict) -> str:
-        """The acceptance rule (darwin_git.select.decide), the smallest gain it sees in this
-        run, and the pruning bar, in words."""
-        rule, k, sigma = self.s.acceptance(), self.s.accept_k, noise.get("sigma")
+        """The acceptance rule (darwin_git.selection_rules.decide), the smallest gain it sees in
+        this run, and the pruning bar, in words."""
+        rule, k, sigma = self.settings.acceptance(), self.settings.accept_k, noise.get("sigma")
         bar = f"{k:g} x sigma = {k * sigma:.4f}" if sigma is not None else f"{k:g} x sigma"
         gain = f" and its mean gain is at least {rule.min_effect:g} nats" \
             if rule.min_effect else ""
@@ -190,22 +188,14 @@ class Contexts:
         """The target's fitness and its latest comparable result (the tip's, else its nearest
         evaluated ancestor's), and the log tail when that run failed: its current state, never
         an older failure that a later change fixed."""
-        evaluated, pending = nearest_evaluated(self.pop, parent, self.conditions)
+        evaluated, pending = self.model.nearest_evaluated(parent)
         if evaluated is None:
             return TargetRun(commit=str(parent), fitness=None, seeds=0, pending=pending), None
-        results = comparable_results(self.pop, evaluated, self.conditions)
+        results = self.model.results(evaluated)
         fit, shown = summarize(results), latest(results) or {}
         result = {k: shown.get(k) for k in RESULT_SHOWN if shown.get(k) is not None}
         failed = fit.loss is None and shown.get("status") not in (None, "ok")
-        per_seed = []
-        for seed in sorted(s for s in fit.seeds if isinstance(s, int)):
-            ref = [r for r in results if r.get("seed") == seed
-                   and (r.get("conditions") or {}).get("role") != "screen"] or \
-                [r for r in results if r.get("seed") == seed]
-            steps = [paired.steps(r) for r in ref if paired.steps(r) is not None]
-            value = paired.value(ref)
-            per_seed.append({"seed": seed, "value": None if value is paired.MISSING else value,
-                             "steps": round(sum(steps) / len(steps)) if steps else None})
+        per_seed = self.model.own_seed_values(evaluated)
         return (TargetRun(commit=str(evaluated), fitness=fit.loss, seeds=fit.n, pending=pending,
                           result=result, too_short=too_short(shown), per_seed=per_seed),
                 (shown.get("log_tail") or f"{shown.get('status')}: {shown.get('cause')}")
@@ -225,7 +215,7 @@ class Contexts:
                 target, speaker = other.split(".", 1) if "." in other else (other, "?")
                 return (f"{speaker} already proposed exactly this code for {target} in this "
                         "generation; it is waiting for its training run")
-            return describe_tree(own, tree, self.conditions)
+            return describe_tree(ReadModel(own, self.conditions), tree)
         return known_result
 
     def _preflight_check(self, slot: str, parent: str):
@@ -249,19 +239,19 @@ class Contexts:
             return self._verdicts.pop(slot, [])
 
 
-def describe_tree(pop: Population, tree: str, conditions: Conditions) -> str | None:
-    """What happened to a tree already evaluated under ``conditions`` (a line for the model),
-    or None when it never was."""
-    results = [r for r in pop.tree_results(tree) if comparable(r, conditions)]
+def describe_tree(model: ReadModel, tree: str) -> str | None:
+    """What happened to a tree already evaluated under the read model's conditions (a line for
+    the model), or None when it never was."""
+    results = model.results_of_tree(tree)
     if not results:
         return None
     fit = summarize(results)
     score = (f"val_loss {fit.loss:.4f} over {fit.n} seed{'s' if fit.n != 1 else ''}"
-             if fit.loss is not None else memory.failure_reason(latest(results)))
+             if fit.loss is not None else failure_reason(latest(results)))
     first = next((r.get("commit") for r in results if r.get("commit")
                   and not r.get("cached_from")), None) or results[0].get("commit")
     try:
-        change = memory.describe_change(pop, first)
+        change = memory.describe_change(model.pop, first)
     except PopulationError:  # no commit named, or one gone from the repo: the score alone
         return score
     if not change["parents"]:
@@ -271,4 +261,3 @@ def describe_tree(pop: Population, tree: str, conditions: Conditions) -> str | N
     said = (f'{score}: commit {first[:10]} (g{change["generation"]}, {who}, '
             f'"{change["summary"]}"), {change["outcome"]}')
     return said + (f": {change['reason']}" if change.get("reason") else "")
-

@@ -40,10 +40,12 @@ from dataclasses import dataclass, field
 
 from .. import memory
 from ..failpoints import crashpoint
-from ..fitness import Conditions, comparable, comparable_results, too_short
+from ..fitness import too_short
+from ..harness.executor import Executor, Job
 from ..origin import is_infrastructure, of_result
-from ..population.repo import Population
-from ..run.executor import Executor, Job
+from ..population.message import AGENT_TRAILER
+from ..readmodel import ReadModel
+from ..result import error_line
 
 OnResult = Callable[[str, int], None]
 
@@ -67,9 +69,11 @@ class _Unit:
 
 
 class Evaluations:
-    def __init__(self, pop: Population, executor: Executor, conditions: Conditions, sink,
-                 retries: int = 2, backoff_s: float = 10.0):
-        self.pop, self.executor, self.conditions, self.sink = pop, executor, conditions, sink
+    def __init__(self, model: ReadModel, executor: Executor, sink, retries: int = 2,
+                 backoff_s: float = 10.0):
+        """``model``: the run's read model (its conditions say which results count)."""
+        self.model, self.executor, self.sink = model, executor, sink
+        self.pop, self.conditions = model.pop, model.conditions
         self.retries, self.backoff_s = retries, backoff_s
         self._units: dict[Future, _Unit] = {}  # running future -> its unit
         self._training: dict[tuple[str, int], str] = {}  # (tree, seed) -> commit training it
@@ -87,11 +91,11 @@ class Evaluations:
 
     def results(self, commit) -> list[dict]:
         """The commit's results that count for this run."""
-        return comparable_results(self.pop, commit, self.conditions)
+        return self.model.results(commit)
 
     def seeds(self, commit) -> set:
         """The seeds ``commit`` has a result at (any status) under the run's conditions."""
-        return {r.get("seed") for r in self.results(commit)}
+        return self.model.seeds(commit)
 
     def pending(self, commit, seed: int) -> bool:
         """Requested and not noted yet: training, waiting for its twin or for a retry."""
@@ -125,7 +129,7 @@ class Evaluations:
         if (commit, seed) in self.finished or seed in self.seeds(commit):
             return
         key = (str(self.pop.commit(commit).tree_id), seed)
-        cached = self.cached(*key)
+        cached = self.model.cached(*key)
         if cached:
             self._record_copy(commit, seed, cached, role)
         elif key in self._training:
@@ -163,14 +167,6 @@ class Evaluations:
             self.sink.emit({"event": "eval_started", "commit": job.commit, "seed": job.seed,
                             "label": self._labels.get(job.commit, ""), "role": job.role,
                             "pair": job.pair})
-
-    def cached(self, tree: str, seed: int) -> dict | None:
-        """The newest ok result of this tree at this seed under the run's conditions, else its
-        newest failure there; None when the tree was never evaluated so."""
-        found = [r for r in self.pop.tree_results(tree)
-                 if r.get("seed") == seed and comparable(r, self.conditions)]
-        ok = [r for r in found if r.get("status") == "ok"]
-        return (ok or found or [None])[-1]
 
     # ----- waiting -------------------------------------------------------------------------
     def collect(self, on_result: OnResult | None = None) -> None:
@@ -260,8 +256,6 @@ class Evaluations:
         return True
 
     def _count_problem(self, result: dict) -> None:
-        from ..memory import error_line
-
         self.counts["infrastructure"] += 1
         self.problems.append({"origin": of_result(result), "cause": result.get("cause"),
                               "detail": error_line(result.get("log_tail")) or ""})
@@ -282,7 +276,7 @@ class Evaluations:
         elif not cached and (result.get("conditions") or {}).get("role") not in ("noise",
                                                                                  "headline"):
             self.counts["evidence"] += 1  # a result that speaks about proposed code, made now
-        agent = self.pop.message(commit)[2].get("Darwin-Agent")
+        agent = self.pop.message(commit)[2].get(AGENT_TRAILER)
         if agent and agent in self.pop.agents():
             memory.update(self.pop, [agent])
         self.finished.add((commit, seed))

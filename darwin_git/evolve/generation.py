@@ -6,14 +6,10 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 
-
 # The stage a failed candidate is counted at, once: its proposal made no commit ("proposal",
 # or "preflight" when the loop's check of the tree refused it), or its first failed evaluation
-# (by result status: the harness refusing the tree or training failing or running out of time
-# is "training"; a checkpoint that cannot be scored is "scoring").
+# (by result status: result.STAGE_OF_STATUS).
 STAGES = ("proposal", "preflight", "training", "scoring")
-STAGE_OF_STATUS = {"rejected": "training", "train_failed": "training", "timeout": "training",
-                   "eval_failed": "scoring"}
 
 
 @dataclass

@@ -14,20 +14,17 @@ population of fewer than two agents an island has fewer islands.
 """
 from __future__ import annotations
 
-from .journal import Journal
-
 
 def count(islands: int, agents: int) -> int:
     """The islands a population of ``agents`` has: at most ``islands``, two agents each."""
     return max(1, min(int(islands or 1), agents // 2))
 
 
-def membership(journal: Journal, agents, islands: int) -> dict[str, int]:
-    """Agent -> island for the agents of a generation (see the module docstring)."""
+def membership(last: dict, agents, islands: int) -> dict[str, int]:
+    """Agent -> island for the agents of a generation (see the module docstring); ``last``:
+    agent -> island as the last closed generation left them (readmodel.RunRecords.islands)."""
     agents = sorted(agents)
     k = count(islands, len(agents))
-    done = journal.find("done")
-    last = (done or {}).get("islands") or {}
     out = {a: last[a] for a in agents if isinstance(last.get(a), int) and last[a] < k}
     for agent in agents:
         if agent not in out:

@@ -27,24 +27,26 @@ import time
 
 import pygit2
 
-from .. import memory, paired, runconfig
+from .. import memory, runconfig
 from ..compare import interval
-from ..fitness import Conditions, fitness, leaderboard, too_short
+from ..fitness import Conditions, too_short
+from ..harness.executor import Executor
 from ..harness.preflight import make_preflight
 from ..hitl import Hitl, LoopHooks
+from ..paired import role, steps
+from ..population.journal import Journal
 from ..population.refs import ref_target
 from ..population.repo import SEED_REF, Population
-from ..run.executor import Executor
-from ..select import Noise, minimum_effect, noise_sigma
+from ..readmodel import ReadModel
+from ..selection_rules import Noise, minimum_effect, noise_sigma
+from ..settings import EvolveSettings
+from . import islands
 from .acceptance import Acceptance
 from .budgets import Budgets
 from .evaluations import Evaluations
-from . import islands
 from .generation import Generation
-from .journal import Journal
 from .proposals import Proposals
 from .selection import Selection
-from .settings import EvolveSettings
 
 HEADLINE_SEED = 1000  # the headline's fresh seeds start here (selection never uses them)
 
@@ -54,30 +56,30 @@ class Evolution:
                  sink, resolver=None, hitl: LoopHooks | None = None):
         """``resolver``: settles crossover conflicts (the LLM mutator), or None; ``hitl``: the
         human side (default: hitl.Hitl, requests and answers through git)."""
-        self.pop, self.s, self.executor, self.mutator, self.sink = \
+        self.pop, self.settings, self.executor, self.mutator, self.sink = \
             pop, settings, executor, mutator, sink
         settings.layout = executor.layout  # results of another layout are not compared
         self.conditions = Conditions.of(settings)
-        self.journal = Journal(pop.repo)
-        self.budgets = Budgets(settings, self.journal)
-        self.hitl = hitl or Hitl(pop, sink, self.conditions, self.journal,
-                                 settings.stall_generations)
-        self.evaluations = Evaluations(pop, executor, self.conditions, sink,
-                                       settings.infra_retries, settings.retry_backoff_s)
+        self.model = ReadModel(pop, self.conditions)  # what the notes and the journal say, now
+        self.journal = Journal(pop.repo)  # where the loop writes its diary
+        self.budgets = Budgets(settings, self.model.run)
+        self.hitl = hitl or Hitl(self.model, sink, settings.stall_generations)
+        self.evaluations = Evaluations(self.model, executor, sink, settings.infra_retries,
+                                       settings.retry_backoff_s)
         self.proposals = Proposals(pop, settings, mutator, sink, self.conditions, self.hitl,
                                    self.budgets, resolver, slots=executor.slots,
                                    preflight=make_preflight(settings, executor, pop, sink))
-        self.acceptance = Acceptance(pop, self.evaluations, settings.acceptance(), settings.seed,
+        self.acceptance = Acceptance(self.evaluations, settings.acceptance(), settings.seed,
                                      sink)
-        self.selection = Selection(pop, self.journal, sink, settings, self.conditions,
-                                   self.evaluations)
+        self.selection = Selection(self.journal, sink, settings, self.evaluations)
         self.sigma: float | None = None
 
     def run(self) -> dict:
         self.sink.emit({"event": "run_started", "repo": str(self.pop.path),
-                        "population": len(self.pop.agents()), "generations": self.s.generations,
-                        "budget_s": self.s.budget_s, "clock": self.conditions.clock,
-                        "rule": self.s.acceptance().to_dict(),
+                        "population": len(self.pop.agents()),
+                        "generations": self.settings.generations,
+                        "budget_s": self.settings.budget_s, "clock": self.conditions.clock,
+                        "rule": self.settings.acceptance().to_dict(),
                         "mutator": getattr(self.mutator, "name", "?"),
                         "runner": self.executor.runner, "slots": self.executor.slots,
                         "deadline": self.budgets.deadline})
@@ -88,9 +90,9 @@ class Evolution:
         memory.update(self.pop)  # whatever a crash left half-done, memory follows git again
         self.selection.finish_pending()
         self.sigma = self.noise_floor()  # measured beside the first generation's proposals
-        g = self.journal.last_done() + 1
+        g = self.model.run.last_done + 1
         no_evidence = None
-        while g <= self.s.generations and not self.budgets.exhausted():
+        while g <= self.settings.generations and not self.budgets.exhausted():
             self.generation(g)
             no_evidence = self.no_evidence()
             if no_evidence:
@@ -98,14 +100,15 @@ class Evolution:
             g += 1
         self._noise_done(wait=True)
         stopped = no_evidence or self.budgets.reason or \
-            f"completed {self.journal.last_done()} of {self.s.generations} generations"
+            f"completed {self.model.run.last_done} of {self.settings.generations} generations"
         self.sink.emit({"event": "stopped", "reason": stopped})
         headline = None if no_evidence else self.headline()
         memory.update(self.pop)  # the last runs (the headline's) are the seed's and a tip's
-        summary = {"stopped": stopped, "no_evidence": no_evidence, "generations_done": self.journal.last_done(),
-                   "leaderboard": leaderboard(self.pop, self.conditions), "sigma": self.sigma,
-                   "rule": self.s.acceptance().to_dict(), "clock": self.conditions.clock,
-                   "headline": headline, "noise": self.journal.find("noise"),
+        run = self.model.run
+        summary = {"stopped": stopped, "no_evidence": no_evidence,
+                   "generations_done": run.last_done, "leaderboard": self.model.leaderboard(),
+                   "sigma": self.sigma, "rule": self.settings.acceptance().to_dict(),
+                   "clock": self.conditions.clock, "headline": headline, "noise": run.noise,
                    "infrastructure_failures": self.evaluations.counts["infrastructure"]}
         self.hitl.end_of_run(summary)
         return summary
@@ -118,11 +121,11 @@ class Evolution:
         self.sink.emit({"event": "generation_started", "generation": g})
         self.hitl.before_generation(gen)  # merged answers, stalled agents asking for help
         gen.read_tips(self.pop.agents())
-        gen.islands = islands.membership(self.journal, gen.tips, self.s.islands)
+        gen.islands = islands.membership(self.model.run.islands, gen.tips, self.settings.islands)
         for agent, tip in gen.tips.items():  # commits nobody evaluated yet: human work, first runs
             if not self.evaluations.results(tip):
                 gen.labels[tip] = f"{agent} tip"
-                self.evaluations.request(tip, self.s.seed, gen.labels[tip], role="tip")
+                self.evaluations.request(tip, self.settings.seed, gen.labels[tip], role="tip")
         accept = self._on_result  # asks for the next seed the moment one is in
         for child in self.proposals.make(gen):  # a slot starts on each child as it is made
             self.acceptance.watch(gen, child)
@@ -144,8 +147,8 @@ class Evolution:
         """Why the run must stop: max_empty_generations generations in a row gave no evidence
         about the code (every proposal failed or repeated evaluated code, every evaluation was
         lost to the infrastructure); None while that is not so."""
-        streak = self.journal.empty_streak()
-        k = self.s.max_empty_generations
+        streak = self.model.run.empty_streak
+        k = self.settings.max_empty_generations
         if not k or len(streak) < k:
             return None
         return (f"{len(streak)} generations in a row gave no evidence about the code "
@@ -164,15 +167,15 @@ class Evolution:
         proposals are made (an LLM's replies take minutes), and the record is journaled and
         announced the moment they are in (:meth:`_noise_done`). Returns the journaled σ, or
         None until then."""
-        rec = self.journal.find("noise")
-        if rec and self.conditions.matches(rec):
+        rec = self.model.run.noise
+        if rec:
             self._announce(rec, resumed=True)
             return rec["sigma"]
         self._noise_root = str(ref_target(self.pop.repo, SEED_REF) or self._root())
         label = "seed (noise floor, side by side with itself)"
-        for i in range(max(1, self.s.noise_repeats)):
-            self.evaluations.request_pair(self._noise_root, self._noise_root, self.s.seed + i,
-                                          (label, label), role="noise")
+        for i in range(max(1, self.settings.noise_repeats)):
+            self.evaluations.request_pair(self._noise_root, self._noise_root,
+                                          self.settings.seed + i, (label, label), role="noise")
         self.evaluations.poll()
         return None
 
@@ -186,25 +189,24 @@ class Evolution:
         root = getattr(self, "_noise_root", None)
         if root is None:
             return
-        seeds = [self.s.seed + i for i in range(max(1, self.s.noise_repeats))]
+        seeds = [self.settings.seed + i for i in range(max(1, self.settings.noise_repeats))]
         if any(self.evaluations.pair_pending(root, root, s) for s in seeds):
             if not wait:
                 return
             self.evaluations.collect(self._on_result)
         self._noise_root = None
-        fit = fitness(self.pop, root, self.conditions)
+        fit = self.model.fitness(root)
         losses = list(fit.seeds.values())  # one per seed, the mean of its two runs
         self.sigma = noise_sigma(losses)
-        twins = paired.twin_differences(self.pop, self.conditions)
+        twins = self.model.twin_differences()
         noise = Noise.of_twins(twins)
-        rule = self.s.acceptance()
-        runs = [r for r in self.evaluations.results(root)
-                if (r.get("conditions") or {}).get("role") == "noise"]
+        rule = self.settings.acceptance()
+        runs = [r for r in self.model.results(root) if role(r) == "noise"]
         record = {"phase": "noise", "generation": 0, "sigma": self.sigma, "mean": fit.loss,
                   "losses": losses, "repeats": len(losses), "paired_sigma": noise.sigma,
                   "paired_df": noise.df, "twin_differences": twins,
                   "mde": minimum_effect(noise.sigma, noise.df, rule.pairs, rule.confidence),
-                  "steps": [(r.get("train") or {}).get("steps") for r in runs],
+                  "steps": [steps(r) for r in runs],
                   **vars(self.conditions)}
         self.journal.append(record, f"Noise floor: seed val_loss "
                             f"{fit.loss if fit.loss is None else round(fit.loss, 4)}"
@@ -221,22 +223,21 @@ class Evolution:
         on), paired, with its 95% interval and what it cost. None when the seed itself leads,
         nothing is ranked, or it is turned off; journaled, and reused while the best tip and
         the conditions stay the same."""
-        n = self.s.headline_pairs
-        board = leaderboard(self.pop, self.conditions)
+        n = self.settings.headline_pairs
+        board = self.model.leaderboard()
         root = str(ref_target(self.pop.repo, SEED_REF) or self._root())
         if not n or not board or board[0]["val_loss"] is None:
             return None
         best = board[0]
         if self.pop.commit(best["commit"]).tree_id == self.pop.commit(root).tree_id:
             return None
-        for rec in reversed(self.journal.records()):
-            if rec.get("phase") == "headline" and rec.get("commit") == best["commit"] \
-                    and rec.get("pairs") == n and self.conditions.matches(rec):
-                self.sink.emit({"event": "headline", **rec, "resumed": True})
-                return rec
+        rec = self.model.run.headline_of(best["commit"], n)
+        if rec:
+            self.sink.emit({"event": "headline", **rec, "resumed": True})
+            return rec
         if self.budgets.exhausted() and self.budgets.deadline:
             return None  # the wall-clock budget is spent: say nothing rather than overrun it
-        seeds = [HEADLINE_SEED + self.s.seed + i for i in range(n)]
+        seeds = [HEADLINE_SEED + self.settings.seed + i for i in range(n)]
         started, runs = time.time(), self.evaluations.counts["run"]
         for seed in seeds:
             self.evaluations.request_pair(best["commit"], root, seed,
@@ -245,10 +246,10 @@ class Evolution:
         self.evaluations.collect()
         diffs = []
         for seed in seeds:
-            found = paired.pair_values(self.pop, best["commit"], root, seed, self.conditions)
+            found = self.model.pair_values(best["commit"], root, seed)
             if found and None not in found:
                 diffs.append(found[0] - found[1])
-        mean, low, high = interval(diffs, paired.noise(self.pop, self.conditions))
+        mean, low, high = interval(diffs, self.model.noise())
         rec = {"phase": "headline", "agent": best["agent"], "commit": best["commit"],
                "seed_commit": root, "seeds": seeds, "differences": diffs, "pairs": n,
                "mean": mean, "interval": [low, high], "level": 0.95,
@@ -264,14 +265,14 @@ class Evolution:
                         "sigma": rec["sigma"], "repeats": rec.get("repeats"),
                         "paired_sigma": rec.get("paired_sigma"),
                         "paired_df": rec.get("paired_df"), "mde": rec.get("mde"),
-                        "pairs": self.s.acceptance().pairs,
-                        "confidence": self.s.acceptance().confidence,
-                        "min_effect": self.s.acceptance().min_effect, "resumed": resumed})
+                        "pairs": self.settings.acceptance().pairs,
+                        "confidence": self.settings.acceptance().confidence,
+                        "min_effect": self.settings.acceptance().min_effect, "resumed": resumed})
 
     def _store_settings(self) -> None:
         stored = runconfig.read_stored(self.pop.repo).get("evolve", {})
-        if runconfig.merged(stored, self.s.to_config()) != stored:
-            runconfig.write_config(self.pop.repo, {"evolve": self.s.to_config()},
+        if runconfig.merged(stored, self.settings.to_config()) != stored:
+            runconfig.write_config(self.pop.repo, {"evolve": self.settings.to_config()},
                                    "evolve settings")
 
     def _root(self) -> pygit2.Oid:

@@ -1,10 +1,11 @@
-"""Proposals: who rewrites whom (pairing), what the speaking agent sees (its context), the
-pool of mutator calls in flight, crossovers and their conflict resolution.
+"""Proposals: who rewrites whom (pairing, within each island), the pool of mutator calls in
+flight, committing each child, crossovers and their conflict resolution. What the speaking
+agent sees, and the checks of a proposed tree, are evolve/context.py's.
 
 Each child is a commit on the target's tip, kept reachable under
 refs/darwin/candidates/g<G>/<slot> (the slot names target and speaker); a proposal that fails
-is an "attempt" note on the target's tip with its cause. Both mark the slot as done, so a
-resumed run never proposes it twice.
+is an "attempt" note on the target's tip with its cause and origin (the LLM's, the engine's or
+the proposal's own). Both mark the slot as done, so a resumed run never proposes it twice.
 """
 from __future__ import annotations
 
@@ -14,19 +15,22 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from .. import memory
 from ..failpoints import crashpoint
-from ..fitness import Conditions, fitness
+from ..fitness import Conditions
 from ..hitl import LoopHooks
 from ..mutate.base import Mutation, MutationContext, MutationFailure
 from ..mutate.operators import BuiltinMutator, few_fit_warning
 from ..origin import of_proposal
+from ..population.message import (AGENT_TRAILER, CROSSOVER_TRAILER, GENERATION_TRAILER,
+                                  MODEL_TRAILER, MUTATOR_TRAILER, OPERATOR_TRAILER)
 from ..population.refs import ref_target, update_refs
 from ..population.repo import CANDIDATE_PREFIX, Population
-from ..select import rank
+from ..result import error_line
+from ..selection_rules import rank
+from ..settings import EvolveSettings
 from . import islands
 from .budgets import Budgets
 from .context import Contexts
 from .generation import Generation, seed_of
-from .settings import EvolveSettings
 
 
 def candidate_ref(g: int, slot: str) -> str:
@@ -44,7 +48,7 @@ class Proposals:
                  preflight=None):
         """``preflight``: darwin_git.harness.preflight.Preflight, checking each child before it
         is queued (None: no pre-flight)."""
-        self.pop, self.s, self.mutator, self.sink = pop, settings, mutator, sink
+        self.pop, self.settings, self.mutator, self.sink = pop, settings, mutator, sink
         self.conditions = conditions
         self.hitl = hitl or LoopHooks()
         self.budgets = budgets  # proposing stops once one runs out
@@ -57,7 +61,7 @@ class Proposals:
     def make(self, gen: Generation) -> Iterator[str]:
         """Yield each child of this generation the moment it is committed (mutations, then
         crossovers), recorded in ``gen``."""
-        rng = random.Random(seed_of(self.s.seed, gen.g, "pairs"))
+        rng = random.Random(seed_of(self.settings.seed, gen.g, "pairs"))
         self.contexts.start(gen.g)
         self._warn_few_operators(gen)
         made, failed_before, self._new = 0, gen.stats.failed, 0
@@ -66,7 +70,7 @@ class Proposals:
         for speaker, target, commit in self.mutations(gen, pairs):
             made += 1
             yield gen.add(commit, target, f"{speaker} -> {target}")
-        for i in range(self.s.crossovers if len(gen.tips) > 1 else 0):
+        for i in range(self.settings.crossovers if len(gen.tips) > 1 else 0):
             child = self.crossover(gen, i, rng)
             if child:
                 commit, owner = child
@@ -93,9 +97,9 @@ class Proposals:
     def pairs(self, names: list[str], rng: random.Random) -> list[tuple[str, str]]:
         """(speaker, target) within one island: ring (agent i rewrites agent i+1, DARWIN),
         self or random."""
-        if self.s.pairing == "self" or len(names) == 1:
+        if self.settings.pairing == "self" or len(names) == 1:
             return [(a, a) for a in names]
-        if self.s.pairing == "random":
+        if self.settings.pairing == "random":
             return [(a, rng.choice([b for b in names if b != a])) for a in names]
         return [(a, names[(i + 1) % len(names)]) for i, a in enumerate(names)]
 
@@ -139,11 +143,11 @@ class Proposals:
             gen.stats.preflighted(verdict.ok, verdict.seconds)
             self.sink.emit({"event": "preflight", "generation": gen.g, "mutator": speaker,
                             "target": target, **verdict.to_event(),
-                            "error_line": memory.error_line(verdict.error or verdict.note)})
+                            "error_line": error_line(verdict.error or verdict.note)})
 
     def _attempted(self, g: int, slot: str, parent: str) -> bool:
         return any(r.get("generation") == g and r.get("slot") == slot
-                   for r in self.pop.records(parent, "attempt"))
+                   for r in self.contexts.model.of_kind(parent, "attempt"))
 
     def _commit(self, gen: Generation, slot, speaker, target, outcome) -> str | None:
         """Commit one mutator outcome (or record its failure); the candidate ref last."""
@@ -207,7 +211,7 @@ class Proposals:
         """A merge of the best agent's tip and another's: (child, the agent it may advance),
         or None (nothing to combine, or a conflict nobody resolved: recorded as an attempt)."""
         tips = gen.tips
-        fit = {a: fitness(self.pop, t, self.conditions).loss for a, t in tips.items()}
+        fit = {a: self.contexts.model.loss(t) for a, t in tips.items()}
         order = rank(fit)
         a, b = order[0], rng.choice(order[1:]) if len(order) > 1 else order[0]
         if rng.random() < 0.5 and len(order) > 2:
@@ -219,8 +223,8 @@ class Proposals:
         if tips[a] == tips[b] or self.pop.repo.descendant_of(tips[a], tips[b]) or \
                 self.pop.repo.descendant_of(tips[b], tips[a]):
             return None  # nothing to combine: one contains the other
-        trailers = {"Darwin-Agent": a, "Darwin-Generation": gen.g, "Darwin-Operator": "crossover",
-                    "Darwin-Mutator": "merge", "Darwin-Crossover": f"{a} x {b}"}
+        trailers = {AGENT_TRAILER: a, GENERATION_TRAILER: gen.g, OPERATOR_TRAILER: "crossover",
+                    MUTATOR_TRAILER: "merge", CROSSOVER_TRAILER: f"{a} x {b}"}
         summary = f"Crossover of {a} and {b}"
         reasoning = (f"Merge of the training code of {a} (fitness {fit[a]}) and {b} (fitness "
                      f"{fit[b]}): the child keeps what each lineage learned, so their "
@@ -248,7 +252,7 @@ class Proposals:
         fix = self.resolver.resolve_conflicts(ctx, out.conflicts, ra, rb)
         gen.stats.spend(fix.tokens, None, fix.attempts)
         if isinstance(fix, Mutation):
-            trailers = {**trailers, "Darwin-Mutator": fix.mutator, "Darwin-Model": fix.model}
+            trailers = {**trailers, MUTATOR_TRAILER: fix.mutator, MODEL_TRAILER: fix.model}
             return self.pop.merge(tips[a], tips[b], summary, reasoning +
                                   "\n\nConflicts resolved by the model: " + fix.reasoning,
                                   trailers, resolutions=fix.changes)

@@ -2,7 +2,7 @@
 agents are re-measured before they decide anything, which are pruned and replaced by whom),
 journal the plan, then apply it step by step, each step checking the ref it moves, so a plan
 interrupted by a crash is finished on resume. The rules themselves are the pure functions of
-darwin_git.select; the verdicts on children come from evolve/acceptance.py."""
+darwin_git.selection_rules; the verdicts on children come from evolve/acceptance.py."""
 from __future__ import annotations
 
 import random
@@ -11,20 +11,23 @@ from dataclasses import asdict
 
 from .. import memory
 from ..failpoints import crashpoint
-from ..fitness import Conditions, fitness, leaderboard
+from ..population.journal import Journal
+from ..population.message import SPEAKER_TRAILER
 from ..population.repo import Population
-from ..select import best_promoted, plan_migrations, plan_replacements, prune_reason, rank
+from ..selection_rules import best_promoted, plan_migrations, plan_replacements, prune_reason, rank
+from ..settings import EvolveSettings
 from .evaluations import Evaluations
 from .generation import Generation, seed_of
-from .journal import Journal
-from .settings import EvolveSettings
 
 
 class Selection:
-    def __init__(self, pop: Population, journal: Journal, sink, settings: EvolveSettings,
-                 conditions: Conditions, evaluations: Evaluations):
-        self.pop, self.journal, self.sink = pop, journal, sink
-        self.s, self.conditions, self.evaluations = settings, conditions, evaluations
+    def __init__(self, journal: Journal, sink, settings: EvolveSettings,
+                 evaluations: Evaluations):
+        """``journal``: where selection writes its plan and closes a generation; what is
+        read comes from the read model (``evaluations.model``)."""
+        self.journal, self.sink = journal, sink
+        self.settings, self.evaluations = settings, evaluations
+        self.model, self.pop = evaluations.model, evaluations.pop
         self.seeds = settings.acceptance().seeds(settings.seed)
 
     def run(self, gen: Generation, sigma: float | None) -> None:
@@ -48,7 +51,7 @@ class Selection:
                     gen.elapsed(), sigma, evidence=False, cause=cause)
 
     def loss(self, commit) -> float | None:
-        return fitness(self.pop, commit, self.conditions).loss
+        return self.model.loss(commit)
 
     def plan(self, gen: Generation, sigma: float | None) -> dict:
         """Each agent fast-forwards to its best promoted child. Then the leader and the agents
@@ -67,22 +70,22 @@ class Selection:
         new_tips = dict(gen.tips)
         for step in advance:
             new_tips[step["agent"]] = step["to"]
-        margin = self.s.accept_k * (sigma or 0.0)
+        margin = self.settings.accept_k * (sigma or 0.0)
         members = gen.islands or {a: 0 for a in new_tips}
         promoted = {step["agent"] for step in advance}
         remeasured = self.remeasure(new_tips, margin, members, promoted)
         fit = {a: self.loss(t) for a, t in new_tips.items()}
         for step in advance:  # after re-measuring, the numbers selection decided on
             step["after"] = fit[step["agent"]]
-        rng = random.Random(seed_of(self.s.seed, gen.g, "select"))
+        rng = random.Random(seed_of(self.settings.seed, gen.g, "select"))
         used = set(self.pop.agents()) | {n.split("/")[3] for n in self.pop.pruned()}
         trees = {a: str(self.pop.commit(t).tree_id) for a, t in new_tips.items()}
         replace = []
-        for loser, parent in plan_replacements(fit, self.s.selection(), rng, margin, members,
+        for loser, parent in plan_replacements(fit, self.settings.selection(), rng, margin, members,
                                                trees, keep=promoted):
             replace.append(self._replacement(used, new_tips, members, loser, parent,
                                              prune_reason(loser, fit, margin)))
-        interval = self.s.migration_interval
+        interval = self.settings.migration_interval
         if interval and gen.g % interval == 0:
             busy = promoted | {r["loser"] for r in replace} | {r["parent"] for r in replace}
             for migrant, loser in plan_migrations(fit, members, trees, busy):
@@ -116,7 +119,7 @@ class Selection:
             fit = {a: self.loss(t) for a, t in tips.items()}
             ranked = rank(fit)
             doomed = [loser for loser, _ in
-                      plan_replacements(fit, self.s.selection(), random.Random(0), margin,
+                      plan_replacements(fit, self.settings.selection(), random.Random(0), margin,
                                         members, trees, keep)]
             todo = []
             for agent in dict.fromkeys(ranked[:1] + doomed):
@@ -160,12 +163,12 @@ class Selection:
         stats.evaluations_run = self.evaluations.counts["run"]
         stats.evaluations_cached = self.evaluations.counts["cached"]
         return {**asdict(stats), "verdicts": verdicts,
-                "rule": self.s.acceptance().to_dict(), "clock": self.conditions.clock}
+                "rule": self.settings.acceptance().to_dict(), "clock": self.model.conditions.clock}
 
     def finish_pending(self) -> None:
         """A plan journaled before a crash, not yet closed: apply it and close its generation."""
-        last = self.journal.latest()
-        if last and last.get("phase") == "selecting":
+        last = self.model.run.pending_plan
+        if last:
             self.apply(last["generation"], last["plan"], last.get("facts") or {}, None,
                        last.get("sigma"))
 
@@ -207,11 +210,12 @@ class Selection:
             for commit in self._promoted_line(step["loser_tip"], survivors):
                 summary, _, trailers = self.pop.message(commit)
                 entry = {"commit": commit, "agent": step["loser"], "summary": summary,
-                         "speaker": trailers.get("Darwin-Mutator-Agent"),
+                         "speaker": trailers.get(SPEAKER_TRAILER),
                          "generation": g, "reason": f"{step['loser']} was replaced by "
                          f"{step['name']} in generation {g} ({step.get('reason')})"}
                 lost.append(entry)
-                if not any(r.get("generation") == g for r in self.pop.records(commit, "lost")):
+                if not any(r.get("generation") == g
+                           for r in self.model.of_kind(commit, "lost")):
                     self.pop.notes.append(self.pop.commit(commit).id,
                                           {"v": 1, "kind": "lost", **entry})
         return lost
@@ -223,7 +227,7 @@ class Selection:
         held = lambda cid: any(str(cid) == s or repo.descendant_of(s, cid)  # noqa: E731
                                for s in survivors)
         while c.parent_ids and not held(c.id):
-            if any(r.get("action") == "promote" for r in self.pop.records(c.id, "verdict")):
+            if any(r.get("action") == "promote" for r in self.model.of_kind(c.id, "verdict")):
                 out.append(str(c.id))
             c = repo[c.parent_ids[0]]
         return out
@@ -232,7 +236,7 @@ class Selection:
                sigma: float | None, evidence: bool = True, cause: str | None = None) -> None:
         """The "done" record: the leaderboard after selection, best and median, and what the
         generation did (``facts``: proposals, failures by stage, verdicts, evaluations)."""
-        board = leaderboard(self.pop, self.conditions)
+        board = self.model.leaderboard()
         losses = [r["val_loss"] for r in board if r["val_loss"] is not None]
         best = board[0] if board and board[0]["val_loss"] is not None else None
         pruned = [{"agent": s["loser"], "replacement": s["name"], "parent": s["parent"],

@@ -95,6 +95,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import data as data_mod
+from ..clock import default_clock, resolve_clock
 from ..contract import CONTRACT_FILE, Contract, ContractError, load_contract
 from ..result import make_result
 from ..run.base import Sandbox, Step
@@ -103,7 +104,7 @@ from . import scoring, server, throughput, training
 from .allowance import Meter
 from .checkpoint import CheckpointError, Facts, freeze
 from .client import Client, ServerError
-from .spec import EvalSpec, default_clock, resolve_clock, scoring_limit
+from .spec import EvalSpec, scoring_limit
 
 NOTE = "\n[darwin harness] "
 

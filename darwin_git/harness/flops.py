@@ -100,7 +100,9 @@ def cpu_name() -> str:
 
 
 def _cache_path() -> Path:
-    return Path.home() / ".cache" / "darwin-git" / "peak_flops.json"
+    from ..data import cache_root
+
+    return cache_root() / "peak_flops.json"
 
 
 def measure_cpu_peak(size: int = 512, seconds: float = 0.5) -> float:

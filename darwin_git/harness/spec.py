@@ -1,7 +1,7 @@
 """EvalSpec: everything one evaluation depends on besides the tree, in one frozen value.
 
 ``evaluate(tree_dir, sandbox, spec)`` is the harness's one entry point. Fields left at None are
-resolved from the tree's darwin.toml and the device (:func:`resolve_clock`, the budget); the
+resolved from the tree's darwin.toml and the device (darwin_git.clock.resolve_clock, the budget); the
 rest have the harness's defaults. Results record what was resolved (budget_s, clock, device,
 seed, harness), which is what makes two results comparable.
 """
@@ -10,8 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..clock import check as check_clock
+from ..clock import default_clock
 from ..result import HARNESS_VERSION
-from ..run.base import CLOCKS, ClockLimit, Limits
+from ..run.base import ClockLimit, Limits
 
 # The budget's save window: the sandbox stops training at budget + SAVE_WINDOW_S on the run's
 # clock, so that a run that saved in time can exit (interpreter shutdown, freeing memory). It
@@ -69,8 +71,8 @@ class EvalSpec:
     tree: str | None = None
 
     def __post_init__(self):
-        if self.clock is not None and self.clock not in CLOCKS:
-            raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, not {self.clock!r}")
+        if self.clock is not None:
+            check_clock(self.clock)
         if self.budget_s is not None and not self.budget_s > 0:
             raise ValueError(f"budget_s must be positive, not {self.budget_s!r}")
         if self.windows < 2 or self.cuts < 1:
@@ -86,19 +88,6 @@ class EvalSpec:
         if (self.windows, self.cuts) == default:
             return HARNESS_VERSION
         return f"{HARNESS_VERSION}:{self.windows}x{self.cuts}"
-
-
-def default_clock(device: str) -> str:
-    """The clock of a run that names none, by its device: wall on CUDA (a dedicated GPU's wall
-    time is the resource, and its work is not CPU time), cpu otherwise (CPU seconds do not
-    shrink when other work shares the machine, whereas load stretches wall time). The one
-    definition: the run's conditions (fitness.Conditions) ask it too."""
-    return "wall" if device == "cuda" else "cpu"
-
-
-def resolve_clock(requested: str | None, contract_clock: str | None, device: str) -> str:
-    """The run's clock: the spec's, else the contract's, else :func:`default_clock`."""
-    return requested or contract_clock or default_clock(device)
 
 
 def wall_net(clock: str, limit_s: float) -> float:

@@ -1,6 +1,6 @@
 """The training step: what it is given, how its budget is enforced, what its log is read for.
 
-The budget is ``budget_s`` seconds on the run's clock (spec.resolve_clock), and the sandbox
+The budget is ``budget_s`` seconds on the run's clock (darwin_git.clock.resolve_clock), and the sandbox
 enforces it: ``Step.clock_limit = ClockLimit(clock, budget_s + SAVE_WINDOW_S)``, measured by the
 sandbox from the kernel's accounting, never as the code reports it. What counts, on both
 clocks, is everything from the start of the step's first process until its main process

@@ -9,25 +9,26 @@ an agent branch (evaluated next generation by the loop), and guidance text on th
 
 The loop (darwin_git.evolve.loop) talks to this side through one small interface,
 :class:`LoopHooks`, at fixed points of a generation; :class:`Hitl` is the git implementation.
-It is handed what it needs (the population, the event sink, the run's conditions, the journal)
-and never reads the loop's state; none of its hooks raises into the loop.
+It is handed what it needs (the run's read model: the population, its conditions and journal;
+the event sink) and never reads the loop's state; none of its hooks raises into the loop.
 """
 from __future__ import annotations
 
 import logging
 
 from .. import memory
-from ..fitness import Conditions, fitness
+from ..population.message import AGENT_TRAILER
 from ..population.repo import Population
+from ..readmodel import ReadModel
 from .answers import answers_for as _answers_for
 from .answers import answer_texts_for_tree, detect_merged, finalize
 from .guidance import GUIDANCE_FILE, GUIDANCE_REF, guidance_text as _guidance_text, set_guidance
 from .remote import RemoteError, pull, push
-from .sync import sync
 from .requests import (ARCHIVE_PREFIX, BRANCH_PREFIX, Request, RequestError, close_request,
                        get_request, list_requests)
 from .requests import open_request as _open_request
 from .revert import revert_failed
+from .sync import sync
 
 __all__ = ["ARCHIVE_PREFIX", "BRANCH_PREFIX", "GUIDANCE_FILE", "GUIDANCE_REF", "Hitl",
            "LoopHooks", "RemoteError", "Request", "RequestError", "answers_for", "close_request",
@@ -105,10 +106,10 @@ class LoopHooks:
 class Hitl(LoopHooks):
     """Human in the loop through git: request branches, merged answers, guidance, a remote."""
 
-    def __init__(self, pop: Population, sink, conditions: Conditions, journal,
-                 stall_generations: int = 0):
-        self.pop, self.sink, self.conditions = pop, sink, conditions
-        self.journal = journal  # darwin_git.evolve.journal.Journal: the generations closed so far
+    def __init__(self, model: ReadModel, sink, stall_generations: int = 0):
+        """``model``: the run's read model (its results, its journal: the generations closed
+        so far)."""
+        self.model, self.pop, self.sink = model, model.pop, sink
         self.stall_generations = stall_generations
 
     def before_generation(self, gen) -> None:
@@ -128,18 +129,18 @@ class Hitl(LoopHooks):
             if req.generation == g and req.history and req.history[0].get("origin") == "agent":
                 self.sink.emit({"event": "request", "agent": req.speaker, "title": req.what,
                                 "branch": req.branch, "generation": g})
-        reverted = self._guarded("revert", lambda: revert_failed(pop, self.conditions, g)) or {}
+        reverted = self._guarded("revert", lambda: revert_failed(self.model, g)) or {}
         for tip, commit in reverted.items():
-            agent = pop.message(commit)[2].get("Darwin-Agent")
+            agent = pop.message(commit)[2].get(AGENT_TRAILER)
             self.sink.emit({"event": "reverted", "agent": agent, "failed": tip,
                             "commit": commit, "generation": g})
         done = self._guarded("finalize",
-                             lambda: finalize(pop, self.conditions, g, reverted)) or []
+                             lambda: finalize(self.model, g, reverted)) or []
         for req in done:
             self.sink.emit({"event": "request_answered", "id": req.id, "agent": req.agent,
                             "speaker": req.speaker, "answer": req.last.get("answer")})
         touched = sorted({r.agent for r in done} |
-                         {pop.message(c)[2].get("Darwin-Agent") for c in reverted.values()})
+                         {pop.message(c)[2].get(AGENT_TRAILER) for c in reverted.values()})
         if touched:
             self._guarded("memory", lambda: memory.update(pop, [a for a in touched
                                                                 if a in pop.agents()]))
@@ -164,7 +165,9 @@ class Hitl(LoopHooks):
         return guidance_text(self.pop)
 
     def answers(self, agent: str, commit: str) -> list[str]:
-        return answer_texts_for_tree(self.pop, commit)  # the answers whose files it holds
+        """The answers whose files ``commit``'s tree holds; a broken request branch is an
+        event, never the end of the loop (like every hook here)."""
+        return self._guarded("answers", lambda: answer_texts_for_tree(self.pop, commit)) or []
 
     def _stalled_requests(self, g: int) -> None:
         """An agent whose tip stayed the same through the last stall_generations generations
@@ -172,8 +175,7 @@ class Hitl(LoopHooks):
         k = int(self.stall_generations or 0)
         if k <= 0:
             return
-        done = [r for r in self.journal.records() if r.get("phase") == "done"
-                and r.get("evidence") is not False][-k:]  # nothing was tried in the others
+        done = self.model.run.with_evidence[-k:]  # nothing was tried in the others
         if len(done) < k:
             return
         for agent, tip in self.pop.agents().items():
@@ -184,7 +186,7 @@ class Hitl(LoopHooks):
             reqs = list_requests(self.pop, agent=agent)
             if any(r.state in ("open", "merged") or r.generation > g - k for r in reqs):
                 continue
-            fit = fitness(self.pop, tip, self.conditions).loss
+            fit = self.model.loss(tip)
             score = f"val_loss {fit:.4f}" if fit is not None else "no working result"
             request = {
                 "what": f"Help {agent} improve: ideas, data or code (it is stuck at {score})",

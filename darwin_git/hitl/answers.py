@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 import pygit2
 
 from ..contract import CONTRACT_FILE, ContractError, parse_contract
-from ..fitness import Conditions, comparable_results, fitness, latest
+from ..fitness import latest
 from ..population.errors import PopulationError
-from ..population.message import is_human, parse_message
+from ..population.message import INTEGRATES_TRAILER, is_human, parse_message
 from ..population.refs import ref_target
 from ..population.repo import AGENT_PREFIX, Population
-from .integrate import INTEGRATES_TRAILER
+from ..readmodel import ReadModel
 from .requests import (TREE_DIR, Request, add_state, get_request, list_requests,
                        retire_branch)
 
@@ -91,20 +91,19 @@ def detect_merged(pop: Population, g: int) -> list[Request]:
     return found
 
 
-def finalize(pop: Population, run: Conditions, g: int,
-             reverted: dict[str, str]) -> list[Request]:
-    """Close merged requests whose merged tip has a result under the run's conditions
-    ``run``: record what the agent got. ``reverted`` maps a failed tip to the engine's revert
-    commit on top of it."""
-    done = []
+def finalize(model: ReadModel, g: int, reverted: dict[str, str]) -> list[Request]:
+    """Close merged requests whose merged tip has a result under the run's conditions (the
+    read model's): record what the agent got. ``reverted`` maps a failed tip to the engine's
+    revert commit on top of it."""
+    pop, done = model.pop, []
     for req in list_requests(pop, states=("merged",)):
         rec = req.last
         tip = rec.get("merged_tip")
-        results = comparable_results(pop, tip, run) if tip else []
+        results = model.results(tip) if tip else []
         if not results:
             continue  # not evaluated yet (budget ran out): next generation
-        result, after = latest(results), fitness(pop, tip, run).loss
-        before = fitness(pop, req.base, run).loss
+        result, after = latest(results), model.loss(tip)
+        before = model.loss(req.base)
         outcome = _outcome(result, after, before, reverted.get(tip))
         answer = answer_text(req, rec, outcome)
         add_state(pop, req.commit, "answered", generation=g, answer=answer,

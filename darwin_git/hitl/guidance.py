@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pygit2
 
+from ..population.message import OPERATOR_TRAILER
 from ..population.refs import ref_target
-from ..population.repo import Population
+from ..population.repo import GUIDANCE_REF, Population
 
-GUIDANCE_REF = "refs/heads/guidance"
 GUIDANCE_FILE = "GUIDANCE.md"
 MAX_CHARS = 4000  # a prompt section, not a document
 
@@ -36,5 +36,5 @@ def set_guidance(pop: Population, text: str, summary: str = "Update guidance") -
                          {GUIDANCE_FILE: text.rstrip() + "\n"})
     author = pygit2.Signature("darwin-git user", "human@localhost")
     return str(pop.create_commit([tip] if tip else [], tree, summary,
-                                 trailers={"Darwin-Operator": "human"}, ref=GUIDANCE_REF,
+                                 trailers={OPERATOR_TRAILER: "human"}, ref=GUIDANCE_REF,
                                  author=author))

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 
 import pygit2
 
-from ..population.message import parse_message
+from ..population.message import (AGENT_TRAILER, CONFLICTS_TRAILER, GENERATION_TRAILER,
+                                  INTEGRATES_TRAILER, OPERATOR_TRAILER, parse_message)
 from ..population.refs import engine_signature, update_refs
 from ..population.repo import AGENT_PREFIX, Population
 
-INTEGRATES_TRAILER = "Darwin-Integrates"
 MAX_LISTED = 5  # human commit summaries named in the merge message
 
 
@@ -67,9 +67,9 @@ def integrate(pop: Population, agent: str, engine_tip, human_tip,
     tree = index.write_tree(repo)
     humans = _new_commits(pop, theirs.id, ours.id)
     summary, reasoning = _message(agent, ours, theirs, humans, conflicts)
-    trailers = {"Darwin-Agent": agent, "Darwin-Operator": "human",
-                "Darwin-Generation": generation, INTEGRATES_TRAILER: str(theirs.id),
-                "Darwin-Conflicts": ", ".join(conflicts) or None}
+    trailers = {AGENT_TRAILER: agent, OPERATOR_TRAILER: "human",
+                GENERATION_TRAILER: generation, INTEGRATES_TRAILER: str(theirs.id),
+                CONFLICTS_TRAILER: ", ".join(conflicts) or None}
     author = pygit2.Signature(theirs.author.name, theirs.author.email)
     commit = pop.create_commit([ours.id, theirs.id], tree, summary, reasoning, trailers,
                                author=author)

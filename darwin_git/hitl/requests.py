@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 import pygit2
 
 from ..population.errors import PopulationError, RefMoved
-from ..population.message import parse_message
+from ..population.message import (AGENT_TRAILER, GENERATION_TRAILER, OPERATOR_TRAILER,
+                                  REQUEST_TRAILER, SPEAKER_TRAILER, parse_message)
 from ..population.refs import ref_target, update_refs
 from ..population.repo import AGENT_PREFIX, Population, check_agent_name
 
@@ -192,9 +193,9 @@ def open_request(pop: Population, request, speaker: str, agent: str, g: int,
     n = _next_number(pop, agent)
     rid = f"{agent}/{n}"
     text = request_file(fields_, rid, agent, speaker, g, str(base))
-    trailers = {"Darwin-Agent": agent, "Darwin-Mutator-Agent": speaker,
-                "Darwin-Generation": g, "Darwin-Operator": "request",
-                "Darwin-Request": rid}
+    trailers = {AGENT_TRAILER: agent, SPEAKER_TRAILER: speaker,
+                GENERATION_TRAILER: g, OPERATOR_TRAILER: "request",
+                REQUEST_TRAILER: rid}
     reasoning = "\n\n".join(p for p in (fields_["why"], fields_["use"] and
                                         f"With it the agent will: {fields_['use']}") if p)
     tree = pop.tree_with(pop.repo[base].peel(pygit2.Commit).tree,
@@ -227,7 +228,7 @@ def _find_request_commit(pop: Population, tip, rid: str) -> pygit2.Commit | None
     c = pop.repo[tip].peel(pygit2.Commit)
     for _ in range(10000):
         trailers = parse_message(c.message)[2]
-        if trailers.get("Darwin-Request") == rid and trailers.get("Darwin-Operator") == "request":
+        if trailers.get(REQUEST_TRAILER) == rid and trailers.get(OPERATOR_TRAILER) == "request":
             return c
         if not c.parent_ids:
             return None
@@ -274,8 +275,8 @@ def get_request(pop: Population, rid: str) -> Request:
         what=safe_text(opened.get("what") or parse_message(commit.message)[0]
                        .removeprefix("Request: "), lines=False),
         why=safe_text(opened.get("why", "")), use=safe_text(opened.get("use", "")),
-        speaker=opened.get("speaker") or trailers.get("Darwin-Mutator-Agent") or agent,
-        generation=int(opened.get("generation") or trailers.get("Darwin-Generation") or 0),
+        speaker=opened.get("speaker") or trailers.get(SPEAKER_TRAILER) or agent,
+        generation=int(opened.get("generation") or trailers.get(GENERATION_TRAILER) or 0),
         state=state,
         branch_tip=str(branch_tip) if branch_tip is not None else None, history=history)
 

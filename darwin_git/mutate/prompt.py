@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 from string import Template
 
+from ..clock import of_record as clock_of
 from .base import MemoryEntry, MutationContext, RunInfo, TargetRun
 
 DEFAULTS_DIR = Path(__file__).with_name("prompts")
@@ -251,7 +252,7 @@ def _dynamics(r: dict) -> list[str]:
         measured.append(f"{r['params'] / 1e6:.2f}M parameters")
     spent = r.get("train_cpu_s") if r.get("clock") == "cpu" else r.get("train_wall_s")
     if _num(spent):
-        measured.append(f"{spent:.1f} s of training ({r.get('clock') or 'wall'} clock)")
+        measured.append(f"{spent:.1f} s of training ({clock_of(r)} clock)")
     if _num(steps):
         logged.append(f"{steps:,.0f} optimizer step{'s' if steps != 1 else ''}")
     if _num(train.get("ms_per_step")):

@@ -4,19 +4,14 @@ from .errors import (NotAPopulationRepo, NotFastForward, PopulationError, RefMov
 from .layout import memory_dir, reports_dir, resolve_repo, run_dir, state_dir
 from .message import format_message, is_human, parse_message
 from .notes import NOTES_REF, Notes
-from .repo import (AGENT_PREFIX, CANDIDATE_PREFIX, CONFIG_REF, JOURNAL_REF, POPULATION_REFS,
-                   PRUNED_PREFIX, REFSPECS, SEED_REF, MergeOutcome, Population,
+from .repo import (AGENT_PREFIX, CANDIDATE_PREFIX, CONFIG_REF, GUIDANCE_REF, JOURNAL_REF,
+                   POPULATION_REFS, PRUNED_PREFIX, REFSPECS, SEED_REF, MergeOutcome, Population,
                    is_population_ref, mutation_trailers)
 
 __all__ = [
-    "AGENT_PREFIX", "CANDIDATE_PREFIX", "CONFIG_REF", "JOURNAL_REF", "MergeOutcome", "NOTES_REF",
-    "NotAPopulationRepo", "NotFastForward", "Notes", "POPULATION_REFS", "Population",
+    "AGENT_PREFIX", "CANDIDATE_PREFIX", "CONFIG_REF", "GUIDANCE_REF", "JOURNAL_REF", "MergeOutcome",
+    "NOTES_REF", "NotAPopulationRepo", "NotFastForward", "Notes", "POPULATION_REFS", "Population",
     "PopulationError", "PRUNED_PREFIX", "REFSPECS", "RefMoved", "SEED_REF", "UnknownAgent",
-    "format_message", "init_population", "is_human", "is_population_ref", "memory_dir",
+    "format_message", "is_human", "is_population_ref", "memory_dir",
     "mutation_trailers", "parse_message", "reports_dir", "resolve_repo", "run_dir", "state_dir",
 ]
-
-
-def init_population(*args, **kwargs):
-    from .create import init_population as _init
-    return _init(*args, **kwargs)

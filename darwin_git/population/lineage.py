@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pygit2
 
-from .message import parse_message
-from .repo import AGENT_PREFIX, CONFIG_REF, JOURNAL_REF, PRUNED_PREFIX, SEED_REF, Population
+from .message import AGENT_TRAILER, GENERATION_TRAILER, parse_message
+from .repo import (AGENT_PREFIX, CANDIDATE_PREFIX, CONFIG_REF, GUIDANCE_REF, JOURNAL_REF,
+                   PRUNED_PREFIX, SEED_REF, Population, is_agent_name)
 
 
 def ancestors(pop: Population, rev, limit: int | None = None,
@@ -50,7 +51,7 @@ def generation(pop: Population, rev) -> int:
     (a human commit belongs to the generation it was made in); the seed is 0."""
     c = pop.commit(rev)
     while True:
-        gen = parse_message(c.message)[2].get("Darwin-Generation")
+        gen = parse_message(c.message)[2].get(GENERATION_TRAILER)
         if gen is not None:
             try:
                 return int(gen)
@@ -95,7 +96,43 @@ def agent_refs(pop: Population) -> dict[str, list[str]]:
                 tip = pop.repo.references[name].peel(pygit2.Commit)
             except (pygit2.InvalidSpecError, ValueError, KeyError):
                 continue
-            agent = parse_message(tip.message)[2].get("Darwin-Agent")
+            agent = parse_message(tip.message)[2].get(AGENT_TRAILER)
         if agent:
             out.setdefault(agent, []).append(name)
+    return out
+
+
+def named_agent_refs(pop: Population) -> dict[str, list[str]]:
+    """agent_refs for the agents whose names are safe as file names (each gets a memory file)."""
+    return {a: refs for a, refs in agent_refs(pop).items() if is_agent_name(a)}
+
+
+# Branches that hold no lineage: human guidance is a separate orphan history.
+NON_LINEAGE_BRANCHES = (GUIDANCE_REF,)
+
+
+def ref_labels(pop: Population, names=None) -> dict[pygit2.Oid, list[str]]:
+    """commit -> short names of the refs that point at it (agents, pruned, seed, candidates,
+    request and other branches); the refs without lineage (config, journal) are left out."""
+    out: dict[pygit2.Oid, list[str]] = {}
+    for name in sorted(pop.repo.references if names is None else names):
+        if name.startswith(AGENT_PREFIX):
+            label = name[len(AGENT_PREFIX):]
+        elif name.startswith(PRUNED_PREFIX):
+            label = f"pruned:{agent_of_ref(name)}"
+        elif name == SEED_REF:
+            label = "seed"
+        elif name.startswith(CANDIDATE_PREFIX):
+            label = name[len("refs/darwin/"):]
+        elif name.startswith("refs/heads/") and name not in NON_LINEAGE_BRANCHES:
+            label = name[len("refs/heads/"):]
+        elif name.startswith("refs/darwin/") and name not in NON_AGENT_REFS:
+            label = name[len("refs/darwin/"):]
+        else:
+            continue
+        try:
+            target = pop.repo.references[name].peel(pygit2.Commit).id
+        except (pygit2.InvalidSpecError, ValueError, KeyError):
+            continue
+        out.setdefault(target, []).append(label)
     return out

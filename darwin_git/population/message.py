@@ -7,11 +7,28 @@ from __future__ import annotations
 
 import re
 
+# The trailer names, each written once here (the git hooks, shell scripts, spell them too).
+AGENT_TRAILER = "Darwin-Agent"  # whose code the commit changes (the agent it may advance)
+MUTATOR_TRAILER = "Darwin-Mutator"  # what made the change: "llm:<model>", "builtin", "merge"
+SPEAKER_TRAILER = "Darwin-Mutator-Agent"  # the agent that proposed it (its memory holds it)
+GENERATION_TRAILER = "Darwin-Generation"
+OPERATOR_TRAILER = "Darwin-Operator"  # none, or "human": a human's commit
+MODEL_TRAILER = "Darwin-Model"
+TOKENS_TRAILER = "Darwin-Tokens"
+COST_TRAILER = "Darwin-Cost"  # USD
+ATTEMPTS_TRAILER = "Darwin-Attempts"  # LLM round trips, when more than one
+PARENT_AGENTS_TRAILER = "Darwin-Parent-Agents"
+CROSSOVER_TRAILER = "Darwin-Crossover"  # "a x b": the agents a crossover merged
+REQUEST_TRAILER = "Darwin-Request"  # "<agent>/<n>": the request a commit opens (hitl)
+REVERTS_TRAILER = "Darwin-Reverts"  # the failed human tip a revert undoes (hitl/revert.py)
+RESTORES_TRAILER = "Darwin-Restores"  # the commit whose tree the revert restores
+INTEGRATES_TRAILER = "Darwin-Integrates"  # the human push a merge takes in (hitl/integrate.py)
+CONFLICTS_TRAILER = "Darwin-Conflicts"  # the paths that merge left to a human
+
 # Trailer order in engine commits; unknown Darwin-* keys follow in sorted order.
 KNOWN_TRAILERS = (
-    "Darwin-Agent", "Darwin-Mutator", "Darwin-Mutator-Agent", "Darwin-Generation",
-    "Darwin-Operator", "Darwin-Model", "Darwin-Tokens", "Darwin-Cost", "Darwin-Attempts",
-    "Darwin-Parent-Agents",
+    AGENT_TRAILER, MUTATOR_TRAILER, SPEAKER_TRAILER, GENERATION_TRAILER, OPERATOR_TRAILER,
+    MODEL_TRAILER, TOKENS_TRAILER, COST_TRAILER, ATTEMPTS_TRAILER, PARENT_AGENTS_TRAILER,
 )
 _TRAILER_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*):\s?(.*)$")
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
@@ -58,5 +75,5 @@ def parse_message(message: str) -> tuple[str, str, dict[str, str]]:
 
 
 def is_human(trailers: dict[str, str]) -> bool:
-    op = trailers.get("Darwin-Operator")
+    op = trailers.get(OPERATOR_TRAILER)
     return op is None or op == "human"

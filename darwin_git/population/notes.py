@@ -117,8 +117,6 @@ class Notes:
             return None, None
         return tip, self._load(self.repo[tip].peel(pygit2.Commit).tree_id)
 
-    _tree = snapshot  # the old name, until population/graph.py calls snapshot()
-
     def text(self, commit, tree: pygit2.Tree | None = None) -> str:
         if tree is None:
             tree = self.snapshot()[1]

@@ -1,6 +1,6 @@
 """One document on a ref: a chain of commits whose tree holds a single file, so the document's
 history is `git log REF` and any clone that fetched `refs/darwin/*` reads the same text. The run
-journal (evolve/journal.py) is one; the run config (refs/darwin/config) has the same shape.
+journal (population/journal.py) is one; the run config (refs/darwin/config) has the same shape.
 Writes are compare-and-swap: a concurrent writer makes the write fail, never vanish.
 """
 from __future__ import annotations

@@ -15,21 +15,24 @@ import pygit2
 from . import layout
 from .errors import (DamagedPopulation, NotAPopulationRepo, NotFastForward, PopulationError,
                      UnknownAgent)
-from .message import format_message, parse_message
-from .notes import Notes
+from .message import (AGENT_TRAILER, ATTEMPTS_TRAILER, COST_TRAILER, GENERATION_TRAILER,
+                      MODEL_TRAILER, MUTATOR_TRAILER, OPERATOR_TRAILER, SPEAKER_TRAILER,
+                      TOKENS_TRAILER, format_message, parse_message)
+from .notes import NOTES_REF, Notes
 from .refs import engine_signature, ref_target, update_refs
 
 AGENT_PREFIX = "refs/heads/agents/"
 PRUNED_PREFIX = "refs/darwin/pruned/"
 CANDIDATE_PREFIX = "refs/darwin/candidates/"  # every child evolve proposed: g<G>/<slot>
 CONFIG_REF = "refs/darwin/config"  # the run config, run.toml (darwin_git.runconfig)
-JOURNAL_REF = "refs/darwin/journal"  # the run's diary (darwin_git.evolve.journal)
+JOURNAL_REF = "refs/darwin/journal"  # the run's diary (darwin_git.population.journal)
 SEED_REF = "refs/heads/seed"
+GUIDANCE_REF = "refs/heads/guidance"  # human steering text, an orphan history (hitl/guidance.py)
 # The refs that make a population, and so the only ones push/pull carry between clones (a
 # stray `master` or a human's own notes stay where they are). A pattern ending in "/*" is a
 # namespace; anything else one ref.
-POPULATION_REFS = ("refs/heads/agents/*", "refs/heads/seed", "refs/heads/requests/*",
-                   "refs/heads/guidance", "refs/notes/darwin", "refs/darwin/*")
+POPULATION_REFS = (AGENT_PREFIX + "*", SEED_REF, "refs/heads/requests/*", GUIDANCE_REF,
+                   NOTES_REF, "refs/darwin/*")
 REFSPECS = tuple(f"+{r}:{r}" for r in POPULATION_REFS)
 
 
@@ -335,15 +338,15 @@ def mutation_trailers(mutation, agent: str, generation: int, mutator_agent: str 
                       extra: dict | None = None) -> dict:
     tokens = mutation.tokens or {}
     out = {
-        "Darwin-Agent": agent,
-        "Darwin-Mutator": mutation.mutator,
-        "Darwin-Mutator-Agent": mutator_agent,
-        "Darwin-Generation": int(generation),
-        "Darwin-Operator": mutation.operator,
-        "Darwin-Model": mutation.model,
-        "Darwin-Tokens": tokens.get("total") if tokens else None,
-        "Darwin-Cost": (f"{mutation.cost_usd:.6f}" if mutation.cost_usd is not None else None),
-        "Darwin-Attempts": mutation.attempts if mutation.attempts != 1 else None,
+        AGENT_TRAILER: agent,
+        MUTATOR_TRAILER: mutation.mutator,
+        SPEAKER_TRAILER: mutator_agent,
+        GENERATION_TRAILER: int(generation),
+        OPERATOR_TRAILER: mutation.operator,
+        MODEL_TRAILER: mutation.model,
+        TOKENS_TRAILER: tokens.get("total") if tokens else None,
+        COST_TRAILER: (f"{mutation.cost_usd:.6f}" if mutation.cost_usd is not None else None),
+        ATTEMPTS_TRAILER: mutation.attempts if mutation.attempts != 1 else None,
     }
     out.update(extra or {})
     return out

@@ -130,6 +130,11 @@
       ["verdict", n.verdict ? n.verdict.reason : null],
       ["seeds", n.seeds.length ? n.seeds.map((s, i) => s + ": " + num(n.per_seed[i], 4))
          .join(", ") : null],
+      ["beside its parent, seed by seed (optimizer steps)", (n.seed_runs || []).length
+         ? n.seed_runs.map(r => r.seed + ": " + num(r.value, 4) + " vs " + num(r.parent, 4) +
+             " (" + (r.steps === null ? "?" : r.steps) + "/" +
+             (r.parent_steps === null ? "?" : r.parent_steps) + " steps" +
+             (r.side_by_side ? ", side by side" : "") + ")").join(", ") : null],
       ["σ over its seeds", n.spread === null ? null : num(n.spread, 4)],
       ["σ of the run (noise floor)", num(data.sigma, 4)],
       ["perplexity (exp of the fitness)", num(n.perplexity, 2)],
@@ -138,6 +143,9 @@
       ["cached", n.cached ? "yes: a copy of the result of " + n.cached_from +
          " (identical tree), not a new measurement" : null],
       ["status", n.status], ["cause", n.cause], ["detail", n.detail],
+      ["whose failure", n.failure_origin && n.outcome === "failed" ? n.failure_origin : null],
+      ["runs the engine lost (run again)", (n.infrastructure || []).length
+         ? n.infrastructure.map(f => f.cause + " (" + f.origin + ")").join(", ") : null],
       ["attempts", n.attempts > 1 ? n.attempts + " (" + n.retries + " retries)" : null],
       ["tokens", n.tokens || null],
       ["cost $", n.cost_usd === null ? null : num(n.cost_usd, 6)],

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from ..clock import check as check_clock
+
 GiB = 1 << 30
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # .../darwin_git
 
@@ -39,7 +41,6 @@ class Limits:
     out_bytes: int = 8 * GiB  # everything the step may write, summed over its writable places
 
 
-CLOCKS = ("cpu", "wall")
 DEVICES = ("cpu", "cuda")  # what a run trains on (evolve --device)
 
 
@@ -52,15 +53,14 @@ class ClockLimit:
     per process). ``wall``: seconds since the step was started. Both count from the start of
     the step's first process: interpreter start and imports are part of the budget.
     """
-    clock: str  # one of CLOCKS
+    clock: str  # one of clock.CLOCKS
     seconds: float  # the step is killed once its clock passes this
     # The last grace_s of it are for saving and exiting only: output files the step changes
     # after its clock passed ``budget_s`` are named in Outcome.late_files.
     grace_s: float = 0.0
 
     def __post_init__(self):
-        if self.clock not in CLOCKS:
-            raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, not {self.clock!r}")
+        check_clock(self.clock)
 
     @property
     def budget_s(self) -> float:
@@ -212,7 +212,7 @@ def hidden_paths() -> list[str]:
     """Host paths no step may see, even inside a folder it is given (the interpreter's):
     the darwin_git package (its assets hold the validation text; its functions rebuild the
     split), wherever this interpreter could import it from, and the data cache."""
-    from ..data import default_data_root
+    from ..data import cache_root, default_data_root
 
     paths = {str(PACKAGE_DIR)}
     scheme = sysconfig.get_paths()
@@ -221,7 +221,7 @@ def hidden_paths() -> list[str]:
             paths.add(os.path.realpath(os.path.join(site, "darwin_git")))
     cache = Path(os.path.realpath(default_data_root()))
     paths.add(str(cache))
-    if cache.name == "data" and cache.parent.name == "darwin-git":  # ~/.cache/darwin-git
-        paths.add(str(cache.parent))
+    if (cache.name, cache.parent.name) == ("data", cache_root().name):  # the data cache's
+        paths.add(str(cache.parent))  # default place: all of darwin-git's cache
     return sorted(paths)
 

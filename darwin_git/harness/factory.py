@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..run.runner import make_sandbox
 from .executor import Executor, LocalExecutor
 from .ray_executor import RayExecutor
-from .runner import make_sandbox
 
 EXECUTORS = ("local", "ray")
 

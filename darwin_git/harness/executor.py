@@ -1,7 +1,7 @@
 """Executors: take evaluation jobs (a commit of the population repo + budget + device), run them
 on free slots, hand back results. The local executor runs one job per slot in threads; each job
 exports the commit's tree read-only into a scratch folder and runs the harness through a
-sandbox (local process or docker container). The Ray executor (run/ray_executor.py) has the same
+sandbox (local process or docker container). The Ray executor (harness/ray_executor.py) has the same
 interface. Only the caller (the evolve coordinator) writes refs, notes and memory.
 """
 from __future__ import annotations
@@ -17,6 +17,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..clock import resolve_clock
 from ..result import make_result
 
 
@@ -37,11 +38,9 @@ class Job:
         the job's conditions (budget, device, its clock, or the device's default when it names
         none, and this install's harness version, which make_result stamps), so it counts for
         the run like any other failed seed."""
-        from ..harness.spec import default_clock
-
         return make_result("eval_failed", cause=cause, commit=self.commit,
                            budget_s=self.budget_s, seed=self.seed, device=self.device,
-                           clock=self.clock or default_clock(self.device), log_tail=log,
+                           clock=resolve_clock(self.clock, device=self.device), log_tail=log,
                            **fields)
 
 
@@ -90,7 +89,7 @@ def run_job(repo_path: Path, job: Job, sandbox, work_root: Path, data_root: Path
     """Export the job's tree and evaluate it; a result dict whatever happens."""
     import pygit2
 
-    from ..harness import EvalSpec, evaluate, export_tree
+    from . import EvalSpec, evaluate, export_tree
 
     scratch = Path(tempfile.mkdtemp(prefix=f"job-{job.commit[:10]}-", dir=work_root))
     try:

@@ -30,9 +30,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..contract import CONTRACT_FILE, KIT_MODULE, Contract, ContractError, load_contract
+from ..contract import (CONTRACT_FILE, DEFAULT_BUDGET_S, KIT_MODULE, Contract, ContractError,
+                        load_contract)
+from ..population.errors import PopulationError
 from ..result import reason
-from .errors import PopulationError
 
 LEVELS = ("none", "tree", "train")
 PREFLIGHT_BUDGET_S = 10.0  # training seconds of the pre-flight run (less if the seed says so)
@@ -275,7 +276,7 @@ def suggest_contract(seed: Path) -> str:
              "[train]",
              f"command = {_toml_list(command)}"
              + ("  # your config files go before config/darwin.py" if execs else ""),
-             "budget_s = 60",
+             f"budget_s = {DEFAULT_BUDGET_S:g}",
              "[model]",
              f'entry = "{entry}"']
     if config:
@@ -359,7 +360,7 @@ def preflight(seed: Path, contract: Contract, budget_s: float | None = None,
     and ``clock`` of an evolve that creates the population; the contract's for `init`), at
     most PREFLIGHT_BUDGET_S: a seed whose contract budget is smaller than a run's is checked
     at the run's, which is what every candidate gets."""
-    from ..harness import EvalSpec, evaluate
+    from . import EvalSpec, evaluate
     from ..run.local import LocalSandbox
 
     budget = min(float(budget_s or contract.budget_s), PREFLIGHT_BUDGET_S)

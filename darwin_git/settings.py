@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import ClassVar
 
-from ..bounds import AT_LEAST_0, AT_LEAST_1, POSITIVE, Bounds, check
-from ..run.base import CLOCKS, DEVICES
-from ..select import AcceptanceRule, SelectionSettings
+from .bounds import AT_LEAST_0, AT_LEAST_1, POSITIVE, Bounds, check
+from .clock import check as check_clock
+from .contract import DEFAULT_BUDGET_S
+from .run.base import DEVICES
+from .selection_rules import AcceptanceRule, SelectionSettings
 
 PAIRINGS = ("ring", "self", "random")
 
@@ -15,17 +17,17 @@ PAIRINGS = ("ring", "self", "random")
 @dataclass
 class EvolveSettings:
     generations: int = 5  # total generations of the run (a resumed run continues up to it)
-    budget_s: float = 60.0  # training budget per evaluation, in seconds of ``clock``
+    budget_s: float = DEFAULT_BUDGET_S  # training budget per evaluation, in seconds of ``clock``
     clock: str | None = None  # "cpu" | "wall"; None: cpu on CPU devices, wall on CUDA (the harness's default)
     noise_repeats: int = 3  # seed evaluations (seeds seed, seed+1, ...) that measure the noise floor
     max_seeds: int = AcceptanceRule.max_seeds  # seeds a child that keeps beating its parent is evaluated on (paired with the parent's)
     confidence: float = AcceptanceRule.confidence  # of the one-sided paired t-test that promotes a child
     min_effect: float = AcceptanceRule.min_effect  # mean gain (nats) a promoted child must reach: 2% perplexity, above the per-seed jitter a neutral change shows, below what a good change gains (0.1+)
-    accept_k: float = 1.0  # pruning's noise bar: an agent within accept_k * sigma of the best is never pruned
-    elites: int = 1  # best agents of each island that always survive untouched
-    prune_per_generation: int = 1
-    tournament_size: int = 2
-    min_distinct: int = 2  # distinct tip trees pruning never goes below (clones count once)
+    accept_k: float = SelectionSettings.accept_k  # pruning's noise bar: an agent within accept_k * sigma of the best is never pruned
+    elites: int = SelectionSettings.elites  # best agents of each island that always survive untouched
+    prune_per_generation: int = SelectionSettings.prune_per_generation
+    tournament_size: int = SelectionSettings.tournament_size
+    min_distinct: int = SelectionSettings.min_distinct  # distinct tip trees pruning never goes below (clones count once)
     islands: int = 2  # groups of agents that evolve apart (at most one per two agents)
     migration_interval: int = 3  # generations between migrations (each island's best to the next island); 0: never
     pairing: str = "ring"  # ring: agent i rewrites agent i+1 (DARWIN); self; random
@@ -77,8 +79,8 @@ class EvolveSettings:
         settings = cls(**values)
         if settings.pairing not in PAIRINGS:
             raise ValueError(f"pairing must be one of {', '.join(PAIRINGS)}")
-        if settings.clock is not None and settings.clock not in CLOCKS:
-            raise ValueError(f"clock must be one of {', '.join(CLOCKS)}")
+        if settings.clock is not None:
+            check_clock(settings.clock)
         if settings.device not in DEVICES:
             raise ValueError(f"device must be one of {', '.join(DEVICES)}")
         check("", cls.BOUNDS, settings)

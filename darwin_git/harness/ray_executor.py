@@ -1,5 +1,5 @@
 """RayExecutor: evaluations as Ray tasks, on one machine or a cluster, behind the Executor
-interface of run/executor.py.
+interface of harness/executor.py.
 
 The coordinator (the evolve loop) packs each job's commit tree into a tar archive in memory and
 sends it with the run config to a Ray task that asks for the CPUs/GPUs one evaluation needs. The
@@ -30,9 +30,9 @@ import time
 from concurrent.futures import Future, InvalidStateError
 from pathlib import Path
 
+from ..run.local import default_workspace
+from ..run.runner import RUNNERS, make_sandbox
 from .executor import Executor, Job
-from .local import default_workspace
-from .runner import RUNNERS, make_sandbox
 # Ray exceptions that mean "the process or machine running the task went away".
 _LOST = ("WorkerCrashedError", "NodeDiedError", "OutOfMemoryError", "ActorDiedError",
          "LocalRayletDiedError", "ObjectLostError", "OwnerDiedError")
@@ -140,7 +140,7 @@ def _start_guard(workspace: Path, scratch: Path):
 def evaluate_packed(archive: bytes, job: dict, runner: str, work_root: str | None,
                     data_root: str | None) -> tuple[dict, float]:
     """The Ray task body: unpack, evaluate, clean up. Returns (result, seconds spent)."""
-    from ..harness import EvalSpec, evaluate
+    from . import EvalSpec, evaluate
 
     t0 = time.monotonic()
     if work_root:
@@ -175,7 +175,7 @@ def evaluate_packed(archive: bytes, job: dict, runner: str, work_root: str | Non
 def evaluate_pair_packed(archives: list[bytes], jobs: list[dict], runner: str,
                          work_root: str | None, data_root: str | None) -> list[tuple[dict, float]]:
     """The Ray task body of a pair: both evaluations side by side on this worker's node, in
-    two threads, started together (run/executor.py Executor.submit_pair)."""
+    two threads, started together (harness/executor.py Executor.submit_pair)."""
     out: list = [None, None]
 
     def one(i: int) -> None:

@@ -5,6 +5,9 @@ commit's tree holds `record.json`; its message says the same in words, so
 
 Resume reads the newest record: a "selecting" record without its "done" means the plan in it
 is re-applied (every step of a plan is idempotent), then the generation is closed.
+
+This is the storage: records written and read back raw. What they say (the noise floor, the
+generations closed, a plan still open) is read in one place, darwin_git/readmodel.py.
 """
 from __future__ import annotations
 
@@ -12,9 +15,9 @@ import json
 
 import pygit2
 
-from ..population.errors import DamagedPopulation
-from ..population.refdoc import RefDocument
-from ..population.repo import JOURNAL_REF
+from .errors import DamagedPopulation
+from .refdoc import RefDocument
+from .repo import JOURNAL_REF
 
 RECORD_FILE = "record.json"
 
@@ -32,10 +35,6 @@ def parse_record(data: bytes | None) -> dict:
 class Journal:
     def __init__(self, repo: pygit2.Repository):
         self.doc = RefDocument(repo, JOURNAL_REF, RECORD_FILE)
-
-    def latest(self) -> dict | None:
-        tip = self.doc.tip()
-        return None if tip is None else self._read(self.doc.repo[tip])
 
     def records(self) -> list[dict]:
         """Oldest first. A version that cannot be read stops the reader (DamagedPopulation):
@@ -55,26 +54,6 @@ class Journal:
                 f"(\"{commit.message.splitlines()[0] if commit.message else ''}\": {exc}): "
                 "`darwin-git repair` rewrites the journal without it and says what it held"
             ) from None
-
-    def find(self, phase: str, generation: int | None = None) -> dict | None:
-        for rec in reversed(self.records()):
-            if rec.get("phase") == phase and (generation is None or rec.get("generation") == generation):
-                return rec
-        return None
-
-    def last_done(self) -> int:
-        """The last generation the journal closed; 0 before the first."""
-        rec = self.find("done")
-        return rec["generation"] if rec else 0
-
-    def empty_streak(self) -> list[dict]:
-        """The generations closed last without evidence about the code, newest last (the
-        "done" records since the last one with evidence)."""
-        streak: list[dict] = []
-        for rec in self.records():
-            if rec.get("phase") == "done":
-                streak = streak + [rec] if rec.get("evidence") is False else []
-        return streak
 
     def append(self, record: dict, summary: str) -> None:
         record = {"v": 1, **record}

@@ -9,15 +9,16 @@ from pathlib import Path
 
 import pygit2
 
-from .. import runconfig
-from ..contract import CONTRACT_FILE, ContractError, parse_contract
-from . import layout, seedcheck, trees
-from .errors import PopulationError
-from .message import format_message
-from .refs import engine_signature, update_refs
-from .repo import AGENT_PREFIX, SEED_REF, Population, check_agent_name
+from . import memory, runconfig
+from .contract import CONTRACT_FILE, ContractError, parse_contract
+from .harness import seedcheck
+from .population import layout, trees
+from .population.errors import PopulationError
+from .population.message import GENERATION_TRAILER, OPERATOR_TRAILER, format_message
+from .population.refs import engine_signature, update_refs
+from .population.repo import AGENT_PREFIX, SEED_REF, Population, check_agent_name
 
-PACKAGE = Path(__file__).resolve().parents[1]
+PACKAGE = Path(__file__).resolve().parent
 PROJECT = PACKAGE.parent
 HOOK_NAMES = ("commit-msg", "post-commit", "post-merge")
 
@@ -89,8 +90,8 @@ def install_hooks(repo: pygit2.Repository) -> list[Path]:
     return out
 
 
-def init_population(path=None, seed: Path | None = None, agents: int = 4, bare: bool = False,
-                    names: list[str] | None = None, config: dict | None = None,
+def init_population(path=None, seed: Path | None = None, agents: int = runconfig.DEFAULT_AGENTS,
+                    bare: bool = False, names: list[str] | None = None, config: dict | None = None,
                     hooks: bool = True, check: str = "tree", device: str = "cpu",
                     budget_s: float | None = None, clock: str | None = None) -> Population:
     """Create the population repo at ``path`` from ``seed``. Nothing is created unless the seed
@@ -120,7 +121,7 @@ def init_population(path=None, seed: Path | None = None, agents: int = 4, bare: 
     sig = engine_signature()
     msg = format_message(f"Seed: {seed.name}",
                          "The seed training code every agent starts from.",
-                         {"Darwin-Generation": 0, "Darwin-Operator": "seed"})
+                         {GENERATION_TRAILER: 0, OPERATOR_TRAILER: "seed"})
     root = repo.create_commit(None, sig, sig, msg, tree, [])
     update_refs(repo, [(SEED_REF, None, root)] + [(AGENT_PREFIX + n, None, root) for n in names],
                 "darwin-git: init")
@@ -133,6 +134,5 @@ def init_population(path=None, seed: Path | None = None, agents: int = 4, bare: 
     if not bare:
         repo.checkout_head(strategy=pygit2.GIT_CHECKOUT_FORCE)
     pop = Population(path)
-    from .. import memory  # late: memory imports the population package
     memory.rebuild(pop)
     return pop

@@ -1,6 +1,6 @@
-"""The population's commit graph as the views draw it: `darwin-git log` (text, here) and the
-report's evolutionary tree (darwin_git/report_html.py). One walk, every parent edge (merges
-included), and the fitness of each commit from the one fitness definition.
+"""The population's commit graph as `darwin-git log` draws it (the report's evolutionary tree
+is darwin_git/report_tree.py). One walk, every parent edge (merges included), and each commit's
+fitness from its record (darwin_git/readmodel.py).
 
 The text drawing keeps each line of descent in its own column (a lane) until it reaches its
 parent, so siblings stand side by side and never look like parent and child:
@@ -11,71 +11,17 @@ parent, so siblings stand side by side and never look like parent and child:
 """
 from __future__ import annotations
 
-import statistics
-from dataclasses import dataclass, field
-
 import pygit2
 
-from .lineage import NON_AGENT_REFS, agent_of_ref
-from .message import parse_message
-from .repo import AGENT_PREFIX, PRUNED_PREFIX, SEED_REF, Population
-from ..fitness import comparable, run_conditions, summarize
+from .population.lineage import agent_of_ref, ref_labels
+from .population.message import GENERATION_TRAILER, OPERATOR_TRAILER
+from .population.repo import AGENT_PREFIX, CONFIG_REF, JOURNAL_REF, SEED_REF, Population
+from .readmodel import ReadModel
 
-CANDIDATES_PREFIX = "refs/darwin/candidates/"
 # The lineage with stock git, without the bookkeeping refs (notes, journal, config): the
 # README's audit command, and what `evolve` prints at the end.
-LINEAGE_GIT_ARGS = ("log --graph --oneline --exclude='refs/notes/*' --exclude=refs/darwin/journal "
-                    "--exclude=refs/darwin/config --all")
-# Branches that hold no lineage: human guidance is a separate orphan history.
-NON_LINEAGE_BRANCHES = ("refs/heads/guidance",)
-
-
-@dataclass
-class Score:
-    """A commit's fitness (darwin_git.fitness, the one definition) as the views show it:
-    the mean over seeds of its comparable ok val_loss, the seeds behind it and their spread."""
-    value: float | None
-    seeds: list = field(default_factory=list)
-    per_seed: list = field(default_factory=list)  # one loss per seed, in seed order
-
-    @property
-    def spread(self) -> float | None:
-        """Standard deviation over seeds (None below two seeds)."""
-        return statistics.stdev(self.per_seed) if len(self.per_seed) > 1 else None
-
-
-def fitness_of(results: list[dict], conditions) -> Score:
-    """One commit's results through the one fitness definition."""
-    fit = summarize([r for r in results if comparable(r, conditions)])
-    seeds = sorted(fit.seeds, key=lambda s: (s is None, s if s is not None else 0))
-    return Score(fit.loss, seeds, [fit.seeds[s] for s in seeds])
-
-
-def ref_labels(pop: Population, names=None) -> dict[pygit2.Oid, list[str]]:
-    """commit -> short names of the refs that point at it (agents, pruned, seed, candidates,
-    request and other branches); the refs without lineage (config, journal) are left out."""
-    out: dict[pygit2.Oid, list[str]] = {}
-    for name in sorted(pop.repo.references if names is None else names):
-        if name.startswith(AGENT_PREFIX):
-            label = name[len(AGENT_PREFIX):]
-        elif name.startswith(PRUNED_PREFIX):
-            label = f"pruned:{agent_of_ref(name)}"
-        elif name == SEED_REF:
-            label = "seed"
-        elif name.startswith(CANDIDATES_PREFIX):
-            label = name[len("refs/darwin/"):]
-        elif name.startswith("refs/heads/") and name not in NON_LINEAGE_BRANCHES:
-            label = name[len("refs/heads/"):]
-        elif name.startswith("refs/darwin/") and name not in NON_AGENT_REFS:
-            label = name[len("refs/darwin/"):]
-        else:
-            continue
-        try:
-            target = pop.repo.references[name].peel(pygit2.Commit).id
-        except (pygit2.InvalidSpecError, ValueError, KeyError):
-            continue
-        out.setdefault(target, []).append(label)
-    return out
+LINEAGE_GIT_ARGS = (f"log --graph --oneline --exclude='refs/notes/*' --exclude={JOURNAL_REF} "
+                    f"--exclude={CONFIG_REF} --all")
 
 
 def lineage(pop: Population, agent: str | None = None, limit: int | None = 200) -> list[dict]:
@@ -95,22 +41,19 @@ def lineage(pop: Population, agent: str | None = None, limit: int | None = 200) 
     walker = pop.repo.walk(None, pygit2.GIT_SORT_TOPOLOGICAL | pygit2.GIT_SORT_TIME)
     for t in dict.fromkeys(tips):
         walker.push(t)
-    notes_tree = pop.notes._tree()[1]
-    conditions = run_conditions(pop)
+    model = ReadModel(pop, pinned=True)
     rows = []
     for c in walker:
-        summary, _, trailers = parse_message(c.message)
-        results = [r for r in pop.notes.records(c.id, "result", notes_tree) if r.get("v") == 1]
-        last = results[-1] if results else None
-        fit = fitness_of(results, conditions)
+        rec = model.record(c.id)
+        last = rec.results[-1] if rec.results else None
         rows.append({
-            "commit": str(c.id), "parents": [str(p) for p in c.parent_ids],
-            "refs": labels.get(c.id, []), "summary": summary,
-            "agent": trailers.get("Darwin-Agent"),
-            "operator": trailers.get("Darwin-Operator", "human"),
-            "generation": trailers.get("Darwin-Generation"),
+            "commit": rec.commit, "parents": list(rec.parents),
+            "refs": labels.get(c.id, []), "summary": rec.summary,
+            "agent": rec.agent,
+            "operator": rec.trailers.get(OPERATOR_TRAILER, "human"),
+            "generation": rec.trailers.get(GENERATION_TRAILER),
             "status": last.get("status") if last else None,
-            "fitness": fit.value, "seeds": fit.seeds,
+            "fitness": rec.fitness.loss, "seeds": rec.seeds,
         })
         if limit is not None and len(rows) >= limit:
             break
