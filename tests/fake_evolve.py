@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fake_executor import FakeExecutor  # noqa: E402
 
 from darwin_git.cli import cli  # noqa: E402
-from darwin_git.run import factory  # noqa: E402
+from darwin_git.harness import factory  # noqa: E402
 
 
 def fake_executor(kind, repo_path, runner="auto", slots=None, **_):

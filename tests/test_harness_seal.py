@@ -16,7 +16,7 @@ import torch
 
 from darwin_git import data
 from darwin_git.harness.server import loader
-from darwin_git.memory import error_line
+from darwin_git.result import error_line
 from harness_fixtures import data_root, fixed_peak, run  # noqa: F401 (fixtures)
 
 MiB = 1 << 20
@@ -274,7 +274,7 @@ def test_check_still_shows_a_seed_its_own_scoring_error(tmp_path, data_root, mon
     then asks the pre-flight, which shows the model no validation text, for the model's own
     error."""
     from darwin_git.contract import load_contract
-    from darwin_git.population import seedcheck
+    from darwin_git.harness import seedcheck
     from harness_fixtures import make_tree
 
     monkeypatch.setenv("DARWIN_DATA_CACHE", str(data_root))

@@ -84,7 +84,7 @@ class Evolution:
                         "runner": self.executor.runner, "slots": self.executor.slots,
                         "deadline": self.budgets.deadline})
         self._store_settings()  # status, report and memory read the run's conditions there
-        if not self.journal.records():  # its first record precedes every candidate, so
+        if not self.journal.started():  # its first record precedes every candidate, so
             # `repair` can tell a journal lost after proposals from one not yet written
             self.journal.append({"phase": "started", "generation": 1}, "Run started")
         memory.update(self.pop)  # whatever a crash left half-done, memory follows git again

@@ -1,5 +1,5 @@
 """The generation journal: `refs/darwin/journal`, a chain of commits, one per step of the loop
-that must survive a crash (noise floor measured, selection planned, generation done). Each
+that must survive a crash (the run started, before any candidate; noise floor measured, selection planned, generation done). Each
 commit's tree holds `record.json`; its message says the same in words, so
 `git log refs/darwin/journal` reads as the run's diary.
 
@@ -35,6 +35,10 @@ def parse_record(data: bytes | None) -> dict:
 class Journal:
     def __init__(self, repo: pygit2.Repository):
         self.doc = RefDocument(repo, JOURNAL_REF, RECORD_FILE)
+
+    def started(self) -> bool:
+        """Whether any record was written (the ref exists; nothing is read)."""
+        return self.doc.tip() is not None
 
     def records(self) -> list[dict]:
         """Oldest first. A version that cannot be read stops the reader (DamagedPopulation):
