@@ -39,7 +39,7 @@ def enclosing_population(cwd: Path | None = None) -> Path | None:
     population: the darwin-git checkout of the quick start)."""
     import pygit2
 
-    from .repo import AGENT_PREFIX, CONFIG_REF  # a population's marks: its config, its agents
+    from .refs import AGENT_PREFIX, CONFIG_REF  # a population's marks: its config, its agents
 
     try:
         found = pygit2.discover_repository(str(cwd or Path.cwd()))

@@ -1,10 +1,19 @@
-"""Compare-and-swap ref updates: every move names the tip it expects, and all moves of one
+"""The population's ref names, and compare-and-swap ref updates: every move names the tip it expects, and all moves of one
 call happen together or not at all (a libgit2 ref transaction holds the ref locks)."""
 from __future__ import annotations
 
 import pygit2
 
 from .errors import RefMoved
+
+# The population's ref names (population/repo.py hands them on; layout.py reads two).
+AGENT_PREFIX = "refs/heads/agents/"
+PRUNED_PREFIX = "refs/darwin/pruned/"
+CANDIDATE_PREFIX = "refs/darwin/candidates/"  # every child evolve proposed: g<G>/<slot>
+CONFIG_REF = "refs/darwin/config"  # the run config, run.toml (darwin_git.runconfig)
+JOURNAL_REF = "refs/darwin/journal"  # the run's diary (darwin_git.population.journal)
+SEED_REF = "refs/heads/seed"
+GUIDANCE_REF = "refs/heads/guidance"  # human steering text, an orphan history (hitl/guidance.py)
 
 ENGINE_NAME = "darwin-git"
 ENGINE_EMAIL = "darwin-git@localhost"

@@ -19,15 +19,9 @@ from .message import (AGENT_TRAILER, ATTEMPTS_TRAILER, COST_TRAILER, GENERATION_
                       MODEL_TRAILER, MUTATOR_TRAILER, OPERATOR_TRAILER, SPEAKER_TRAILER,
                       TOKENS_TRAILER, format_message, parse_message)
 from .notes import NOTES_REF, Notes
-from .refs import engine_signature, ref_target, update_refs
+from .refs import (AGENT_PREFIX, CANDIDATE_PREFIX, CONFIG_REF, GUIDANCE_REF, JOURNAL_REF,  # noqa: F401
+                   PRUNED_PREFIX, SEED_REF, engine_signature, ref_target, update_refs)
 
-AGENT_PREFIX = "refs/heads/agents/"
-PRUNED_PREFIX = "refs/darwin/pruned/"
-CANDIDATE_PREFIX = "refs/darwin/candidates/"  # every child evolve proposed: g<G>/<slot>
-CONFIG_REF = "refs/darwin/config"  # the run config, run.toml (darwin_git.runconfig)
-JOURNAL_REF = "refs/darwin/journal"  # the run's diary (darwin_git.population.journal)
-SEED_REF = "refs/heads/seed"
-GUIDANCE_REF = "refs/heads/guidance"  # human steering text, an orphan history (hitl/guidance.py)
 # The refs that make a population, and so the only ones push/pull carry between clones (a
 # stray `master` or a human's own notes stay where they are). A pattern ending in "/*" is a
 # namespace; anything else one ref.
