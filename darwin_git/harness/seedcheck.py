@@ -404,9 +404,10 @@ def check_seed(seed: Path, contract: Contract, level: str = "tree", device: str 
     if level == "train":
         result = preflight(seed, contract, budget_s, device=device, clock=clock)
         if result.get("status") != "ok":
-            # the harness's finding (a checkpoint missing, unloadable or late, a budget
-            # overrun) or the code's own error: never just the run's last log line
-            said = reason(result) or "no output"
+            # the code's own error as the pre-flight saw it (sealed scoring says only its
+            # cause), else the harness's finding (a checkpoint missing, unloadable or late, a
+            # budget overrun) or the code's error line: never just the run's last log line
+            said = result.get("preflight") or reason(result) or "no output"
             raise SeedError(f"seed {seed} cannot train: {result.get('status')} "
                             f"({result.get('cause')}): {said}; "
                             "fix it, or skip this check with --no-check")
