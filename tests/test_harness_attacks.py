@@ -34,9 +34,12 @@ def test_peeking_at_the_target_and_caching_by_prefix_only_scores_worse(tmp_path,
     assert r["status"] != "ok" or r["val_loss"] > honest["val_loss"] + 1.0, r["log_tail"]
     # How it ends is chance and the machine's speed: ok and worse (the cache hides the peek
     # from the probe), a fresh process's audit that met a filler token equal to a target
-    # (its losses moved), or past scoring's compute (the cache grows with every row).
+    # (its losses moved), past scoring's compute (the cache grows with every row), or windows
+    # served later scoring better than those served first (answers from what earlier
+    # requests showed it: the seal's order check, seen under load).
     assert r["status"] == "ok" or r["cause"] in ("audit_mismatch", "noncausal",
-                                                 "eval_budget_exceeded"), r["log_tail"]
+                                                 "eval_budget_exceeded",
+                                                 "test_time_learning"), r["log_tail"]
 
 
 def test_an_expanded_unbound_entry_and_a_cheap_bench_inflate_nothing(tmp_path, data_root,
