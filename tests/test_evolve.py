@@ -213,7 +213,9 @@ def test_generation_where_every_candidate_fails(tmp_path, tiny_seed, preflight):
         assert (counted["checks"], counted["caught"]) == (2, 2) and counted["seconds"] > 0
     else:
         failed = [e for e in ev if e["event"] == "evaluated" and e["status"] == "train_failed"]
-        assert len(failed) == 2 and all(e["cause"] for e in failed)
+        said = [(e["event"], e.get("status") or e.get("cause") or e.get("summary"))
+                for e in ev if e["event"] not in ("eval_started", "progress")]
+        assert len(failed) == 2 and all(e["cause"] for e in failed), said
         mem = json.loads((repo.parent / "memory" / "agent-00.json").read_text())
         assert [p["outcome"] for p in mem["proposals"]] == ["failed"]
     assert not [e for e in ev if e["event"] == "accepted"]
