@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from darwin_git.mutate.base import Mutation, MutationFailure, Mutator
 from darwin_git.progress import Sink
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -186,3 +187,31 @@ class Events(Sink):
 
     def of(self, kind):
         return [e for e in self.events if e.get("event") == kind]
+
+
+def write_fake_seed(tmp_path: Path) -> Path:
+    """A seed for runs on the fake executor (tests/fake_executor.py reads its tree, never runs
+    it): tmp_path/seed, made if missing."""
+    seed = tmp_path / "seed"
+    seed.mkdir(exist_ok=True)
+    for name, text in {"darwin.toml": seed_toml(budget_s=30), "model.py": BIGRAM_MODEL,
+                       "train.py": "print('steps: 1')\n"}.items():
+        (seed / name).write_text(text)
+    return seed
+
+
+class Planted(Mutator):
+    """A mutator whose child of a target carries that target's planted ``# fake-effect``
+    (the fake executor's true effect); a target with nothing planted gets no child."""
+    name = "planted"
+
+    def __init__(self, by_target: dict):
+        self.by_target = by_target
+
+    def propose(self, ctx):
+        extra = self.by_target.get(ctx.target_agent)
+        if extra is None:
+            return MutationFailure("no_operator", "nothing planted", "none", self.name)
+        return Mutation(summary=f"plant {extra}", reasoning="r", operator="test",
+                        mutator=self.name, changes={"train.py": ctx.files["train.py"] +
+                                                    f"# fake-effect: {extra}\n"})

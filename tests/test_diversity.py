@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import random
 
-from conftest import BIGRAM_MODEL, Events, seed_toml
+from conftest import Events, Planted, write_fake_seed
 from fake_executor import FakeExecutor
 
 from darwin_git.create import init_population
 from darwin_git.evolve import islands
 from darwin_git.evolve.loop import Evolution
-from darwin_git.mutate.base import Mutation, MutationFailure, Mutator
 from darwin_git.population.journal import Journal
 from darwin_git.readmodel import ReadModel
 from darwin_git.selection_rules import (SelectionSettings, distinct, plan_migrations,
@@ -79,27 +78,8 @@ def test_membership_deals_agents_round_robin_and_keeps_it(tmp_path):
     assert islands.count(2, 3) == 1 and islands.count(2, 4) == 2 and islands.count(3, 9) == 3
 
 
-class Planted(Mutator):
-    name = "planted"
-
-    def __init__(self, by_target):
-        self.by_target = by_target
-
-    def propose(self, ctx):
-        extra = self.by_target.get(ctx.target_agent)
-        if extra is None:
-            return MutationFailure("no_operator", "nothing planted", "none", self.name)
-        return Mutation(summary=f"plant {extra}", reasoning="r", operator="test",
-                        mutator=self.name, changes={"train.py": ctx.files["train.py"] +
-                                                    f"# fake-effect: {extra}\n"})
-
-
 def _pop(tmp_path, agents):
-    seed = tmp_path / "seed"
-    seed.mkdir(exist_ok=True)
-    for name, text in {"darwin.toml": seed_toml(budget_s=30), "model.py": BIGRAM_MODEL,
-                       "train.py": "print('steps: 1')\n"}.items():
-        (seed / name).write_text(text)
+    seed = write_fake_seed(tmp_path)
     return init_population(tmp_path / "run" / "population", seed=seed, agents=agents,
                            hooks=False)
 

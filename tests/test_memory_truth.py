@@ -5,7 +5,7 @@ keeps its history within a budget with the code first. The loop runs on the fake
 from __future__ import annotations
 
 import pytest
-from conftest import BIGRAM_MODEL, Events, seed_toml
+from conftest import Events, write_fake_seed
 from fake_executor import FakeExecutor
 
 from darwin_git import memory
@@ -42,11 +42,7 @@ class Scripted(Mutator):
 
 @pytest.fixture
 def pop(tmp_path):
-    seed = tmp_path / "seed"
-    seed.mkdir()
-    for name, text in {"darwin.toml": seed_toml(budget_s=30), "model.py": BIGRAM_MODEL,
-                       "train.py": "print('steps: 1')\n"}.items():
-        (seed / name).write_text(text)
+    seed = write_fake_seed(tmp_path)
     return init_population(tmp_path / "run" / "population", seed=seed, agents=3, hooks=False)
 
 

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BIGRAM_MODEL, run_git, seed_toml
+from conftest import run_git, write_fake_seed
 
 FAKE_EVOLVE = [sys.executable, str(Path(__file__).with_name("fake_evolve.py"))]
 DARWIN = [sys.executable, "-m", "darwin_git.cli"]
@@ -57,11 +57,7 @@ def closed_port() -> int:
 
 
 def population(tmp_path) -> Path:
-    seed = tmp_path / "seed"
-    seed.mkdir()
-    for name, text in {"darwin.toml": seed_toml(budget_s=30), "model.py": BIGRAM_MODEL,
-                       "train.py": "print('steps: 1')\n"}.items():
-        (seed / name).write_text(text)
+    seed = write_fake_seed(tmp_path)
     repo = tmp_path / "run" / "population"
     subprocess.run([*DARWIN, "init", "--repo", str(repo), "--seed", str(seed), "--agents", "4",
                     "--no-check"], check=True, capture_output=True)

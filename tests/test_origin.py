@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import BIGRAM_MODEL, Events, seed_toml
+from conftest import BIGRAM_MODEL, Events, seed_toml, write_fake_seed
 from fake_executor import FakeExecutor
 
 from darwin_git import memory, origin
@@ -142,11 +142,7 @@ class TwoWays(Mutator):
 
 
 def test_the_infrastructure_s_failures_never_reach_memory_or_prompts_as_the_code_s(tmp_path):
-    seed = tmp_path / "seed"
-    seed.mkdir()
-    for name, text in {"darwin.toml": seed_toml(budget_s=30), "model.py": BIGRAM_MODEL,
-                       "train.py": "print('steps: 1')\n"}.items():
-        (seed / name).write_text(text)
+    seed = write_fake_seed(tmp_path)
     pop = init_population(tmp_path / "run" / "population", seed=seed, agents=2, hooks=False)
     s = EvolveSettings(generations=1, budget_s=30.0, clock="cpu", slots=2, noise_repeats=2,
                        pairing="self", preflight_s=0, retry_backoff_s=0.0, infra_retries=1,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from click.testing import CliRunner
-from conftest import BIGRAM_MODEL, Events, seed_toml
+from conftest import Events, Planted, write_fake_seed
 from fake_executor import FakeExecutor
 
 import known_run
@@ -15,7 +15,6 @@ from darwin_git import memory
 from darwin_git.cli import cli
 from darwin_git.create import init_population
 from darwin_git.evolve.loop import Evolution
-from darwin_git.mutate.base import Mutation, MutationFailure, Mutator
 from darwin_git.population.journal import Journal
 from darwin_git.readmodel import ReadModel
 from darwin_git.report import collect, render_markdown
@@ -114,27 +113,8 @@ def test_the_report_counts_proposed_children_from_the_generation_s_record(popula
         in render_markdown(d)
 
 
-class Planted(Mutator):
-    name = "planted"
-
-    def __init__(self, by_target):
-        self.by_target = by_target
-
-    def propose(self, ctx):
-        extra = self.by_target.get(ctx.target_agent)
-        if extra is None:
-            return MutationFailure("no_operator", "nothing planted", "none", self.name)
-        return Mutation(summary=f"plant {extra}", reasoning="r", operator="test",
-                        mutator=self.name, changes={"train.py": ctx.files["train.py"] +
-                                                    f"# fake-effect: {extra}\n"})
-
-
 def test_the_report_shows_resolution_headline_diversity_steps_and_infrastructure(tmp_path):
-    seed = tmp_path / "seed"
-    seed.mkdir()
-    for name, text in {"darwin.toml": seed_toml(budget_s=30), "model.py": BIGRAM_MODEL,
-                       "train.py": "print('steps: 1')\n"}.items():
-        (seed / name).write_text(text)
+    seed = write_fake_seed(tmp_path)
     pop = init_population(tmp_path / "run" / "population", seed=seed, agents=2, hooks=False)
     s = EvolveSettings(generations=1, budget_s=30.0, clock="cpu", slots=2, noise_repeats=2,
                        pairing="self", preflight_s=0, retry_backoff_s=0.0, headline_pairs=2,
