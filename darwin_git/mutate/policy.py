@@ -20,7 +20,6 @@ that would cut a message short (a NUL ends it for git, and its trailers with it)
 """
 from __future__ import annotations
 
-import ast
 import io
 import re
 import tokenize
@@ -29,6 +28,7 @@ from collections.abc import Iterable
 from ..contract import Contract
 from . import paths
 from .errors import DiffError
+from .pyast import parse
 
 GIT_CONTROL = paths.GIT_CONTROL
 REGULAR = 0o100644  # the one file mode a mutation writes
@@ -155,7 +155,7 @@ def python_problem(path: str, text: str) -> str | None:
         return (f"{path!r} declares the encoding {declared!r} but is written as UTF-8: keep its "
                 "text ASCII or change no declared encoding")
     try:
-        compile(data, path, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
+        parse(data, path)
     except SyntaxError as exc:
         where = f" (line {exc.lineno})" if exc.lineno else ""
         return f"{path!r} does not parse{where}: {exc.msg}"

@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from ..pyast import parse
+
 _AFTER = re.compile(r"[ \t]*,?[ \t]*(?:#[^\n]*)?$")  # what may follow a setting on its own line
 
 
@@ -117,7 +119,7 @@ def defines_name(text: str, name: str) -> bool:
 def parse_code(path: str, text: str) -> Parsed | None:
     """Every setting of a file (see the module's docstring); None when it does not parse."""
     try:
-        tree = ast.parse(text)
+        tree = parse(text)
     except (SyntaxError, ValueError):
         return None
     return _Reader(path, text).read(tree)

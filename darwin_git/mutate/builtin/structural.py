@@ -14,6 +14,7 @@ import random
 import re
 from typing import Callable
 
+from ..pyast import parse
 from .core import Code, Edit, Operator
 from .numeric import DECAY_STEPS, N_EMBD, N_HEAD, WARMUP_STEPS
 from .settings import Site, defines_name, find_setting
@@ -121,7 +122,7 @@ def _statement_before(text: str, site: int) -> int:
     else: ...`` see it), or before the innermost statement when q or k are assigned in that
     same statement first."""
     try:
-        tree = ast.parse(text)
+        tree = parse(text)
     except (SyntaxError, ValueError):
         return site
     line = text.count("\n", 0, site) + 1
